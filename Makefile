@@ -1,0 +1,60 @@
+# agentplane: `make dev` serves the whole API locally; `make test` runs every check CI runs.
+PYTHON ?= python3.11
+VENV := .venv
+SAM_VENV := .venv-sam
+PY := $(VENV)/bin/python
+SAM := $(SAM_VENV)/bin/sam
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+# sam validate/build need credentials to exist, never to be valid: they stay offline.
+OFFLINE_AWS := AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline AWS_SESSION_TOKEN=offline
+
+.PHONY: dev dev-reset test lint typecheck unit template build deploy bench openapi clean
+
+$(VENV)/.installed: requirements-dev.txt layers/agentplane/python/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# aws-sam-cli pins its own boto3 and pydantic, so it lives in a virtualenv of its own.
+$(SAM_VENV)/.installed: requirements-sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-sam.txt
+	touch $@
+
+dev: $(VENV)/.installed
+	$(PY) -m devstack
+
+dev-reset:
+	rm -rf .local
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+unit: $(VENV)/.installed $(SAM_VENV)/.installed
+	SAM_CLI=$(abspath $(SAM)) $(PY) -m pytest --cov --cov-report=term
+
+template: $(VENV)/.installed $(SAM_VENV)/.installed
+	$(OFFLINE_AWS) $(SAM) validate --lint
+	$(VENV)/bin/cfn-lint template.yaml
+
+test: lint typecheck template unit
+
+build: $(SAM_VENV)/.installed
+	$(SAM) build
+
+deploy: build
+	$(SAM) deploy --guided
+
+bench: $(VENV)/.installed
+	$(PY) -m bench
+
+openapi: $(VENV)/.installed
+	$(PY) -m functions.docs.generate
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .coverage htmlcov

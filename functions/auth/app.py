@@ -1,0 +1,80 @@
+"""Auth family: /api/v1/auth/* and the GDPR erase of /api/v1/users/me."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import Response
+
+from agentplane.http import (
+    PROBLEM_RESPONSES,
+    Data,
+    create_app,
+    created,
+    lambda_entry,
+    limit_group,
+    ok,
+    request_principal,
+)
+from agentplane.logic import accounts
+from agentplane.models.auth import (
+    DeviceToken,
+    DeviceTokenRequest,
+    ForgotPasswordRequest,
+    LoginRequest,
+    LogoutRequest,
+    Message,
+    RefreshRequest,
+    RegisterRequest,
+    ResetPasswordRequest,
+    Session,
+    User,
+)
+
+app = create_app()
+# Unauthenticated routes are limited per client IP (60/min by default).
+per_ip = [limit_group("auth", by="ip")]
+
+
+@app.post("/api/v1/auth/register", middlewares=per_ip, responses={201: {"description": "Created"}, **PROBLEM_RESPONSES})
+def register(body: RegisterRequest) -> Response[Data[User]]:
+    return created(accounts.register(body))
+
+
+@app.post("/api/v1/auth/login", middlewares=per_ip, responses=PROBLEM_RESPONSES)
+def login(body: LoginRequest) -> Data[Session]:
+    return ok(accounts.login(body))
+
+
+@app.post("/api/v1/auth/token", middlewares=per_ip, responses={201: {"description": "Created"}, **PROBLEM_RESPONSES})
+def device_token(body: DeviceTokenRequest) -> Response[Data[DeviceToken]]:
+    return created(accounts.issue_device_token(body))
+
+
+@app.post("/api/v1/auth/refresh", middlewares=per_ip, responses=PROBLEM_RESPONSES)
+def refresh(body: RefreshRequest) -> Data[Session]:
+    return ok(accounts.refresh_session(body.refresh_token))
+
+
+@app.post("/api/v1/auth/forgot-password", middlewares=per_ip, responses=PROBLEM_RESPONSES)
+def forgot_password(body: ForgotPasswordRequest) -> Data[Message]:
+    accounts.forgot_password(body.email)
+    return ok(Message(message="if an account exists for this email, a reset link has been sent"))
+
+
+@app.post("/api/v1/auth/reset-password", middlewares=per_ip, responses=PROBLEM_RESPONSES)
+def reset_password(body: ResetPasswordRequest) -> Data[Message]:
+    accounts.reset_password(body)
+    return ok(Message(message="password changed; every session was logged out"))
+
+
+@app.post("/api/v1/auth/logout", responses=PROBLEM_RESPONSES)
+def logout(body: LogoutRequest | None = None) -> Data[Message]:
+    accounts.logout(request_principal(app), (body or LogoutRequest()).all_devices)
+    return ok(Message(message="logged out"))
+
+
+@app.get("/api/v1/auth/me", responses=PROBLEM_RESPONSES)
+def auth_me() -> Data[User]:
+    return ok(accounts.current_user(request_principal(app)))
+
+
+lambda_handler = lambda_entry(app)

@@ -1,0 +1,42 @@
+"""Health probes, version, site status and public configuration constants."""
+
+from __future__ import annotations
+
+from agentplane.http import Data, create_app, lambda_entry
+from agentplane.logic import health
+from agentplane.models.health import Constants, Health, Ready, SiteStatus, Version
+
+app = create_app()
+
+
+@app.get("/api/health")
+def get_health() -> Data[Health]:
+    return Data(data=health.health())
+
+
+@app.get("/api/v1/health")
+def get_health_v1() -> Data[Health]:
+    return Data(data=health.health())
+
+
+@app.get("/api/ready")
+def get_ready() -> Data[Ready]:
+    return Data(data=health.ready())
+
+
+@app.get("/api/version")
+def get_version() -> Data[Version]:
+    return Data(data=health.version())
+
+
+@app.get("/api/site/status")
+def get_site_status() -> Data[SiteStatus]:
+    return Data(data=health.site_status())
+
+
+@app.get("/api/v1/config/constants")
+def get_constants() -> Data[Constants]:
+    return Data(data=health.constants())
+
+
+lambda_handler = lambda_entry(app)

@@ -1,0 +1,93 @@
+"""Workspace access: is the caller a member, with which role, and may this token do this?
+
+Reads trust the memberships the authorizer resolved (cached by API Gateway for a short TTL), so a
+GET costs no extra round trip. Writes re-check the membership inside their own transaction, so a
+member removed a moment ago cannot change anything even while their authorizer result is cached.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from agentplane import keys
+from agentplane.auth.principal import Principal
+from agentplane.auth.scopes import AGENT_SCOPES, ROLE_SCOPES, Role, roles_with
+from agentplane.errors import Forbidden, MissingScope, NotFound, Unauthorized
+from agentplane.store import Expr, Transaction, TransactionFailed, attr_in, get_store
+
+
+@dataclass(frozen=True)
+class Access:
+    principal: Principal
+    workspace_id: str
+    role: Role
+    scope: str | None
+
+    @property
+    def actor_id(self) -> str:
+        return self.principal.user_id or self.principal.id
+
+    def require(self, scope: str) -> None:
+        _check_scope(self.principal, self.role, scope)
+
+    def transaction(self) -> Transaction:
+        """A transaction whose first two operations re-check the caller's right to write: the
+        token is still live, and (for people) the membership still grants the scope."""
+        tx = get_store().transaction()
+        tx.check(keys.token_key(self.principal.token_hash), live_token())
+        if self.principal.kind != "agent_key":
+            # Agent keys carry no membership: the live token is their whole right to act.
+            assert self.principal.user_id is not None
+            allowed = roles_with(self.scope) if self.scope else [r.value for r in Role]
+            tx.check(keys.member_key(self.workspace_id, self.principal.user_id), attr_in("role", allowed))
+        return tx
+
+    def commit(self, tx: Transaction) -> None:
+        """Commit; a lost guard means the token was revoked or the caller no longer belongs here."""
+        try:
+            tx.commit()
+        except TransactionFailed as failure:
+            if failure.failed_index() == 0:
+                raise Unauthorized("the token is invalid, expired or revoked") from failure
+            if failure.failed_index() == 1 and self.principal.kind != "agent_key":
+                raise NotFound("workspace not found") from failure
+            raise
+
+
+def live_token() -> Expr:
+    now = int(time.time())
+    return Expr(
+        "attribute_exists(#pk) AND attribute_not_exists(#revoked) AND (attribute_not_exists(#exp) OR #exp > :now)",
+        {"#pk": "PK", "#revoked": "revoked", "#exp": "expires_at"},
+        {":now": now},
+    )
+
+
+def _check_scope(principal: Principal, role: Role, scope: str) -> None:
+    granted = AGENT_SCOPES if principal.kind == "agent_key" else ROLE_SCOPES[role]
+    if scope not in granted:
+        raise Forbidden(f"the '{role.value}' role cannot use '{scope}'", required_scope=scope, role=role.value)
+    if not principal.has_scope(scope):
+        raise MissingScope(scope)
+
+
+def workspace_access(principal: Principal, workspace_id: str, scope: str | None = None) -> Access:
+    """Resolve the caller's role in `workspace_id`; a non-member gets 404 so ids do not leak."""
+    if principal.workspace_id and principal.workspace_id != workspace_id:
+        raise NotFound("workspace not found")
+    if principal.kind == "agent_key":
+        role = Role.member
+    else:
+        role_name = principal.memberships.get(workspace_id)
+        if role_name is None:
+            # Not in the cached snapshot: a workspace joined or created since the token was cached.
+            assert principal.user_id is not None
+            member = get_store().get(keys.member_key(workspace_id, principal.user_id))
+            if member is None:
+                raise NotFound("workspace not found")
+            role_name = member["role"]
+        role = Role(role_name)
+    if scope:
+        _check_scope(principal, role, scope)
+    return Access(principal=principal, workspace_id=workspace_id, role=role, scope=scope)

@@ -1,0 +1,65 @@
+"""Audit events, written in the same transaction as the change they record."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from agentplane import keys
+from agentplane.ids import iso, new_id
+from agentplane.store import Transaction
+
+# Field names whose values never reach the audit trail.
+_SECRET_FIELDS = ("password", "secret", "token", "key", "api_key", "value", "authorization", "credential")
+
+
+def redact_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    clean: dict[str, Any] = {}
+    for name, value in data.items():
+        lowered = name.lower()
+        if any(lowered == f or lowered.endswith("_" + f) for f in _SECRET_FIELDS):
+            clean[name] = "[redacted]"
+        elif isinstance(value, Mapping):
+            clean[name] = redact_fields(value)
+        else:
+            clean[name] = value
+    return clean
+
+
+def audit_item(
+    workspace_id: str,
+    actor_id: str,
+    action: str,
+    target_type: str,
+    target_id: str,
+    request_id: str = "",
+    details: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    audit_id = new_id("aud")
+    at = iso()
+    return {
+        **keys.audit_key(workspace_id, audit_id),
+        keys.ENTITY: "audit",
+        "id": audit_id,
+        "workspace_id": workspace_id,
+        "actor_id": actor_id,
+        "action": action,
+        "target_type": target_type,
+        "target_id": target_id,
+        "request_id": request_id,
+        "details": redact_fields(details or {}),
+        "created_at": at,
+    }
+
+
+def record(
+    tx: Transaction,
+    workspace_id: str,
+    actor_id: str,
+    action: str,
+    target_type: str,
+    target_id: str,
+    request_id: str = "",
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    tx.put(audit_item(workspace_id, actor_id, action, target_type, target_id, request_id, details))

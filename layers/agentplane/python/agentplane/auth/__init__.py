@@ -1,0 +1,1 @@
+"""Authentication and authorization: secrets, principals, roles and scopes."""

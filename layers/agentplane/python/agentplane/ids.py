@@ -1,0 +1,42 @@
+"""Identifiers and clocks. IDs are a type prefix plus a time-ordered, unguessable suffix."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def _encode(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str) -> str:
+    """`prefix_` + 10 chars of milliseconds + 16 random chars (80 bits): sorts by creation time."""
+    millis = int(time.time() * 1000)
+    rand = int.from_bytes(os.urandom(10), "big")
+    return f"{prefix}_{_encode(millis, 10)}{_encode(rand, 16)}"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime | None = None) -> str:
+    """ISO-8601 UTC with a `Z`, millisecond precision: sorts lexically in time order."""
+    moment = moment or now()
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_iso(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def epoch(moment: datetime | None = None) -> int:
+    return int((moment or now()).timestamp())

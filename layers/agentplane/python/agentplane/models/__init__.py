@@ -1,0 +1,1 @@
+"""Request and response models (pydantic), one module per family."""

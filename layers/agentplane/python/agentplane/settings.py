@@ -1,0 +1,41 @@
+"""Runtime settings, read from the environment once and validated at import.
+
+A missing or malformed setting fails the cold start loudly instead of surfacing later as a 500.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    table_name: str = Field(alias="TABLE_NAME", min_length=3)
+    stage: str = Field(default="dev", alias="STAGE")
+    signing_secret: str = Field(alias="SIGNING_SECRET", min_length=16)
+    kms_key_id: str = Field(default="", alias="KMS_KEY_ID")
+    artifacts_bucket: str = Field(default="", alias="ARTIFACTS_BUCKET")
+    service_version: str = Field(default="0.1.0", alias="SERVICE_VERSION")
+    # Session tokens slide: each use pushes expiry to now + this many seconds.
+    session_ttl_seconds: int = Field(default=7 * 24 * 3600, alias="SESSION_TTL_SECONDS", ge=60)
+    refresh_ttl_seconds: int = Field(default=30 * 24 * 3600, alias="REFRESH_TTL_SECONDS", ge=60)
+    rate_limit_per_minute: int = Field(default=600, alias="RATE_LIMIT_PER_MINUTE", ge=1)
+    auth_rate_limit_per_minute: int = Field(default=60, alias="AUTH_RATE_LIMIT_PER_MINUTE", ge=1)
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, alias="IDEMPOTENCY_TTL_SECONDS", ge=60)
+    site_owner_email: str = Field(default="", alias="SITE_OWNER_EMAIL")
+
+
+class SettingsError(RuntimeError):
+    """Raised at import when the environment does not describe a valid deployment."""
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    try:
+        return Settings.model_validate(dict(os.environ))
+    except ValidationError as exc:  # pragma: no cover - exercised by the cold-start test
+        raise SettingsError(f"invalid agentplane settings: {exc}") from exc
