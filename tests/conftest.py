@@ -65,12 +65,13 @@ class Client:
 
 @pytest.fixture
 def stack() -> Iterator[aws.Resources]:
-    from agentplane import idempotency, ratelimit, store
+    from agentplane import crypto, idempotency, ratelimit, store
 
     mock = aws.start()
     try:
         resources = aws.provision(SIGNING_SECRET)
         store.reset_store()
+        crypto.reset()
         idempotency.reset()
         ratelimit.reset_local_counters()
         yield resources

@@ -171,3 +171,33 @@ def task_list_gsi(ws_id: str) -> str:
 def site_owner_key() -> Key:
     """Claimed once, by the first account ever registered."""
     return key(SITE, "OWNER")
+
+
+# Each family's keys go below its marker line (keep the marker).
+# @keys:api_keys
+
+# @keys:workspaces
+
+# @keys:projects
+
+# @keys:tasks_workflow
+
+# @keys:sprints
+
+# @keys:threads
+
+# @keys:knowledge
+
+# @keys:notifications
+
+# @keys:search
+
+# @keys:agents
+
+# @keys:memories
+
+# @keys:queue
+
+# @keys:schedules
+
+# @keys:runs
