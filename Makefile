@@ -9,7 +9,7 @@ export SAM_CLI_TELEMETRY := 0
 # sam validate/build need credentials to exist, never to be valid: they stay offline.
 OFFLINE_AWS := AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline AWS_SESSION_TOKEN=offline
 
-.PHONY: dev dev-reset test lint typecheck unit template build deploy bench openapi clean
+.PHONY: dev dev-reset test lint typecheck unit template build deploy bench openapi events access-patterns generate clean
 
 $(VENV)/.installed: requirements-dev.txt layers/agentplane/python/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,16 @@ bench: $(VENV)/.installed
 
 openapi: $(VENV)/.installed
 	$(PY) -m functions.docs.generate
+
+# One sample API Gateway event per template route, for `sam local invoke -e events/<file>`.
+events: $(VENV)/.installed
+	$(PY) -m devstack.events
+
+access-patterns: $(VENV)/.installed
+	$(PY) -m devstack.access_patterns
+
+# Everything generated from template.yaml and the code; the tests fail when any of it is stale.
+generate: openapi events access-patterns
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .coverage htmlcov

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import os
+import re
+import threading
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +19,17 @@ from devstack import template
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+STACK_NAME = "agentplane"
+PSEUDO_PARAMETERS = {
+    "AWS::Region": REGION,
+    "AWS::AccountId": ACCOUNT,
+    "AWS::Partition": "aws",
+    "AWS::URLSuffix": "amazonaws.com",
+    "AWS::StackName": STACK_NAME,
+    "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK_NAME}/local",
+    "AWS::NoValue": "",
+}
+log = logging.getLogger("devstack")
 MOTO_CONFIG: Any = {
     "stepfunctions": {"execute_state_machine": True},
     "lambda": {"use_docker": False},
@@ -46,10 +63,79 @@ def set_offline_environment() -> None:
     os.environ.pop("AWS_ENDPOINT_URL", None)
 
 
+# moto's DynamoDB is not thread-safe: two threads can both pass a transaction's condition. DynamoDB
+# applies each write (and each TransactWriteItems) atomically, so the emulation does the same.
+_DYNAMODB_DATA_PLANE = (
+    "get_item", "batch_get_item", "put_item", "update_item", "delete_item", "batch_write_item",
+    "transact_write_items", "transact_get_items", "query", "scan",
+)  # fmt: skip
+_dynamodb_lock = threading.RLock()
+
+
+def _serialize_dynamodb() -> None:
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
+
+    # The whole request, not only the backend call: moto builds the response from live items.
+    handle = DynamoHandler.call_action
+    if not getattr(handle, "_serialized", False):
+
+        def serialized_request(self: Any) -> Any:
+            with _dynamodb_lock:
+                return handle(self)
+
+        serialized_request._serialized = True  # type: ignore[attr-defined]
+        DynamoHandler.call_action = serialized_request  # type: ignore[method-assign]
+
+    for name in _DYNAMODB_DATA_PLANE:
+        original = getattr(DynamoDBBackend, name)
+        if getattr(original, "_serialized", False):
+            continue
+
+        def serialized(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
+            with _dynamodb_lock:
+                return __original(self, *args, **kwargs)
+
+        serialized._serialized = True  # type: ignore[attr-defined]
+        setattr(DynamoDBBackend, name, serialized)
+
+
+_session: list[boto3.Session] = []
+
+
+def _shared_session() -> boto3.Session:
+    """moto gives every mock a fresh default boto3 session, which reloads every service model
+    (about half a second per service). One session for the process keeps the models loaded."""
+    if not _session:
+        _session.append(boto3.Session(region_name=REGION))
+    return _session[0]
+
+
+def _cache_asl_validation() -> None:
+    """Parsing an ASL definition costs moto ~0.6 s; the same definition validates the same way."""
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    validate = StepFunctionsParserBackend._validate_definition
+    if getattr(validate, "_cached", False):
+        return
+    valid: set[str] = set()
+
+    def cached(definition: str) -> None:
+        if definition not in valid:
+            validate(definition=definition)
+            valid.add(definition)
+
+    cached._cached = True  # type: ignore[attr-defined]
+    StepFunctionsParserBackend._validate_definition = staticmethod(cached)  # type: ignore[method-assign,assignment]
+
+
 def start() -> Any:
     set_offline_environment()
+    _serialize_dynamodb()
+    _cache_asl_validation()
     mock = mock_aws(config=MOTO_CONFIG)
     mock.start()
+    boto3.DEFAULT_SESSION = _shared_session()  # moto's patch puts its own value back on stop
     return mock
 
 
@@ -95,46 +181,141 @@ def _queue(resources: Resources, logical_id: str, props: dict[str, Any]) -> None
     resources.arns[logical_id] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:agentplane-{logical_id.lower()}"
 
 
+def _function(resources: Resources, logical_id: str, props: dict[str, Any]) -> None:
+    name = template.functions()[logical_id].physical_name
+    resources.names[logical_id] = name
+    resources.arns[logical_id] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+
+
+def _websocket_api(resources: Resources, logical_id: str, props: dict[str, Any]) -> None:
+    if props.get("ProtocolType") != "WEBSOCKET":
+        return
+    api = next(a for a in template.websocket_apis() if a.logical_id == logical_id)
+    resources.names[logical_id] = api.api_id
+    resources.arns[f"{logical_id}.ApiId"] = api.api_id
+    resources.arns[f"{logical_id}.ApiEndpoint"] = f"wss://{api.domain_name}"
+    resources.arns[logical_id] = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api.api_id}"
+
+
+def _stage(resources: Resources, logical_id: str, props: dict[str, Any]) -> None:
+    resources.names[logical_id] = str(props.get("StageName", "$default"))
+
+
 PROVISIONERS = {
     "AWS::DynamoDB::Table": _table,
     "AWS::KMS::Key": _kms_key,
     "AWS::S3::Bucket": _bucket,
     "AWS::SQS::Queue": _queue,
+    "AWS::Serverless::Function": _function,
+    "AWS::ApiGatewayV2::Api": _websocket_api,
+    "AWS::ApiGatewayV2::Stage": _stage,
 }
 
 
-def provision(signing_secret: str) -> Resources:
-    """Create every emulated resource the template declares, then export the functions' env."""
+def provision(signing_secret: str, lambda_functions: bool = False) -> Resources:
+    """Create every emulated resource the template declares, then export the functions' env.
+
+    With `lambda_functions`, the functions also exist in moto's Lambda (the local stack wants
+    that, so ARNs resolve for any caller; the per-test stack skips it for speed)."""
     resources = Resources()
     for logical_id, resource in template.resources().items():
         provisioner = PROVISIONERS.get(resource["Type"])
         if provisioner:
             provisioner(resources, logical_id, resource.get("Properties") or {})
     resources.names["SigningSecret"] = signing_secret
+    if lambda_functions:
+        create_lambda_functions(resources)
+    if template.state_machines():
+        from devstack import stepfunctions
+
+        stepfunctions.create_state_machines(resources)
     os.environ.update(resolve_environment(resources))
     return resources
 
 
+def create_lambda_functions(resources: Resources) -> None:
+    iam = boto3.client("iam", region_name=REGION)
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    role = iam.create_role(RoleName=f"{STACK_NAME}-local-functions", AssumeRolePolicyDocument=json.dumps(trust))
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("app.py", "# the code runs in-process; see devstack.lambdas\n")
+    client = boto3.client("lambda", region_name=REGION)
+    for logical_id, function in template.functions().items():
+        client.create_function(
+            FunctionName=resources.names[logical_id],
+            Runtime="python3.11",
+            Role=role["Role"]["Arn"],
+            Handler=function.handler,
+            Code={"ZipFile": archive.getvalue()},
+        )
+
+
+def _sub(text: str, variables: dict[str, Any], resources: Resources) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name.startswith("!"):
+            return "${" + name[1:] + "}"  # ${!Literal} stays literal
+        if name in variables:
+            return resolve(variables[name], resources)
+        if name in PSEUDO_PARAMETERS:
+            return PSEUDO_PARAMETERS[name]
+        if "." in name:
+            logical_id, attribute = name.split(".", 1)
+            return resolve({"Fn::GetAtt": [logical_id, attribute]}, resources)
+        return resolve({"Ref": name}, resources)
+
+    return re.sub(r"\$\{([^}]+)\}", replace, text)
+
+
 def resolve(value: Any, resources: Resources) -> str:
     """Resolve the intrinsics the template's environment uses, against local resources."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, str | int | float):
         return str(value)
     if "Ref" in value:
         ref = value["Ref"]
         if ref in resources.names:
             return resources.names[ref]
-        parameter = template.load()["Parameters"].get(ref)
+        if ref in PSEUDO_PARAMETERS:
+            return PSEUDO_PARAMETERS[ref]
+        parameter = (template.load().get("Parameters") or {}).get(ref)
         return str(parameter.get("Default", "")) if parameter else ref
     if "Fn::GetAtt" in value:
         logical_id, attribute = value["Fn::GetAtt"]
         return resources.arns.get(f"{logical_id}.{attribute}") or resources.arns.get(logical_id, "")
     if "Fn::Sub" in value:
-        text = value["Fn::Sub"]
+        sub = value["Fn::Sub"]
+        text, variables = (sub[0], sub[1]) if isinstance(sub, list) else (sub, {})
         if "{{resolve:secretsmanager:" in text:
             return resources.names["SigningSecret"]
-        return text
+        return _sub(text, variables, resources)
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return str(separator).join(resolve(part, resources) for part in parts)
     raise ValueError(f"unsupported intrinsic in the local stack: {value}")
 
 
 def resolve_environment(resources: Resources) -> dict[str, str]:
-    return {name: resolve(value, resources) for name, value in template.global_environment().items()}
+    """Globals plus every function's own variables. All functions share this one process, so a
+    function cannot override a global, and a name two functions set differently is reported."""
+    environment = {name: resolve(value, resources) for name, value in template.global_environment().items()}
+    shared = set(environment)
+    owners: dict[str, str] = {}
+    for logical_id in template.functions():
+        for name, value in template.function_environment(logical_id).items():
+            if name in shared:
+                continue  # a per-function override of a global cannot be honoured in one process
+            resolved = resolve(value, resources)
+            if name in owners and environment[name] != resolved:
+                log.warning("%s sets %s differently from %s; the local stack keeps one", logical_id, name, owners[name])
+                continue
+            environment[name] = resolved
+            owners.setdefault(name, logical_id)
+    return environment

@@ -23,6 +23,11 @@ class HttpResponse:
     headers: dict[str, str]
     body: str
     cookies: list[str] = field(default_factory=list)
+    raw_body: bytes | None = None  # the exact bytes of a base64-encoded (binary) body
+
+    @property
+    def body_bytes(self) -> bytes:
+        return self.raw_body if self.raw_body is not None else self.body.encode()
 
     @property
     def json(self) -> Any:
@@ -44,7 +49,7 @@ class HttpApi:
     def __init__(self, lambdas: Lambdas, cache_seconds: int | None = None) -> None:
         self.lambdas = lambdas
         self.routes = template.http_routes()
-        self.authorizer = template.functions()["AuthorizerFunction"]
+        self.authorizer = template.functions().get("AuthorizerFunction")
         self.cache_seconds = template.authorizer_cache_seconds() if cache_seconds is None else cache_seconds
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._cache_lock = threading.Lock()
@@ -64,7 +69,7 @@ class HttpApi:
 
     def _authorize(self, route: template.HttpRoute, event: dict[str, Any]) -> dict[str, Any] | None:
         identity = event["headers"].get("authorization")
-        if not identity:
+        if not identity or self.authorizer is None:
             return None  # API Gateway answers 401 itself when the identity source is missing
         now = time.time()
         with self._cache_lock:
@@ -183,9 +188,11 @@ class HttpApi:
             # Payload 2.0 infers a 200 JSON response from a bare value.
             return HttpResponse(200, {"content-type": "application/json"}, json.dumps(result))
         body = result.get("body") or ""
+        raw_body = None
         if result.get("isBase64Encoded"):
-            body = base64.b64decode(body).decode("utf-8", "replace")
+            raw_body = base64.b64decode(body)
+            body = raw_body.decode("utf-8", "replace")
         headers = {k.lower(): str(v) for k, v in (result.get("headers") or {}).items()}
         for name, values in (result.get("multiValueHeaders") or {}).items():
             headers[name.lower()] = ", ".join(str(v) for v in values)
-        return HttpResponse(int(result["statusCode"]), headers, body, list(result.get("cookies") or []))
+        return HttpResponse(int(result["statusCode"]), headers, body, list(result.get("cookies") or []), raw_body)

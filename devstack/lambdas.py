@@ -76,7 +76,7 @@ class FunctionPool:
             if instance is None:
                 instance = _Instance(self.function)
             try:
-                context = LambdaContext(self.function.name, str(uuid.uuid4()))
+                context = LambdaContext(self.function.physical_name, str(uuid.uuid4()))
                 return instance.handler(event, context)
             finally:
                 with self._lock:
@@ -88,9 +88,21 @@ class Lambdas:
 
     def __init__(self, functions: dict[str, Function]) -> None:
         self._pools = {logical_id: FunctionPool(function) for logical_id, function in functions.items()}
-        self._by_name = {pool.function.name: pool for pool in self._pools.values()}
+        # The code folder's name, unless two functions share the folder (see Function.physical_name).
+        self._by_name = {pool.function.physical_name: pool for pool in self._pools.values()}
 
     def invoke(self, function: Function | str, event: dict[str, Any]) -> Any:
         key = function if isinstance(function, str) else function.logical_id
         pool = self._pools.get(key) or self._by_name[key]
         return pool.invoke(event)
+
+    def find(self, reference: str) -> Function | None:
+        """The function a name, logical id or ARN (with or without a qualifier) points at."""
+        name = reference
+        if reference.startswith("arn:"):
+            parts = reference.split(":")
+            name = parts[6] if len(parts) > 6 else ""
+        else:
+            name = reference.split(":", 1)[0]
+        pool = self._pools.get(name) or self._by_name.get(name)
+        return pool.function if pool else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +19,8 @@ from devstack.template import functions
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 ensure_layer_on_path()
 aws.set_offline_environment()
+# Cheap argon2 parameters: the suite registers hundreds of accounts (production keeps the defaults).
+os.environ.update({"PASSWORD_TIME_COST": "1", "PASSWORD_MEMORY_KIB": "1024"})
 
 
 class Client:
@@ -66,14 +70,17 @@ class Client:
 @pytest.fixture
 def stack() -> Iterator[aws.Resources]:
     from agentplane import crypto, idempotency, ratelimit, store
+    from agentplane.settings import get_settings
 
     mock = aws.start()
     try:
         resources = aws.provision(SIGNING_SECRET)
+        get_settings.cache_clear()  # each stack has its own KMS key, so settings read earlier are stale
         store.reset_store()
         crypto.reset()
         idempotency.reset()
         ratelimit.reset_local_counters()
+        _reset_service_clients()
         yield resources
     finally:
         mock.stop()
@@ -81,9 +88,30 @@ def stack() -> Iterator[aws.Resources]:
         idempotency.reset()
 
 
+def _reset_service_clients() -> None:
+    """Clients cached by the layer belong to the previous test's emulation."""
+    from agentplane.logic import run_telemetry, runs
+
+    runs.reset_clients()
+    run_telemetry.reset_clients()
+
+
 @pytest.fixture
 def lambdas(stack: aws.Resources) -> Lambdas:
     return Lambdas(functions())
+
+
+@pytest.fixture
+def executions(stack: aws.Resources, lambdas: Lambdas) -> Iterator[aws.Resources]:
+    """Step Functions executions that really run, their Lambda tasks calling the real handlers."""
+    from devstack import stepfunctions
+
+    aws.create_lambda_functions(stack)
+    stepfunctions.install_lambda_bridge(lambdas)
+    try:
+        yield stack
+    finally:
+        stepfunctions.uninstall_lambda_bridge()
 
 
 @pytest.fixture
@@ -98,10 +126,11 @@ _serial = itertools.count(1)
 
 def register_and_login(api: Client, name: str | None = None, password: str = "correct horse battery") -> dict[str, Any]:
     """A new account, logged in: returns the login body plus the credentials used."""
+    # A random part too: pytest may import this module twice (as `conftest` and `tests.conftest`).
     n = next(_serial)
-    username = name or f"user{n}"
+    username = name or f"user{n}x{secrets.token_hex(3)}"
     email = f"{username}@example.com"
-    ip = f"10.1.{n // 250}.{n % 250}"
+    ip = f"10.{secrets.randbelow(250)}.{n // 250 % 250}.{n % 250}"  # each account its own per-IP budget
     created = api.post(
         "/api/v1/auth/register",
         {"username": username, "email": email, "password": password, "terms_accepted": True, "privacy_accepted": True},

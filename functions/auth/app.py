@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_lambda_powertools.event_handler import Response
 
 from agentplane.http import (
@@ -11,13 +13,16 @@ from agentplane.http import (
     created,
     lambda_entry,
     limit_group,
+    no_content,
     ok,
+    request_id,
     request_principal,
 )
 from agentplane.logic import accounts
 from agentplane.models.auth import (
     DeviceToken,
     DeviceTokenRequest,
+    EraseRequest,
     ForgotPasswordRequest,
     LoginRequest,
     LogoutRequest,
@@ -75,6 +80,13 @@ def logout(body: LogoutRequest | None = None) -> Data[Message]:
 @app.get("/api/v1/auth/me", responses=PROBLEM_RESPONSES)
 def auth_me() -> Data[User]:
     return ok(accounts.current_user(request_principal(app)))
+
+
+@app.delete("/api/v1/users/me", responses={204: {"description": "Account erased"}, **PROBLEM_RESPONSES})
+def erase_me(body: EraseRequest | None = None) -> Response[Any]:
+    password = body.password if body else None
+    accounts.erase_user(request_principal(app), password, request_id(app))
+    return no_content()
 
 
 lambda_handler = lambda_entry(app)

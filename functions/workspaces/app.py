@@ -1,8 +1,16 @@
-"""Workspaces family: workspaces, members, invites, teams, export/import and common env."""
+"""Workspaces family: workspaces, members, invites, teams, export/import and common env.
+
+Scopes: reading the workspace, its members, invites and teams needs `settings:read` (every role);
+changing them needs `settings:write` (admin and owner); deleting the workspace is for owners only.
+Common env values need `secrets:write` to change and `secrets:read` to reveal.
+"""
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 
 from agentplane.access import workspace_access
 from agentplane.cursor import decode_cursor, encode_cursor
@@ -15,18 +23,51 @@ from agentplane.http import (
     create_app,
     created,
     lambda_entry,
+    limit_group,
+    no_content,
     ok,
     page,
     request_id,
     request_principal,
 )
-from agentplane.logic import workspaces
-from agentplane.models.workspaces import Membership, Workspace, WorkspaceCreate
+from agentplane.logic import invites, members, teams, transfer, workspaces
+from agentplane.models.workspaces import (
+    CommonEnv,
+    CommonEnvPut,
+    ImportResult,
+    Invite,
+    InviteCreate,
+    InviteCreated,
+    Member,
+    MemberAdd,
+    Membership,
+    MemberUpdate,
+    Team,
+    TeamCreate,
+    TeamDetail,
+    TeamMember,
+    TeamMemberAdd,
+    TeamUpdate,
+    Workspace,
+    WorkspaceCreate,
+    WorkspaceDocument,
+    WorkspaceExport,
+    WorkspaceUpdate,
+)
 
 app = create_app()
+WS = "/api/v1/workspaces/<ws>"
+CREATED = {201: {"description": "Created"}, **PROBLEM_RESPONSES}
+DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}
+IfMatch = Annotated[int | None, Header(alias="if-match")]
+# Settings writes share a tighter per-user limit (20/min by default).
+settings_limit = [limit_group("settings-write")]
 
 
-@app.post("/api/v1/workspaces", responses={201: {"description": "Created"}, **PROBLEM_RESPONSES})
+# --- workspaces ----------------------------------------------------------------------------------
+
+
+@app.post("/api/v1/workspaces", responses=CREATED)
 def create_workspace(body: WorkspaceCreate) -> Response[Data[Workspace]]:
     return created(workspaces.create_workspace(request_principal(app), body, request_id(app)))
 
@@ -39,10 +80,186 @@ def list_workspaces(limit: Limit = 50, cursor: Cursor = None) -> DataList[Member
     return page(items, encode_cursor(last_key, scope, {}), limit)
 
 
-@app.get("/api/v1/workspaces/<ws>", responses=PROBLEM_RESPONSES)
+@app.get(WS, responses=PROBLEM_RESPONSES)
 def get_workspace(ws: str) -> Data[Workspace]:
-    workspace_access(request_principal(app), ws)
-    return ok(Workspace.model_validate(workspaces.load_workspace(ws)))
+    access = workspace_access(request_principal(app), ws)
+    return ok(workspaces.get_workspace(access))
+
+
+@app.patch(WS, middlewares=settings_limit, responses=PROBLEM_RESPONSES)
+def update_workspace(ws: str, body: WorkspaceUpdate, if_match: IfMatch = None) -> Data[Workspace]:
+    access = workspace_access(request_principal(app), ws, "settings:write")
+    return ok(workspaces.update_workspace(access, body, if_match, request_id(app)))
+
+
+@app.delete(WS, responses=DELETED)
+def delete_workspace(ws: str) -> Response[Any]:
+    access = workspace_access(request_principal(app), ws, "settings:write")
+    workspaces.delete_workspace(access, request_id(app))
+    return no_content()
+
+
+# --- members -------------------------------------------------------------------------------------
+
+
+@app.get(f"{WS}/members", responses=PROBLEM_RESPONSES)
+def list_members(ws: str, limit: Limit = 50, cursor: Cursor = None) -> DataList[Member]:
+    access = workspace_access(request_principal(app), ws, "settings:read")
+    items, next_cursor = members.list_members(access, limit, cursor)
+    return page(items, next_cursor, limit)
+
+
+@app.post(f"{WS}/members", responses=CREATED)
+def add_member(ws: str, body: MemberAdd) -> Response[Data[Member]]:
+    access = workspace_access(request_principal(app), ws, "settings:write")
+    return created(members.add_member(access, body, request_id(app)))
+
+
+@app.patch(f"{WS}/members/<user_id>", responses=PROBLEM_RESPONSES)
+def update_member(ws: str, user_id: str, body: MemberUpdate) -> Data[Member]:
+    access = workspace_access(request_principal(app), ws, "settings:write")
+    return ok(members.update_member(access, user_id, body, request_id(app)))
+
+
+@app.delete(f"{WS}/members/<user_id>", responses=DELETED)
+def remove_member(ws: str, user_id: str) -> Response[Any]:
+    # Any member may remove themselves (leave); removing someone else needs settings:write.
+    access = workspace_access(request_principal(app), ws)
+    members.remove_member(access, user_id, request_id(app))
+    return no_content()
+
+
+# --- invites -------------------------------------------------------------------------------------
+
+
+@app.get(f"{WS}/invites", responses=PROBLEM_RESPONSES)
+def list_invites(ws: str, limit: Limit = 50, cursor: Cursor = None) -> DataList[Invite]:
+    access = workspace_access(request_principal(app), ws, "settings:read")
+    items, next_cursor = invites.list_invites(access, limit, cursor)
+    return page(items, next_cursor, limit)
+
+
+@app.post(f"{WS}/invites", responses=CREATED)
+def create_invite(ws: str, body: InviteCreate) -> Response[Data[InviteCreated]]:
+    access = workspace_access(request_principal(app), ws, "settings:write")
+    return created(invites.create_invite(access, body, request_id(app)))
+
+
+@app.delete(f"{WS}/invites/<invite_id>", responses=DELETED)
+def revoke_invite(ws: str, invite_id: str) -> Response[Any]:
+    access = workspace_access(request_principal(app), ws, "settings:write")
+    invites.revoke_invite(access, invite_id, request_id(app))
+    return no_content()
+
+
+@app.post("/api/v1/invites/<token>/accept", responses=PROBLEM_RESPONSES)
+def accept_invite(token: str) -> Data[Membership]:
+    return ok(invites.accept_invite(request_principal(app), token, request_id(app)))
+
+
+# --- teams ---------------------------------------------------------------------------------------
+
+
+@app.get(f"{WS}/teams", responses=PROBLEM_RESPONSES)
+def list_teams(
+    ws: str,
+    name: Annotated[str | None, Query(max_length=100, description="Teams whose name contains this")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> DataList[Team]:
+    access = workspace_access(request_principal(app), ws, "settings:read")
+    items, next_cursor = teams.list_teams(access, name, limit, cursor)
+    return page(items, next_cursor, limit)
+
+
+@app.post(f"{WS}/teams", responses=CREATED)
+def create_team(ws: str, body: TeamCreate) -> Response[Data[Team]]:
+    access = workspace_access(request_principal(app), ws, "settings:write")
+    return created(teams.create_team(access, body, request_id(app)))
+
+
+@app.get(f"{WS}/teams/<team_id>", responses=PROBLEM_RESPONSES)
+def get_team(ws: str, team_id: str) -> Data[TeamDetail]:
+    access = workspace_access(request_principal(app), ws, "settings:read")
+    return ok(teams.get_team(access, team_id))
+
+
+@app.patch(f"{WS}/teams/<team_id>", responses=PROBLEM_RESPONSES)
+def update_team(ws: str, team_id: str, body: TeamUpdate, if_match: IfMatch = None) -> Data[Team]:
+    access = workspace_access(request_principal(app), ws, "settings:write")
+    return ok(teams.update_team(access, team_id, body, if_match, request_id(app)))
+
+
+@app.delete(f"{WS}/teams/<team_id>", responses=DELETED)
+def delete_team(ws: str, team_id: str) -> Response[Any]:
+    access = workspace_access(request_principal(app), ws, "settings:write")
+    teams.delete_team(access, team_id, request_id(app))
+    return no_content()
+
+
+@app.get(f"{WS}/teams/<team_id>/members", responses=PROBLEM_RESPONSES)
+def list_team_members(ws: str, team_id: str, limit: Limit = 50, cursor: Cursor = None) -> DataList[TeamMember]:
+    access = workspace_access(request_principal(app), ws, "settings:read")
+    items, next_cursor = teams.list_team_members(access, team_id, limit, cursor)
+    return page(items, next_cursor, limit)
+
+
+@app.post(f"{WS}/teams/<team_id>/members", responses=CREATED)
+def add_team_member(ws: str, team_id: str, body: TeamMemberAdd) -> Response[Data[TeamMember]]:
+    access = workspace_access(request_principal(app), ws, "settings:write")
+    return created(teams.add_team_member(access, team_id, body, request_id(app)))
+
+
+@app.delete(f"{WS}/teams/<team_id>/members/<user_id>", responses=DELETED)
+def remove_team_member(ws: str, team_id: str, user_id: str) -> Response[Any]:
+    access = workspace_access(request_principal(app), ws, "settings:write")
+    teams.remove_team_member(access, team_id, user_id, request_id(app))
+    return no_content()
+
+
+# --- export / import -----------------------------------------------------------------------------
+
+
+@app.get(f"{WS}/export", responses=PROBLEM_RESPONSES)
+def export_workspace(ws: str) -> Data[WorkspaceExport]:
+    access = workspace_access(request_principal(app), ws, "settings:read")
+    return ok(transfer.export_workspace(access))
+
+
+@app.post(f"{WS}/import", responses=PROBLEM_RESPONSES)
+def import_workspace(ws: str, body: WorkspaceDocument) -> Data[ImportResult]:
+    access = workspace_access(request_principal(app), ws, "settings:write")
+    return ok(transfer.import_workspace(access, body, request_id(app)))
+
+
+# --- common env ----------------------------------------------------------------------------------
+
+
+@app.get(f"{WS}/common-env", responses=PROBLEM_RESPONSES)
+def get_common_env(
+    ws: str,
+    reveal: Annotated[bool, Query(description="Return plaintext values (needs secrets:read)")] = False,
+) -> Data[CommonEnv]:
+    access = workspace_access(request_principal(app), ws, "settings:read")
+    return ok(workspaces.get_common_env(access, reveal, request_id(app)))
+
+
+@app.put(f"{WS}/common-env", middlewares=settings_limit, responses=PROBLEM_RESPONSES)
+def put_common_env(ws: str, body: CommonEnvPut, if_match: IfMatch = None) -> Data[CommonEnv]:
+    access = workspace_access(request_principal(app), ws, "secrets:write")
+    return ok(workspaces.put_common_env(access, body, if_match, request_id(app)))
+
+
+@app.delete(f"{WS}/common-env", middlewares=settings_limit, responses=DELETED)
+def delete_common_env(
+    ws: str,
+    name: Annotated[
+        str | None, Query(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", description="One variable; omit for all")
+    ] = None,
+) -> Response[Any]:
+    access = workspace_access(request_principal(app), ws, "secrets:write")
+    workspaces.delete_common_env(access, name, request_id(app))
+    return no_content()
 
 
 lambda_handler = lambda_entry(app)

@@ -48,9 +48,13 @@ class Access:
         try:
             tx.commit()
         except TransactionFailed as failure:
-            if failure.failed_index() == 0:
+            index = failure.failed_index()
+            # Only a failed condition means "revoked" or "not a member"; a TransactionConflict on a
+            # guard (a concurrent write by the same caller) is re-raised for the caller to retry.
+            guard_failed = index is not None and failure.reasons[index] == "ConditionalCheckFailed"
+            if guard_failed and index == 0:
                 raise Unauthorized("the token is invalid, expired or revoked") from failure
-            if failure.failed_index() == 1 and self.principal.kind != "agent_key":
+            if guard_failed and index == 1 and self.principal.kind != "agent_key":
                 raise NotFound("workspace not found") from failure
             raise
 

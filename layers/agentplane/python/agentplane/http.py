@@ -17,9 +17,10 @@ from pydantic import BaseModel, Field
 
 from agentplane import idempotency, ratelimit
 from agentplane.auth.principal import Principal
-from agentplane.errors import AppError, BadRequest, NotFound, Unprocessable
+from agentplane.errors import AppError, BadRequest, Conflict, NotFound, Unprocessable
 from agentplane.observability import logger, metrics
 from agentplane.settings import get_settings
+from agentplane.store import ConditionFailed, TransactionFailed
 
 PROBLEM_JSON = "application/problem+json"
 T = TypeVar("T")
@@ -129,6 +130,16 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
         error.title = "Error"
         return problem_response(error, instance())
 
+    @app.exception_handler(TransactionFailed)
+    def _lost_race(exc: TransactionFailed) -> Response[str]:
+        # A write lost to a concurrent one and the route had no better answer: nothing was applied.
+        logger.info("transaction cancelled", extra={"reasons": exc.reasons})
+        return problem_response(Conflict("the resource changed while this request was applied; retry"), instance())
+
+    @app.exception_handler(ConditionFailed)
+    def _condition_failed(exc: ConditionFailed) -> Response[str]:
+        return problem_response(Conflict("the resource changed while this request was applied; retry"), instance())
+
     @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response[str]:
         logger.exception("unexpected error")
@@ -174,14 +185,36 @@ def _rate_limit_and_idempotency(
     if len(key) > 255:
         raise BadRequest("Idempotency-Key must be at most 255 characters")
 
+    first_body: list[str] = []
+
     def call() -> dict[str, Any]:
         response = next_middleware(app)
         body = response.body if isinstance(response.body, str) else app._serializer(response.body or {})
-        return {"status": response.status_code, "content_type": response.content_type, "body": body}
+        first_body.append(body)
+        # The stored copy never holds a secret: a replay shows the resource, not its key again.
+        return {"status": response.status_code, "content_type": response.content_type, "body": _without_secrets(body)}
 
     route = f"{event.http_method} {event.path}"
     stored = idempotency.run_once(principal.id, route, key, event.body, call)
-    return Response(status_code=stored["status"], content_type=stored["content_type"], body=stored["body"])
+    body = first_body[0] if first_body else stored["body"]
+    return Response(status_code=stored["status"], content_type=stored["content_type"], body=body)
+
+
+# Fields that carry a secret shown once (API keys, tokens, invites, shares).
+_SECRET_RESPONSE_FIELDS = frozenset({"key", "token", "refresh_token", "secret"})
+SHOWN_ONCE = "[shown once]"
+
+
+def _without_secrets(body: str) -> str:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return body
+    data = document.get("data") if isinstance(document, dict) else None
+    if not isinstance(data, dict) or not _SECRET_RESPONSE_FIELDS & data.keys():
+        return body
+    document["data"] = {k: (SHOWN_ONCE if k in _SECRET_RESPONSE_FIELDS and v else v) for k, v in data.items()}
+    return json.dumps(document, separators=(",", ":"))
 
 
 def limit_group(group: str, by: str = "user") -> Callable[..., Response[Any]]:

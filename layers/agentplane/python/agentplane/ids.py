@@ -40,3 +40,11 @@ def parse_iso(value: str) -> datetime:
 
 def epoch(moment: datetime | None = None) -> int:
     return int((moment or now()).timestamp())
+
+
+def id_range(prefix: str, start: datetime, end: datetime) -> tuple[str, str]:
+    """The lowest and highest ids `new_id(prefix)` can mint from `start` to `end` inclusive, so a
+    key range over time-ordered ids selects a time window."""
+    low = f"{prefix}_{_encode(int(start.timestamp() * 1000), 10)}"
+    high = f"{prefix}_{_encode(int(end.timestamp() * 1000), 10)}{_CROCKFORD[-1] * 16}"
+    return low, high

@@ -48,6 +48,13 @@ def _window(now: float) -> tuple[int, int]:
     return start, start + WINDOW_SECONDS
 
 
+def _limited(detail: str, limit: int, reset: int) -> RateLimited:
+    """A 429 carries the same X-RateLimit-* headers as every other answer, plus Retry-After."""
+    error = RateLimited(detail, max(1, reset - int(time.time())))
+    error.headers.update(Decision(limit=limit, remaining=0, reset=reset).headers())
+    return error
+
+
 def hit_exact(bucket: str, limit: int) -> Decision:
     """Count one call against `bucket`; raise RateLimited once `limit` calls were made this window."""
     start, reset = _window(time.time())
@@ -58,8 +65,7 @@ def hit_exact(bucket: str, limit: int) -> Decision:
             Expr("attribute_not_exists(#c) OR #c < :limit", {"#c": "count"}, {":limit": limit}),
         )
     except ConditionFailed:
-        retry_after = max(1, reset - int(time.time()))
-        raise RateLimited(f"rate limit of {limit} per minute reached for {bucket.split(':')[0]}", retry_after) from None
+        raise _limited(f"rate limit of {limit} per minute reached for {bucket.split(':')[0]}", limit, reset) from None
     return Decision(limit=limit, remaining=limit - int(item["count"]), reset=reset)
 
 
@@ -95,7 +101,7 @@ def hit_principal(principal_id: str, limit: int) -> Decision:
             counter.known_total, counter.unsynced = int(item["count"]), 0
         used = counter.known_total + counter.unsynced
     if used > limit:
-        raise RateLimited(f"rate limit of {limit} requests per minute reached", max(1, reset - int(time.time())))
+        raise _limited(f"rate limit of {limit} requests per minute reached", limit, reset)
     return Decision(limit=limit, remaining=limit - used, reset=reset)
 
 

@@ -27,6 +27,18 @@ class Settings(BaseModel):
     auth_rate_limit_per_minute: int = Field(default=60, alias="AUTH_RATE_LIMIT_PER_MINUTE", ge=1)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, alias="IDEMPOTENCY_TTL_SECONDS", ge=60)
     site_owner_email: str = Field(default="", alias="SITE_OWNER_EMAIL")
+    # argon2id cost; the defaults are argon2-cffi's. Tests lower them to keep the suite fast.
+    password_time_cost: int = Field(default=3, alias="PASSWORD_TIME_COST", ge=1)
+    password_memory_kib: int = Field(default=65536, alias="PASSWORD_MEMORY_KIB", ge=1024)
+    # Runs: the state machine that owns each run's timers, and the per-workspace cap on active runs.
+    run_state_machine_arn: str = Field(default="", alias="RUN_STATE_MACHINE_ARN")
+    max_active_runs: int = Field(default=20, alias="MAX_ACTIVE_RUNS", ge=1)
+    approval_timeout_seconds: int = Field(default=7 * 24 * 3600, alias="APPROVAL_TIMEOUT_SECONDS", ge=60)
+    # Agents: silent this long (no heartbeat) and an agent is marked stalled.
+    agent_stall_timeout_seconds: int = Field(default=600, alias="AGENT_STALL_TIMEOUT_SECONDS", ge=5)
+    # Schedules: EventBridge Scheduler invokes this function, assuming this role, for each firing.
+    schedule_fired_function_arn: str = Field(default="", alias="SCHEDULE_FIRED_FUNCTION_ARN")
+    scheduler_role_arn: str = Field(default="", alias="SCHEDULER_ROLE_ARN")
 
 
 class SettingsError(RuntimeError):

@@ -45,7 +45,11 @@ def _hasher() -> PasswordHasher:
     # Imported lazily: only the auth function pays for argon2 at cold start.
     from argon2 import PasswordHasher
 
-    return PasswordHasher()
+    from agentplane.settings import get_settings
+
+    settings = get_settings()
+    # argon2id with the library's defaults (RFC 9106 low-memory profile) unless configured.
+    return PasswordHasher(time_cost=settings.password_time_cost, memory_cost=settings.password_memory_kib)
 
 
 def hash_password(password: str) -> str:

@@ -15,11 +15,15 @@ from agentplane.auth.principal import MAX_CONTEXT_MEMBERSHIPS, Principal
 from agentplane.auth.scopes import WILDCARD
 from agentplane.auth.secrets import hash_secret, new_secret
 from agentplane.errors import Unauthorized
-from agentplane.store import Transaction, Update, get_store
+from agentplane.store import ConditionFailed, Transaction, Update, exists, get_store
 
 BEARER_KINDS = frozenset({"session", "pat", "api_key", "agent_key"})
 # A sliding session is pushed forward at most this often, so busy clients do not write per call.
 SLIDE_GRANULARITY_SECONDS = 3600
+# A personal access token's `last_used_at` is recorded at most this often.
+LAST_USED_GRANULARITY_SECONDS = 60
+# A revoked token's record is kept this long, then TTL removes it (an unknown secret is refused too).
+REVOKED_RETENTION_SECONDS = 86400
 
 
 def token_item(
@@ -77,7 +81,8 @@ def lookup(secret: str) -> dict[str, Any] | None:
 
 
 def revoke_by_hash(tx: Transaction, token_hash: str) -> None:
-    tx.update(keys.token_key(token_hash), Update(set={"revoked": int(time.time())}))
+    now = int(time.time())
+    tx.update(keys.token_key(token_hash), Update(set={"revoked": now, keys.TTL: now + REVOKED_RETENTION_SECONDS}))
 
 
 def _slide(item: dict[str, Any]) -> None:
@@ -93,6 +98,19 @@ def _slide(item: dict[str, Any]) -> None:
         )
 
 
+def _record_use(item: dict[str, Any]) -> None:
+    """Personal access tokens show when they were last used, to spot forgotten ones."""
+    if item["kind"] != "pat":
+        return
+    now = int(time.time())
+    if now - int(item.get("last_used_at") or 0) < LAST_USED_GRANULARITY_SECONDS:
+        return
+    try:
+        get_store().update(keys.key(item[keys.PK], item[keys.SK]), Update(set={"last_used_at": now}), exists())
+    except ConditionFailed:  # revoked and removed in the meantime: nothing to record
+        return
+
+
 def _memberships(user_id: str) -> tuple[dict[str, str], bool]:
     page = get_store().query(keys.member_of_user_gsi(user_id), index=keys.GSI1, limit=MAX_CONTEXT_MEMBERSHIPS)
     roles = {item["workspace_id"]: item["role"] for item in page.items}
@@ -105,6 +123,7 @@ def resolve_principal(secret: str) -> Principal:
     if item is None or item["kind"] not in BEARER_KINDS:
         raise Unauthorized("the token is invalid, expired or revoked")
     _slide(item)
+    _record_use(item)
     user_id = item.get("user_id")
     memberships: dict[str, str] = {}
     complete = True

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import EmailStr, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, EmailStr, Field, StringConstraints, field_validator
 
 from agentplane.models.common import Input, Output
 
-Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,38}$")]
+# What an erased account's tombstone is called; nobody may take it.
+ERASED_USERNAME = "deleted-user"
+
+
+def _not_reserved(username: str) -> str:
+    if username.lower() == ERASED_USERNAME:
+        raise ValueError("this username is reserved")
+    return username
+
+
+Username = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,38}$"), AfterValidator(_not_reserved)
+]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 TokenName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 

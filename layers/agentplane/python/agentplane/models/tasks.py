@@ -1,4 +1,4 @@
-"""Tasks (Toban's task fields; the review workflow builds on these)."""
+"""Tasks, their review workflow, stories and user tasks (Toban's fields, Orkosi's list filters)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,16 @@ Title = Annotated[str, StringConstraints(min_length=1, max_length=300)]
 AgentName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=50)]
 TaskRef = Annotated[str, StringConstraints(pattern=r"^task_[0-9a-z]{26}$")]
+StoryRef = Annotated[str, StringConstraints(pattern=r"^story_[0-9a-z]{26}$")]
+Commits = Annotated[str, StringConstraints(max_length=2000)]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=5000)]
+ReportText = Annotated[str, StringConstraints(max_length=10000)]
+
+# A task's dependencies are link items written in the task's own transaction, so their number is
+# bounded by what one transaction can hold (changing all of them at once stays under 100 writes).
+MAX_BLOCKERS = 40
+# Sprint numbers are small integers; the bound keeps every number storable as given.
+MAX_SPRINT = 1_000_000
 
 
 class TaskStatus(StrEnum):
@@ -48,19 +58,23 @@ class TaskCreate(Input):
     priority: TaskPriority = TaskPriority.p1
     status: TaskStatus = TaskStatus.todo
     type: TaskType | None = None
-    sprint: int | None = Field(default=None, ge=0)
+    sprint: int | None = Field(default=None, ge=0, le=MAX_SPRINT)
     branch: Annotated[str, StringConstraints(max_length=200)] | None = None
     labels: list[Label] = Field(default_factory=list, max_length=20)
     blocks: list[TaskRef] = Field(default_factory=list, max_length=50)
-    blocked_by: list[TaskRef] = Field(default_factory=list, max_length=50)
+    blocked_by: list[TaskRef] = Field(default_factory=list, max_length=MAX_BLOCKERS)
     context_notes: LongText | None = None
     target_repo: Annotated[str, StringConstraints(max_length=300)] | None = None
     parent_task: TaskRef | None = None
-    story_id: Annotated[str, StringConstraints(max_length=40)] | None = None
+    story_id: StoryRef | None = None
     story_points: int | None = Field(default=None, ge=0, le=100)
+    commits: Commits | None = None
 
 
 class TaskUpdate(Input):
+    """Fields left out are unchanged; an explicit null clears owner, assignee, sprint, branch,
+    context_notes, target_repo, parent_task, story_id or story_points."""
+
     title: Title | None = None
     description: LongText | None = None
     owner: AgentName | None = None
@@ -68,16 +82,54 @@ class TaskUpdate(Input):
     priority: TaskPriority | None = None
     status: TaskStatus | None = None
     type: TaskType | None = None
-    sprint: int | None = Field(default=None, ge=0)
+    sprint: int | None = Field(default=None, ge=0, le=MAX_SPRINT)
     branch: Annotated[str, StringConstraints(max_length=200)] | None = None
     labels: list[Label] | None = Field(default=None, max_length=20)
     blocks: list[TaskRef] | None = Field(default=None, max_length=50)
-    blocked_by: list[TaskRef] | None = Field(default=None, max_length=50)
+    blocked_by: list[TaskRef] | None = Field(default=None, max_length=MAX_BLOCKERS)
     context_notes: LongText | None = None
+    target_repo: Annotated[str, StringConstraints(max_length=300)] | None = None
+    parent_task: TaskRef | None = None
+    story_id: StoryRef | None = None
     review_comment: LongText | None = None
-    commits: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    commits: Commits | None = None
     story_points: int | None = Field(default=None, ge=0, le=100)
     version: int | None = Field(default=None, ge=1, description="Expected current version (or send If-Match)")
+
+
+class ReviewReportCreate(Input):
+    """Toban's structured review report; an in_progress task moves to review with it."""
+
+    summary: Annotated[str, StringConstraints(min_length=1, max_length=5000)]
+    changes: ReportText | None = None
+    test_results: ReportText | None = None
+    commits: Commits | None = None
+    notes: ReportText | None = None
+
+
+class ReviewReport(Output):
+    summary: str
+    changes: str | None = None
+    test_results: str | None = None
+    commits: str | None = None
+    notes: str | None = None
+    submitted_by: str
+    submitted_at: str
+
+
+class TaskReject(Input):
+    reason: Reason
+
+
+class ReviewActionKind(StrEnum):
+    approve = "approve"
+    fix = "fix"
+
+
+class ReviewAction(Input):
+    action: ReviewActionKind
+    comment: LongText | None = None
+    fix_description: LongText | None = Field(default=None, description="Description of the fix sub-task (fix only)")
 
 
 class Task(Output):
@@ -102,7 +154,126 @@ class Task(Output):
     story_points: int | None = None
     review_comment: str | None = None
     commits: str | None = None
+    review_report: ReviewReport | None = None
+    rejection_reason: str | None = None
+    reviewed_by: str | None = None
+    reviewed_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
     created_by: str
     created_at: str
     updated_at: str
     version: int
+
+
+class TaskSummary(Output):
+    id: str
+    title: str
+    status: TaskStatus
+    priority: TaskPriority
+    owner: str | None = None
+    assignee: str | None = None
+    sprint: int | None = None
+
+
+class ReviewActionResult(Output):
+    action: ReviewActionKind
+    status: TaskStatus = Field(description="The reviewed task's status after the action")
+    task: Task
+    unblocked_children: list[TaskSummary] = Field(
+        default_factory=list, description="approve: tasks whose blockers are now all done"
+    )
+    fix_task: Task | None = Field(default=None, description="fix: the sub-task created for the fix")
+
+
+# --- stories ------------------------------------------------------------------------------------
+class StoryStatus(StrEnum):
+    todo = "todo"
+    in_progress = "in_progress"
+    done = "done"
+
+
+class StoryCreate(Input):
+    title: Title
+    description: LongText = ""
+    sprint: int | None = Field(default=None, ge=0, le=MAX_SPRINT)
+    priority: TaskPriority = TaskPriority.p1
+    status: StoryStatus = StoryStatus.todo
+    create_task: bool = Field(default=True, description="Also create the story's first task (Toban's builder task)")
+    task_owner: AgentName | None = Field(default="builder", description="Owner of the task created with the story")
+
+
+class StoryUpdate(Input):
+    """Fields left out are unchanged; an explicit null sprint takes the story out of its sprint."""
+
+    title: Title | None = None
+    description: LongText | None = None
+    sprint: int | None = Field(default=None, ge=0, le=MAX_SPRINT)
+    priority: TaskPriority | None = None
+    status: StoryStatus | None = None
+    version: int | None = Field(default=None, ge=1, description="Expected current version (or send If-Match)")
+
+
+class Story(Output):
+    id: str
+    workspace_id: str
+    title: str
+    description: str = ""
+    sprint: int | None = None
+    priority: TaskPriority
+    status: StoryStatus
+    created_by: str
+    created_at: str
+    updated_at: str
+    version: int
+    tasks: list[Task] | None = Field(default=None, description="The story's first tasks (single-story reads)")
+
+
+# --- user tasks ---------------------------------------------------------------------------------
+class UserTaskStatus(StrEnum):
+    todo = "todo"
+    in_progress = "in_progress"
+    done = "done"
+
+
+UserTaskTitle = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+UserTaskText = Annotated[str, StringConstraints(max_length=2000)]
+
+
+class UserTaskCreate(Input):
+    title: UserTaskTitle
+    description: UserTaskText = ""
+    status: UserTaskStatus = UserTaskStatus.todo
+    related_tasks: list[TaskRef] = Field(
+        default_factory=list, max_length=50, description="Agent tasks this human task blocks until it is done"
+    )
+
+
+class UserTaskUpdate(Input):
+    title: UserTaskTitle | None = None
+    description: UserTaskText | None = None
+    status: UserTaskStatus | None = None
+    related_tasks: list[TaskRef] | None = Field(default=None, max_length=50)
+    version: int | None = Field(default=None, ge=1, description="Expected current version (or send If-Match)")
+
+
+class UserTask(Output):
+    id: str
+    workspace_id: str
+    title: str
+    description: str = ""
+    status: UserTaskStatus
+    related_tasks: list[str] = []
+    created_by: str
+    created_at: str
+    updated_at: str
+    completed_at: str | None = None
+    version: int
+
+
+class UserTaskBlocker(Output):
+    id: str
+    title: str
+    status: UserTaskStatus
+    related_tasks: list[str] = []
+    blocked_tasks: list[TaskSummary] = Field(description="Open agent tasks waiting on this user task")

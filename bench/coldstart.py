@@ -1,0 +1,107 @@
+"""Cold import time of every function's handler module, against `import boto3` alone.
+
+Each figure is the median of fresh interpreters importing the module the way Lambda does: the
+function's code folder first on sys.path, then the shared layer, with the environment the template
+gives the function. No bytecode cache is read or written (an empty pycache prefix and -B): a layer
+built by `sam build` ships no .pyc files and /opt is read-only, so a real cold start compiles every
+module it imports. boto3 is measured the same way, so the ratio compares like with like.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+
+from devstack import aws, template
+from devstack.lambdas import LAYER_PATH
+
+RUNS = 5
+TARGET_RATIO = 1.5
+BOTO3 = "boto3"
+
+PROBE = """
+import importlib, sys, time
+sys.path[:0] = [{code!r}, {layer!r}]
+started = time.perf_counter()
+importlib.import_module({module!r})
+print(time.perf_counter() - started)
+"""
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    name: str
+    seconds: float
+    ratio: float
+
+    @property
+    def meets_target(self) -> bool:
+        return self.ratio <= TARGET_RATIO
+
+
+def function_environment(logical_id: str | None) -> dict[str, str]:
+    """The Globals and the function's own variables, with intrinsics resolved to local names."""
+    resources = aws.Resources()
+    for resource_id in template.resources():
+        resources.names[resource_id] = f"agentplane-{resource_id.lower()}"
+        resources.arns[resource_id] = f"arn:aws:local:{aws.REGION}:{aws.ACCOUNT}:{resource_id}"
+    resources.names["SigningSecret"] = "bench-signing-secret-0123456789abcdef"
+    variables = dict(template.global_environment())
+    if logical_id:
+        variables.update(template.function_environment(logical_id))
+    environment = {name: aws.resolve(value, resources) for name, value in variables.items()}
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "AWS_REGION": aws.REGION,
+        "AWS_DEFAULT_REGION": aws.REGION,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        **environment,
+    }
+
+
+def import_seconds(module: str, code: str, environment: dict[str, str], runs: int = RUNS) -> float:
+    probe = PROBE.format(code=code, layer=str(LAYER_PATH), module=module)
+
+    def once(no_bytecode: str) -> float:
+        command = [sys.executable, "-I", "-B", "-X", f"pycache_prefix={no_bytecode}", "-c", probe]
+        result = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"importing {module} from {code} failed:\n{result.stderr[-2000:]}")
+        return float(result.stdout.strip().splitlines()[-1])
+
+    with tempfile.TemporaryDirectory(prefix="bench-nopyc-") as no_bytecode:
+        once(no_bytecode)  # warms the disk cache; not measured
+        return statistics.median(once(no_bytecode) for _ in range(runs))
+
+
+def measure(runs: int = RUNS) -> tuple[float, list[ColdStart], list[str]]:
+    """(boto3 seconds, one figure per function with code, names of functions without code)."""
+    baseline = import_seconds(BOTO3, str(template.ROOT), function_environment(None), runs)
+    figures, missing = [], []
+    for logical_id, function in template.functions().items():
+        module = function.handler.rsplit(".", 1)[0]
+        if not (function.code_uri / f"{module}.py").is_file():
+            missing.append(logical_id)
+            continue
+        seconds = import_seconds(module, str(function.code_uri), function_environment(logical_id), runs)
+        figures.append(ColdStart(logical_id, seconds, seconds / baseline))
+    return baseline, figures, missing
+
+
+def report(runs: int = RUNS) -> bool:
+    baseline, figures, missing = measure(runs)
+    print(f"Cold import of each handler module (median of {runs} fresh interpreters)")
+    print(f"  baseline: import boto3 = {baseline:.3f} s; target <= {TARGET_RATIO}x baseline\n")
+    print(f"  {'function':<24}{'import s':>10}{'x boto3':>10}  target")
+    for figure in figures:
+        verdict = "ok" if figure.meets_target else "OVER"
+        print(f"  {figure.name:<24}{figure.seconds:>10.3f}{figure.ratio:>10.2f}  {verdict}")
+    for name in missing:
+        print(f"  {name:<24}{'-':>10}{'-':>10}  skipped (no code yet)")
+    print()
+    return all(figure.meets_target for figure in figures)

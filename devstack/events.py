@@ -1,0 +1,134 @@
+"""Sample API Gateway (HTTP API, payload 2.0) events, one per route of template.yaml: `make events`
+(`python -m devstack.events`) writes events/<family>-<route-event-name>.json.
+
+Each is what API Gateway hands the function, so `sam local invoke <Function> -e events/<file>`
+runs the route: a sample authorizer context on protected routes, well-formed sample ids in the path
+and, for POST/PUT/PATCH, a small body the route's pydantic model accepts. The files are stable
+across runs (fixed request ids and times), so regenerating changes only what the code changed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from devstack import apps, template
+from devstack.gateway import HttpApi
+from devstack.lambdas import Lambdas, ensure_layer_on_path
+
+EVENTS_DIR = template.ROOT / "events"
+REGENERATE = "make events  (or: python -m devstack.events)"
+SAMPLE_TIME = "01/Jan/2025:00:00:00 +0000"
+SAMPLE_EPOCH_MS = 1735689600000
+SAMPLE_IP = "203.0.113.10"  # TEST-NET-3: never a real caller
+SAMPLE_USER = "usr_" + "0" * 26
+SAMPLE_WORKSPACE = apps.sample_path_value("ws")
+BODY_METHODS = ("POST", "PUT", "PATCH")
+
+
+def kebab(name: str) -> str:
+    """CreateTask -> create-task, HealthV1 -> health-v1, api_keys -> api-keys."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-", name)
+    return spaced.replace("_", "-").lower()
+
+
+def route_events() -> dict[str, tuple[template.HttpRoute, str]]:
+    """File name -> (route, the template's event name) for every HttpApi event of the template."""
+    found: dict[str, tuple[template.HttpRoute, str]] = {}
+    routes = {(route.function.logical_id, route.method, route.path): route for route in template.http_routes()}
+    for logical_id, function in template.functions().items():
+        events = template.resources()[logical_id]["Properties"].get("Events") or {}
+        for event_name, event in events.items():
+            if event["Type"] != "HttpApi":
+                continue
+            props = event["Properties"]
+            route = routes[(logical_id, props["Method"].upper(), props["Path"])]
+            found[f"{kebab(function.name)}-{kebab(event_name)}.json"] = (route, event_name)
+    return found
+
+
+def sample_authorizer() -> dict[str, Any]:
+    """What the authorizer hands a protected route: a session of a user who owns the sample workspace."""
+    ensure_layer_on_path()
+    from agentplane.auth.principal import Principal
+
+    principal = Principal(
+        kind="session",
+        id=SAMPLE_USER,
+        user_id=SAMPLE_USER,
+        token_id="ses_" + "0" * 26,
+        token_hash="0" * 64,
+        memberships={SAMPLE_WORKSPACE: "owner"},
+    )
+    return {"lambda": principal.to_context()}
+
+
+def sample_body(route: template.HttpRoute) -> str | None:
+    if route.method not in BODY_METHODS:
+        return None
+    served = apps.find_route(route.method, route.path)
+    model = apps.body_model(served) if served else None
+    return json.dumps(apps.sample_body(model) if model else {})
+
+
+def build(route: template.HttpRoute, gateway: HttpApi) -> dict[str, Any]:
+    params = {name: apps.sample_path_value(name) for name in re.findall(r"\{(\w+)\+?\}", route.path)}
+    path = route.path
+    for name, value in params.items():
+        path = re.sub(r"\{" + name + r"\+?\}", value, path)
+    body = sample_body(route)
+    headers = {"Host": "api.example.com", "User-Agent": "curl/8.5.0", "Accept": "application/json"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    if route.authorized:
+        headers["Authorization"] = "Bearer sample-token"
+    event = gateway.build_event(route, params, route.method, path, "", headers, body, SAMPLE_IP)
+    context = event["requestContext"]
+    context.update(
+        requestId=str(uuid.uuid5(uuid.NAMESPACE_URL, route.route_key)),
+        time=SAMPLE_TIME,
+        timeEpoch=SAMPLE_EPOCH_MS,
+        domainName="api.example.com",
+        domainPrefix="api",
+    )
+    if route.authorized:
+        context["authorizer"] = sample_authorizer()
+    return event
+
+
+def generate() -> dict[str, str]:
+    """File name -> JSON text of every event the template's routes call for."""
+    gateway = HttpApi(Lambdas({}), cache_seconds=0)
+    return {
+        name: json.dumps(build(route, gateway), indent=2) + "\n" for name, (route, _) in sorted(route_events().items())
+    }
+
+
+def write(directory: Path = EVENTS_DIR) -> tuple[int, list[str]]:
+    """Write every event; remove the event files of routes the template no longer has."""
+    directory.mkdir(exist_ok=True)
+    events = generate()
+    for name, text in events.items():
+        (directory / name).write_text(text)
+    removed = []
+    for stale in sorted(directory.glob("*.json")):
+        if stale.name not in events:
+            stale.unlink()
+            removed.append(stale.name)
+    return len(events), removed
+
+
+def main() -> int:
+    count, removed = write()
+    print(f"wrote {count} events to {EVENTS_DIR.relative_to(template.ROOT)}/")
+    for name in removed:
+        print(f"removed {name} (its route is gone from template.yaml)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

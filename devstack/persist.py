@@ -1,0 +1,342 @@
+"""Local data that survives a restart of `make dev`, kept under `.local/` (`make dev-reset` wipes it).
+
+Saved: every table's items, every bucket's objects, runtime EventBridge Scheduler schedules, the
+KMS keys' material (moto makes random material per start; restoring it keeps sealed secrets
+openable) and the signing secret (made on first run). Saved on a clean shutdown, and every few
+seconds while something changed. A Scan is fine here: this is the development tool, not a request
+path.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import secrets
+import string
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from devstack import aws, template
+from devstack.template import ROOT
+
+log = logging.getLogger("devstack.persist")
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("AGENTPLANE_DATA_DIR") or ROOT / ".local")
+
+
+def signing_secret(directory: Path) -> str:
+    """The stack's signing secret: made once (as the template's GenerateSecretString would), then kept."""
+    path = directory / "signing-secret"
+    if path.exists():
+        return path.read_text().strip()
+    directory.mkdir(parents=True, exist_ok=True)
+    secret = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(64))
+    _write(path, secret.encode())
+    path.chmod(0o600)
+    return secret
+
+
+# ---------------------------------------------------------------- files
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Whole-file replacement, so a crash mid-save leaves the previous copy intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return {"$b64": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get("$b64"), str):
+            return base64.b64decode(value["$b64"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _write_json(path: Path, value: Any) -> None:
+    _write(path, json.dumps(_encode(value), separators=(",", ":")).encode())
+
+
+def _read_json(path: Path) -> Any:
+    return _decode(json.loads(path.read_text())) if path.exists() else None
+
+
+def _of_type(resource_type: str) -> list[str]:
+    return [logical_id for logical_id, r in template.resources().items() if r["Type"] == resource_type]
+
+
+class Persistence:
+    def __init__(self, directory: Path, resources: aws.Resources) -> None:
+        self.directory = directory
+        self.resources = resources
+        self._s3_cache: dict[tuple[str, str, str], str] = {}  # (bucket, key, etag) → content hash
+        self._saved_fingerprint: Any = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- restore
+
+    def restore(self) -> dict[str, int]:
+        """Load what a previous run saved; returns counts of what came back."""
+        counts = {"keys": self._restore_kms(), "items": 0, "objects": 0, "schedules": 0}
+        os.environ.update(aws.resolve_environment(self.resources))  # key ids may have changed
+        for logical_id in _of_type("AWS::DynamoDB::Table"):
+            counts["items"] += self._restore_table(logical_id)
+        for logical_id in _of_type("AWS::S3::Bucket"):
+            counts["objects"] += self._restore_bucket(logical_id)
+        counts["schedules"] = self._restore_schedules()
+        self._saved_fingerprint = self._current_fingerprint()
+        return counts
+
+    def _restore_kms(self) -> int:
+        from moto.kms.models import kms_backends
+
+        saved = _read_json(self.directory / "kms.json") or {}
+        backend = kms_backends[aws.ACCOUNT][aws.REGION]
+        restored = 0
+        for logical_id, entry in saved.items():
+            current_id = self.resources.names.get(logical_id)
+            if not current_id or current_id not in backend.keys:
+                continue
+            key = backend.keys.pop(current_id)
+            key.id = entry["key_id"]
+            key.arn = entry["arn"]
+            key.key_material = entry["material"]
+            backend.keys[key.id] = key
+            self.resources.names[logical_id] = key.id
+            self.resources.arns[logical_id] = key.arn
+            restored += 1
+        return restored
+
+    def _restore_table(self, logical_id: str) -> int:
+        items = _read_json(self.directory / "dynamodb" / f"{logical_id}.json") or []
+        client = boto3.client("dynamodb", region_name=aws.REGION)
+        name = self.resources.names[logical_id]
+        for start in range(0, len(items), 25):
+            requests = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+            pending: dict[str, Any] = {name: requests}
+            while pending:
+                pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+        return len(items)
+
+    def _restore_bucket(self, logical_id: str) -> int:
+        folder = self.directory / "s3" / logical_id
+        manifest = _read_json(folder / "manifest.json") or {}
+        client = boto3.client("s3", region_name=aws.REGION)
+        bucket = self.resources.names[logical_id]
+        for key, entry in manifest.items():
+            blob = folder / "objects" / entry["sha256"]
+            if not blob.exists():
+                log.warning("s3://%s/%s is missing its saved content", bucket, key)
+                continue
+            extra: dict[str, Any] = {"Metadata": entry.get("metadata") or {}}
+            if entry.get("content_type"):
+                extra["ContentType"] = entry["content_type"]
+            client.put_object(Bucket=bucket, Key=key, Body=blob.read_bytes(), **extra)
+            self._s3_cache[(bucket, key, entry["etag"])] = entry["sha256"]
+        return len(manifest)
+
+    def _restore_schedules(self) -> int:
+        saved = _read_json(self.directory / "scheduler.json") or {}
+        client = boto3.client("scheduler", region_name=aws.REGION)
+        existing = {g["Name"] for g in client.list_schedule_groups().get("ScheduleGroups", [])}
+        for group in saved.get("groups", []):
+            if group not in existing:
+                client.create_schedule_group(Name=group)
+        now = datetime.now(UTC)
+        restored = 0
+        for schedule in saved.get("schedules", []):
+            args = {k: v for k, v in schedule.items() if v is not None and k not in ("StartDate", "EndDate")}
+            for bound in ("StartDate", "EndDate"):
+                if schedule.get(bound) and datetime.fromisoformat(schedule[bound]) > now:
+                    args[bound] = datetime.fromisoformat(schedule[bound])
+            if schedule.get("EndDate") and "EndDate" not in args:
+                continue  # ended while the stack was down
+            try:
+                client.create_schedule(**args)
+                restored += 1
+            except Exception as exc:
+                log.warning("schedule %s was not restored: %s", schedule.get("Name"), exc)
+        return restored
+
+    # --- save
+
+    def fingerprint(self) -> Any:
+        """Cheap signs of change, read from moto's backends without copying data."""
+        from moto.dynamodb.models import dynamodb_backends
+        from moto.s3.models import s3_backends
+        from moto.scheduler.models import scheduler_backends
+
+        tables = dynamodb_backends[aws.ACCOUNT][aws.REGION].tables
+        table_marks = []
+        for logical_id in _of_type("AWS::DynamoDB::Table"):
+            table = tables.get(self.resources.names.get(logical_id, ""))
+            if table is None:
+                continue
+            if table.stream_shard is not None:
+                table_marks.append(len(table.stream_shard.items))  # every write adds a record
+            else:
+                table_marks.append(hash(json.dumps(_encode([i.to_json() for i in table.all_items()]))))
+        buckets = s3_backends[aws.ACCOUNT]["aws"].buckets
+        object_marks = []
+        for logical_id in _of_type("AWS::S3::Bucket"):
+            bucket = buckets.get(self.resources.names.get(logical_id, ""))
+            if bucket is not None:
+                object_marks.append(tuple(sorted((k, v.etag) for k, v in list(bucket.keys.items()))))
+        scheduler = scheduler_backends[aws.ACCOUNT][aws.REGION]
+        schedule_marks = sorted(
+            (s.arn, s.last_modified_date)
+            for g in list(scheduler.schedule_groups.values())
+            for s in list(g.schedules.values())
+        )
+        return (tuple(table_marks), tuple(object_marks), tuple(schedule_marks), len(scheduler.schedule_groups))
+
+    def save(self) -> None:
+        with self._lock:
+            fingerprint = self._current_fingerprint()
+            self._save_kms()
+            for logical_id in _of_type("AWS::DynamoDB::Table"):
+                self._save_table(logical_id)
+            for logical_id in _of_type("AWS::S3::Bucket"):
+                self._save_bucket(logical_id)
+            self._save_schedules()
+            self._saved_fingerprint = fingerprint
+
+    def _current_fingerprint(self) -> Any:
+        for _ in range(5):
+            try:
+                return self.fingerprint()
+            except RuntimeError:  # a write resized a dict while it was read; look again
+                continue
+        return None
+
+    def save_if_changed(self) -> bool:
+        fingerprint = self._current_fingerprint()
+        if fingerprint is not None and fingerprint == self._saved_fingerprint:
+            return False
+        self.save()
+        return True
+
+    def _save_kms(self) -> None:
+        from moto.kms.models import kms_backends
+
+        backend = kms_backends[aws.ACCOUNT][aws.REGION]
+        saved = {}
+        for logical_id in _of_type("AWS::KMS::Key"):
+            key = backend.keys.get(self.resources.names.get(logical_id, ""))
+            if key is not None:
+                saved[logical_id] = {"key_id": key.id, "arn": key.arn, "material": key.key_material}
+        path = self.directory / "kms.json"
+        _write_json(path, saved)
+        path.chmod(0o600)
+
+    def _save_table(self, logical_id: str) -> None:
+        client = boto3.client("dynamodb", region_name=aws.REGION)
+        items: list[dict[str, Any]] = []
+        for page in client.get_paginator("scan").paginate(TableName=self.resources.names[logical_id]):
+            items.extend(page.get("Items") or [])
+        _write_json(self.directory / "dynamodb" / f"{logical_id}.json", items)
+
+    def _save_bucket(self, logical_id: str) -> None:
+        client = boto3.client("s3", region_name=aws.REGION)
+        bucket = self.resources.names[logical_id]
+        folder = self.directory / "s3" / logical_id
+        manifest: dict[str, Any] = {}
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for listed in page.get("Contents") or []:
+                key, etag = listed["Key"], listed["ETag"]
+                cache_key = (bucket, key, etag)
+                head: dict[str, Any]
+                if cache_key in self._s3_cache and (folder / "objects" / self._s3_cache[cache_key]).exists():
+                    head = client.head_object(Bucket=bucket, Key=key)
+                    digest = self._s3_cache[cache_key]
+                else:
+                    head = client.get_object(Bucket=bucket, Key=key)
+                    body = head["Body"].read()
+                    digest = hashlib.sha256(body).hexdigest()
+                    blob = folder / "objects" / digest
+                    if not blob.exists():
+                        _write(blob, body)
+                    self._s3_cache[cache_key] = digest
+                manifest[key] = {
+                    "sha256": digest,
+                    "etag": etag,
+                    "content_type": head.get("ContentType"),
+                    "metadata": head.get("Metadata") or {},
+                }
+        _write_json(folder / "manifest.json", manifest)
+        kept = {entry["sha256"] for entry in manifest.values()}
+        for blob in (folder / "objects").glob("*") if (folder / "objects").exists() else []:
+            if blob.name not in kept and not blob.name.endswith(".tmp"):
+                blob.unlink(missing_ok=True)
+
+    _SCHEDULE_FIELDS = (
+        "Name",
+        "GroupName",
+        "Description",
+        "ScheduleExpression",
+        "ScheduleExpressionTimezone",
+        "FlexibleTimeWindow",
+        "Target",
+        "State",
+        "ActionAfterCompletion",
+        "StartDate",
+        "EndDate",
+    )
+
+    def _save_schedules(self) -> None:
+        client = boto3.client("scheduler", region_name=aws.REGION)
+        groups = [g["Name"] for g in client.list_schedule_groups().get("ScheduleGroups", []) if g["Name"] != "default"]
+        schedules = []
+        for group in ["default", *groups]:
+            for page in client.get_paginator("list_schedules").paginate(GroupName=group):
+                for listed in page.get("Schedules", []):
+                    full = client.get_schedule(GroupName=group, Name=listed["Name"])
+                    schedules.append({name: full.get(name) for name in self._SCHEDULE_FIELDS})
+        _write_json(self.directory / "scheduler.json", {"groups": groups, "schedules": schedules})
+
+    # --- the background saver
+
+    def start(self, interval: float = 3.0) -> None:
+        self._thread = threading.Thread(target=self._run, args=(interval,), name="persist", daemon=True)
+        self._thread.start()
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.save_if_changed()
+            except Exception:
+                log.exception("saving local data failed")
+
+    def stop(self) -> None:
+        """Stop the background saver and save one last time."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+        self.save()

@@ -1,0 +1,131 @@
+"""The whole local stack in one object: in-process AWS, the HTTP and WebSocket APIs, stream
+consumers, schedules, Step Functions and the data kept in `.local/`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devstack import aws, persist, queues, stepfunctions, streams, template, websocket
+from devstack.gateway import HttpApi
+from devstack.lambdas import Lambdas
+from devstack.schedules import Scheduler
+from devstack.server import LocalHttpServer
+from devstack.ttl import TtlSweeper
+
+log = logging.getLogger("devstack")
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    http_port: int = 3000
+    ws_port: int = 3001
+    data_dir: Path = field(default_factory=persist.data_dir)
+    save_interval: float = 3.0
+
+    @classmethod
+    def from_environment(cls) -> Settings:
+        return cls(
+            host=os.environ.get("AGENTPLANE_HOST", "127.0.0.1"),
+            http_port=int(os.environ.get("AGENTPLANE_HTTP_PORT", "3000")),
+            ws_port=int(os.environ.get("AGENTPLANE_WS_PORT", "3001")),
+            data_dir=persist.data_dir(),
+            save_interval=float(os.environ.get("AGENTPLANE_SAVE_INTERVAL", "3")),
+        )
+
+
+class LocalStack:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.restored: dict[str, int] = {}
+        self._mock: Any = None
+        self._stoppers: list[tuple[str, Any]] = []
+
+    def start(self) -> LocalStack:
+        settings = self.settings
+        self._mock = aws.start()
+        self._stoppers.append(("moto", self._mock.stop))
+        self.resources = aws.provision(persist.signing_secret(settings.data_dir), lambda_functions=True)
+        self.persistence = persist.Persistence(settings.data_dir, self.resources)
+        self.restored = self.persistence.restore()
+
+        self.lambdas = Lambdas(template.functions())
+        stepfunctions.install_lambda_bridge(self.lambdas)
+        self._stoppers.append(("lambda bridge", stepfunctions.uninstall_lambda_bridge))
+
+        self.http = LocalHttpServer(HttpApi(self.lambdas), settings.host, settings.http_port)
+        self.http.start()
+        self._stoppers.append(("HTTP API", self.http.stop))
+
+        self.websockets = websocket.start_gateways(self.lambdas, settings.host, settings.ws_port)
+        for gateway in self.websockets:
+            self._stoppers.append((f"WebSocket API {gateway.api.logical_id}", gateway.stop))
+        self._stoppers.append(("management API", websocket.uninstall_management_api))
+
+        self.fanout = streams.StreamFanout(self.lambdas, streams.subscriptions(self.resources))
+        self.fanout.start()
+        self._stoppers.append(("stream consumers", self.fanout.stop))
+
+        self.queues = queues.QueueFanout(self.lambdas, queues.subscriptions(self.resources))
+        self.queues.start()
+        self._stoppers.append(("queue consumers", self.queues.stop))
+
+        self.ttl = TtlSweeper(self.resources)
+        self.ttl.start()
+        self._stoppers.append(("TTL sweeper", self.ttl.stop))
+
+        self.scheduler = Scheduler(self.lambdas, self.resources)
+        self.scheduler.start()
+        self._stoppers.append(("scheduler", self.scheduler.stop))
+
+        self.persistence.start(settings.save_interval)
+        self._stoppers.append(("saving .local", self.persistence.stop))
+        return self
+
+    def stop(self) -> None:
+        """Stop in reverse order of starting; the last save happens before moto goes away."""
+        while self._stoppers:
+            name, stop = self._stoppers.pop()
+            try:
+                stop()
+            except Exception:
+                log.exception("stopping %s failed", name)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.settings.host}:{self.http.port}"
+
+    def banner(self) -> str:
+        api = self.http_url
+        lines = [
+            f"agentplane local stack: {template.path().name} against in-process AWS (moto)",
+            f"  API         {api}/api/v1",
+            f"  Docs        {api}/api/docs",
+            f"  Health      {api}/api/health",
+        ]
+        for gateway in self.websockets:
+            lines.append(f"  WebSocket   {gateway.url}   ({gateway.api.logical_id}, {len(gateway.api.routes)} routes)")
+        if not self.websockets:
+            lines.append("  WebSocket   none (the template has no WEBSOCKET API yet)")
+        machines = len(template.state_machines())
+        lines += [
+            f"  Background  {len(self.fanout.subscriptions)} stream consumers, {len(self.queues.subscriptions)} queue "
+            f"consumers, {len(self.scheduler.timers)} schedules, {machines} state machines",
+            f"  Data        {self.settings.data_dir} (restored {self.restored.get('items', 0)} items, "
+            f"{self.restored.get('objects', 0)} objects); `make dev-reset` wipes it",
+            "",
+            "First run? Register, then log in (the login answer holds your token):",
+            f"  curl -s -X POST {api}/api/v1/auth/register -H 'Content-Type: application/json' \\",
+            """    -d '{"username":"dev","email":"dev@example.com","password":"correct horse battery",\\""",
+            """         "terms_accepted":true,"privacy_accepted":true}'""",
+            f"  curl -s -X POST {api}/api/v1/auth/login -H 'Content-Type: application/json' \\",
+            """    -d '{"email":"dev@example.com","password":"correct horse battery"}'""",
+            f"  curl -s {api}/api/v1/me -H 'Authorization: Bearer <token>'",
+            "",
+            "Ctrl-C stops the stack and saves the data.",
+        ]
+        return "\n".join(lines)

@@ -1,0 +1,22 @@
+"""The scheduled stall check: every minute (an EventBridge Scheduler schedule in template.yaml, fired
+by `make dev` too), agents of every workspace silent for longer than AGENT_STALL_TIMEOUT_SECONDS
+are marked stalled and their workspaces notified. See agentplane.logic.agents for the index it
+reads (bounded Queries, no Scan).
+
+Invoked by the scheduler only, never through the HTTP API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentplane.logic import agents
+from agentplane.observability import logger
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+    result = agents.sweep_stalled_agents()
+    if result["marked"]:
+        logger.info("silent agents marked", extra=result)
+    return result

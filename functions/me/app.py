@@ -1,0 +1,83 @@
+"""Me family: /api/v1/me — the caller's profile, workspaces, personal access tokens and devices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+
+from agentplane.http import (
+    PROBLEM_RESPONSES,
+    Cursor,
+    Data,
+    DataList,
+    Limit,
+    create_app,
+    created,
+    lambda_entry,
+    no_content,
+    ok,
+    page,
+    request_principal,
+)
+from agentplane.logic import me
+from agentplane.models.me import (
+    PersonalAccessToken,
+    PersonalAccessTokenCreate,
+    PersonalAccessTokenCreated,
+    Profile,
+    ProfileUpdate,
+    PushDevice,
+    PushDeviceRegister,
+)
+from agentplane.models.workspaces import Membership
+
+app = create_app()
+BASE = "/api/v1/me"
+
+
+@app.get(BASE, responses=PROBLEM_RESPONSES)
+def get_me() -> Data[Profile]:
+    return ok(me.get_profile(request_principal(app)))
+
+
+@app.patch(BASE, responses=PROBLEM_RESPONSES)
+def update_me(body: ProfileUpdate) -> Data[Profile]:
+    return ok(me.update_profile(request_principal(app), body))
+
+
+@app.get(f"{BASE}/workspaces", responses=PROBLEM_RESPONSES)
+def list_my_workspaces(limit: Limit = 50, cursor: Cursor = None) -> DataList[Membership]:
+    items, next_cursor = me.list_my_workspaces(request_principal(app), limit, cursor)
+    return page(items, next_cursor, limit)
+
+
+@app.get(f"{BASE}/personal-access-tokens", responses=PROBLEM_RESPONSES)
+def list_personal_access_tokens(limit: Limit = 50, cursor: Cursor = None) -> DataList[PersonalAccessToken]:
+    items, next_cursor = me.list_pats(request_principal(app), limit, cursor)
+    return page(items, next_cursor, limit)
+
+
+@app.post(f"{BASE}/personal-access-tokens", responses={201: {"description": "Created"}, **PROBLEM_RESPONSES})
+def create_personal_access_token(body: PersonalAccessTokenCreate) -> Response[Data[PersonalAccessTokenCreated]]:
+    return created(me.create_pat(request_principal(app), body))
+
+
+@app.delete(f"{BASE}/personal-access-tokens/<pat_id>", responses={204: {"description": "Revoked"}, **PROBLEM_RESPONSES})
+def revoke_personal_access_token(pat_id: str) -> Response[Any]:
+    me.revoke_pat(request_principal(app), pat_id)
+    return no_content()
+
+
+@app.post(f"{BASE}/devices", responses={201: {"description": "Registered"}, **PROBLEM_RESPONSES})
+def register_device(body: PushDeviceRegister) -> Response[Data[PushDevice]]:
+    return created(me.register_device(request_principal(app), body))
+
+
+@app.delete(f"{BASE}/devices/<device_id>", responses={204: {"description": "Unregistered"}, **PROBLEM_RESPONSES})
+def delete_device(device_id: str) -> Response[Any]:
+    me.delete_device(request_principal(app), device_id)
+    return no_content()
+
+
+lambda_handler = lambda_entry(app)

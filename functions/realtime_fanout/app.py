@@ -1,0 +1,36 @@
+"""Realtime fan-out: stored run events and notifications, from the table's stream, to the live
+WebSocket subscribers of their channels (see agentplane.logic.realtime).
+
+Each record is handled on its own; one that fails is reported back (ReportBatchItemFailures), so
+Lambda retries from it. Run subscribers keep a cursor, so a retry sends them only what is missing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+
+from agentplane.logic import realtime
+from agentplane.observability import logger
+from agentplane.store import deserialize
+
+endpoint = realtime.get_realtime_settings().websocket_endpoint
+if not endpoint:
+    raise RuntimeError("WEBSOCKET_ENDPOINT is not set: the fan-out has nowhere to post")
+poster = realtime.Poster(endpoint)
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+
+
+def push_record(record: DynamoDBRecord) -> None:
+    image = deserialize((record.raw_event.get("dynamodb") or {}).get("NewImage"))
+    if not image:
+        return
+    result = realtime.fan_out(image, poster)
+    logger.debug("fanned out", extra={"pushed": result.pushed, "gone": result.gone})
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=push_record, processor=processor, context=context)

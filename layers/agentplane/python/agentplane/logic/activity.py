@@ -1,0 +1,301 @@
+"""Reading the audit trail, and the activity timeline that agents and people write.
+
+Audit rows and activity entries each live in one partition per workspace whose sort keys are
+time-ordered ids, so a time window is a key range and every read here is one bounded Query;
+the other filters narrow that Query.
+
+`logs` (Orkosi's log lines, Takosumi's operation logs) is the activity timeline seen as log lines:
+agents write them with `POST activity` (with a `level`), and `GET logs` filters by agent, minimum
+level and text. The record of state-changing calls is the audit trail (`audit-logs`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agentplane import audit, ids, keys
+from agentplane.access import Access
+from agentplane.cursor import decode_cursor, encode_cursor
+from agentplane.errors import Unprocessable
+from agentplane.ids import iso, new_id
+from agentplane.models.audit import (
+    Activity,
+    ActivityCreate,
+    ActivityDay,
+    ActivityLevel,
+    ActivityStats,
+    ActorType,
+    AuditEvent,
+    LogLine,
+)
+from agentplane.store import Expr, Page, attr_eq, attr_in, get_store, not_exists
+
+Item = dict[str, Any]
+
+# Queries one filtered page may take to fill up before it answers with a cursor.
+_FILL_ROUNDS = 10
+# Activity entries one stats answer reads at most, and the page size it reads with.
+STATS_READ_CAP = 5000
+_STATS_PAGE = 1000
+MAX_STATS_DAYS = 90
+SEARCH_TEXT = "search_text"
+_LEVEL_ORDER = [ActivityLevel.debug, ActivityLevel.info, ActivityLevel.warn, ActivityLevel.error]
+
+
+def query_filled(
+    partition: str,
+    *,
+    limit: int,
+    start: dict[str, Any] | None,
+    filter: Expr | None = None,
+    newest_first: bool = False,
+    sk_prefix: str | None = None,
+    sk_between: tuple[str, str] | None = None,
+) -> Page:
+    """Up to `limit` matching items of one partition. A filtered Query page can come back short,
+    so read on, each Query asking only for what is still missing, until the page is full, the
+    partition is exhausted, or a bounded number of rounds has passed (then the cursor resumes)."""
+    items: list[Item] = []
+    last = start
+    for _ in range(_FILL_ROUNDS):
+        page = get_store().query(
+            partition,
+            sk_prefix=sk_prefix,
+            sk_between=sk_between,
+            limit=limit - len(items),
+            start_key=last,
+            filter=filter,
+            newest_first=newest_first,
+        )
+        items += page.items
+        last = page.last_key
+        if last is None or len(items) >= limit:
+            break
+    return Page(items=items, last_key=last)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _window(prefix: str, since: datetime | None, until: datetime | None) -> tuple[str, str] | None:
+    """The sort-key range of ids minted in [since, until], or None for the whole partition."""
+    if since is None and until is None:
+        return None
+    low = _utc(since) if since else datetime(1970, 1, 1, tzinfo=UTC)
+    high = _utc(until) if until else ids.now() + timedelta(days=1)
+    if low > high:
+        raise Unprocessable(
+            "'from' must not be later than 'to'", errors=[{"field": "from", "message": "later than 'to'"}]
+        )
+    return ids.id_range(prefix, low, high)
+
+
+def _all_of(conditions: list[Expr]) -> Expr | None:
+    combined: Expr | None = None
+    for condition in conditions:
+        combined = condition if combined is None else combined & condition
+    return combined
+
+
+def _time_query(since: datetime | None, until: datetime | None) -> dict[str, str | None]:
+    return {"from": iso(_utc(since)) if since else None, "to": iso(_utc(until)) if until else None}
+
+
+# --- audit trail ----------------------------------------------------------------------------------
+
+
+def list_audit_logs(
+    access: Access,
+    *,
+    actor: str | None,
+    action: str | None,
+    target_type: str | None,
+    target_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[AuditEvent], str | None]:
+    """The workspace's audit events, newest first."""
+    ws = access.workspace_id
+    filters = {"actor_id": actor, "action": action, "target_type": target_type, "target_id": target_id}
+    query = {**filters, **_time_query(since, until)}
+    scope = f"audit:{ws}"
+    page = query_filled(
+        keys.audit_pk(ws),
+        limit=limit,
+        start=decode_cursor(cursor, scope, query),
+        filter=_all_of([attr_eq(name, value) for name, value in filters.items() if value is not None]),
+        newest_first=True,
+        sk_between=_window(keys.AUDIT_ID_PREFIX, since, until),
+    )
+    return [AuditEvent.model_validate(item) for item in page.items], encode_cursor(page.last_key, scope, query)
+
+
+# --- activity timeline ------------------------------------------------------------------------------
+
+
+def _actor_type(access: Access) -> ActorType:
+    kind = access.principal.kind
+    if kind == "agent_key":
+        return ActorType.agent
+    if kind == "api_key":
+        return ActorType.key
+    return ActorType.user
+
+
+def record_activity(access: Access, body: ActivityCreate, request_id: str = "") -> Activity:
+    ws = access.workspace_id
+    activity_id = new_id(keys.ACTIVITY_ID_PREFIX)
+    item: Item = {
+        **keys.activity_key(ws, activity_id),
+        keys.ENTITY: "activity",
+        "id": activity_id,
+        "workspace_id": ws,
+        "type": body.type,
+        "message": body.message,
+        SEARCH_TEXT: body.message.lower(),
+        "agent": body.agent or access.principal.agent_name,
+        "task_id": body.task_id,
+        "level": body.level.value,
+        "metadata": body.metadata,
+        "actor_id": access.actor_id,
+        "actor_type": _actor_type(access).value,
+        "created_at": iso(),
+    }
+    tx = access.transaction()
+    tx.put(item, not_exists())
+    audit.record(tx, ws, access.actor_id, "activity.created", "activity", activity_id, request_id, {"type": body.type})
+    access.commit(tx)
+    return Activity.model_validate(item)
+
+
+def list_activity(
+    access: Access,
+    *,
+    type: str | None,
+    agent: str | None,
+    task_id: str | None,
+    actor: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Activity], str | None]:
+    """The activity timeline, newest first."""
+    ws = access.workspace_id
+    filters = {"type": type, "agent": agent, "task_id": task_id, "actor_id": actor}
+    query = {**filters, **_time_query(since, until)}
+    scope = f"activity:{ws}"
+    page = query_filled(
+        keys.activity_pk(ws),
+        limit=limit,
+        start=decode_cursor(cursor, scope, query),
+        filter=_all_of([attr_eq(name, value) for name, value in filters.items() if value is not None]),
+        newest_first=True,
+        sk_between=_window(keys.ACTIVITY_ID_PREFIX, since, until),
+    )
+    return [Activity.model_validate(item) for item in page.items], encode_cursor(page.last_key, scope, query)
+
+
+def activity_stats(access: Access, *, since: datetime | None, until: datetime | None, days: int) -> ActivityStats:
+    """Counts over a window (default: the last `days` days), from one bounded Query on its key range."""
+    ws = access.workspace_id
+    high = _utc(until) if until else ids.now()
+    low = _utc(since) if since else high - timedelta(days=days)
+    if low > high:
+        raise Unprocessable(
+            "'from' must not be later than 'to'", errors=[{"field": "from", "message": "later than 'to'"}]
+        )
+    if high - low > timedelta(days=MAX_STATS_DAYS):
+        raise Unprocessable(
+            f"the window may span at most {MAX_STATS_DAYS} days",
+            errors=[{"field": "from", "message": f"window longer than {MAX_STATS_DAYS} days"}],
+        )
+    window = ids.id_range(keys.ACTIVITY_ID_PREFIX, low, high)
+    items: list[Item] = []
+    start: dict[str, Any] | None = None
+    truncated = False
+    while True:
+        page = get_store().query(
+            keys.activity_pk(ws),
+            sk_between=window,
+            limit=min(_STATS_PAGE, STATS_READ_CAP - len(items)),
+            start_key=start,
+        )
+        items += page.items
+        start = page.last_key
+        if start is None:
+            break
+        if len(items) >= STATS_READ_CAP:
+            truncated = True
+            break
+    per_day = Counter(str(item["created_at"])[:10] for item in items)
+    by_day = []
+    day = low.date()
+    while day <= high.date():
+        by_day.append(ActivityDay(date=day.isoformat(), count=per_day[day.isoformat()]))
+        day += timedelta(days=1)
+    return ActivityStats(
+        since=iso(low),
+        until=iso(high),
+        total=len(items),
+        by_type=dict(sorted(Counter(str(i["type"]) for i in items).items())),
+        by_actor=dict(sorted(Counter(str(i["actor_id"]) for i in items).items())),
+        by_agent=dict(sorted(Counter(str(i["agent"]) for i in items if i.get("agent")).items())),
+        by_level=dict(sorted(Counter(str(i["level"]) for i in items).items())),
+        by_day=by_day,
+        truncated=truncated,
+    )
+
+
+# --- logs -----------------------------------------------------------------------------------------
+
+
+def list_logs(
+    access: Access,
+    *,
+    agent: str | None,
+    level: ActivityLevel | None,
+    q: str | None,
+    since: datetime | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[LogLine], str | None]:
+    """Activity as log lines, newest first: `level` is a minimum (warn gives warn and error), `q`
+    matches message text regardless of case."""
+    ws = access.workspace_id
+    query = {"agent": agent, "level": level, "q": q, **_time_query(since, None)}
+    scope = f"logs:{ws}"
+    conditions = []
+    if agent is not None:
+        conditions.append(attr_eq("agent", agent))
+    if level is not None:
+        conditions.append(attr_in("level", [lv.value for lv in _LEVEL_ORDER[_LEVEL_ORDER.index(level) :]]))
+    if q:
+        conditions.append(Expr("contains(#text, :q)", {"#text": SEARCH_TEXT}, {":q": q.lower()}))
+    page = query_filled(
+        keys.activity_pk(ws),
+        limit=limit,
+        start=decode_cursor(cursor, scope, query),
+        filter=_all_of(conditions),
+        newest_first=True,
+        sk_between=_window(keys.ACTIVITY_ID_PREFIX, since, None),
+    )
+    lines = [
+        LogLine(
+            id=item["id"],
+            at=item["created_at"],
+            level=ActivityLevel(item["level"]),
+            source=item.get("agent") or item["actor_id"],
+            type=item["type"],
+            message=item["message"],
+            task_id=item.get("task_id"),
+            actor_id=item["actor_id"],
+        )
+        for item in page.items
+    ]
+    return lines, encode_cursor(page.last_key, scope, query)

@@ -1,0 +1,608 @@
+"""Realtime: WebSocket connections, channel subscriptions, and the table stream's fan-out to them.
+
+A connection is checked once, on `$connect`, with the same bearer tokens as the HTTP API, and
+remembered for two hours (API Gateway's longest connection). Each subscription is stored twice:
+under its channel (`realtime_channel_pk`, so fan-out is one Query per channel) and under its
+connection (so a disconnect, or a post answered 410 Gone, removes every trace in one Query).
+Membership and the token are re-checked on every subscribe, never trusted from connect time.
+
+Run channels deliver each event exactly once, in id order: a run subscription keeps a cursor
+(`delivered_through`), and whoever delivers a range of events (the subscribe's `since` replay or
+the stream fan-out) first moves the cursor over that range with a conditional write. A fan-out
+that finds the cursor behind the batch it carries fills the gap from the stored events, so events
+written while a subscription was being set up are never skipped. `workspace` and `notifications`
+pushes are live only, without a cursor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agentplane import keys
+from agentplane.access import workspace_access
+from agentplane.auth.principal import Principal
+from agentplane.auth.tokens import resolve_principal
+from agentplane.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from agentplane.ids import epoch, iso
+from agentplane.logic.run_events import events_of
+from agentplane.models.notifications import Notification
+from agentplane.models.realtime import Pong, Push, Replayed, Subscribe, Subscribed, Unsubscribe, Unsubscribed
+from agentplane.observability import logger
+from agentplane.store import (
+    ConditionFailed,
+    Expr,
+    Item,
+    TransactionFailed,
+    Update,
+    attr_eq,
+    exists,
+    get_store,
+    not_exists,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_apigatewaymanagementapi.client import ApiGatewayManagementApiClient
+else:
+    ApiGatewayManagementApiClient = Any
+
+CONNECTION_ENTITY = "realtime_connection"
+SUBSCRIBER_ENTITY = "realtime_subscriber"
+CONNECTION_SUBSCRIPTION_ENTITY = "realtime_connection_subscription"
+RUN_EVENTS_ENTITY = "run_events"
+NOTIFICATION_ENTITY = "notification"
+
+# API Gateway closes every WebSocket connection after two hours; its records go with it (TTL).
+CONNECTION_TTL_SECONDS = 2 * 3600
+MAX_SUBSCRIPTIONS_PER_CONNECTION = 20
+# A `since` replay delivers at most this many events (posting them must fit the 29 s the API waits).
+MAX_REPLAY_EVENTS = 1000
+# Events claimed and posted in one step, and batch items read per step when filling a gap.
+MAX_EVENTS_PER_CLAIM = 500
+ITEMS_PER_READ = 100
+SUBSCRIBERS_PER_PAGE = 100
+# A deliverer that keeps losing the cursor to others gives up after this many tries.
+MAX_CLAIM_ATTEMPTS = 10
+_TRANSACTION_ATTEMPTS = 3
+
+
+class RealtimeSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    # The API Gateway Management API of the WebSocket API: https://{api}.execute-api.{region}.amazonaws.com/{stage}
+    websocket_endpoint: str = Field(default="", alias="WEBSOCKET_ENDPOINT")
+
+
+@lru_cache(maxsize=1)
+def get_realtime_settings() -> RealtimeSettings:
+    try:
+        return RealtimeSettings.model_validate(dict(os.environ))
+    except ValidationError as exc:  # pragma: no cover - a deployment error, loud at cold start
+        raise RuntimeError(f"invalid realtime settings: {exc}") from exc
+
+
+def management_endpoint(api_id: str, stage: str, region: str | None = None) -> str:
+    """Where posts to a connection of API `api_id` go (the execute-api host, also behind a custom domain)."""
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return f"https://{api_id}.execute-api.{region}.amazonaws.com/{stage}"
+
+
+# ------------------------------------------------------------------------ posting to connections
+
+
+class ConnectionGone(Exception):
+    """The connection no longer exists (410 Gone from the management API)."""
+
+    def __init__(self, connection_id: str) -> None:
+        super().__init__(f"connection {connection_id} is gone")
+        self.connection_id = connection_id
+
+
+class DeliveryFailed(Exception):
+    """A post failed for another reason (throttled, service error); the stream retries the record."""
+
+
+@lru_cache(maxsize=8)
+def _management_client(endpoint: str) -> ApiGatewayManagementApiClient:
+    config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+    return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint, config=config)
+
+
+def reset_clients() -> None:
+    _management_client.cache_clear()
+    get_realtime_settings.cache_clear()
+
+
+@dataclass(frozen=True)
+class Poster:
+    """Posts JSON messages to connections of one WebSocket API stage."""
+
+    endpoint: str
+
+    def send(self, connection_id: str, message: Mapping[str, Any]) -> None:
+        data = json.dumps(message, separators=(",", ":"), default=str).encode()
+        try:
+            _management_client(self.endpoint).post_to_connection(ConnectionId=connection_id, Data=data)
+        except ClientError as exc:
+            error = exc.response.get("Error") or {}
+            status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+            if error.get("Code") == "GoneException" or status == 410:
+                raise ConnectionGone(connection_id) from exc
+            raise DeliveryFailed(f"posting to {connection_id} failed: {error.get('Code')}") from exc
+
+
+def control(message: BaseModel) -> dict[str, Any]:
+    """A control message (subscribed, pong, error…) as sent: fields that are not set are left out."""
+    return message.model_dump(mode="json", exclude_none=True)
+
+
+# ------------------------------------------------------------------------------- connections
+
+
+@dataclass(frozen=True)
+class Connection:
+    connection_id: str
+    principal: Principal
+    expires_at: int
+
+
+def _connection_item(connection_id: str, principal: Principal, connected_at: int) -> Item:
+    expires_at = connected_at + CONNECTION_TTL_SECONDS
+    return {
+        **keys.realtime_connection_key(connection_id),
+        keys.ENTITY: CONNECTION_ENTITY,
+        "connection_id": connection_id,
+        "kind": principal.kind,
+        "principal_id": principal.id,
+        "user_id": principal.user_id,
+        "token_id": principal.token_id,
+        "token_hash": principal.token_hash,
+        "scopes": sorted(principal.scopes),
+        "workspace_id": principal.workspace_id,
+        "agent_name": principal.agent_name,
+        "subscription_count": 0,
+        "connected_at": iso(),
+        "expires_at": expires_at,
+        keys.TTL: expires_at,
+    }
+
+
+def _to_connection(item: Item) -> Connection:
+    # Memberships are deliberately not carried over: every subscribe reads the membership afresh.
+    principal = Principal(
+        kind=item["kind"],
+        id=item["principal_id"],
+        user_id=item.get("user_id"),
+        token_id=item["token_id"],
+        token_hash=item["token_hash"],
+        scopes=frozenset(item.get("scopes") or []),
+        workspace_id=item.get("workspace_id"),
+        agent_name=item.get("agent_name"),
+        memberships={},
+        memberships_complete=False,
+    )
+    return Connection(item["connection_id"], principal, int(item["expires_at"]))
+
+
+def connect(connection_id: str, token: str | None) -> Connection:
+    """Accept a connection for a valid bearer token (Unauthorized otherwise) and remember who holds it."""
+    if not token:
+        raise Unauthorized("a bearer token is required: connect with ?token=<token>")
+    principal = resolve_principal(token)
+    item = _connection_item(connection_id, principal, epoch())
+    get_store().put(item)
+    return _to_connection(item)
+
+
+def _load_connection(connection_id: str) -> Connection:
+    item = get_store().get(keys.realtime_connection_key(connection_id))
+    if item is None or int(item.get("expires_at") or 0) <= epoch():
+        raise Unauthorized("this connection is not registered (or has expired); reconnect")
+    return _to_connection(item)
+
+
+def _require_live_token(principal: Principal) -> None:
+    item = get_store().get(keys.token_key(principal.token_hash))
+    expires_at = int((item or {}).get("expires_at") or 0)
+    if item is None or item.get("revoked") is not None or (expires_at and expires_at <= epoch()):
+        raise Unauthorized("the token is invalid, expired or revoked; reconnect with a valid one")
+
+
+def disconnect(connection_id: str) -> int:
+    """Forget a connection and every subscription it holds; the number of subscriptions removed."""
+    return _remove_connection(connection_id)
+
+
+def _remove_connection(connection_id: str) -> int:
+    store = get_store()
+    for _attempt in range(_TRANSACTION_ATTEMPTS):
+        page = store.query(
+            keys.realtime_connection_pk(connection_id), limit=MAX_SUBSCRIPTIONS_PER_CONNECTION + 1, consistent=True
+        )
+        if not page.items:
+            return 0
+        tx = store.transaction()
+        removed = 0
+        for item in page.items:
+            if item.get(keys.ENTITY) == CONNECTION_SUBSCRIPTION_ENTITY:
+                tx.delete(keys.realtime_subscriber_key(item["workspace_id"], item["channel_key"], connection_id))
+                removed += 1
+            tx.delete(keys.key(item[keys.PK], item[keys.SK]))
+        try:
+            tx.commit()
+        except TransactionFailed as failure:
+            # A subscribe of this very connection raced us: read its records again.
+            logger.info("connection cleanup retried", extra={"reasons": failure.reasons})
+            continue
+        return removed
+    raise Conflict("the connection changed while it was being removed; retry")
+
+
+# ------------------------------------------------------------------------------ subscriptions
+
+
+@dataclass(frozen=True)
+class _Channel:
+    name: str  # as the client names it
+    key: str  # as stored: notifications carry the member's user id
+    scope: str | None
+    run_id: str | None = None
+
+
+def _channel(name: str, principal: Principal) -> _Channel:
+    if name.startswith("runs/"):
+        run_id = name.removeprefix("runs/")
+        return _Channel(name, keys.realtime_run_channel(run_id), "runs:read", run_id)
+    if name == keys.REALTIME_WORKSPACE_CHANNEL:
+        return _Channel(name, keys.REALTIME_WORKSPACE_CHANNEL, "runs:read")
+    if not principal.user_id:
+        raise Forbidden("notifications belong to people; an agent key has none")
+    return _Channel(name, keys.realtime_notification_channel(principal.user_id), None)
+
+
+def _subscriber_item(connection: Connection, ws: str, channel: _Channel, delivered_through: int | None) -> Item:
+    return {
+        **keys.realtime_subscriber_key(ws, channel.key, connection.connection_id),
+        keys.ENTITY: SUBSCRIBER_ENTITY,
+        "connection_id": connection.connection_id,
+        "workspace_id": ws,
+        "channel": channel.name,
+        "channel_key": channel.key,
+        "user_id": connection.principal.user_id,
+        "delivered_through": delivered_through,
+        "subscribed_at": iso(),
+        keys.TTL: connection.expires_at,
+    }
+
+
+def _last_event_id(ws: str, run_id: str) -> int:
+    run = get_store().get(keys.run_key(ws, run_id))
+    if run is None or run.get("deleted_at"):
+        raise NotFound(f"run {run_id} not found")
+    return int(run.get("last_event_id") or 0)
+
+
+def subscribe(connection_id: str, message: Subscribe, poster: Poster) -> Subscribed:
+    """Subscribe a connection to a channel of a workspace it belongs to; acknowledge, then replay.
+
+    A run channel starts after `since` (or, without it, after the run's latest event): the events
+    stored after that point are pushed before any live one. A replay ends with a `replayed` message;
+    when it stopped at MAX_REPLAY_EVENTS (`complete: false`), subscribing again with `since` set to
+    the last id received continues it."""
+    connection = _load_connection(connection_id)
+    principal = connection.principal
+    _require_live_token(principal)
+    ws = message.workspace_id
+    channel = _channel(message.channel, principal)
+    workspace_access(principal, ws, channel.scope)  # a non-member gets 404, a missing scope 403
+    if message.since is not None and channel.run_id is None:
+        raise BadRequest("`since` applies to run channels (runs/<run id>) only")
+    start: int | None = None
+    if channel.run_id is not None:
+        last = _last_event_id(ws, channel.run_id)
+        start = last if message.since is None else min(message.since, last)
+    _store_subscription(connection, ws, channel, start, resubscribe_from=message.since)
+    acknowledged = Subscribed(channel=channel.name, workspace_id=ws, since=start)
+    poster.send(connection_id, control(acknowledged))
+    if channel.run_id is not None and start is not None:
+        replay = _catch_up(poster, ws, channel.run_id, connection_id, start, max_events=MAX_REPLAY_EVENTS)
+        if message.since is not None:
+            done = Replayed(channel=channel.name, workspace_id=ws, through=replay.delivered, complete=not replay.capped)
+            poster.send(connection_id, control(done))
+    return acknowledged
+
+
+def _store_subscription(connection: Connection, ws: str, channel: _Channel, start: int | None, *,
+                        resubscribe_from: int | None) -> None:  # fmt: skip
+    store = get_store()
+    cid = connection.connection_id
+    under_limit = exists() & _count_below(MAX_SUBSCRIPTIONS_PER_CONNECTION)
+    for _attempt in range(_TRANSACTION_ATTEMPTS):
+        tx = store.transaction()
+        tx.put(_subscriber_item(connection, ws, channel, start), not_exists())
+        tx.put(
+            {
+                **keys.realtime_connection_subscription_key(cid, ws, channel.key),
+                keys.ENTITY: CONNECTION_SUBSCRIPTION_ENTITY,
+                "workspace_id": ws,
+                "channel": channel.name,
+                "channel_key": channel.key,
+                keys.TTL: connection.expires_at,
+            }
+        )
+        tx.update(keys.realtime_connection_key(cid), Update(add={"subscription_count": 1}), under_limit)
+        try:
+            tx.commit()
+        except TransactionFailed as failure:
+            failed = failure.failed_index()
+            if failed == 0 and failure.reasons[0] == "ConditionalCheckFailed":
+                # Already subscribed: a new `since` moves the run cursor back to replay from there.
+                if resubscribe_from is not None and start is not None:
+                    _rewind(ws, channel.key, cid, start)
+                return
+            if failed == 2 and failure.reasons[2] == "ConditionalCheckFailed":
+                if failure.items[2] is None:
+                    raise Unauthorized("this connection is not registered (or has expired); reconnect") from failure
+                raise Conflict(
+                    f"a connection holds at most {MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions; unsubscribe first"
+                ) from failure
+            continue  # a concurrent write to the same items: try again
+        return
+    raise Conflict("the subscription changed while it was being stored; retry")
+
+
+def _count_below(limit: int) -> Expr:
+    return Expr("#count < :limit", {"#count": "subscription_count"}, {":limit": limit})
+
+
+def _rewind(ws: str, channel_key: str, connection_id: str, start: int) -> None:
+    try:
+        get_store().update(
+            keys.realtime_subscriber_key(ws, channel_key, connection_id),
+            Update(set={"delivered_through": start}),
+            exists(),
+        )
+    except ConditionFailed:  # unsubscribed in the meantime: nothing to rewind
+        return
+
+
+def unsubscribe(connection_id: str, message: Unsubscribe) -> Unsubscribed:
+    """Stop a subscription (unsubscribing from a channel not subscribed to is not an error)."""
+    connection = _load_connection(connection_id)
+    ws = message.workspace_id
+    channel = _channel(message.channel, connection.principal)
+    store = get_store()
+    for _attempt in range(_TRANSACTION_ATTEMPTS):
+        tx = store.transaction()
+        tx.delete(keys.realtime_subscriber_key(ws, channel.key, connection_id), exists())
+        tx.delete(keys.realtime_connection_subscription_key(connection_id, ws, channel.key))
+        tx.update(keys.realtime_connection_key(connection_id), Update(add={"subscription_count": -1}), exists())
+        try:
+            tx.commit()
+        except TransactionFailed as failure:
+            if "TransactionConflict" in failure.reasons:
+                continue  # a concurrent write to the same items: try again
+            # Not subscribed (or the connection is gone): there is nothing to stop.
+        break
+    return Unsubscribed(channel=channel.name, workspace_id=ws)
+
+
+def ping() -> Pong:
+    return Pong()
+
+
+# -------------------------------------------------------------------------------- delivering
+
+
+def _subscribers(ws: str, channel_key: str) -> Iterator[Item]:
+    """Every live subscriber of a channel, page by page."""
+    now = epoch()
+    start_key: dict[str, Any] | None = None
+    while True:
+        page = get_store().query(
+            keys.realtime_channel_pk(ws, channel_key), limit=SUBSCRIBERS_PER_PAGE, start_key=start_key, consistent=True
+        )
+        for item in page.items:
+            if int(item.get(keys.TTL) or 0) > now:  # TTL removes expired ones late; skip them now
+                yield item
+        if not page.last_key:
+            return
+        start_key = page.last_key
+
+
+def run_event_push(run_id: str, event: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored run event as pushed: `data` is the event as the REST and SSE routes show it."""
+    shown = {
+        "id": int(event["id"]),
+        "run_id": run_id,
+        "event_type": event["event_type"],
+        "severity": event.get("severity") or "info",
+        "path": event.get("path"),
+        "data": dict(event.get("data") or {}),
+        "created_at": event.get("created_at"),
+    }
+    push = Push(channel=keys.realtime_run_channel(run_id), id=shown["id"], event=shown["event_type"], data=shown)
+    return push.model_dump(mode="json")
+
+
+def _claim(ws: str, run_id: str, connection_id: str, delivered: int, through: int) -> int | None:
+    """Move a subscriber's cursor from `delivered` to `through`: None when this caller won the range,
+    else where the cursor is now (another deliverer moved it). Raises KeyError when unsubscribed."""
+    try:
+        get_store().update(
+            keys.realtime_subscriber_key(ws, keys.realtime_run_channel(run_id), connection_id),
+            Update(set={"delivered_through": through}),
+            attr_eq("delivered_through", delivered),
+        )
+    except ConditionFailed as lost:
+        if lost.current is None:
+            raise KeyError(connection_id) from lost
+        return int(lost.current.get("delivered_through") or 0)
+    return None
+
+
+def _release(ws: str, run_id: str, connection_id: str, claimed_through: int, delivered: int) -> None:
+    """Give back the undelivered end of a claimed range, so the next deliverer sends it."""
+    try:
+        get_store().update(
+            keys.realtime_subscriber_key(ws, keys.realtime_run_channel(run_id), connection_id),
+            Update(set={"delivered_through": delivered}),
+            attr_eq("delivered_through", claimed_through),
+        )
+    except ConditionFailed:
+        return
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    delivered: int  # the subscriber's cursor as this call leaves it
+    sent: int
+    capped: bool  # stopped at its event budget; more may be stored
+
+
+def _catch_up(
+    poster: Poster,
+    ws: str,
+    run_id: str,
+    connection_id: str,
+    delivered: int,
+    *,
+    known: list[dict[str, Any]] | None = None,
+    through: int | None = None,
+    max_events: int = MAX_EVENTS_PER_CLAIM,
+) -> CatchUp:
+    """Deliver a run's events after `delivered` (up to `through`, if given) to one subscriber.
+
+    `known` are events at hand (a stream batch); anything before them is read from the table. Each
+    range is claimed on the subscriber's cursor before it is posted, so no event goes out twice.
+    Raises ConnectionGone and DeliveryFailed."""
+    sent = lost = 0
+    while sent < max_events and lost < MAX_CLAIM_ATTEMPTS:
+        if through is not None and delivered >= through:
+            break
+        if known and int(known[0]["id"]) <= delivered + 1:
+            chunk = [e for e in known if int(e["id"]) > delivered]
+        else:
+            page = get_store().query(
+                keys.run_events_pk(ws, run_id),
+                sk_between=(keys.run_events_sk(delivered + 1), keys.run_events_sk(keys.RUN_EVENTS_MAX_ID)),
+                limit=ITEMS_PER_READ,
+                consistent=True,
+            )
+            chunk = events_of(page.items, delivered)
+        if through is not None:
+            chunk = [e for e in chunk if int(e["id"]) <= through]
+        chunk = chunk[: min(MAX_EVENTS_PER_CLAIM, max_events - sent)]
+        if not chunk:
+            break
+        last = int(chunk[-1]["id"])
+        try:
+            moved = _claim(ws, run_id, connection_id, delivered, last)
+        except KeyError:
+            break  # unsubscribed meanwhile
+        if moved is not None:
+            delivered, lost = moved, lost + 1
+            continue
+        for event in chunk:
+            try:
+                poster.send(connection_id, run_event_push(run_id, event))
+            except DeliveryFailed:
+                _release(ws, run_id, connection_id, last, int(event["id"]) - 1)
+                raise
+        sent += len(chunk)
+        delivered = last
+    return CatchUp(delivered, sent, capped=sent >= max_events)
+
+
+@dataclass
+class FanoutResult:
+    pushed: int = 0
+    gone: int = 0
+
+
+def fan_out(image: Mapping[str, Any], poster: Poster) -> FanoutResult:
+    """Push what a newly stored item carries to the live subscribers of its channels."""
+    entity = image.get(keys.ENTITY)
+    if entity == RUN_EVENTS_ENTITY:
+        return _fan_out_run_events(image, poster)
+    if entity == NOTIFICATION_ENTITY:
+        return _fan_out_notification(image, poster)
+    return FanoutResult()
+
+
+def _drop(connection_id: str, result: FanoutResult) -> None:
+    logger.info("connection gone; removing it", extra={"connection_id": connection_id})
+    _remove_connection(connection_id)
+    result.gone += 1
+
+
+def _fan_out_run_events(image: Mapping[str, Any], poster: Poster) -> FanoutResult:
+    ws, run_id = str(image["workspace_id"]), str(image["run_id"])
+    events = events_of([image])
+    result = FanoutResult()
+    if not events:
+        return result
+    through = int(events[-1]["id"])
+    served: set[str] = set()
+    failed: DeliveryFailed | None = None
+    for subscriber in _subscribers(ws, keys.realtime_run_channel(run_id)):
+        connection_id = str(subscriber["connection_id"])
+        served.add(connection_id)
+        delivered = int(subscriber.get("delivered_through") or 0)
+        try:
+            caught_up = _catch_up(poster, ws, run_id, connection_id, delivered, known=events, through=through)
+        except ConnectionGone:
+            _drop(connection_id, result)
+            continue
+        except DeliveryFailed as exc:
+            failed = failed or exc
+            continue
+        result.pushed += caught_up.sent
+    # The workspace channel gets every run's events, live; a connection following this run already has them.
+    for subscriber in _subscribers(ws, keys.REALTIME_WORKSPACE_CHANNEL):
+        connection_id = str(subscriber["connection_id"])
+        if connection_id in served:
+            continue
+        served.add(connection_id)
+        result.pushed += _push_all(poster, connection_id, [run_event_push(run_id, e) for e in events], result)
+    if failed is not None:
+        raise failed  # the record is retried; run cursors make the retry send only what is missing
+    return result
+
+
+def _push_all(poster: Poster, connection_id: str, messages: list[dict[str, Any]], result: FanoutResult) -> int:
+    """Best-effort live pushes (no cursor): a failure is logged, not retried."""
+    for count, message in enumerate(messages):
+        try:
+            poster.send(connection_id, message)
+        except ConnectionGone:
+            _drop(connection_id, result)
+            return count
+        except DeliveryFailed:
+            logger.warning("live push failed", extra={"connection_id": connection_id}, exc_info=True)
+            return count
+    return len(messages)
+
+
+def _fan_out_notification(image: Mapping[str, Any], poster: Poster) -> FanoutResult:
+    ws, user_id = str(image["workspace_id"]), str(image["user_id"])
+    notification = Notification.model_validate({**image, "read": bool(image.get("read_at"))})
+    push = Push(
+        channel="notifications",
+        id=notification.id,
+        event=notification.type.value,
+        data=notification.model_dump(mode="json"),
+    ).model_dump(mode="json")
+    result = FanoutResult()
+    for subscriber in _subscribers(ws, keys.realtime_notification_channel(user_id)):
+        result.pushed += _push_all(poster, str(subscriber["connection_id"]), [push], result)
+    return result

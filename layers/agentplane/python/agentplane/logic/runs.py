@@ -1,0 +1,753 @@
+"""Runs: the lifecycle, as conditional writes, with a Step Functions execution owning the timers.
+
+    draft → queued → running ⇄ paused → completed | failed | cancelled
+                              running → awaiting_approval → completed | failed (rejected)
+
+Every transition is one TransactWriteItems: the run moves only if it is still in the status we
+read (and its event counter is where we read it), its `status_changed` event and its audit row go
+in with it, and the workspace's active-run counter moves when a run takes or frees a slot. Two
+concurrent callers therefore cannot both win; the loser gets a 409 carrying `current_status`.
+
+The execution (statemachine/run.asl.json) waits on task tokens the lifecycle function records on
+the run: "claim" (queue timeout), "work" (heartbeat timeout = a silent agent fails the run as
+`stalled`) and "approval". The API resolves those waits with SendTaskSuccess/Failure after its own
+write has won, so the table is always the source of truth and the execution only keeps time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from agentplane import audit, keys
+from agentplane.access import Access
+from agentplane.cursor import decode_cursor, encode_cursor
+from agentplane.errors import Conflict, Forbidden, InvalidTransition, MissingScope, NotFound, RateLimited
+from agentplane.ids import iso, new_id
+from agentplane.logic.run_events import batch_item, event_record
+from agentplane.models.runs import (
+    ACTIVE,
+    TERMINAL,
+    AgentDirective,
+    ApproveRequest,
+    CommitRequest,
+    Run,
+    RunActions,
+    RunClaim,
+    RunComplete,
+    RunCreate,
+    RunDesiredState,
+    RunFail,
+    RunHeartbeat,
+    RunStatus,
+)
+from agentplane.observability import logger
+from agentplane.settings import get_settings
+from agentplane.store import (
+    ConditionFailed,
+    Expr,
+    Transaction,
+    TransactionFailed,
+    Update,
+    attr_eq,
+    attr_in,
+    exists,
+    get_store,
+)
+
+# How often an agent should beat, relative to the run's heartbeat timeout.
+HEARTBEAT_FRACTION = 3
+_MAX_ATTEMPTS = 8
+_LIVE = (RunStatus.running.value, RunStatus.paused.value)
+_TIMESTAMP_FIELDS = {
+    RunStatus.queued: "queued_at",
+    RunStatus.running: "started_at",
+    RunStatus.paused: "paused_at",
+    RunStatus.awaiting_approval: "awaiting_approval_at",
+    RunStatus.completed: "completed_at",
+    RunStatus.failed: "failed_at",
+    RunStatus.cancelled: "cancelled_at",
+}
+
+
+@lru_cache(maxsize=1)
+def _states() -> Any:
+    return boto3.client("stepfunctions")
+
+
+def reset_clients() -> None:
+    _states.cache_clear()
+
+
+# ------------------------------------------------------------------------------------- reading
+
+
+def _load(ws: str, run_id: str) -> dict[str, Any]:
+    item = get_store().get(keys.run_key(ws, run_id))
+    if item is None:
+        raise NotFound(f"run {run_id} not found")
+    return item
+
+
+def _auto_push_enabled(ws: str) -> bool:
+    workspace = get_store().get(keys.workspace_key(ws)) or {}
+    settings = workspace.get("settings") or {}
+    return bool(workspace.get("auto_push") or settings.get("auto_push"))
+
+
+def actions_for(item: dict[str, Any], access: Access | None = None, auto_push: bool = False) -> RunActions:
+    status = RunStatus(item["status"])
+    review = item.get("review") or {}
+    approved = review.get("decision") == "approved"
+    reviewable = status == RunStatus.awaiting_approval or (status == RunStatus.completed and not review)
+
+    def may(scope: str) -> bool:
+        if access is None:
+            return True
+        try:
+            access.require(scope)
+        except Forbidden:
+            return False
+        return True
+
+    control = may("runs:control")
+    return RunActions(
+        can_start=status == RunStatus.draft and may("runs:start"),
+        can_pause=status == RunStatus.running and control,
+        can_resume=status == RunStatus.paused and control,
+        can_cancel=status not in TERMINAL and control,
+        can_retry=status == RunStatus.failed and not item.get("retried_by") and may("runs:start"),
+        can_approve=reviewable and control,
+        can_reject=reviewable and control,
+        can_commit=approved and not item.get("committed_at") and may("git:commit"),
+        can_push=approved and auto_push and not item.get("pushed_at") and may("git:push"),
+    )
+
+
+def to_run(item: dict[str, Any], access: Access | None = None) -> Run:
+    timestamps = {"draft": item["created_at"]}
+    for status, field_name in _TIMESTAMP_FIELDS.items():
+        if item.get(field_name):
+            timestamps[status.value] = item[field_name]
+    auto_push = _auto_push_enabled(item["workspace_id"]) if item.get("review") else False
+    public = {k: v for k, v in item.items() if k not in ("task_token", "task_phase", "execution_arn")}
+    return Run.model_validate({**public, "timestamps": timestamps, "actions": actions_for(item, access, auto_push)})
+
+
+def get_run(access: Access, run_id: str) -> Run:
+    return to_run(_load(access.workspace_id, run_id), access)
+
+
+def list_runs(
+    access: Access,
+    *,
+    status: RunStatus | None,
+    project_id: str | None,
+    agent: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Run], str | None]:
+    ws = access.workspace_id
+    query = {"status": status, "project_id": project_id, "agent": agent}
+    scope = f"runs:{ws}"
+    start = decode_cursor(cursor, scope, query)
+    condition: Expr | None = None
+    for name, value in (("status", status), ("agent", agent)):
+        if value is not None:
+            expr = attr_eq(name, str(value))
+            condition = expr if condition is None else condition & expr
+    if project_id is not None:
+        page = get_store().query(
+            keys.run_project_gsi(ws, project_id), index=keys.GSI2, limit=limit, start_key=start,
+            newest_first=True, filter=condition,
+        )  # fmt: skip
+    else:
+        page = get_store().query(
+            keys.run_list_gsi(ws), index=keys.GSI1, limit=limit, start_key=start, newest_first=True, filter=condition
+        )
+    return [to_run(item, access) for item in page.items], encode_cursor(page.last_key, scope, query)
+
+
+# ------------------------------------------------------------------------------------ creating
+
+
+def new_run_item(
+    ws: str,
+    body: RunCreate,
+    created_by: str,
+    *,
+    status: RunStatus = RunStatus.draft,
+    retry_of: str | None = None,
+) -> dict[str, Any]:
+    run_id = new_id("run")
+    at = iso()
+    item: dict[str, Any] = {
+        **keys.run_key(ws, run_id),
+        keys.ENTITY: "run",
+        keys.GSI1PK: keys.run_list_gsi(ws),
+        keys.GSI1SK: run_id,
+        **body.model_dump(exclude_none=True),
+        "id": run_id,
+        "workspace_id": ws,
+        "status": status.value,
+        "desired_state": RunDesiredState.run.value,
+        "branch": f"agentplane/{run_id}",
+        "last_event_id": 0,
+        "created_by": created_by,
+        "created_at": at,
+        "updated_at": at,
+    }
+    if body.project_id:
+        item[keys.GSI2PK] = keys.run_project_gsi(ws, body.project_id)
+        item[keys.GSI2SK] = run_id
+    if retry_of:
+        item["retry_of"] = retry_of
+    return item
+
+
+def _require_project(ws: str, project_id: str | None) -> None:
+    if project_id is None:
+        return
+    project = get_store().get(keys.project_key(ws, project_id))
+    if project is None or project.get("deleted_at"):
+        raise NotFound(f"project {project_id} not found")
+
+
+def create_run(access: Access, body: RunCreate, request_id: str = "") -> Run:
+    _require_project(access.workspace_id, body.project_id)
+    item = new_run_item(access.workspace_id, body, access.actor_id)
+    tx = access.transaction()
+    tx.put(item, Expr("attribute_not_exists(PK)"))
+    audit.record(tx, access.workspace_id, access.actor_id, "run.created", "run", item["id"], request_id,
+                 {"title": body.title, "kind": body.kind.value})  # fmt: skip
+    access.commit(tx)
+    return to_run(item, access)
+
+
+# --------------------------------------------------------------------------------- transitions
+
+
+@dataclass
+class Transition:
+    """One status change: where it may come from, where it goes, and what else it writes."""
+
+    action: str
+    allowed_from: frozenset[RunStatus]
+    to: RunStatus | Callable[[dict[str, Any]], RunStatus]
+    fields: dict[str, Any] = field(default_factory=dict)
+    event_data: dict[str, Any] = field(default_factory=dict)
+    extra: Callable[[Transaction, dict[str, Any], RunStatus], None] | None = None
+    condition: Expr | None = None
+
+
+def _target(transition: Transition, current: dict[str, Any]) -> RunStatus:
+    return transition.to(current) if callable(transition.to) else transition.to
+
+
+def _apply(
+    ws: str,
+    run_id: str,
+    transition: Transition,
+    *,
+    access: Access | None,
+    actor_id: str,
+    request_id: str = "",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write `transition` as one transaction; returns (the run before, the run after)."""
+    for _attempt in range(_MAX_ATTEMPTS):
+        current = _load(ws, run_id)
+        status = RunStatus(current["status"])
+        if status not in transition.allowed_from:
+            raise InvalidTransition(
+                f"run {run_id} cannot {transition.action} while {status.value}", current_status=status.value
+            )
+        target = _target(transition, current)
+        at = iso()
+        event_id = int(current.get("last_event_id") or 0) + 1
+        changes: dict[str, Any] = {"status": target.value, "updated_at": at, "last_event_id": event_id}
+        if target != status and target in _TIMESTAMP_FIELDS:
+            changes[_TIMESTAMP_FIELDS[target]] = at
+        changes.update(transition.fields)
+        tx = access.transaction() if access else get_store().transaction()
+        run_index = len(tx.operations)
+        condition = exists() & attr_eq("status", status.value) & attr_eq("last_event_id", event_id - 1)
+        if transition.condition is not None:
+            condition = condition & transition.condition
+        tx.update(keys.run_key(ws, run_id), Update(set=changes), condition)
+        counter_index = len(tx.operations)
+        takes_slot = status not in ACTIVE and target in ACTIVE
+        frees_slot = status in ACTIVE and target not in ACTIVE
+        if takes_slot:
+            cap = get_settings().max_active_runs
+            tx.update(
+                keys.run_counter_key(ws),
+                Update(add={"active": 1}),
+                Expr("attribute_not_exists(#active) OR #active < :cap", {"#active": "active"}, {":cap": cap}),
+            )
+        elif frees_slot:
+            tx.update(keys.run_counter_key(ws), Update(add={"active": -1}))
+        data = {"from": status.value, "to": target.value, **transition.event_data}
+        tx.put(batch_item(ws, run_id, [event_record(event_id, "status_changed", data=data, at=at)]))
+        if transition.extra is not None:
+            transition.extra(tx, current, target)  # noqa: S610 - a callback, not Django
+        audit.record(tx, ws, actor_id, f"run.{transition.action}", "run", run_id, request_id,
+                     {"from": status.value, "to": target.value})  # fmt: skip
+        try:
+            if access:
+                access.commit(tx)
+            else:
+                tx.commit()
+        except TransactionFailed as failure:
+            failed = failure.failed_index()
+            if failed == counter_index and takes_slot:
+                raise RateLimited(
+                    f"the workspace already has {get_settings().max_active_runs} active runs; "
+                    "wait for one to finish or cancel one",
+                    retry_after=30,
+                ) from failure
+            if failed == run_index or "TransactionConflict" in failure.reasons:
+                continue  # the run moved or an event was appended since we read it: look again
+            raise
+        return current, {**current, **changes}
+    raise Conflict(f"run {run_id} is changing too quickly; retry")
+
+
+def _signal(
+    item: dict[str, Any], phase: str, *, success: dict[str, Any] | None = None, error: str = "", fresh: bool = False
+) -> None:
+    """Resume the execution's wait for `phase`, if it is waiting on it.
+
+    Called after our write committed, with a fresh read: either the execution recorded its token
+    before our write (we see it here) or after (the lifecycle function then sees our new status
+    and resolves the wait itself). A wait resolved twice is harmless."""
+    if not fresh:
+        item = get_store().get(keys.run_key(item["workspace_id"], item["id"])) or item
+    token = item.get("task_token")
+    if not token or item.get("task_phase") != phase:
+        return
+    try:
+        if success is not None:
+            _states().send_task_success(taskToken=token, output=json.dumps(success))
+        else:
+            _states().send_task_failure(taskToken=token, error=error, cause=f"run {item['id']}")
+    except ClientError as exc:
+        logger.info("run wait already resolved", extra={"run_id": item["id"], "phase": phase, "error": str(exc)})
+
+
+def _start_execution(item: dict[str, Any]) -> None:
+    arn = get_settings().run_state_machine_arn
+    if not arn:
+        logger.warning("RUN_STATE_MACHINE_ARN is not set; the run has no timers", extra={"run_id": item["id"]})
+        return
+    execution_input = {
+        "workspace_id": item["workspace_id"],
+        "run_id": item["id"],
+        "queue_timeout_seconds": int(item.get("queue_timeout_seconds") or 3600),
+        "heartbeat_timeout_seconds": int(item.get("heartbeat_timeout_seconds") or 300),
+        "approval_timeout_seconds": get_settings().approval_timeout_seconds,
+    }
+    try:
+        started = _states().start_execution(stateMachineArn=arn, name=item["id"], input=json.dumps(execution_input))
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
+            raise
+        return
+    get_store().update(
+        keys.run_key(item["workspace_id"], item["id"]), Update(set={"execution_arn": started["executionArn"]})
+    )
+
+
+def start_run(access: Access, run_id: str, request_id: str = "") -> Run:
+    _, after = _apply(
+        access.workspace_id, run_id,
+        Transition("start", frozenset({RunStatus.draft}), RunStatus.queued),
+        access=access, actor_id=access.actor_id, request_id=request_id,
+    )  # fmt: skip
+    _start_execution(after)
+    return to_run(after, access)
+
+
+def pause_run(access: Access, run_id: str, request_id: str = "") -> Run:
+    _, after = _apply(
+        access.workspace_id, run_id,
+        Transition("pause", frozenset({RunStatus.running}), RunStatus.paused,
+                   fields={"desired_state": RunDesiredState.pause.value}),
+        access=access, actor_id=access.actor_id, request_id=request_id,
+    )  # fmt: skip
+    return to_run(after, access)
+
+
+def resume_run(access: Access, run_id: str, request_id: str = "") -> Run:
+    _, after = _apply(
+        access.workspace_id, run_id,
+        Transition("resume", frozenset({RunStatus.paused}), RunStatus.running,
+                   fields={"desired_state": RunDesiredState.run.value, "resumed_at": iso()}),
+        access=access, actor_id=access.actor_id, request_id=request_id,
+    )  # fmt: skip
+    return to_run(after, access)
+
+
+def cancel_run(access: Access, run_id: str, request_id: str = "") -> Run:
+    non_terminal = frozenset(RunStatus) - TERMINAL
+    before, after = _apply(
+        access.workspace_id, run_id,
+        Transition("cancel", non_terminal, RunStatus.cancelled,
+                   fields={"desired_state": RunDesiredState.cancel.value}),
+        access=access, actor_id=access.actor_id, request_id=request_id,
+    )  # fmt: skip
+    _stop_execution(before)
+    _notify_finished(after)
+    return to_run(after, access)
+
+
+def _stop_execution(item: dict[str, Any]) -> None:
+    """The table already says cancelled; now release whatever wait the execution is in and stop it."""
+    for phase in ("claim", "work", "approval"):
+        _signal(item, phase, error="Cancelled")
+    arn = item.get("execution_arn")
+    if arn:
+        try:
+            _states().stop_execution(executionArn=arn, error="Cancelled", cause="run cancelled")
+        except ClientError as exc:
+            logger.info("execution already stopped", extra={"run_id": item["id"], "error": str(exc)})
+
+
+def retry_run(access: Access, run_id: str, request_id: str = "") -> Run:
+    """A failed run is retried as a new run (new branch) linked both ways to the old one."""
+    ws = access.workspace_id
+    old = _load(ws, run_id)
+    if old["status"] != RunStatus.failed.value or old.get("retried_by"):
+        raise InvalidTransition(
+            f"run {run_id} cannot be retried while {old['status']}"
+            + (" (already retried)" if old.get("retried_by") else ""),
+            current_status=old["status"],
+        )
+    body = RunCreate.model_validate({k: old[k] for k in RunCreate.model_fields if old.get(k) is not None})
+    new = new_run_item(ws, body, access.actor_id, retry_of=run_id)
+    tx = access.transaction()
+    tx.update(
+        keys.run_key(ws, run_id),
+        Update(set={"retried_by": new["id"], "updated_at": iso()}),
+        attr_eq("status", RunStatus.failed.value) & Expr("attribute_not_exists(retried_by)"),
+    )
+    tx.put(new, Expr("attribute_not_exists(PK)"))
+    audit.record(tx, ws, access.actor_id, "run.retried", "run", run_id, request_id, {"new_run_id": new["id"]})
+    try:
+        access.commit(tx)
+    except TransactionFailed as failure:
+        current = _load(ws, run_id)
+        raise InvalidTransition(f"run {run_id} was retried already", current_status=current["status"]) from failure
+    return start_run(access, new["id"], request_id)
+
+
+# ---------------------------------------------------------------------------------- agent side
+
+
+def _heartbeat_interval(item: dict[str, Any]) -> int:
+    return max(1, int(item.get("heartbeat_timeout_seconds") or 300) // HEARTBEAT_FRACTION)
+
+
+def _check_worker(item: dict[str, Any], worker_id: str) -> None:
+    if item.get("worker_id") and item["worker_id"] != worker_id:
+        raise Conflict(f"run {item['id']} is claimed by another worker", current_status=item["status"])
+
+
+def claim_run(access: Access, run_id: str, body: RunClaim, request_id: str = "") -> AgentDirective:
+    _, after = _apply(
+        access.workspace_id, run_id,
+        Transition("claim", frozenset({RunStatus.queued}), RunStatus.running,
+                   fields={"worker_id": body.worker_id, "last_heartbeat_at": iso()}),
+        access=access, actor_id=access.actor_id, request_id=request_id,
+    )  # fmt: skip
+    _signal(after, "claim", success={"outcome": "claimed"})
+    public = to_run(after, access).model_dump(mode="json")
+    return AgentDirective(
+        run_id=run_id,
+        status=RunStatus(after["status"]),
+        desired_state=RunDesiredState(after["desired_state"]),
+        heartbeat_interval_seconds=_heartbeat_interval(after),
+        run=public,
+    )
+
+
+def heartbeat_run(access: Access, run_id: str, body: RunHeartbeat) -> AgentDirective:
+    """Record that the agent is alive; answer what it should do (run, pause, cancel or stop)."""
+    ws = access.workspace_id
+    item = _load(ws, run_id)
+    _check_worker(item, body.worker_id)
+    status = RunStatus(item["status"])
+    if status in (RunStatus.running, RunStatus.paused):
+        changes: dict[str, Any] = {"last_heartbeat_at": iso()}
+        if body.activity is not None:
+            changes["activity"] = body.activity
+        if body.progress is not None:
+            changes["progress"] = body.progress
+        # Not a transition: a heartbeat only refreshes liveness, and only while the run is live.
+        try:
+            item = get_store().update(
+                keys.run_key(ws, run_id),
+                Update(set=changes),
+                attr_in("status", _LIVE),
+            )
+        except ConditionFailed:  # the run left running/paused between our read and write
+            item = _load(ws, run_id)
+        else:
+            _heartbeat_execution(item)
+    desired = RunDesiredState(item.get("desired_state") or "run")
+    if RunStatus(item["status"]) in TERMINAL or item["status"] == RunStatus.awaiting_approval.value:
+        desired = RunDesiredState.cancel if item["status"] == RunStatus.cancelled.value else RunDesiredState.stop
+    return AgentDirective(
+        run_id=run_id,
+        status=RunStatus(item["status"]),
+        desired_state=desired,
+        heartbeat_interval_seconds=_heartbeat_interval(item),
+    )
+
+
+def _heartbeat_execution(item: dict[str, Any]) -> None:
+    token = item.get("task_token")
+    if not token or item.get("task_phase") != "work":
+        return
+    try:
+        _states().send_task_heartbeat(taskToken=token)
+    except ClientError as exc:
+        logger.info("heartbeat for a finished wait", extra={"run_id": item["id"], "error": str(exc)})
+
+
+def complete_run(access: Access, run_id: str, body: RunComplete, request_id: str = "") -> Run:
+    item = _load(access.workspace_id, run_id)
+    _check_worker(item, body.worker_id)
+
+    def target(current: dict[str, Any]) -> RunStatus:
+        return RunStatus.awaiting_approval if current.get("requires_approval") else RunStatus.completed
+
+    fields: dict[str, Any] = {"desired_state": RunDesiredState.stop.value}
+    if body.summary is not None:
+        from agentplane.logic.run_telemetry import known_secret_values
+        from agentplane.redact import redact_text
+
+        fields["summary"] = redact_text(body.summary, known_secret_values(access.workspace_id))
+    _, after = _apply(
+        access.workspace_id, run_id,
+        Transition("complete", frozenset({RunStatus.running}), target, fields=fields),
+        access=access, actor_id=access.actor_id, request_id=request_id,
+    )  # fmt: skip
+    outcome = after["status"]
+    _signal(after, "work", success={"outcome": outcome})
+    if outcome == RunStatus.awaiting_approval.value:
+        _notify(after, "needs_input", f"Run '{after['title']}' is waiting for approval")
+    return to_run(after, access)
+
+
+def fail_run(access: Access, run_id: str, body: RunFail, request_id: str = "") -> Run:
+    item = _load(access.workspace_id, run_id)
+    _check_worker(item, body.worker_id)
+    _, after = _apply(
+        access.workspace_id, run_id,
+        Transition("fail", frozenset({RunStatus.running, RunStatus.paused}), RunStatus.failed,
+                   fields={"failure_reason": body.reason, "failure_detail": body.detail,
+                           "desired_state": RunDesiredState.stop.value},
+                   event_data={"failure_reason": body.reason}),
+        access=access, actor_id=access.actor_id, request_id=request_id,
+    )  # fmt: skip
+    _signal(after, "work", success={"outcome": "failed"})
+    return to_run(after, access)
+
+
+# ------------------------------------------------------------------------ approvals and git
+
+
+def _review_writer(decision: str, notes: str | None, reviewer: str) -> tuple[dict[str, Any], Callable[..., None]]:
+    review_id = new_id("rev")
+    review = {"id": review_id, "decision": decision, "notes": notes, "reviewer_id": reviewer, "created_at": iso()}
+
+    def write(tx: Transaction, current: dict[str, Any], _target: RunStatus) -> None:
+        tx.put({
+            **keys.run_review_key(current["workspace_id"], current["id"], review_id),
+            keys.ENTITY: "run_review", "run_id": current["id"], "workspace_id": current["workspace_id"], **review,
+        })  # fmt: skip
+
+    return review, write
+
+
+def _review(access: Access, run_id: str, decision: str, notes: str | None, request_id: str) -> dict[str, Any]:
+    review, write = _review_writer(decision, notes, access.actor_id)
+
+    def target(current: dict[str, Any]) -> RunStatus:
+        if current["status"] == RunStatus.completed.value:
+            return RunStatus.completed  # a review of a finished run: recorded, status unchanged
+        return RunStatus.completed if decision == "approved" else RunStatus.failed
+
+    fields: dict[str, Any] = {"review": review}
+    if decision == "rejected":
+        fields["failure_reason"] = "rejected"
+    transition = Transition(
+        "approve" if decision == "approved" else "reject",
+        frozenset({RunStatus.awaiting_approval, RunStatus.completed}),
+        target,
+        fields=fields,
+        event_data={"review": decision},
+        extra=write,
+        condition=Expr("attribute_not_exists(#review)", {"#review": "review"}),
+    )
+    before, after = _apply(access.workspace_id, run_id, transition, access=access, actor_id=access.actor_id,
+                           request_id=request_id)  # fmt: skip
+    if before["status"] == RunStatus.completed.value and decision == "rejected":
+        after["failure_reason"] = None  # a rejected review of a finished run does not fail it
+        get_store().update(keys.run_key(access.workspace_id, run_id), Update(remove=["failure_reason"]))
+    if before["status"] == RunStatus.awaiting_approval.value:
+        _signal(after, "approval", success={"outcome": decision})
+    return after
+
+
+def approve_run(access: Access, run_id: str, body: ApproveRequest, request_id: str = "") -> Run:
+    _guard_reviewed_once(access, run_id)
+    after = _review(access, run_id, "approved", body.notes, request_id)
+    if body.commit:
+        return commit_run(access, run_id, CommitRequest(), request_id)
+    return to_run(after, access)
+
+
+def reject_run(access: Access, run_id: str, notes: str | None, request_id: str = "") -> Run:
+    _guard_reviewed_once(access, run_id)
+    return to_run(_review(access, run_id, "rejected", notes, request_id), access)
+
+
+def _guard_reviewed_once(access: Access, run_id: str) -> None:
+    item = _load(access.workspace_id, run_id)
+    if item.get("review"):
+        raise InvalidTransition(f"run {run_id} was already {item['review']['decision']}", current_status=item["status"])
+
+
+def _git_action(access: Access, run_id: str, action: str, scope: str, request_id: str, details: dict[str, Any]) -> Run:
+    ws = access.workspace_id
+    if not access.principal.has_scope(scope):
+        raise MissingScope(scope)
+    access.require(scope)
+    item = _load(ws, run_id)
+    review = item.get("review") or {}
+    if review.get("decision") != "approved":
+        raise InvalidTransition(f"run {run_id} needs an approved review before {action}", current_status=item["status"])
+    if action == "push" and not _auto_push_enabled(ws):
+        raise Forbidden("pushing is disabled by the workspace's auto_push setting", setting="auto_push")
+    stamp = "committed_at" if action == "commit" else "pushed_at"
+    if item.get(stamp):
+        raise Conflict(f"run {run_id} was already {'committed' if action == 'commit' else 'pushed'}",
+                       current_status=item["status"])  # fmt: skip
+    at = iso()
+    event_id = int(item.get("last_event_id") or 0) + 1
+    tx = access.transaction()
+    tx.update(
+        keys.run_key(ws, run_id),
+        Update(set={stamp: at, "updated_at": at, "last_event_id": event_id}),
+        attr_eq("last_event_id", event_id - 1) & Expr(f"attribute_not_exists({stamp})"),
+    )
+    tx.put(batch_item(ws, run_id, [event_record(event_id, f"git_{action}_requested", data=details, at=at)]))
+    audit.record(tx, ws, access.actor_id, f"run.{action}", "run", run_id, request_id, details)
+    try:
+        access.commit(tx)
+    except TransactionFailed as failure:
+        raise Conflict(
+            f"run {run_id} changed while requesting {action}; retry", current_status=item["status"]
+        ) from failure
+    return to_run({**item, stamp: at, "updated_at": at, "last_event_id": event_id}, access)
+
+
+def commit_run(access: Access, run_id: str, body: CommitRequest, request_id: str = "") -> Run:
+    return _git_action(access, run_id, "commit", "git:commit", request_id, {"message": body.message})
+
+
+def push_run(access: Access, run_id: str, request_id: str = "") -> Run:
+    item = _load(access.workspace_id, run_id)
+    return _git_action(access, run_id, "push", "git:push", request_id, {"branch": item["branch"]})
+
+
+# ------------------------------------------------------------- the execution's side (timers)
+
+
+def record_wait(ws: str, run_id: str, phase: str, token: str) -> dict[str, Any]:
+    """The execution is now waiting on `phase`: keep its token on the run, or resolve the wait at
+    once if the run already moved past it (an agent may claim before the token is recorded)."""
+    item = get_store().update(
+        keys.run_key(ws, run_id), Update(set={"task_token": token, "task_phase": phase}), exists()
+    )
+    status = RunStatus(item["status"])
+    if status == RunStatus.cancelled:
+        _signal(item, phase, error="Cancelled", fresh=True)
+    elif phase == "claim" and status != RunStatus.queued:
+        _signal(item, phase, success={"outcome": "claimed"}, fresh=True)
+    elif phase == "work" and status not in (RunStatus.running, RunStatus.paused):
+        _signal(item, phase, success={"outcome": status.value}, fresh=True)
+    elif phase == "approval" and status != RunStatus.awaiting_approval:
+        _signal(item, phase, success={"outcome": (item.get("review") or {}).get("decision", status.value)}, fresh=True)
+    return {"recorded": phase, "status": status.value}
+
+
+_TIMEOUT_REASONS = {
+    "claim": ("queue_timeout", frozenset({RunStatus.queued})),
+    "work": ("stalled", frozenset({RunStatus.running, RunStatus.paused})),
+    "approval": ("approval_timeout", frozenset({RunStatus.awaiting_approval})),
+}
+
+
+def expire_wait(ws: str, run_id: str, phase: str) -> dict[str, Any]:
+    """A wait ran out of time: fail the run with the matching reason, if it is still in it."""
+    reason, allowed = _TIMEOUT_REASONS[phase]
+    try:
+        _, after = _apply(
+            ws, run_id,
+            Transition("expire", allowed, RunStatus.failed,
+                       fields={"failure_reason": reason, "desired_state": RunDesiredState.stop.value},
+                       event_data={"failure_reason": reason}),
+            access=None, actor_id="system",
+        )  # fmt: skip
+    except InvalidTransition as exc:
+        return {"failed": False, "status": exc.extensions.get("current_status")}
+    if reason == "stalled":
+        _notify(after, "stalled", f"Run '{after['title']}' stopped: its agent went silent")
+    return {"failed": True, "failure_reason": reason}
+
+
+def finalize_run(ws: str, run_id: str) -> dict[str, Any]:
+    """Final bookkeeping once the run is over: usage metering and the `finished` notification."""
+    try:
+        item = get_store().update(
+            keys.run_key(ws, run_id),
+            Update(set={"finalized_at": iso()}, remove=["task_token", "task_phase"]),
+            exists() & Expr("attribute_not_exists(finalized_at)"),
+        )
+    except ConditionFailed:  # finalized already (a retried execution step): nothing more to do
+        return {"finalized": False}
+    if item["status"] not in {s.value for s in TERMINAL}:
+        return {"finalized": True, "status": item["status"]}
+    get_store().update(
+        keys.run_usage_key(ws, item["finalized_at"][:7]),
+        Update(add={f"runs_{item['status']}": 1}),
+    )
+    if item["status"] != RunStatus.cancelled.value:
+        _notify_finished(item)
+    return {"finalized": True, "status": item["status"]}
+
+
+def _notify_finished(item: dict[str, Any]) -> None:
+    _notify(item, "finished", f"Run '{item['title']}' {item['status']}")
+
+
+def _notify(item: dict[str, Any], kind: str, title: str) -> None:
+    """Tell the run's creator; a notification failure never fails the run."""
+    from agentplane.logic import notifications
+
+    try:
+        notifications.notify(
+            None, item["workspace_id"], [item["created_by"]], kind, title,
+            body=item.get("failure_reason") or "", data={"run_id": item["id"], "status": item["status"]},
+            link=f"/workspaces/{item['workspace_id']}/runs/{item['id']}", source="runs",
+        )  # fmt: skip
+    except Exception:
+        logger.exception("could not notify about run", extra={"run_id": item["id"], "kind": kind})

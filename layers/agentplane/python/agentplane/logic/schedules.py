@@ -1,0 +1,450 @@
+"""Schedules: a cron or rate expression, evaluated by EventBridge Scheduler, that submits a queue job
+or creates a run draft each time it fires.
+
+Orkosi's two recurring things are both schedules here:
+- a discovery engine ("create new discovery engine with cron job", `schedule_interval_ms`, `layer`,
+  `model`, `POST /discovery-engines/{slug}/run`) is a schedule whose target is a run draft of kind
+  `agent` (its model, agent and prompt in the target); `schedule_interval_ms` becomes a rate
+  expression, and the engine's run history is the runs carrying its `schedule_id`;
+- an automation (a run script or LaunchAgent kept by an agent) is a schedule whose target is a
+  queue job (`task_type` names the script, `payload` its arguments) that the agent's worker claims.
+`POST …/schedules/{id}/run` is the "run now" of both.
+
+Each schedule is one item, `schedule_key(ws, id)`, listed on GSI1 `schedule_list_gsi(ws)`, and one
+EventBridge Scheduler schedule in the default group, named `agentplane-<stage>-<schedule id>`. Its
+target is the ScheduleFired function (SCHEDULE_FIRED_FUNCTION_ARN), invoked with the role
+SCHEDULER_ROLE_ARN and the Input `{"workspace_id", "schedule_id", "scheduled_time"}`, the last
+being Scheduler's `<aws.scheduler.scheduled-time>` context attribute. A disabled schedule is
+`State: DISABLED` there. The item and the Scheduler schedule are kept in step so that no failure
+leaves a schedule firing that nobody can see or manage:
+- create: the Scheduler schedule first, then the item; if the item cannot be written the Scheduler
+  schedule is deleted again. A crash in between leaves a Scheduler schedule without an item, which
+  the fired function deletes the first time it fires.
+- update: the item first (conditional on its version), then the Scheduler schedule; if Scheduler
+  refuses the change, the item is put back as it was and the caller gets a 422.
+- delete: the item first, then the Scheduler schedule (an orphan again deletes itself).
+
+Firing (the fired function, or `…/run`): the job or run draft, the schedule's `last_fired_at`,
+`fire_count` and `last_result`, and the audit rows are one transaction. Scheduler delivers at least
+once, and a retry carries the same scheduled time, so a scheduled firing also puts a firing mark,
+`schedule_firing_key(ws, id, scheduled_time)` (kept a week), on the condition that it is new: a
+repeated delivery makes nothing twice. A run target's project that has since been deleted makes
+the firing record `last_error` instead (a manual run answers 422).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from agentplane import audit, keys
+from agentplane.access import Access
+from agentplane.cursor import decode_cursor, encode_cursor
+from agentplane.errors import AppError, NotFound, PreconditionFailed, Unprocessable
+from agentplane.ids import epoch, iso, new_id
+from agentplane.logic import queue, runs
+from agentplane.models.queue import JobSubmit
+from agentplane.models.runs import RunCreate
+from agentplane.models.schedules import (
+    QueueJobTarget,
+    RunTarget,
+    Schedule,
+    ScheduleCreate,
+    ScheduleFiredEvent,
+    ScheduleFiring,
+    ScheduleUpdate,
+    target_fields,
+)
+from agentplane.observability import logger
+from agentplane.settings import get_settings
+from agentplane.store import ConditionFailed, Expr, Transaction, TransactionFailed, Update, attr_eq, exists, get_store
+
+Item = dict[str, Any]
+
+SCHEDULE_GROUP = "default"
+SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
+FIRING_MARK_SECONDS = 7 * 24 * 3600
+# Scheduler retries a failed invocation this often, for at most this long, before dropping it.
+RETRY_POLICY = {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 3600}
+# Fields whose change must reach the Scheduler schedule.
+_SCHEDULER_FIELDS = ("name", "expression", "timezone", "enabled")
+
+
+@lru_cache(maxsize=1)
+def _scheduler() -> Any:
+    return boto3.client("scheduler")
+
+
+def reset_clients() -> None:
+    _scheduler.cache_clear()
+
+
+# ------------------------------------------------------------------------ EventBridge Scheduler
+
+
+def scheduler_name(schedule_id: str) -> str:
+    return f"agentplane-{get_settings().stage}-{schedule_id}"
+
+
+def _configured() -> tuple[str, str]:
+    settings = get_settings()
+    if not settings.schedule_fired_function_arn or not settings.scheduler_role_arn:
+        raise AppError("schedules are not configured on this deployment")
+    return settings.schedule_fired_function_arn, settings.scheduler_role_arn
+
+
+def scheduler_definition(item: Item) -> dict[str, Any]:
+    """The CreateSchedule/UpdateSchedule arguments that make Scheduler fire `item`."""
+    function_arn, role_arn = _configured()
+    payload = {"workspace_id": item["workspace_id"], "schedule_id": item["id"], "scheduled_time": SCHEDULED_TIME}
+    return {
+        "Name": scheduler_name(item["id"]),
+        "GroupName": SCHEDULE_GROUP,
+        "ScheduleExpression": item["expression"],
+        "ScheduleExpressionTimezone": item["timezone"],
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "State": "ENABLED" if item["enabled"] else "DISABLED",
+        "Description": f"{item['workspace_id']}: {item['name']}"[:512],
+        "ActionAfterCompletion": "NONE",
+        "Target": {
+            "Arn": function_arn,
+            "RoleArn": role_arn,
+            "Input": json.dumps(payload, separators=(",", ":")),
+            "RetryPolicy": RETRY_POLICY,
+        },
+    }
+
+
+def _push(item: Item, *, create: bool) -> None:
+    client = _scheduler()
+    definition = scheduler_definition(item)
+    try:
+        if create:
+            client.create_schedule(**definition)
+        else:
+            client.update_schedule(**definition)
+    except ClientError as error:
+        problem = error.response.get("Error", {})
+        code = problem.get("Code")
+        if code == "ValidationException":
+            raise Unprocessable(
+                f"EventBridge Scheduler refused the schedule: {problem.get('Message', 'invalid')}",
+                errors=[{"field": "expression", "message": str(problem.get("Message", "invalid"))}],
+            ) from error
+        if code == "ResourceNotFoundException" and not create:
+            client.create_schedule(**definition)  # gone from Scheduler: put it back as the item says
+            return
+        raise
+
+
+def _remove_from_scheduler(schedule_id: str) -> None:
+    try:
+        _scheduler().delete_schedule(Name=scheduler_name(schedule_id), GroupName=SCHEDULE_GROUP)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+
+
+# -------------------------------------------------------------------------------------- items
+
+
+def to_schedule(item: Item) -> Schedule:
+    return Schedule.model_validate({**item, "target": json.loads(item["target_json"])})
+
+
+def _load(ws: str, schedule_id: str) -> Item:
+    item = get_store().get(keys.schedule_key(ws, schedule_id))
+    if item is None:
+        raise NotFound(f"schedule {schedule_id} not found")
+    return item
+
+
+def _project_missing(ws: str, target: QueueJobTarget | RunTarget) -> str | None:
+    """Why a run target cannot be created now (its project is gone), or None."""
+    if not isinstance(target, RunTarget) or not target.project_id:
+        return None
+    project = get_store().get(keys.project_key(ws, target.project_id))
+    if project is None or project.get("deleted_at"):
+        return f"project {target.project_id} not found"
+    return None
+
+
+def _require_target(access: Access, target: QueueJobTarget | RunTarget) -> None:
+    """A schedule acts for the people who set it up: they need the scope its target needs
+    (`tasks:write` to submit queue jobs, `runs:start` to create runs), and its project must exist."""
+    access.require("tasks:write" if isinstance(target, QueueJobTarget) else "runs:start")
+    missing = _project_missing(access.workspace_id, target)
+    if missing:
+        raise Unprocessable(missing, errors=[{"field": "target.project_id", "message": missing}])
+
+
+def create_schedule(access: Access, body: ScheduleCreate, request_id: str = "") -> Schedule:
+    ws = access.workspace_id
+    _configured()
+    _require_target(access, body.target)
+    schedule_id = new_id("sch")
+    at = iso()
+    item: Item = {
+        **keys.schedule_key(ws, schedule_id),
+        keys.ENTITY: "schedule",
+        keys.GSI1PK: keys.schedule_list_gsi(ws),
+        keys.GSI1SK: schedule_id,
+        "id": schedule_id,
+        "workspace_id": ws,
+        "name": body.name,
+        "description": body.description,
+        "expression": body.expression,
+        "timezone": body.timezone,
+        "enabled": body.enabled,
+        "target_json": json.dumps(target_fields(body.target), separators=(",", ":")),
+        "fire_count": 0,
+        "created_by": access.actor_id,
+        "created_at": at,
+        "updated_at": at,
+        "version": 1,
+    }
+    _push(item, create=True)
+    tx = access.transaction()
+    tx.put(item, Expr("attribute_not_exists(PK)"))
+    audit.record(tx, ws, access.actor_id, "schedule.created", "schedule", schedule_id, request_id,
+                 {"name": body.name, "expression": body.expression, "target": body.target.type})  # fmt: skip
+    try:
+        access.commit(tx)
+    except Exception:
+        _remove_from_scheduler(schedule_id)
+        raise
+    return to_schedule(item)
+
+
+def get_schedule(access: Access, schedule_id: str) -> Schedule:
+    return to_schedule(_load(access.workspace_id, schedule_id))
+
+
+def list_schedules(
+    access: Access, *, enabled: bool | None, limit: int, cursor: str | None
+) -> tuple[list[Schedule], str | None]:
+    """Creation order, one Query; `enabled` narrows the page (a short page may have a cursor)."""
+    ws = access.workspace_id
+    query = {"enabled": enabled}
+    scope = f"schedules:{ws}"
+    start = decode_cursor(cursor, scope, query)
+    condition = attr_eq("enabled", enabled) if enabled is not None else None
+    page = get_store().query(
+        keys.schedule_list_gsi(ws), index=keys.GSI1, limit=limit, start_key=start, filter=condition
+    )
+    return [to_schedule(item) for item in page.items], encode_cursor(page.last_key, scope, query)
+
+
+def update_schedule(
+    access: Access, schedule_id: str, body: ScheduleUpdate, if_match: int | None = None, request_id: str = ""
+) -> Schedule:
+    ws = access.workspace_id
+    current = _load(ws, schedule_id)
+    expected = body.version or if_match
+    if expected is not None and expected != current["version"]:
+        raise PreconditionFailed(
+            f"schedule {schedule_id} is at version {current['version']}, not {expected}",
+            current_version=current["version"],
+        )
+    changes: Item = body.model_dump(exclude_none=True, exclude={"version", "target"})
+    if body.target is not None:
+        _require_target(access, body.target)
+        changes["target_json"] = json.dumps(target_fields(body.target), separators=(",", ":"))
+    changes["updated_at"] = iso()
+    changes["version"] = current["version"] + 1
+    key = keys.schedule_key(ws, schedule_id)
+    tx = access.transaction()
+    tx.update(key, Update(set=changes), exists() & attr_eq("version", current["version"]))
+    fields = sorted(k for k in changes if k not in ("updated_at", "version"))
+    audit.record(tx, ws, access.actor_id, "schedule.updated", "schedule", schedule_id, request_id,
+                 {"fields": [f.removesuffix("_json") for f in fields]})  # fmt: skip
+    try:
+        access.commit(tx)
+    except TransactionFailed as failure:
+        raise PreconditionFailed(f"schedule {schedule_id} changed while it was being updated; reload and retry") from (
+            failure
+        )
+    updated = {**current, **changes}
+    if any(field in changes and changes[field] != current.get(field) for field in _SCHEDULER_FIELDS):
+        try:
+            _push(updated, create=False)
+        except Exception:
+            # Scheduler kept the old definition: so does the item.
+            previous = {name: current[name] for name in changes if name in current}
+            try:
+                get_store().update(key, Update(set=previous), attr_eq("version", changes["version"]))
+            except ConditionFailed:
+                logger.warning("schedule changed again before its update could be undone", extra={"id": schedule_id})
+            raise
+    return to_schedule(updated)
+
+
+def delete_schedule(access: Access, schedule_id: str, request_id: str = "") -> None:
+    ws = access.workspace_id
+    current = _load(ws, schedule_id)
+    tx = access.transaction()
+    tx.delete(keys.schedule_key(ws, schedule_id), exists())
+    audit.record(tx, ws, access.actor_id, "schedule.deleted", "schedule", schedule_id, request_id,
+                 {"name": current["name"]})  # fmt: skip
+    try:
+        access.commit(tx)
+    except TransactionFailed as failure:
+        raise NotFound(f"schedule {schedule_id} not found") from failure
+    _remove_from_scheduler(schedule_id)
+
+
+# ------------------------------------------------------------------------------------- firing
+
+
+def _scheduled_time(value: str | None) -> str | None:
+    """Scheduler's scheduled time when it substituted one (the literal placeholder otherwise)."""
+    if not value:
+        return None
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value
+
+
+def _record_error(ws: str, schedule_id: str, error: str) -> None:
+    with contextlib.suppress(ConditionFailed):  # deleted meanwhile
+        get_store().update(
+            keys.schedule_key(ws, schedule_id), Update(set={"last_error": error, "last_error_at": iso()}), exists()
+        )
+
+
+class _Firing:
+    """The writes every firing adds to the transaction that makes its job or run."""
+
+    def __init__(self, ws: str, item: Item, actor_id: str, request_id: str, scheduled_time: str | None, manual: bool):
+        self.ws, self.item, self.actor_id, self.request_id = ws, item, actor_id, request_id
+        self.scheduled_time, self.manual = scheduled_time, manual
+        self.mark_index = -1
+        self.at = iso()
+
+    def write(self, tx: Transaction, kind: str, made_id: str) -> None:
+        schedule_id = self.item["id"]
+        if self.scheduled_time:
+            self.mark_index = len(tx.operations)
+            tx.put(
+                {
+                    **keys.schedule_firing_key(self.ws, schedule_id, self.scheduled_time),
+                    keys.ENTITY: "schedule_firing",
+                    "type": kind,
+                    "made_id": made_id,
+                    keys.TTL: epoch() + FIRING_MARK_SECONDS,
+                },
+                Expr("attribute_not_exists(PK)"),
+            )
+        result = {"type": kind, "id": made_id, "at": self.at, "manual": self.manual}
+        tx.update(
+            keys.schedule_key(self.ws, schedule_id),
+            Update(set={"last_fired_at": self.at, "last_result": result}, remove=["last_error"], add={"fire_count": 1}),
+            exists(),
+        )
+        details = {kind: made_id, "manual": self.manual, "scheduled_time": self.scheduled_time}
+        audit.record(tx, self.ws, self.actor_id, "schedule.fired", "schedule", schedule_id, self.request_id, details)
+
+    def repeated(self, failure: TransactionFailed) -> Item | None:
+        """The firing mark of an earlier delivery of this firing, when that is why `failure` happened."""
+        if self.mark_index < 0 or failure.reasons[self.mark_index] != "ConditionalCheckFailed":
+            return None
+        assert self.scheduled_time is not None
+        return get_store().get(keys.schedule_firing_key(self.ws, self.item["id"], self.scheduled_time))
+
+
+def _fire(
+    ws: str,
+    item: Item,
+    firing: _Firing,
+    *,
+    transaction: Callable[[], Transaction],
+    commit: Callable[[Transaction], None],
+    access: Access | None,
+) -> ScheduleFiring:
+    schedule_id = item["id"]
+    target = to_schedule(item).target
+    if isinstance(target, QueueJobTarget):
+        body = JobSubmit.model_validate(_job_fields(target))
+        source = {"type": "schedule", "schedule_id": schedule_id}
+        try:
+            job, _ = queue.enqueue(
+                ws, body, firing.actor_id, firing.request_id, transaction=transaction, commit=commit, source=source,
+                extra=lambda tx, job_item: firing.write(tx, "queue_job", job_item["id"]),
+            )  # fmt: skip
+        except TransactionFailed as failure:
+            return _after_failure(ws, schedule_id, firing, failure)
+        return ScheduleFiring(schedule_id=schedule_id, fired=True, job=queue.to_job(job))
+    missing = _project_missing(ws, target)
+    if missing:
+        if firing.manual:
+            raise Unprocessable(missing, errors=[{"field": "target.project_id", "message": missing}])
+        _record_error(ws, schedule_id, missing)
+        return ScheduleFiring(schedule_id=schedule_id, fired=False, error=missing)
+    run_body = RunCreate.model_validate({k: v for k, v in target_fields(target).items() if k != "type"})
+    run = runs.new_run_item(ws, run_body, firing.actor_id)
+    run["schedule_id"] = schedule_id
+    tx = transaction()
+    tx.put(run, Expr("attribute_not_exists(PK)"))
+    audit.record(tx, ws, firing.actor_id, "run.created", "run", run["id"], firing.request_id,
+                 {"title": run_body.title, "kind": run_body.kind.value, "schedule_id": schedule_id})  # fmt: skip
+    firing.write(tx, "run", run["id"])
+    try:
+        commit(tx)
+    except TransactionFailed as failure:
+        return _after_failure(ws, schedule_id, firing, failure)
+    return ScheduleFiring(schedule_id=schedule_id, fired=True, run=runs.to_run(run, access))
+
+
+def _job_fields(target: QueueJobTarget) -> dict[str, Any]:
+    return {k: v for k, v in target_fields(target).items() if k != "type"}
+
+
+def _after_failure(ws: str, schedule_id: str, firing: _Firing, failure: TransactionFailed) -> ScheduleFiring:
+    mark = firing.repeated(failure)
+    if mark is None:
+        if get_store().get(keys.schedule_key(ws, schedule_id)) is None:
+            raise NotFound(f"schedule {schedule_id} not found") from failure
+        raise failure
+    made = get_store().get(
+        keys.queue_job_key(ws, mark["made_id"]) if mark["type"] == "queue_job" else keys.run_key(ws, mark["made_id"])
+    )
+    result = ScheduleFiring(schedule_id=schedule_id, fired=False, duplicate=True)
+    if made is not None and mark["type"] == "queue_job":
+        result.job = queue.to_job(made)
+    elif made is not None:
+        result.run = runs.to_run(made)
+    return result
+
+
+def run_schedule(access: Access, schedule_id: str, request_id: str = "") -> ScheduleFiring:
+    """Fire now, whatever the expression and even when disabled; the caller is the actor."""
+    ws = access.workspace_id
+    item = _load(ws, schedule_id)
+    access.require("tasks:write" if to_schedule(item).target.type == "queue_job" else "runs:start")
+    firing = _Firing(ws, item, access.actor_id, request_id, None, manual=True)
+    return _fire(ws, item, firing, transaction=access.transaction, commit=access.commit, access=access)
+
+
+def fire_scheduled(event: ScheduleFiredEvent) -> ScheduleFiring:
+    """One firing delivered by EventBridge Scheduler. The schedule's creator is the actor."""
+    ws, schedule_id = event.workspace_id, event.schedule_id
+    item = get_store().get(keys.schedule_key(ws, schedule_id))
+    if item is None:
+        # A Scheduler schedule whose item is gone (deleted, or never written): remove it.
+        _remove_from_scheduler(schedule_id)
+        return ScheduleFiring(schedule_id=schedule_id, fired=False, error="schedule not found")
+    if not item.get("enabled"):
+        return ScheduleFiring(schedule_id=schedule_id, fired=False, error="schedule is disabled")
+    scheduled_time = _scheduled_time(event.scheduled_time)
+    firing = _Firing(ws, item, item["created_by"], f"schedule:{scheduled_time or iso()}", scheduled_time, False)
+    store = get_store()
+    return _fire(ws, item, firing, transaction=store.transaction, commit=store.commit, access=None)

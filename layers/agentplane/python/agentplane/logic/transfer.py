@@ -1,0 +1,416 @@
+"""Workspace export and import (Toban's workspace export/import, extended to teams and tasks).
+
+Export (`GET …/export`) is one JSON document: the workspace's settings, its members (for
+reference), its teams with their members, and its live tasks. Every read is a bounded Query; a
+document that would pass the size bounds stops that kind early and names it in `truncated`.
+Common env values are secrets and are never exported.
+
+Import (`POST …/import`) takes the same document:
+- `merge` (default) adds teams and tasks whose `id` is new and updates those that exist (fields
+  left out of a task keep their value; a team's listed members are added or re-roled);
+- `replace` first removes the kinds the document carries (`teams`: every team not in it, and
+  members not listed; `tasks`: every live task not in it, soft deleted), then writes the
+  document's. A kind the document leaves out (null) is not touched.
+- `workspace` settings, when present, are applied; `members` is ignored (memberships come from
+  invites and `…/members`, never from a document).
+
+The whole document is validated (shape, duplicate ids, references to members, tasks and stories)
+before anything is written. The writes then go out as transactions of at most 100 items, each
+with the caller's guards and its own audit row. Each transaction is atomic, the import as a whole
+is not: if one fails (a concurrent change), the ones before it stay applied and the 409 says how
+many; importing the same document again converges, because every write is keyed by id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from agentplane import audit, keys
+from agentplane.access import Access
+from agentplane.errors import Unprocessable
+from agentplane.ids import iso
+from agentplane.logic import tasks
+from agentplane.logic.teams import team_item, team_member_item
+from agentplane.logic.workspaces import (
+    all_items,
+    all_members,
+    commit_in_parts,
+    load_workspace,
+    not_deleted,
+    rename_memberships,
+    scratch,
+)
+from agentplane.models.tasks import TaskStatus
+from agentplane.models.workspaces import (
+    ExportedTask,
+    ExportedTeam,
+    ImportMode,
+    ImportResult,
+    WorkspaceDocument,
+    WorkspaceExport,
+)
+from agentplane.store import Transaction, Update, attr_eq, deserialize, exists, get_store, not_exists
+
+# Bounds of one export: it is a single Lambda response (at most 6 MB).
+MAX_EXPORT_BYTES = 4_500_000
+MAX_EXPORT_MEMBERS = 5000
+MAX_EXPORT_TEAMS = 200
+MAX_EXPORT_TEAM_MEMBERS = 500
+MAX_EXPORT_TASKS = 1000
+
+_SETTINGS_FIELDS = ("name", "description", "language", "workflow", "spec", "auto_push")
+_INDEX_ATTRS = (keys.GSI1PK, keys.GSI1SK, keys.GSI2PK, keys.GSI2SK, keys.GSI3PK, keys.GSI3SK)
+# What the document says about a task: everything a client may set, keyed as the task stores it.
+_TASK_FIELDS = tuple(name for name in ExportedTask.model_fields if name not in ("id", "workspace_id", "version"))
+_CLIENT_TASK_FIELDS = tuple(f for f in _TASK_FIELDS if f not in ("created_by", "created_at", "updated_at"))
+
+
+class _Budget:
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def take(self, entry: Any) -> bool:
+        size = len(json.dumps(entry, default=str))
+        if size > self.left:
+            return False
+        self.left -= size
+        return True
+
+
+def _collect(
+    pages: Any, cap: int, budget: _Budget, shape: Any, kind: str, truncated: list[str]
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for item in pages:
+        entry = shape(item)
+        if len(out) >= cap or not budget.take(entry):
+            truncated.append(kind)
+            break
+        out.append(entry)
+    return out
+
+
+def _live_tasks(ws_id: str) -> Any:
+    start: dict[str, Any] | None = None
+    while True:
+        page = get_store().query(keys.task_list_gsi(ws_id), index=keys.GSI2, limit=200, start_key=start)
+        yield from page.items
+        if page.last_key is None:
+            return
+        start = page.last_key
+
+
+def _team_members(ws_id: str, team_id: str) -> Any:
+    return all_items(keys.ws_pk(ws_id), keys.team_member_prefix(team_id))
+
+
+def _task_entry(item: dict[str, Any]) -> dict[str, Any]:
+    return {"id": item["id"], **{f: item[f] for f in _TASK_FIELDS if item.get(f) is not None}}
+
+
+def export_workspace(access: Access) -> WorkspaceExport:
+    access.require("tasks:read")
+    ws = access.workspace_id
+    workspace = load_workspace(ws)
+    budget = _Budget(MAX_EXPORT_BYTES)
+    truncated: list[str] = []
+    settings = {f: workspace[f] for f in _SETTINGS_FIELDS if f in workspace}
+    budget.take(settings)
+    members = _collect(
+        all_members(ws),
+        MAX_EXPORT_MEMBERS,
+        budget,
+        lambda m: {"user_id": m["user_id"], "role": m["role"], "joined_at": m.get("joined_at")},
+        "members",
+        truncated,
+    )
+
+    def team_entry(team: dict[str, Any]) -> dict[str, Any]:
+        entries = []
+        for index, member in enumerate(_team_members(ws, team["id"])):
+            if index >= MAX_EXPORT_TEAM_MEMBERS:
+                if "teams" not in truncated:
+                    truncated.append("teams")
+                break
+            entries.append({"user_id": member["user_id"], "role": member["role"]})
+        return {"id": team["id"], "name": team["name"], "description": team.get("description", ""), "members": entries}
+
+    teams = _collect(
+        all_items(keys.ws_pk(ws), keys.TEAM_PREFIX), MAX_EXPORT_TEAMS, budget, team_entry, "teams", truncated
+    )
+    task_entries = _collect(_live_tasks(ws), MAX_EXPORT_TASKS, budget, _task_entry, "tasks", truncated)
+    return WorkspaceExport(
+        exported_at=iso(),
+        workspace_id=ws,
+        workspace=settings,
+        members=members,
+        teams=teams,
+        tasks=task_entries,
+        truncated=sorted(set(truncated)),
+    )
+
+
+# --- import ----------------------------------------------------------------------------------
+
+
+def _invalid(errors: list[dict[str, str]]) -> Unprocessable:
+    return Unprocessable("the document refers to things that do not exist here; nothing was imported", errors=errors)
+
+
+def _get_many(found_keys: list[keys.Key]) -> list[dict[str, Any] | None]:
+    items: list[dict[str, Any] | None] = []
+    for start in range(0, len(found_keys), 100):
+        items += get_store().get_many(found_keys[start : start + 100])
+    return items
+
+
+def _validate_teams(ws: str, teams: list[ExportedTeam]) -> None:
+    users = sorted({m.user_id for team in teams for m in team.members})
+    present = _get_many([keys.member_key(ws, u) for u in users])
+    missing = {u for u, item in zip(users, present, strict=True) if item is None}
+    errors = [
+        {"field": f"teams.{t}.members.{m}.user_id", "message": f"{member.user_id} is not a member of this workspace"}
+        for t, team in enumerate(teams)
+        for m, member in enumerate(team.members)
+        if member.user_id in missing
+    ]
+    if errors:
+        raise _invalid(errors)
+
+
+def _validate_tasks(ws: str, doc_tasks: list[ExportedTask], mode: ImportMode) -> None:
+    """Every task reference must name a task that will exist after the import, every story one
+    that exists now."""
+    doc_ids = {t.id for t in doc_tasks}
+    referenced = {ref for t in doc_tasks for ref in [*t.blocked_by, *t.blocks, t.parent_task] if ref}
+    outside = sorted(referenced - doc_ids)
+    survivors: set[str] = set()
+    if outside and mode == "merge":
+        survivors = set(tasks.get_tasks(ws, outside))
+    story_ids = sorted({t.story_id for t in doc_tasks if t.story_id})
+    stories = dict(zip(story_ids, _get_many([keys.story_key(ws, s) for s in story_ids]), strict=True))
+    errors: list[dict[str, str]] = []
+    for index, task in enumerate(doc_tasks):
+        refs = [("blocked_by", r) for r in task.blocked_by] + [("blocks", r) for r in task.blocks]
+        if task.parent_task:
+            refs.append(("parent_task", task.parent_task))
+        for field, ref in refs:
+            if ref == task.id:
+                errors.append({"field": f"tasks.{index}.{field}", "message": "a task cannot refer to itself"})
+            elif ref not in doc_ids and ref not in survivors:
+                errors.append({"field": f"tasks.{index}.{field}", "message": f"no task {ref} in the document or here"})
+        if task.story_id and stories.get(task.story_id) is None:
+            errors.append({"field": f"tasks.{index}.story_id", "message": f"no story {task.story_id} here"})
+    if errors:
+        raise _invalid(errors)
+
+
+def _key_of(operation: dict[str, Any]) -> tuple[str, str]:
+    body = next(iter(operation.values()))
+    raw = body.get("Key") or {k: body["Item"][k] for k in (keys.PK, keys.SK)}
+    key = deserialize(raw) or {}
+    return key[keys.PK], key[keys.SK]
+
+
+def _task_link_keys(ws: str, item: dict[str, Any]) -> set[tuple[str, str]]:
+    """The link items the tasks family keeps for `item` (its blockers, its story)."""
+    links = [keys.task_dependency_key(ws, blocker, item["id"]) for blocker in item.get("blocked_by") or []]
+    if item.get("story_id"):
+        links.append(keys.story_task_key(ws, item["story_id"], item["id"]))
+    return {(k["PK"], k["SK"]) for k in links}
+
+
+def _rekeyed(ws: str, item: dict[str, Any], task_id: str) -> dict[str, Any]:
+    """`tasks.new_task_item` mints an id; a document's task keeps its own."""
+    minted = item["id"]
+    rekeyed = {k: (task_id if k in _INDEX_ATTRS and v == minted else v) for k, v in item.items()}
+    rekeyed.update(keys.task_key(ws, task_id))
+    rekeyed["id"] = task_id
+    return rekeyed
+
+
+def _task_item(
+    access: Access, task: ExportedTask, current: dict[str, Any] | None, mode: ImportMode, at: str
+) -> dict[str, Any]:
+    fields = task.model_dump(include=set(_CLIENT_TASK_FIELDS), exclude_none=True)
+    if current is not None and mode == "merge":
+        # Merge is a patch: only what the document states changes; defaults do not overwrite.
+        stated = task.model_dump(include=set(_CLIENT_TASK_FIELDS), exclude_none=True, exclude_unset=True)
+        fields = {**{f: current[f] for f in _CLIENT_TASK_FIELDS if current.get(f) is not None}, **stated}
+    item = _rekeyed(access.workspace_id, tasks.new_task_item(access, fields, at), task.id)
+    if current is None:
+        return item
+    # An update keeps what the document does not describe (review state, timestamps, author).
+    for name, value in current.items():
+        if name not in item and name not in _INDEX_ATTRS and name not in fields and name != "deleted_at":
+            if name in _CLIENT_TASK_FIELDS:
+                continue  # replace mode: a field the document leaves out is cleared
+            item[name] = value
+    for name in ("created_by", "created_at", "started_at"):
+        if current.get(name):
+            item[name] = current[name]
+    if item["status"] == TaskStatus.done and current.get("status") == TaskStatus.done and current.get("completed_at"):
+        item["completed_at"] = current["completed_at"]
+    elif item["status"] != TaskStatus.done:
+        item.pop("completed_at", None)
+    item["version"] = int(current.get("version", 0)) + 1
+    return item
+
+
+def _task_ops(
+    access: Access,
+    doc_tasks: list[ExportedTask],
+    existing: dict[str, dict[str, Any]],
+    mode: ImportMode,
+    at: str,
+    stats: Counter[str],
+) -> list[dict[str, Any]]:
+    ws = access.workspace_id
+    ops: list[dict[str, Any]] = []
+    doc_ids = {t.id for t in doc_tasks}
+    if mode == "replace":
+        for live in _live_tasks(ws):
+            if live["id"] in doc_ids:
+                continue
+            tx = scratch()
+            tx.update(
+                keys.task_key(ws, live["id"]),
+                Update(set={"deleted_at": at}, remove=list(_INDEX_ATTRS)),
+                exists() & not_deleted() & attr_eq("version", live["version"]),
+            )
+            for pk, sk in sorted(_task_link_keys(ws, live)):
+                tx.delete(keys.key(pk, sk))
+            ops += tx.operations
+            stats["tasks_removed"] += 1
+    for task in doc_tasks:
+        current = existing.get(task.id)
+        item = _task_item(access, task, current, mode, at)
+        tx = scratch()
+        tasks.add_task_writes(tx, ws, item, check_story=False)
+        writes = tx.operations[1:]  # the link items; the task's own put gets the right condition below
+        new_links = {_key_of(op) for op in writes}
+        guard = not_exists() if current is None else attr_eq("version", current["version"])
+        task_tx = scratch()
+        task_tx.put(item, guard)
+        if current is not None and not current.get("deleted_at"):
+            for pk, sk in sorted(_task_link_keys(ws, current) - new_links):
+                task_tx.delete(keys.key(pk, sk))
+        ops += task_tx.operations + writes
+        stats["tasks_created" if current is None else "tasks_updated"] += 1
+    return ops
+
+
+def _team_ops(
+    access: Access, doc_teams: list[ExportedTeam], mode: ImportMode, at: str, stats: Counter[str]
+) -> list[dict[str, Any]]:
+    ws = access.workspace_id
+    actor = access.actor_id
+    existing = {t["id"]: t for t in all_items(keys.ws_pk(ws), keys.TEAM_PREFIX)}
+    doc_ids = {t.id for t in doc_teams}
+    tx = scratch()
+    if mode == "replace":
+        for team_id, team in existing.items():
+            if team_id in doc_ids:
+                continue
+            for member in _team_members(ws, team_id):
+                tx.delete(keys.team_member_key(ws, team_id, member["user_id"]))
+                stats["team_members_removed"] += 1
+            tx.delete(keys.team_key(ws, team_id), attr_eq("version", team["version"]))
+            stats["teams_removed"] += 1
+    for doc_team in doc_teams:
+        current = existing.get(doc_team.id)
+        members = {m["user_id"]: m for m in _team_members(ws, doc_team.id)} if current else {}
+        wanted = {m.user_id: m.role.value for m in doc_team.members}
+        if mode == "replace":
+            for user_id in sorted(set(members) - set(wanted)):
+                tx.delete(keys.team_member_key(ws, doc_team.id, user_id))
+                stats["team_members_removed"] += 1
+        for user_id, role in wanted.items():
+            if user_id in members and members[user_id]["role"] == role:
+                continue
+            previous = members.get(user_id, {})
+            tx.put(
+                team_member_item(
+                    ws, doc_team.id, user_id, role, previous.get("added_by", actor), previous.get("added_at", at)
+                )
+            )
+            stats["team_members_added" if not previous else "team_members_updated"] += 1
+        final = set(wanted) if mode == "replace" else set(members) | set(wanted)
+        fields: dict[str, Any] = {
+            "name": doc_team.name,
+            "description": doc_team.description,
+            "member_count": len(final),
+            "created_by": (current or {}).get("created_by", actor),
+            "created_at": (current or {}).get("created_at", at),
+            "updated_at": at,
+            "version": int((current or {}).get("version", 0)) + 1,
+        }
+        guard = not_exists() if current is None else attr_eq("version", current["version"])
+        tx.put(team_item(ws, doc_team.id, fields), guard)
+        stats["teams_created" if current is None else "teams_updated"] += 1
+    return tx.operations
+
+
+def _settings_ops(ws: str, doc: WorkspaceDocument, current: dict[str, Any], at: str) -> list[dict[str, Any]]:
+    if doc.workspace is None:
+        return []
+    changes: dict[str, Any] = doc.workspace.model_dump(exclude_none=True)
+    changes = {k: v for k, v in changes.items() if current.get(k) != v}
+    if not changes:
+        return []
+    changes["updated_at"] = at
+    changes["version"] = int(current["version"]) + 1
+    tx = scratch()
+    tx.update(
+        keys.workspace_key(ws), Update(set=changes), exists() & not_deleted() & attr_eq("version", current["version"])
+    )
+    return tx.operations
+
+
+def import_workspace(access: Access, doc: WorkspaceDocument, request_id: str = "") -> ImportResult:
+    ws = access.workspace_id
+    if doc.tasks is not None:
+        access.require("tasks:write")
+    workspace = load_workspace(ws)
+    at = iso()
+    stats: Counter[str] = Counter()
+
+    # Validate everything first: nothing is written unless the whole document can be.
+    existing_tasks: dict[str, dict[str, Any]] = {}
+    if doc.teams:
+        _validate_teams(ws, doc.teams)
+    if doc.tasks:
+        ids = [t.id for t in doc.tasks]
+        existing_tasks = {
+            i: item for i, item in zip(ids, _get_many([keys.task_key(ws, i) for i in ids]), strict=True) if item
+        }
+        _validate_tasks(ws, doc.tasks, doc.mode)
+
+    operations = _settings_ops(ws, doc, workspace, at)
+    if operations:
+        stats["settings_updated"] = 1
+    if doc.teams is not None:
+        operations += _team_ops(access, doc.teams, doc.mode, at, stats)
+    if doc.tasks is not None:
+        operations += _task_ops(access, doc.tasks, existing_tasks, doc.mode, at, stats)
+
+    summary = {"mode": doc.mode, **dict(sorted(stats.items()))}
+
+    def audit_row(tx: Transaction, part: int, parts: int) -> None:
+        audit.record(
+            tx,
+            ws,
+            access.actor_id,
+            "workspace.imported",
+            "workspace",
+            ws,
+            request_id,
+            {**summary, "part": part + 1, "parts": parts},
+        )
+
+    transactions = commit_in_parts(access, operations, audit_row)
+    if doc.workspace and doc.workspace.name and doc.workspace.name != workspace["name"]:
+        rename_memberships(ws, doc.workspace.name)
+    return ImportResult(mode=doc.mode, stats=dict(stats), transactions=transactions)

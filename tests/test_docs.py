@@ -1,0 +1,177 @@
+"""The API documents itself: one OpenAPI document generated from the code, Swagger UI, and the
+access-pattern table generated from keys.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from devstack import access_patterns, template
+from devstack.lambdas import Lambdas
+from functions.docs import generate
+from tests.conftest import Client
+
+DOCUMENT = generate.OUTPUT
+
+
+def _committed() -> dict[str, Any]:
+    return dict(json.loads(DOCUMENT.read_text()))
+
+
+def _refs(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        found = [value["$ref"]] if isinstance(value.get("$ref"), str) else []
+        return found + [ref for inner in value.values() for ref in _refs(inner)]
+    if isinstance(value, list):
+        return [ref for inner in value for ref in _refs(inner)]
+    return []
+
+
+def test_committed_openapi_document_matches_the_code() -> None:
+    fresh = generate.render(generate.generate())
+    committed = DOCUMENT.read_text() if DOCUMENT.is_file() else ""
+    if fresh != committed:
+        new, old = json.loads(fresh), json.loads(committed or "{}")
+        added = sorted(set(new["paths"]) - set(old.get("paths", {})))
+        removed = sorted(set(old.get("paths", {})) - set(new["paths"]))
+        raise AssertionError(
+            f"functions/docs/openapi.json is out of date (paths added {added}, removed {removed}, or schemas "
+            f"changed); regenerate it with: {generate.REGENERATE}"
+        )
+
+
+def test_every_reference_in_the_document_resolves() -> None:
+    document = _committed()
+    schemas = document["components"]["schemas"]
+    dangling = [ref for ref in _refs(document) if ref.rsplit("/", 1)[-1] not in schemas]
+    assert dangling == []
+
+
+def test_document_describes_only_routes_api_gateway_serves() -> None:
+    routes = {route.route_key for route in template.http_routes()}
+    documented = {f"{method.upper()} {path}" for path, ops in _committed()["paths"].items() for method in ops}
+    assert sorted(documented - routes) == []
+
+
+def test_public_routes_need_no_token_and_the_rest_need_a_bearer_token() -> None:
+    document = _committed()
+    assert document["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": document["components"]["securitySchemes"]["bearerAuth"]["description"],
+    }
+    assert document["security"] == [{"bearerAuth": []}]
+    public = {route.route_key for route in template.http_routes() if not route.authorized}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            expected_public = f"{method.upper()} {path}" in public
+            assert (operation.get("security") == []) == expected_public, f"{method.upper()} {path}"
+
+
+def test_every_error_response_is_a_problem_document() -> None:
+    document = _committed()
+    assert {"type", "title", "status", "detail"} <= set(document["components"]["schemas"]["Problem"]["properties"])
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if int(status) >= 400:
+                    assert set(response["content"]) == {"application/problem+json"}, f"{method} {path} {status}"
+
+
+def test_every_operation_documents_its_success_body() -> None:
+    for path, operations in _committed()["paths"].items():
+        for method, operation in operations.items():
+            successes = [status for status in operation["responses"] if 200 <= int(status) < 300]
+            assert successes, f"{method.upper()} {path} documents no success response"
+
+
+def test_openapi_route_serves_the_committed_document(api: Client) -> None:
+    response = api.get("/api/openapi.json", token="")
+
+    assert response.status == 200
+    assert response.header("content-type") == "application/json"
+    assert response.json == _committed()
+
+
+def test_docs_page_is_swagger_ui_reading_the_document(api: Client) -> None:
+    response = api.get("/api/docs", token="")
+
+    assert response.status == 200
+    assert (response.header("content-type") or "").startswith("text/html")
+    assert "swagger-ui-dist@" in response.body
+    assert 'url: "/api/openapi.json"' in response.body
+
+
+def test_docs_function_starts_without_loading_boto3() -> None:
+    docs = template.functions()["DocsFunction"]
+    probe = (
+        "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import app; "
+        "sys.exit(1 if 'boto3' in sys.modules else 0)"
+    )
+    layer = str(template.ROOT / "layers" / "agentplane" / "python")
+    result = subprocess.run([sys.executable, "-c", probe, str(docs.code_uri), layer], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr or "the docs function imported boto3"
+
+
+def test_access_patterns_doc_lists_every_key_builder() -> None:
+    doc = access_patterns.OUTPUT.read_text()
+    missing = [b.name for b in access_patterns.builders() if f"`{b.name}(" not in doc]
+    assert missing == [], f"docs/access-patterns.md lacks {missing}; regenerate it with: {access_patterns.REGENERATE}"
+
+
+def test_access_patterns_check_notices_a_new_builder() -> None:
+    source = access_patterns.KEYS_FILE.read_text() + "\n\ndef gadget_key(ws_id: str, gadget_id: str) -> Key:\n    ...\n"
+    names = [b.name for b in access_patterns.builders(source)]
+    assert "gadget_key" in names
+    assert "`gadget_key(" not in access_patterns.OUTPUT.read_text()
+
+
+def _part(path: str, schema_name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{schema_name}"}
+    operation = {"responses": {"200": {"description": "OK", "content": {"application/json": {"schema": ref}}}}}
+    return {"paths": {path: {"get": operation}}, "components": {"schemas": {schema_name: schema}}}
+
+
+def test_two_families_publishing_different_models_under_one_name_are_refused() -> None:
+    first = _part("/api/v1/a", "Item", {"type": "object", "properties": {"a": {"type": "string"}}})
+    second = _part("/api/v1/b", "Item", {"type": "object", "properties": {"b": {"type": "integer"}}})
+
+    with pytest.raises(generate.SchemaConflict, match="Item"):
+        generate.merge([("AFunction", "a", first), ("BFunction", "b", second)], set())
+
+
+def test_two_functions_serving_one_operation_are_refused() -> None:
+    same = _part("/api/v1/a", "Item", {"type": "object"})
+
+    with pytest.raises(generate.SchemaConflict, match="GET /api/v1/a"):
+        generate.merge([("AFunction", "a", same), ("BFunction", "b", same)], set())
+
+
+def test_merged_document_drops_schemas_no_route_uses_and_tags_operations_by_family() -> None:
+    part = _part("/api/v1/a", "Item", {"type": "object"})
+    part["components"]["schemas"]["HTTPValidationError"] = {"type": "object"}
+
+    document = generate.merge([("AFunction", "alpha", part)], {"GET /api/v1/a"})
+
+    assert set(document["components"]["schemas"]) == {"Item", "Problem"}
+    assert document["paths"]["/api/v1/a"]["get"]["tags"] == ["alpha"]
+    assert document["paths"]["/api/v1/a"]["get"]["security"] == []
+
+
+def test_generator_check_passes_on_the_committed_document() -> None:
+    assert generate.main(["--check"]) == 0
+
+
+def test_docs_function_answers_an_unknown_path_with_a_problem(lambdas: Lambdas) -> None:
+    event = json.loads((template.ROOT / "events" / "docs-open-api.json").read_text())
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/api/nothing-here"
+
+    result = lambdas.invoke("DocsFunction", event)
+
+    assert result["statusCode"] == 404
+    assert result["headers"]["Content-Type"] == "application/problem+json"
+    assert json.loads(result["body"])["instance"] == "/api/nothing-here"

@@ -1,0 +1,312 @@
+"""Runs: lifecycle through the HTTP API, with the real state machine keeping the timers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+
+from agentplane import keys
+from agentplane.settings import get_settings
+from agentplane.store import Update, get_store
+from tests.conftest import Client, register_and_login
+
+pytestmark = pytest.mark.usefixtures("executions")
+
+
+def runs_path(ws: dict[str, Any]) -> str:
+    return f"/api/v1/workspaces/{ws['id']}/runs"
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def new_run(api: Client, ws: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    body = {"title": "Add login page", "prompt": "Build the login page", "agent": "builder", **fields}
+    created = api.post(runs_path(ws), body)
+    assert created.status == 201, created.body
+    return created.json["data"]
+
+
+def act(api: Client, ws: dict[str, Any], run: dict[str, Any], action: str, body: Any = None) -> Any:
+    return api.post(f"{runs_path(ws)}/{run['id']}/{action}", body)
+
+
+def status_of(api: Client, ws: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    return api.get(f"{runs_path(ws)}/{run['id']}").json["data"]
+
+
+def execution_status(ws: dict[str, Any], run: dict[str, Any]) -> str:
+    arn = get_store().get(keys.run_key(ws["id"], run["id"])).get("execution_arn")
+    return boto3.client("stepfunctions").describe_execution(executionArn=arn)["status"] if arn else "NONE"
+
+
+def running_run(api: Client, ws: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    run = new_run(api, ws, **fields)
+    assert act(api, ws, run, "start").status == 200
+    claimed = act(api, ws, run, "claim", {"worker_id": "w1"})
+    assert claimed.status == 200, claimed.body
+    return run
+
+
+def test_draft_carries_status_timestamps_and_allowed_actions(api, user, workspace):
+    api.token = user["token"]
+    run = new_run(api, workspace)
+    assert run["id"].startswith("run_")
+    assert run["status"] == "draft"
+    assert run["timestamps"] == {"draft": run["created_at"]}
+    assert run["actions"]["can_start"] is True
+    assert run["actions"]["can_pause"] is False
+    assert run["actions"]["can_cancel"] is True
+    assert run["branch"] == f"agentplane/{run['id']}"
+
+
+def test_full_lifecycle_start_claim_pause_resume_complete(api, user, workspace):
+    api.token = user["token"]
+    run = new_run(api, workspace)
+    started = act(api, workspace, run, "start")
+    assert started.status == 200
+    assert started.json["data"]["status"] == "queued"
+    assert wait_for(lambda: execution_status(workspace, run) == "RUNNING")
+
+    claimed = act(api, workspace, run, "claim", {"worker_id": "w1"}).json["data"]
+    assert claimed["status"] == "running"
+    assert claimed["desired_state"] == "run"
+    assert claimed["run"]["prompt"] == "Build the login page"
+
+    paused = act(api, workspace, run, "pause").json["data"]
+    assert paused["status"] == "paused" and paused["actions"]["can_resume"] is True
+    beat = act(api, workspace, run, "heartbeat", {"worker_id": "w1"}).json["data"]
+    assert beat["desired_state"] == "pause"
+
+    resumed = act(api, workspace, run, "resume").json["data"]
+    assert resumed["status"] == "running"
+    assert act(api, workspace, run, "heartbeat", {"worker_id": "w1"}).json["data"]["desired_state"] == "run"
+
+    done = act(api, workspace, run, "complete", {"worker_id": "w1", "summary": "done"}).json["data"]
+    assert done["status"] == "completed"
+    assert set(done["timestamps"]) == {"draft", "queued", "running", "paused", "completed"}
+    assert wait_for(lambda: execution_status(workspace, run) == "SUCCEEDED")
+    assert wait_for(lambda: get_store().get(keys.run_key(workspace["id"], run["id"])).get("finalized_at"))
+
+
+def test_five_concurrent_starts_give_one_success_and_four_409s(api, user, workspace):
+    api.token = user["token"]
+    run = new_run(api, workspace)
+    results: list[Any] = []
+    barrier = threading.Barrier(5)
+
+    def start() -> None:
+        barrier.wait()
+        results.append(act(api, workspace, run, "start"))
+
+    threads = [threading.Thread(target=start) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    statuses = sorted(r.status for r in results)
+    assert statuses == [200, 409, 409, 409, 409]
+    assert all(r.json["current_status"] == "queued" for r in results if r.status == 409)
+    machine = get_settings().run_state_machine_arn
+    executions = boto3.client("stepfunctions").list_executions(stateMachineArn=machine)["executions"]
+    assert [e["name"] for e in executions] == [run["id"]]
+    act(api, workspace, run, "cancel")
+
+
+def test_silent_agent_fails_the_run_as_stalled_on_its_own(api, user, workspace):
+    api.token = user["token"]
+    run = running_run(api, workspace, heartbeat_timeout_seconds=5)
+    failed = wait_for(lambda: (r := status_of(api, workspace, run))["status"] == "failed" and r, timeout=20)
+    assert failed["failure_reason"] == "stalled"
+    assert failed["actions"]["can_retry"] is True
+    beat = act(api, workspace, run, "heartbeat", {"worker_id": "w1"}).json["data"]
+    assert beat["desired_state"] == "stop"
+
+
+def test_heartbeats_keep_a_run_alive_past_its_timeout(api, user, workspace):
+    api.token = user["token"]
+    run = running_run(api, workspace, heartbeat_timeout_seconds=5)
+    for _ in range(4):
+        time.sleep(2)
+        assert act(api, workspace, run, "heartbeat", {"worker_id": "w1"}).status == 200
+    assert status_of(api, workspace, run)["status"] == "running"
+    act(api, workspace, run, "complete", {"worker_id": "w1"})
+
+
+def test_unclaimed_run_fails_with_queue_timeout(api, user, workspace):
+    api.token = user["token"]
+    run = new_run(api, workspace, queue_timeout_seconds=5)
+    act(api, workspace, run, "start")
+    failed = wait_for(lambda: (r := status_of(api, workspace, run))["status"] == "failed" and r, timeout=20)
+    assert failed["failure_reason"] == "queue_timeout"
+
+
+def test_cancel_mid_run_reaches_the_agent_and_ends_the_execution(api, user, workspace):
+    api.token = user["token"]
+    run = running_run(api, workspace)
+    wait_for(lambda: get_store().get(keys.run_key(workspace["id"], run["id"])).get("task_phase") == "work")
+    cancelled = act(api, workspace, run, "cancel")
+    assert cancelled.status == 200 and cancelled.json["data"]["status"] == "cancelled"
+    assert act(api, workspace, run, "heartbeat", {"worker_id": "w1"}).json["data"]["desired_state"] == "cancel"
+    assert wait_for(lambda: execution_status(workspace, run) in ("SUCCEEDED", "ABORTED"))
+    again = act(api, workspace, run, "cancel")
+    assert again.status == 409
+    assert again.json["current_status"] == "cancelled"
+
+
+def test_illegal_transitions_are_409_with_current_status(api, user, workspace):
+    api.token = user["token"]
+    run = new_run(api, workspace)
+    for action in ("pause", "resume"):
+        refused = act(api, workspace, run, action)
+        assert refused.status == 409
+        assert refused.header("content-type") == "application/problem+json"
+        assert refused.json["current_status"] == "draft"
+    assert act(api, workspace, run, "claim", {"worker_id": "w"}).status == 409
+    assert status_of(api, workspace, run)["status"] == "draft"
+
+
+def test_retry_of_a_failed_run_creates_a_linked_run_once(api, user, workspace):
+    api.token = user["token"]
+    run = running_run(api, workspace)
+    failed = act(api, workspace, run, "fail", {"worker_id": "w1", "reason": "tests_failed"}).json["data"]
+    assert failed["status"] == "failed" and failed["failure_reason"] == "tests_failed"
+    retried = act(api, workspace, run, "retry")
+    assert retried.status == 201
+    new = retried.json["data"]
+    assert new["retry_of"] == run["id"] and new["status"] == "queued" and new["id"] != run["id"]
+    assert new["branch"] != failed["branch"] and new["prompt"] == failed["prompt"]
+    assert status_of(api, workspace, run)["retried_by"] == new["id"]
+    assert act(api, workspace, run, "retry").status == 409
+    act(api, workspace, new, "cancel")
+
+
+def test_gated_run_waits_for_approval_then_commit_and_push_are_gated(api, user, workspace):
+    api.token = user["token"]
+    run = running_run(api, workspace, requires_approval=True)
+    assert act(api, workspace, run, "commit").status == 409  # no approved review yet
+    waiting = act(api, workspace, run, "complete", {"worker_id": "w1"}).json["data"]
+    assert waiting["status"] == "awaiting_approval"
+    assert waiting["actions"]["can_approve"] is True
+    asks = api.get(f"/api/v1/workspaces/{workspace['id']}/notifications?type=needs_input").json["data"]
+    assert [n["data"]["run_id"] for n in asks] == [run["id"]]
+    finished = f"/api/v1/workspaces/{workspace['id']}/notifications?type=finished"
+    assert api.get(finished).json["data"] == []  # needing input is not finishing
+    wait_for(lambda: get_store().get(keys.run_key(workspace["id"], run["id"])).get("task_phase") == "approval")
+
+    approved = act(api, workspace, run, "approve", {"notes": "looks good"}).json["data"]
+    assert approved["status"] == "completed"
+    assert approved["review"]["decision"] == "approved" and approved["review"]["notes"] == "looks good"
+    assert approved["actions"]["can_commit"] is True and approved["actions"]["can_push"] is False
+    assert wait_for(lambda: execution_status(workspace, run) == "SUCCEEDED")
+    assert [n["data"]["status"] for n in api.get(finished).json["data"]] == ["completed"]
+
+    committed = act(api, workspace, run, "commit", {"message": "Add login page"})
+    assert committed.status == 200 and committed.json["data"]["committed_at"]
+    assert act(api, workspace, run, "commit").status == 409
+
+    refused = act(api, workspace, run, "push")
+    assert refused.status == 403 and "auto_push" in refused.json["detail"]
+    get_store().update(keys.workspace_key(workspace["id"]), Update(set={"auto_push": True}))
+    pushed = act(api, workspace, run, "push")
+    assert pushed.status == 200 and pushed.json["data"]["pushed_at"]
+
+
+def test_rejected_gated_run_fails_as_rejected(api, user, workspace):
+    api.token = user["token"]
+    run = running_run(api, workspace, requires_approval=True)
+    act(api, workspace, run, "complete", {"worker_id": "w1"})
+    rejected = act(api, workspace, run, "reject", {"notes": "wrong approach"}).json["data"]
+    assert rejected["status"] == "failed" and rejected["failure_reason"] == "rejected"
+    assert rejected["review"]["decision"] == "rejected"
+    assert act(api, workspace, run, "approve").status == 409
+
+
+def test_device_token_without_git_commit_ability_gets_403_naming_it(api, user, workspace):
+    api.token = user["token"]
+    run = running_run(api, workspace)
+    act(api, workspace, run, "complete", {"worker_id": "w1"})
+    act(api, workspace, run, "approve")
+    device = api.post(
+        "/api/v1/auth/token",
+        {"email": user["email"], "password": user["password"], "name": "phone",
+         "abilities": ["runs:read", "runs:start", "runs:control"]},
+        token="",
+    ).json["data"]  # fmt: skip
+    refused = api.post(f"{runs_path(workspace)}/{run['id']}/commit", token=device["token"])
+    assert refused.status == 403
+    assert "git:commit" in refused.json["detail"]
+    assert get_store().get(keys.run_key(workspace["id"], run["id"])).get("committed_at") is None
+
+
+def test_seventh_start_in_a_minute_is_429_with_retry_after(api, user, workspace):
+    api.token = user["token"]
+    started = []
+    for _ in range(7):
+        run = new_run(api, workspace, queue_timeout_seconds=3600)
+        started.append((run, act(api, workspace, run, "start")))
+    assert [r.status for _, r in started[:6]] == [200] * 6
+    refused = started[6][1]
+    assert refused.status == 429
+    assert int(refused.header("retry-after")) > 0
+    assert status_of(api, workspace, started[6][0])["status"] == "draft"
+    for run, _ in started[:6]:
+        act(api, workspace, run, "cancel")
+
+
+def test_workspace_cap_on_active_runs_is_429_not_eviction(api, user, workspace, monkeypatch):
+    monkeypatch.setenv("MAX_ACTIVE_RUNS", "2")
+    get_settings.cache_clear()
+    api.token = user["token"]
+    first, second, third = (new_run(api, workspace) for _ in range(3))
+    assert act(api, workspace, first, "start").status == 200
+    assert act(api, workspace, second, "start").status == 200
+    refused = act(api, workspace, third, "start")
+    assert refused.status == 429 and refused.header("retry-after")
+    assert status_of(api, workspace, first)["status"] == "queued"
+    assert status_of(api, workspace, third)["status"] == "draft"
+    act(api, workspace, first, "cancel")  # frees a slot
+    assert act(api, workspace, third, "start").status == 200
+    for run in (second, third):
+        act(api, workspace, run, "cancel")
+    get_settings.cache_clear()
+
+
+def test_list_runs_filters_by_status_and_project(api, user, workspace):
+    api.token = user["token"]
+    a = new_run(api, workspace)
+    b = new_run(api, workspace)
+    act(api, workspace, b, "start")
+    queued = api.get(f"{runs_path(workspace)}?status=queued").json["data"]
+    assert [r["id"] for r in queued] == [b["id"]]
+    everything = api.get(f"{runs_path(workspace)}?limit=1")
+    assert len(everything.json["data"]) == 1 and everything.json["meta"]["next_cursor"]
+    rest = api.get(f"{runs_path(workspace)}?limit=1&cursor={everything.json['meta']['next_cursor']}")
+    assert {everything.json["data"][0]["id"], rest.json["data"][0]["id"]} == {a["id"], b["id"]}
+    act(api, workspace, b, "cancel")
+
+
+def test_bad_input_and_strangers(api, user, workspace):
+    api.token = user["token"]
+    assert api.post(runs_path(workspace), {"title": "x", "prompt": "y", "kind": "nope"}).status == 422
+    assert api.post(runs_path(workspace), {"title": "x", "prompt": "y", "heartbeat_timeout_seconds": 1}).status == 422
+    assert api.post(runs_path(workspace), {"title": "x", "prompt": "y", "surprise": 1}).status == 422
+    assert api.get(f"{runs_path(workspace)}/run_missing").status == 404
+    assert api.get(runs_path(workspace)).json["data"] == []
+    run = new_run(api, workspace)
+    stranger = register_and_login(api)
+    api.token = stranger["token"]
+    assert api.get(f"{runs_path(workspace)}/{run['id']}").status == 404
+    assert act(api, workspace, run, "start").status == 404
