@@ -52,6 +52,22 @@ READ_AND_TRANSACTION = Target(
     "1 read + 1 TransactWriteItems",
     lambda ops: ops in (["GetItem", "TransactWriteItems"], ["BatchGetItem", "TransactWriteItems"]),
 )
+# A transition (a run's, a job's, a task's review): the item read once (its status, worker, event
+# counter), then one transaction holding the conditional update, whatever moves with it, the guards
+# and the audit row. Numbered creates (sprints, ADRs, a thread's messages) read their counter the same
+# way and write it back conditionally in the transaction.
+GET_AND_TRANSACTION = Target("1 GetItem + 1 TransactWriteItems", lambda ops: ops == ["GetItem", "TransactWriteItems"])
+# A run heartbeat is no transition: the run read (its worker and status), then one conditional update.
+GET_AND_UPDATE = Target("1 GetItem + 1 UpdateItem", lambda ops: ops == ["GetItem", "UpdateItem"])
+# A list under a parent that can be deleted: the parent read (a deleted or unknown one is a 404, not
+# an empty list), then one Query.
+GET_AND_QUERY = Target("1 GetItem + 1 Query", lambda ops: ops == ["GetItem", "Query"])
+READS = frozenset({"GetItem", "BatchGetItem", "Query"})
+
+
+def reads(n: int) -> Target:
+    """`n` read calls and no write: for an item found through another, or one that embeds others."""
+    return Target(f"{n} reads", lambda ops: len(ops) == n and set(ops) <= READS)
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,7 @@ class Scenario:
     body: Callable[[World], dict[str, Any]] | None = None  # None: a sample from the route's model
     anonymous: bool = False
     caller: str = "token"  # whose token: the owner's ("token") or the newcomer's ("newcomer_token")
+    query: str = ""  # sent after the path, e.g. "q=login"
 
     @property
     def route_key(self) -> str:
@@ -70,6 +87,34 @@ class Scenario:
 
 
 WS = "/api/v1/workspaces/{ws}"
+PROJECT = f"{WS}/projects/{{project_id}}"
+THREAD = f"{WS}/threads/{{thread_id}}"
+AGENT = f"{WS}/agents/{{name}}"
+RUN = f"{WS}/runs/{{run_id}}"
+WORKER = "bench-worker"
+_RETRO = {"went_well": "Reviews were quick", "to_improve": "Flaky tests"}
+_SCHEDULE = {
+    "name": "Nightly report",
+    "expression": "rate(1 day)",
+    "target": {"type": "queue_job", "task_type": "report"},
+}
+_DEVICE = {"platform": "ios", "push_token": "a" * 64, "name": "phone"}
+
+
+def _doc_body(version: str) -> dict[str, Any]:
+    return {"title": "Readme", "content": f"# Readme\n\nThe {version} text.\n"}
+
+
+def _progress_body(world: World) -> dict[str, Any]:
+    return {"agent": world.values["agent_name"], "message": "Halfway through the tests", "percent": 50}
+
+
+def _worker(world: World) -> dict[str, Any]:
+    return {"worker_id": WORKER}
+
+
+def _memory_body(world: World, version: int = 0) -> dict[str, Any]:
+    return {"content": f"Format with ruff, then run the tests (v{version + 1})", "type": "project", "version": version}
 
 
 def _new_account(world: World) -> dict[str, Any]:
@@ -113,6 +158,9 @@ SCENARIOS: list[Scenario] = [
     Scenario("GET", "/api/v1/me/personal-access-tokens", ONE_QUERY, needs=("pat",)),
     Scenario("POST", "/api/v1/me/personal-access-tokens", ONE_TRANSACTION),
     Scenario("DELETE", "/api/v1/me/personal-access-tokens/{pat_id}", needs=("pat",)),
+    # register or refresh: the device and its push token's claim (one read), then one transaction
+    Scenario("POST", "/api/v1/me/devices", READ_AND_TRANSACTION, body=lambda w: _DEVICE),
+    Scenario("DELETE", "/api/v1/me/devices/{device_id}", needs=("device",)),
     # workspaces
     Scenario("POST", "/api/v1/workspaces", ONE_TRANSACTION),
     Scenario("GET", "/api/v1/workspaces", ONE_QUERY, needs=("workspace",)),
@@ -163,6 +211,211 @@ SCENARIOS: list[Scenario] = [
     Scenario("GET", f"{WS}/tasks/{{task_id}}", ONE_READ, needs=("workspace", "task")),
     Scenario("PATCH", f"{WS}/tasks/{{task_id}}", needs=("workspace", "task")),
     Scenario("DELETE", f"{WS}/tasks/{{task_id}}", needs=("workspace", "task")),
+    # tasks: the review workflow (a transition reads the task, then writes one transaction)
+    Scenario(
+        "POST", f"{WS}/tasks/{{task_id}}/review-report", GET_AND_TRANSACTION, needs=("workspace", "in_progress_task")
+    ),
+    # approving also reads the tasks the approved one blocked, to unblock those whose blockers are done
+    Scenario("POST", f"{WS}/tasks/{{task_id}}/approve", needs=("workspace", "review_task")),
+    Scenario("POST", f"{WS}/tasks/{{task_id}}/reject", GET_AND_TRANSACTION, needs=("workspace", "review_task")),
+    Scenario("POST", f"{WS}/tasks/{{task_id}}/review-action", needs=("workspace", "review_task")),
+    # stories
+    Scenario("POST", f"{WS}/stories", ONE_TRANSACTION, needs=("workspace",)),  # with its first task
+    Scenario("GET", f"{WS}/stories", ONE_QUERY, needs=("workspace", "story")),
+    # a story embeds its tasks: the story, its task links (Query), then the tasks (BatchGetItem)
+    Scenario("GET", f"{WS}/stories/{{story_id}}", reads(3), needs=("workspace", "story")),
+    Scenario("PATCH", f"{WS}/stories/{{story_id}}", needs=("workspace", "story")),
+    Scenario("DELETE", f"{WS}/stories/{{story_id}}", needs=("workspace", "story")),
+    Scenario("GET", f"{WS}/stories/{{story_id}}/tasks", reads(3), needs=("workspace", "story")),  # likewise
+    # user tasks
+    Scenario("POST", f"{WS}/user-tasks", ONE_TRANSACTION, needs=("workspace",)),
+    Scenario("GET", f"{WS}/user-tasks", ONE_QUERY, needs=("workspace", "user_task")),
+    # the blockers: each open user task with the agent tasks it blocks, read after the page of them
+    Scenario("GET", f"{WS}/user-tasks/blockers", needs=("workspace", "user_task")),
+    Scenario("PUT", f"{WS}/user-tasks/{{user_task_id}}", needs=("workspace", "user_task")),
+    Scenario("DELETE", f"{WS}/user-tasks/{{user_task_id}}", needs=("workspace", "user_task")),
+    # projects
+    Scenario("POST", f"{WS}/projects", ONE_TRANSACTION, needs=("workspace",)),
+    Scenario("GET", f"{WS}/projects", ONE_QUERY, needs=("workspace", "project")),
+    Scenario("GET", PROJECT, ONE_READ, needs=("workspace", "project")),
+    Scenario("PATCH", PROJECT, needs=("workspace", "project")),
+    Scenario("DELETE", PROJECT, needs=("workspace", "project")),
+    # maintenance runs: the project is read (its repository and branch go into the run), then the
+    # queued run, its changelog entry and audit row are one transaction
+    Scenario("POST", f"{PROJECT}/clone", READ_AND_TRANSACTION, needs=("workspace", "project")),
+    Scenario("POST", f"{PROJECT}/pull", READ_AND_TRANSACTION, needs=("workspace", "project")),
+    Scenario("POST", f"{PROJECT}/index", READ_AND_TRANSACTION, needs=("workspace", "project")),
+    Scenario("GET", f"{PROJECT}/docs", GET_AND_QUERY, needs=("workspace", "project", "doc")),
+    Scenario("POST", f"{PROJECT}/docs/regenerate", needs=("workspace", "project", "doc")),  # every doc marked stale
+    # a doc's content is stored apart (by its hash, shared with snapshots): the live project with the
+    # doc, then the content
+    Scenario("GET", f"{PROJECT}/docs/{{slug}}", reads(2), needs=("workspace", "project", "doc")),
+    Scenario("PUT", f"{PROJECT}/docs/{{slug}}", needs=("workspace", "project", "doc"), body=lambda w: _doc_body("v2")),
+    Scenario("GET", f"{PROJECT}/changelog", GET_AND_QUERY, needs=("workspace", "project")),
+    # snapshots: taking one captures the project and all its docs, restoring and comparing read them back
+    Scenario("GET", f"{PROJECT}/snapshots", GET_AND_QUERY, needs=("workspace", "project", "snapshot")),
+    Scenario("POST", f"{PROJECT}/snapshots", needs=("workspace", "project", "doc")),
+    # a snapshot goes with its project: the snapshot, then whether its project is live
+    Scenario("GET", f"{WS}/snapshots/{{snapshot_id}}", reads(2), needs=("workspace", "project", "snapshot")),
+    Scenario("POST", f"{WS}/snapshots/{{snapshot_id}}/restore", needs=("workspace", "project", "snapshot")),
+    Scenario("POST", f"{WS}/snapshots/{{snapshot_id}}/compare", needs=("workspace", "project", "snapshot")),
+    # sprints
+    Scenario("POST", f"{WS}/sprints", GET_AND_TRANSACTION, needs=("workspace",)),  # the number counter
+    Scenario("GET", f"{WS}/sprints", ONE_QUERY, needs=("workspace", "sprint")),
+    # the current sprint: the counter's active number, then that sprint (or its tasks)
+    Scenario("GET", f"{WS}/sprints/current", reads(2), needs=("workspace", "sprint")),
+    # starting: the latest open sprint found and moved in one transaction, answered with its tasks
+    Scenario("POST", f"{WS}/sprints/current/start", needs=("workspace", "planning_sprint", "sprint_tasks")),
+    Scenario("GET", f"{WS}/sprints/current/tasks", GET_AND_QUERY, needs=("workspace", "sprint", "sprint_tasks")),
+    # analytics: aggregates over many items (completed sprints, a window of tasks), not one read
+    Scenario("GET", f"{WS}/sprints/analytics/velocity", needs=("workspace", "sprint", "sprint_tasks")),
+    Scenario("GET", f"{WS}/analytics/velocity", needs=("workspace", "sprint", "sprint_tasks")),
+    Scenario("GET", f"{WS}/sprints/analytics/daily", needs=("workspace", "sprint", "sprint_tasks")),
+    Scenario("GET", f"{WS}/analytics/daily", needs=("workspace", "sprint", "sprint_tasks")),
+    Scenario("GET", f"{WS}/sprints/{{number}}", ONE_READ, needs=("workspace", "sprint")),
+    Scenario("PATCH", f"{WS}/sprints/{{number}}", needs=("workspace", "sprint"), body=lambda w: {"status": "review"}),
+    Scenario("GET", f"{WS}/sprints/{{number}}/review", needs=("workspace", "sprint", "sprint_tasks", "retro")),
+    Scenario("GET", f"{WS}/sprints/{{number}}/retro", GET_AND_QUERY, needs=("workspace", "sprint", "retro")),
+    Scenario(
+        "POST", f"{WS}/sprints/{{number}}/retro", ONE_TRANSACTION, needs=("workspace", "sprint"), body=lambda w: _RETRO
+    ),
+    Scenario("GET", f"{WS}/sprints/{{number}}/analytics", needs=("workspace", "sprint", "sprint_tasks")),
+    # threads and team messages
+    Scenario("POST", f"{WS}/threads", ONE_TRANSACTION, needs=("workspace",)),
+    Scenario("GET", f"{WS}/threads", ONE_QUERY, needs=("workspace", "thread")),
+    Scenario("GET", THREAD, ONE_READ, needs=("workspace", "thread")),
+    Scenario("PATCH", THREAD, needs=("workspace", "thread")),
+    Scenario("DELETE", THREAD, needs=("workspace", "thread")),
+    # the thread's message_count numbers its messages: read, then moved in the transaction
+    Scenario("POST", f"{THREAD}/messages", GET_AND_TRANSACTION, needs=("workspace", "thread")),
+    Scenario("GET", f"{THREAD}/messages", GET_AND_QUERY, needs=("workspace", "thread", "thread_message")),
+    Scenario("POST", f"{THREAD}/share", ONE_TRANSACTION, needs=("workspace", "thread")),
+    Scenario("GET", f"{THREAD}/shares", GET_AND_QUERY, needs=("workspace", "thread", "share")),
+    Scenario("DELETE", f"{THREAD}/share/{{share_id}}", needs=("workspace", "thread", "share")),
+    # a public read: the share by its token's hash, the thread, then a page of its messages
+    Scenario(
+        "GET",
+        "/api/v1/public/thread-shares/{token}",
+        needs=("workspace", "thread", "thread_message", "share"),
+        anonymous=True,
+    ),
+    Scenario("POST", f"{WS}/messages", ONE_TRANSACTION, needs=("workspace",)),
+    Scenario("GET", f"{WS}/messages", ONE_QUERY, needs=("workspace", "team_message")),
+    # knowledge
+    Scenario("POST", f"{WS}/adrs", GET_AND_TRANSACTION, needs=("workspace",)),  # the number counter
+    Scenario("GET", f"{WS}/adrs", ONE_QUERY, needs=("workspace", "adr")),
+    Scenario("GET", f"{WS}/adrs/prompt", ONE_QUERY, needs=("workspace", "adr")),  # the ADRs, rendered
+    Scenario("GET", f"{WS}/adrs/{{adr_id}}", ONE_READ, needs=("workspace", "adr")),
+    Scenario("PATCH", f"{WS}/adrs/{{adr_id}}", needs=("workspace", "adr")),
+    Scenario("DELETE", f"{WS}/adrs/{{adr_id}}", needs=("workspace", "adr")),
+    Scenario("POST", f"{WS}/rules", ONE_TRANSACTION, needs=("workspace",)),
+    Scenario("GET", f"{WS}/rules", ONE_QUERY, needs=("workspace", "rule")),
+    Scenario("PATCH", f"{WS}/rules/{{rule_id}}", needs=("workspace", "rule")),
+    Scenario("DELETE", f"{WS}/rules/{{rule_id}}", needs=("workspace", "rule")),
+    Scenario("POST", f"{WS}/failures", ONE_TRANSACTION, needs=("workspace",)),
+    Scenario("GET", f"{WS}/failures", ONE_QUERY, needs=("workspace", "failure")),
+    # notifications (the caller's own inbox)
+    Scenario("GET", f"{WS}/notifications", ONE_QUERY, needs=("workspace", "notification")),
+    Scenario("POST", f"{WS}/notifications", ONE_TRANSACTION, needs=("workspace",)),
+    Scenario("GET", f"{WS}/notifications/unread-count", ONE_READ, needs=("workspace", "notification")),
+    Scenario("PATCH", f"{WS}/notifications/read-all", needs=("workspace", "notification")),  # pages of unread ones
+    Scenario("PATCH", f"{WS}/notifications/{{notification_id}}/read", needs=("workspace", "notification")),
+    # SSE: polls the inbox until something arrives (here at once: one unread notification waits)
+    Scenario("GET", f"{WS}/notifications/stream", needs=("workspace", "notification")),
+    # search: one Query per requested group (six by default), plus BatchGetItem for further words
+    Scenario("GET", f"{WS}/search", needs=("workspace", "task"), query="q=measure"),
+    # audit, activity and logs
+    Scenario("GET", f"{WS}/audit-logs", ONE_QUERY, needs=("workspace", "task")),
+    Scenario("POST", f"{WS}/activity", ONE_TRANSACTION, needs=("workspace",)),
+    Scenario("GET", f"{WS}/activity", ONE_QUERY, needs=("workspace", "activity")),
+    Scenario("GET", f"{WS}/activity/stats", ONE_QUERY, needs=("workspace", "activity")),  # one key-range Query
+    Scenario("GET", f"{WS}/logs", ONE_QUERY, needs=("workspace", "activity")),
+    # agents
+    Scenario("POST", f"{WS}/agents", ONE_TRANSACTION, needs=("workspace",)),
+    Scenario("PUT", f"{WS}/agents", needs=("workspace", "agent"), body=lambda w: {"name": w.values["agent_name"]}),
+    Scenario("GET", f"{WS}/agents", ONE_QUERY, needs=("workspace", "agent")),
+    Scenario("POST", f"{WS}/agents/check-stalls", needs=("workspace", "agent"), body=lambda w: {}),  # every agent
+    # the agent is read, not checked in the transaction, so reports do not collide with its heartbeats
+    Scenario("POST", f"{WS}/agents/progress", GET_AND_TRANSACTION, needs=("workspace", "agent"), body=_progress_body),
+    Scenario("GET", f"{WS}/agents/progress/latest", ONE_QUERY, needs=("workspace", "agent", "progress")),
+    Scenario("GET", AGENT, ONE_READ, needs=("workspace", "agent")),
+    Scenario("PATCH", AGENT, needs=("workspace", "agent")),
+    Scenario("DELETE", AGENT, needs=("workspace", "agent")),
+    Scenario("PUT", f"{AGENT}/config", needs=("workspace", "agent")),
+    Scenario("POST", f"{AGENT}/start", needs=("workspace", "agent")),
+    Scenario("POST", f"{AGENT}/stop", needs=("workspace", "agent")),
+    Scenario("POST", f"{AGENT}/restart", needs=("workspace", "agent")),
+    # context assembly and its prompt: the agent with its tasks, memories, rules and ADRs
+    Scenario("GET", f"{AGENT}/context", needs=("workspace", "agent", "memory", "rule", "adr")),
+    Scenario("GET", f"{AGENT}/prompt-preview", needs=("workspace", "agent", "memory", "rule", "adr")),
+    Scenario("GET", f"{AGENT}/progress", ONE_QUERY, needs=("workspace", "agent", "progress")),
+    Scenario("POST", f"{WS}/agent-templates", ONE_TRANSACTION, needs=("workspace",)),
+    Scenario("GET", f"{WS}/agent-templates", ONE_QUERY, needs=("workspace", "agent_template")),
+    Scenario("GET", f"{WS}/agent-templates/{{template_id}}", ONE_READ, needs=("workspace", "agent_template")),
+    Scenario("PATCH", f"{WS}/agent-templates/{{template_id}}", needs=("workspace", "agent_template")),
+    Scenario("DELETE", f"{WS}/agent-templates/{{template_id}}", needs=("workspace", "agent_template")),
+    # memories
+    Scenario("GET", f"{WS}/memories", ONE_QUERY, needs=("workspace", "agent", "memory")),
+    Scenario("GET", f"{WS}/memories/shared", ONE_QUERY, needs=("workspace", "agent", "memory")),
+    Scenario("GET", f"{WS}/memories/expired", ONE_QUERY, needs=("workspace", "agent", "memory")),
+    # words matched in key or content: a filtered Query that reads on until the page is full
+    Scenario("GET", f"{WS}/memories/search", needs=("workspace", "agent", "memory"), query="q=ruff"),
+    Scenario("POST", f"{WS}/memories/{{memory_id}}/revalidate", needs=("workspace", "agent", "memory")),
+    Scenario("GET", f"{AGENT}/memories", ONE_QUERY, needs=("workspace", "agent", "memory")),
+    Scenario(
+        "PUT", f"{AGENT}/memories/{{key}}", needs=("workspace", "agent", "memory"), body=lambda w: _memory_body(w, 1)
+    ),
+    Scenario("DELETE", f"{AGENT}/memories/{{key}}", needs=("workspace", "agent", "memory")),
+    # queue
+    Scenario("POST", f"{WS}/queue/jobs", ONE_TRANSACTION, needs=("workspace",)),
+    Scenario("GET", f"{WS}/queue/jobs", ONE_QUERY, needs=("workspace", "queue_job")),
+    Scenario("GET", f"{WS}/queue/jobs/{{job_id}}", ONE_READ, needs=("workspace", "queue_job")),
+    # claiming: a Query for ready jobs, then a conditional claim per job (losers try the next one)
+    Scenario("POST", f"{WS}/queue/claim", needs=("workspace", "queue_job"), body=_worker),
+    Scenario(
+        "POST",
+        f"{WS}/queue/jobs/{{job_id}}/complete",
+        GET_AND_TRANSACTION,
+        needs=("workspace", "claimed_job"),
+        body=_worker,
+    ),
+    Scenario(
+        "POST",
+        f"{WS}/queue/jobs/{{job_id}}/fail",
+        GET_AND_TRANSACTION,
+        needs=("workspace", "claimed_job"),
+        body=lambda w: {"worker_id": WORKER, "error": "timed out"},
+    ),
+    Scenario("GET", f"{WS}/queue/stats", ONE_READ, needs=("workspace", "queue_job")),  # the counters, one batch
+    # schedules
+    Scenario("POST", f"{WS}/schedules", ONE_TRANSACTION, needs=("workspace",), body=lambda w: _SCHEDULE),
+    Scenario("GET", f"{WS}/schedules", ONE_QUERY, needs=("workspace", "schedule")),
+    Scenario("GET", f"{WS}/schedules/{{schedule_id}}", ONE_READ, needs=("workspace", "schedule")),
+    Scenario("PATCH", f"{WS}/schedules/{{schedule_id}}", needs=("workspace", "schedule")),
+    Scenario("DELETE", f"{WS}/schedules/{{schedule_id}}", needs=("workspace", "schedule")),
+    Scenario("POST", f"{WS}/schedules/{{schedule_id}}/run", needs=("workspace", "schedule")),  # submits its job
+    # dashboard: overview counts and per-agent aggregates over tasks, runs and agents
+    Scenario("GET", f"{WS}/dashboard/stats", needs=("workspace", "task", "agent")),
+    Scenario("GET", f"{WS}/dashboard/agent-efficiency", needs=("workspace", "task", "agent")),
+    Scenario("GET", f"{WS}/dashboard/agent-queue-health", needs=("workspace", "task", "agent")),
+    # runs: every lifecycle transition reads the run once and writes one transaction
+    Scenario("POST", f"{WS}/runs", ONE_TRANSACTION, needs=("workspace",)),
+    Scenario("GET", f"{WS}/runs", ONE_QUERY, needs=("workspace", "run")),
+    Scenario("GET", RUN, ONE_READ, needs=("workspace", "run")),
+    Scenario("POST", f"{RUN}/start", GET_AND_TRANSACTION, needs=("workspace", "run")),
+    Scenario("POST", f"{RUN}/claim", GET_AND_TRANSACTION, needs=("workspace", "queued_run"), body=_worker),
+    Scenario("POST", f"{RUN}/heartbeat", GET_AND_UPDATE, needs=("workspace", "running_run"), body=_worker),
+    Scenario("POST", f"{RUN}/pause", GET_AND_TRANSACTION, needs=("workspace", "running_run")),
+    Scenario("POST", f"{RUN}/resume", GET_AND_TRANSACTION, needs=("workspace", "paused_run")),
+    Scenario("POST", f"{RUN}/cancel", GET_AND_TRANSACTION, needs=("workspace", "running_run")),
+    Scenario("POST", f"{RUN}/complete", GET_AND_TRANSACTION, needs=("workspace", "running_run"), body=_worker),
+    Scenario("POST", f"{RUN}/fail", GET_AND_TRANSACTION, needs=("workspace", "running_run"), body=_worker),
+    Scenario("POST", f"{RUN}/retry", GET_AND_TRANSACTION, needs=("workspace", "failed_run")),  # the new run, queued
+    Scenario("POST", f"{RUN}/approve", GET_AND_TRANSACTION, needs=("workspace", "gated_run")),
+    Scenario("POST", f"{RUN}/reject", GET_AND_TRANSACTION, needs=("workspace", "gated_run")),
+    Scenario("POST", f"{RUN}/commit", GET_AND_TRANSACTION, needs=("workspace", "approved_run")),
+    # a push also needs the workspace's auto_push: the run and the workspace in one read
+    Scenario("POST", f"{RUN}/push", READ_AND_TRANSACTION, needs=("workspace", "auto_push", "approved_run")),
     # run telemetry: an append of 100 events is one read (the run with the workspace's secrets, in one
     # BatchGetItem) and one TransactWriteItems; a backfill page is one Query
     Scenario(
@@ -177,6 +430,21 @@ SCENARIOS: list[Scenario] = [
     Scenario("GET", f"{WS}/runs/{{run_id}}/files", ONE_QUERY, needs=("workspace", "telemetry_run", "run_events")),
     Scenario("GET", f"{WS}/runs/{{run_id}}/commands", ONE_QUERY, needs=("workspace", "telemetry_run", "run_events")),
     Scenario("GET", f"{WS}/runs/{{run_id}}/summary", ONE_READ, needs=("workspace", "telemetry_run")),
+    Scenario(
+        "GET", f"{RUN}/files/{{file_id}}", ONE_READ, needs=("workspace", "telemetry_run", "run_events", "run_file")
+    ),
+    Scenario("GET", f"{RUN}/diff", ONE_QUERY, needs=("workspace", "telemetry_run", "run_events")),
+    Scenario("GET", f"{RUN}/snapshots", ONE_QUERY, needs=("workspace", "telemetry_run", "run_events")),
+    Scenario(
+        "GET",
+        f"{RUN}/commands/{{command_id}}",
+        ONE_READ,
+        needs=("workspace", "telemetry_run", "run_events", "run_command"),
+    ),
+    # the summary is redacted with the workspace's secrets: the run with them, then one transaction
+    Scenario("PUT", f"{RUN}/summary", READ_AND_TRANSACTION, needs=("workspace", "telemetry_run")),
+    # an upload URL for a live run: the run read, then the artifact and its audit row in one transaction
+    Scenario("POST", f"{RUN}/artifacts", READ_AND_TRANSACTION, needs=("workspace", "telemetry_run")),
     # docs: a file, no table
     Scenario("GET", "/api/openapi.json", NO_CALLS, anonymous=True),
     Scenario("GET", "/api/docs", NO_CALLS, anonymous=True),
@@ -248,6 +516,7 @@ def local_stack() -> Iterator[tuple[HttpApi, Counter]]:
         crypto.reset()
         idempotency.reset()
         ratelimit.reset_local_counters()
+        _reset_service_clients()
         with quiet_functions():
             yield HttpApi(CountingLambdas(template.functions()), cache_seconds=60), counter
     finally:
@@ -255,6 +524,15 @@ def local_stack() -> Iterator[tuple[HttpApi, Counter]]:
         store.reset_store()
         idempotency.reset()
         get_settings.cache_clear()
+
+
+def _reset_service_clients() -> None:
+    """Clients the layer caches belong to the previous scenario's emulation."""
+    from agentplane.logic import run_telemetry, runs, schedules
+
+    runs.reset_clients()
+    run_telemetry.reset_clients()
+    schedules.reset_clients()
 
 
 # ---------------------------------------------------------------- the world a route needs
@@ -281,15 +559,13 @@ class Skip(Exception):
     """The scenario cannot run yet (its route, or one it needs to set up, is not implemented)."""
 
 
+# Which built value fills a path parameter (a parameter not named here is looked up by its name).
 PATH_VALUES = {
-    "ws": "ws",
-    "task_id": "task_id",
-    "key_id": "key_id",
-    "pat_id": "pat_id",
-    "team_id": "team_id",
-    "invite_id": "invite_id",
     "user_id": "member_id",
-    "token": "invite_token",
+    "token": "path_token",  # an invite's token, or a thread share's
+    "number": "sprint_number",
+    "name": "agent_name",
+    "key": "memory_key",
 }
 
 
@@ -309,14 +585,20 @@ class World:
         return re.sub(r"\{(\w+)\}", value, template_path)
 
     def request(
-        self, method: str, template_path: str, body: dict[str, Any] | None = None, token: str | None = None
+        self,
+        method: str,
+        template_path: str,
+        body: dict[str, Any] | None = None,
+        token: str | None = None,
+        query: str = "",
     ) -> HttpResponse:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         raw = None
         if body is not None:
             headers["Content-Type"] = "application/json"
             raw = json.dumps(body)
-        return self.http.handle(method, self.path(template_path), headers, raw, source_ip="198.51.100.7")
+        url = self.path(template_path) + (f"?{query}" if query else "")
+        return self.http.handle(method, url, headers, raw, source_ip="198.51.100.7")
 
     def sample(self, method: str, template_path: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         route = apps.find_route(method, template_path)
@@ -381,7 +663,7 @@ def _invite(world: World) -> None:
     invite = world.setup("POST", f"{WS}/invites", {"email": "invitee@example.com", "role": "member"})
     world.values["invite_id"] = invite["id"]
     if invite.get("token"):
-        world.values["invite_token"] = invite["token"]
+        world.values["path_token"] = invite["token"]
 
 
 def _newcomer(world: World) -> None:
@@ -412,28 +694,151 @@ def _hundred_events() -> dict[str, Any]:
     }
 
 
-def _telemetry_run(world: World) -> None:
-    """A run an agent has claimed, so it takes events."""
-    run_id = world.setup("POST", f"{WS}/runs", {"title": "Measure telemetry", "prompt": "Report events"})["id"]
-    world.values["run_id"] = run_id
-    for action, body in (("start", None), ("claim", {"worker_id": "bench"})):
-        response = world.request("POST", f"{WS}/runs/{{run_id}}/{action}", body, world.values["token"])
-        if response.status >= 300:
-            raise Skip(f"{action} of the run answered {response.status}")
-
-
 def _run_events(world: World) -> None:
-    """The run's telemetry: 100 events, a changed file and a command."""
+    """The run's telemetry: 100 events, a changed file, a command and a snapshot."""
     events = _hundred_events()["events"] + [
         {"event_type": "file_changed", "data": {"path": "src/app.py", "change": "modified", "diff": "+x"}},
         {"event_type": "command_executed", "data": {"command": "pytest -q", "exit_code": 0, "stdout": "ok"}},
+        {"event_type": "snapshot_created", "data": {"label": "before refactor", "files": ["src/app.py"]}},
     ]
     response = world.request("POST", f"{WS}/runs/{{run_id}}/events", {"events": events}, world.values["token"])
     if response.status >= 300:
         raise Skip(f"appending events answered {response.status}")
 
 
+def _act(world: World, method: str, template_path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A request the scenario depends on, with exactly this body; its answer's `data`."""
+    response = world.request(method, template_path, body, world.values["token"])
+    if response.status >= 300:
+        raise Skip(f"setting up with {method} {template_path} answered {response.status}")
+    data = response.json.get("data") if response.json else None
+    return dict(data) if isinstance(data, dict) else {}
+
+
+def _do(world: World, method: str, template_path: str, body: dict[str, Any] | None = None) -> None:
+    _act(world, method, template_path, body)
+
+
+def _creates(
+    value: str, method: str, template_path: str, overrides: dict[str, Any] | None = None, field: str = "id"
+) -> Callable[[World], None]:
+    """A builder that creates something from the route's sample body (with `overrides`) and keeps its id."""
+
+    def build(world: World) -> None:
+        world.values[value] = str(world.setup(method, template_path, overrides)[field])
+
+    return build
+
+
+def _in_progress_task(world: World) -> None:
+    world.values["task_id"] = _act(world, "POST", f"{WS}/tasks", {"title": "Fix login", "status": "in_progress"})["id"]
+
+
+def _review_task(world: World) -> None:
+    _in_progress_task(world)
+    _act(world, "POST", f"{WS}/tasks/{{task_id}}/review-report", {"summary": "Fixed, with a test"})
+
+
+def _doc(world: World) -> None:
+    world.values["slug"] = "readme"
+    _act(world, "PUT", f"{PROJECT}/docs/{{slug}}", _doc_body("v1"))
+
+
+def _snapshot(world: World) -> None:
+    _doc(world)
+    world.values["snapshot_id"] = _act(world, "POST", f"{PROJECT}/snapshots", {"label": "before refactor"})["id"]
+
+
+def _sprint(world: World, status: str = "active") -> None:
+    sprint = _act(world, "POST", f"{WS}/sprints", {"number": 1, "name": "Sprint 1", "status": status})
+    world.values["sprint_number"] = str(sprint["number"])
+
+
+def _sprint_tasks(world: World) -> None:
+    """Two tasks of the sprint, one of them done."""
+    number = int(world.values["sprint_number"])
+    _act(world, "POST", f"{WS}/tasks", {"title": "Plan the sprint", "sprint": number, "status": "done"})
+    _act(world, "POST", f"{WS}/tasks", {"title": "Build the sprint", "sprint": number, "story_points": 3})
+
+
+def _share(world: World) -> None:
+    share = _act(world, "POST", f"{THREAD}/share", {})
+    world.values.update(share_id=share["id"], path_token=share["token"])
+
+
+def _agent(world: World) -> None:
+    world.values["agent_name"] = _act(world, "POST", f"{WS}/agents", {"name": "builder", "role": "builder"})["name"]
+
+
+def _memory(world: World) -> None:
+    world.values["memory_key"] = "conventions"
+    memory = _act(world, "PUT", f"{AGENT}/memories/{{key}}", {**_memory_body(world), "shared": True})
+    world.values["memory_id"] = memory["id"]
+
+
+def _claimed_job(world: World) -> None:
+    _creates("job_id", "POST", f"{WS}/queue/jobs", {"task_type": "report"})(world)
+    claimed = _act(world, "POST", f"{WS}/queue/claim", {"worker_id": WORKER})
+    if not claimed.get("jobs"):
+        raise Skip("claiming the job answered no job")
+
+
+def _run(world: World, **fields: Any) -> None:
+    body = {"title": "Add login page", "prompt": "Build the login page", "agent": "builder", **fields}
+    world.values["run_id"] = _act(world, "POST", f"{WS}/runs", body)["id"]
+
+
+def _queued_run(world: World, **fields: Any) -> None:
+    _run(world, **fields)
+    _act(world, "POST", f"{RUN}/start")
+
+
+def _running_run(world: World, **fields: Any) -> None:
+    """A run an agent has claimed (so it also takes telemetry events)."""
+    _queued_run(world, **fields)
+    _act(world, "POST", f"{RUN}/claim", {"worker_id": WORKER})
+
+
+def _paused_run(world: World) -> None:
+    _running_run(world)
+    _act(world, "POST", f"{RUN}/pause")
+
+
+def _failed_run(world: World) -> None:
+    _running_run(world)
+    _act(world, "POST", f"{RUN}/fail", {"worker_id": WORKER, "reason": "tests_failed"})
+
+
+def _gated_run(world: World) -> None:
+    """A run that needs approval, its work done: awaiting approval."""
+    _running_run(world, requires_approval=True)
+    _act(world, "POST", f"{RUN}/complete", {"worker_id": WORKER, "summary": "Login page built"})
+
+
+def _approved_run(world: World) -> None:
+    _gated_run(world)
+    _act(world, "POST", f"{RUN}/approve", {"notes": "Looks good"})
+
+
+def _auto_push(world: World) -> None:
+    _act(world, "PATCH", WS, {"auto_push": True})
+
+
+def _listed(value: str, template_path: str) -> Callable[[World], None]:
+    """A builder that keeps the id of the first item a list answers."""
+
+    def build(world: World) -> None:
+        response = world.request("GET", template_path, None, world.values["token"])
+        items = response.json.get("data") if response.status == 200 and response.json else None
+        if not items:
+            raise Skip(f"GET {template_path} listed nothing")
+        world.values[value] = str(items[0]["id"])
+
+    return build
+
+
 BUILDERS: dict[str, Callable[[World], None]] = {
+    # platform
     "workspace": _workspace,
     "task": _task,
     "api_key": _api_key,
@@ -443,8 +848,65 @@ BUILDERS: dict[str, Callable[[World], None]] = {
     "newcomer": _newcomer,
     "member": _member,
     "team_member": _team_member,
-    "telemetry_run": _telemetry_run,
+    "device": _creates("device_id", "POST", "/api/v1/me/devices", _DEVICE),
+    # tasks, stories, user tasks
+    "in_progress_task": _in_progress_task,
+    "review_task": _review_task,
+    "story": _creates("story_id", "POST", f"{WS}/stories", {"title": "Sign in with a passkey"}),
+    "user_task": _creates("user_task_id", "POST", f"{WS}/user-tasks", {"title": "Grant the deploy role"}),
+    # projects and snapshots
+    "project": _creates(
+        "project_id",
+        "POST",
+        f"{WS}/projects",
+        {"name": "Mobile app", "repository_url": "https://github.com/acme/mobile"},
+    ),
+    "doc": _doc,
+    "snapshot": _snapshot,
+    # sprints
+    "sprint": _sprint,
+    "planning_sprint": lambda world: _sprint(world, "planning"),
+    "sprint_tasks": _sprint_tasks,
+    "retro": lambda world: _do(world, "POST", f"{WS}/sprints/{{number}}/retro", _RETRO),
+    # threads and team messages
+    "thread": _creates("thread_id", "POST", f"{WS}/threads", {"title": "Release plan"}),
+    "thread_message": _creates("message_id", "POST", f"{THREAD}/messages", {"content": "Ship on Friday?"}),
+    "share": _share,
+    "team_message": _creates("team_message_id", "POST", f"{WS}/messages", {"content": "Deploy is green"}),
+    # knowledge
+    "adr": _creates(
+        "adr_id",
+        "POST",
+        f"{WS}/adrs",
+        {"title": "Use one table", "context": "Many families", "decision": "Single table", "rationale": "Cheap"},
+    ),
+    "rule": _creates("rule_id", "POST", f"{WS}/rules", {"content": "Run the tests before review"}),
+    "failure": _creates("failure_id", "POST", f"{WS}/failures", {"title": "Migration timed out"}),
+    # notifications, activity
+    "notification": _creates("notification_id", "POST", f"{WS}/notifications", {"title": "Run finished"}),
+    "activity": _creates("activity_id", "POST", f"{WS}/activity", {"type": "task.started", "message": "Started"}),
+    # agents and memories
+    "agent": _agent,
+    "progress": lambda world: _do(world, "POST", f"{WS}/agents/progress", _progress_body(world)),
+    "agent_template": _creates("template_id", "POST", f"{WS}/agent-templates", {"name": "Reviewer"}),
+    "memory": _memory,
+    # queue and schedules
+    "queue_job": _creates("job_id", "POST", f"{WS}/queue/jobs", {"task_type": "report"}),
+    "claimed_job": _claimed_job,
+    "schedule": _creates("schedule_id", "POST", f"{WS}/schedules", _SCHEDULE),
+    # runs
+    "run": _run,
+    "queued_run": _queued_run,
+    "running_run": _running_run,
+    "telemetry_run": _running_run,
+    "paused_run": _paused_run,
+    "failed_run": _failed_run,
+    "gated_run": _gated_run,
+    "approved_run": _approved_run,
+    "auto_push": _auto_push,
     "run_events": _run_events,
+    "run_file": _listed("file_id", f"{RUN}/files"),
+    "run_command": _listed("command_id", f"{RUN}/commands"),
 }
 
 
@@ -504,7 +966,7 @@ def run(scenario: Scenario) -> Result:
         ratelimit.reset_local_counters()
         counter.active = True
         token = None if scenario.anonymous else world.values[scenario.caller]
-        response = world.request(scenario.method, scenario.path, body, token)
+        response = world.request(scenario.method, scenario.path, body, token, scenario.query)
         counter.active = False
         result.status = response.status
         result.authorizer = [call for call in counter.calls if call.function == AUTHORIZER]
@@ -542,6 +1004,8 @@ def report(scenarios: list[Scenario] | None = None) -> bool:
     covered = {r.scenario.route_key for r in results}
     unmeasured = [route.route_key for route in template.http_routes() if route.route_key not in covered]
     if unmeasured and scenarios is None:
-        print(f"\n  routes of other families with no scenario yet: {len(unmeasured)}")
+        print(f"\n  routes with no scenario yet: {len(unmeasured)}")
+        for route_key in unmeasured:
+            print(f"    {route_key}")
     print()
     return not any(r.verdict in ("MISSED", "SERVER ERROR") for r in results)

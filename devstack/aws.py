@@ -100,6 +100,21 @@ def _serialize_dynamodb() -> None:
         setattr(DynamoDBBackend, name, serialized)
 
 
+class _SharedSession(boto3.Session):
+    """A boto3 session whose client creation is serialized: creating clients from one session in
+    several threads at once is not safe, and the local stack runs handlers in many threads."""
+
+    _lock = threading.Lock()
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return super().client(*args, **kwargs)
+
+    def resource(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return super().resource(*args, **kwargs)
+
+
 _session: list[boto3.Session] = []
 
 
@@ -107,7 +122,7 @@ def _shared_session() -> boto3.Session:
     """moto gives every mock a fresh default boto3 session, which reloads every service model
     (about half a second per service). One session for the process keeps the models loaded."""
     if not _session:
-        _session.append(boto3.Session(region_name=REGION))
+        _session.append(_SharedSession(region_name=REGION))
     return _session[0]
 
 

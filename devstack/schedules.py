@@ -223,6 +223,21 @@ def scheduled_event(source: str, resource_arn: str, now: datetime) -> dict[str, 
     }
 
 
+def _context_attributes(text: Any, schedule: Any, now: datetime) -> Any:
+    """EventBridge Scheduler fills these placeholders in a target's Input at each firing."""
+    if not isinstance(text, str):
+        return text
+    values = {
+        "<aws.scheduler.scheduled-time>": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "<aws.scheduler.schedule-arn>": str(getattr(schedule, "arn", "")),
+        "<aws.scheduler.execution-id>": str(uuid.uuid4()),
+        "<aws.scheduler.attempt-number>": "1",
+    }
+    for placeholder, value in values.items():
+        text = text.replace(placeholder, value)
+    return text
+
+
 def _input(text: Any) -> Any:
     if text is None:
         return None
@@ -376,7 +391,7 @@ class Scheduler:
         def fire(now: datetime) -> None:
             target = schedule.target
             arn = str(target.get("Arn", ""))
-            payload = _input(target.get("Input"))
+            payload = _input(_context_attributes(target.get("Input"), schedule, now))
             if ":lambda:" in arn:
                 function = self.lambdas.find(arn)
                 if function is None:

@@ -387,9 +387,7 @@ def test_a_key_can_revoke_itself(api, user, workspace):
     assert api.get(tasks_path(workspace), token=key["key"]).status == 401
 
 
-def test_concurrent_rotations_from_one_read_have_exactly_one_winner(
-    api, user, workspace, monkeypatch
-):
+def test_concurrent_rotations_from_one_read_have_exactly_one_winner(api, user, workspace, monkeypatch):
     from agentplane.access import workspace_access
     from agentplane.auth.tokens import resolve_principal
     from agentplane.errors import InvalidTransition

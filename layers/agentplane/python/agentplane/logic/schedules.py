@@ -218,7 +218,10 @@ def create_schedule(access: Access, body: ScheduleCreate, request_id: str = "") 
     try:
         access.commit(tx)
     except Exception:
-        _remove_from_scheduler(schedule_id)
+        try:
+            _remove_from_scheduler(schedule_id)
+        except Exception:  # the orphan deletes itself when it first fires
+            logger.exception("could not remove the Scheduler schedule of a schedule never written")
         raise
     return to_schedule(item)
 
