@@ -57,6 +57,12 @@ READ_AND_TRANSACTION = Target(
 # and the audit row. Numbered creates (sprints, ADRs, a thread's messages) read their counter the same
 # way and write it back conditionally in the transaction.
 GET_AND_TRANSACTION = Target("1 GetItem + 1 TransactWriteItems", lambda ops: ops == ["GetItem", "TransactWriteItems"])
+# Starting work also counts the call against the caller's run-start limit (6 a minute, kept exactly
+# in the table): that UpdateItem first, then the transition.
+LIMITED_TRANSITION = Target(
+    "1 UpdateItem (run-start limit) + 1 GetItem + 1 TransactWriteItems",
+    lambda ops: ops == ["UpdateItem", "GetItem", "TransactWriteItems"],
+)
 # A run heartbeat is no transition: the run read (its worker and status), then one conditional update.
 GET_AND_UPDATE = Target("1 GetItem + 1 UpdateItem", lambda ops: ops == ["GetItem", "UpdateItem"])
 # A list under a parent that can be deleted: the parent read (a deleted or unknown one is a 404, not
@@ -150,7 +156,8 @@ SCENARIOS: list[Scenario] = [
     Scenario("POST", "/api/v1/auth/reset-password", anonymous=True),  # the emailed token is unknowable: a 4xx
     Scenario("GET", "/api/v1/auth/me", ONE_READ),
     Scenario("POST", "/api/v1/auth/logout"),
-    Scenario("DELETE", "/api/v1/users/me"),
+    # the first account is the site owner's, which cannot be erased: a second one erases itself
+    Scenario("DELETE", "/api/v1/users/me", needs=("newcomer",), caller="newcomer_token"),
     # me
     Scenario("GET", "/api/v1/me", ONE_READ),
     Scenario("PATCH", "/api/v1/me"),
@@ -167,7 +174,12 @@ SCENARIOS: list[Scenario] = [
     Scenario("GET", WS, ONE_READ, needs=("workspace",)),
     Scenario("PATCH", WS, needs=("workspace",)),
     Scenario("GET", f"{WS}/members", ONE_QUERY, needs=("workspace",)),
-    Scenario("POST", f"{WS}/members", needs=("workspace", "newcomer")),
+    Scenario(
+        "POST",
+        f"{WS}/members",
+        needs=("workspace", "newcomer"),
+        body=lambda w: w.sample("POST", f"{WS}/members", {"user_id": w.values["member_id"], "role": "member"}),
+    ),
     Scenario("PATCH", f"{WS}/members/{{user_id}}", needs=("workspace", "member")),
     Scenario("DELETE", f"{WS}/members/{{user_id}}", needs=("workspace", "member")),
     Scenario("GET", f"{WS}/invites", ONE_QUERY, needs=("workspace", "invite")),
@@ -402,7 +414,7 @@ SCENARIOS: list[Scenario] = [
     Scenario("POST", f"{WS}/runs", ONE_TRANSACTION, needs=("workspace",)),
     Scenario("GET", f"{WS}/runs", ONE_QUERY, needs=("workspace", "run")),
     Scenario("GET", RUN, ONE_READ, needs=("workspace", "run")),
-    Scenario("POST", f"{RUN}/start", GET_AND_TRANSACTION, needs=("workspace", "run")),
+    Scenario("POST", f"{RUN}/start", LIMITED_TRANSITION, needs=("workspace", "run")),
     Scenario("POST", f"{RUN}/claim", GET_AND_TRANSACTION, needs=("workspace", "queued_run"), body=_worker),
     Scenario("POST", f"{RUN}/heartbeat", GET_AND_UPDATE, needs=("workspace", "running_run"), body=_worker),
     Scenario("POST", f"{RUN}/pause", GET_AND_TRANSACTION, needs=("workspace", "running_run")),
@@ -410,10 +422,12 @@ SCENARIOS: list[Scenario] = [
     Scenario("POST", f"{RUN}/cancel", GET_AND_TRANSACTION, needs=("workspace", "running_run")),
     Scenario("POST", f"{RUN}/complete", GET_AND_TRANSACTION, needs=("workspace", "running_run"), body=_worker),
     Scenario("POST", f"{RUN}/fail", GET_AND_TRANSACTION, needs=("workspace", "running_run"), body=_worker),
-    Scenario("POST", f"{RUN}/retry", GET_AND_TRANSACTION, needs=("workspace", "failed_run")),  # the new run, queued
-    Scenario("POST", f"{RUN}/approve", GET_AND_TRANSACTION, needs=("workspace", "gated_run")),
-    Scenario("POST", f"{RUN}/reject", GET_AND_TRANSACTION, needs=("workspace", "gated_run")),
-    Scenario("POST", f"{RUN}/commit", GET_AND_TRANSACTION, needs=("workspace", "approved_run")),
+    # the failed run marked retried and the new run written queued, in one transaction
+    Scenario("POST", f"{RUN}/retry", LIMITED_TRANSITION, needs=("workspace", "failed_run")),
+    # Reviews and git gates read the run and the workspace (auto_push) in one BatchGetItem.
+    Scenario("POST", f"{RUN}/approve", READ_AND_TRANSACTION, needs=("workspace", "gated_run")),
+    Scenario("POST", f"{RUN}/reject", READ_AND_TRANSACTION, needs=("workspace", "gated_run")),
+    Scenario("POST", f"{RUN}/commit", READ_AND_TRANSACTION, needs=("workspace", "approved_run")),
     # a push also needs the workspace's auto_push: the run and the workspace in one read
     Scenario("POST", f"{RUN}/push", READ_AND_TRANSACTION, needs=("workspace", "auto_push", "approved_run")),
     # run telemetry: an append of 100 events is one read (the run with the workspace's secrets, in one
@@ -504,12 +518,12 @@ def local_stack() -> Iterator[tuple[HttpApi, Counter]]:
     from agentplane.settings import get_settings
 
     mock = aws.start()
+    events = boto3._get_default_session().events
+    counter = Counter()
     try:
         aws.provision(SIGNING_SECRET)
         get_settings.cache_clear()  # this stack's KMS key and secret, not a previous one's
-        counter = Counter()
         # Clients made from the default session from here on (the store's included) carry the hook.
-        events = boto3._get_default_session().events
         events.register("before-call.dynamodb", counter.hook)
         events.register("before-parameter-build.dynamodb.TransactWriteItems", counter.transaction_hook)
         store.reset_store()
@@ -520,6 +534,9 @@ def local_stack() -> Iterator[tuple[HttpApi, Counter]]:
         with quiet_functions():
             yield HttpApi(CountingLambdas(template.functions()), cache_seconds=60), counter
     finally:
+        # The boto3 session outlives the mock (devstack keeps one per process): drop this counter.
+        events.unregister("before-call.dynamodb", counter.hook)
+        events.unregister("before-parameter-build.dynamodb.TransactWriteItems", counter.transaction_hook)
         mock.stop()
         store.reset_store()
         idempotency.reset()
@@ -788,15 +805,28 @@ def _run(world: World, **fields: Any) -> None:
     world.values["run_id"] = _act(world, "POST", f"{WS}/runs", body)["id"]
 
 
+def _awaiting(world: World, phase: str) -> None:
+    """What the run's execution does when it enters a wait: record its task token on the run.
+    The bench stack runs no executions, so the builder stands in for it; the API then resolves the
+    wait with that token instead of reading the run again to look for one."""
+    from agentplane import keys
+    from agentplane.store import Update, get_store
+
+    ws, run_id = world.values["ws"], world.values["run_id"]
+    get_store().update(keys.run_key(ws, run_id), Update(set={"task_token": f"bench-{phase}", "task_phase": phase}))
+
+
 def _queued_run(world: World, **fields: Any) -> None:
     _run(world, **fields)
     _act(world, "POST", f"{RUN}/start")
+    _awaiting(world, "claim")
 
 
 def _running_run(world: World, **fields: Any) -> None:
     """A run an agent has claimed (so it also takes telemetry events)."""
     _queued_run(world, **fields)
     _act(world, "POST", f"{RUN}/claim", {"worker_id": WORKER})
+    _awaiting(world, "work")
 
 
 def _paused_run(world: World) -> None:
@@ -813,6 +843,7 @@ def _gated_run(world: World) -> None:
     """A run that needs approval, its work done: awaiting approval."""
     _running_run(world, requires_approval=True)
     _act(world, "POST", f"{RUN}/complete", {"worker_id": WORKER, "summary": "Login page built"})
+    _awaiting(world, "approval")
 
 
 def _approved_run(world: World) -> None:

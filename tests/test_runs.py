@@ -48,8 +48,13 @@ def status_of(api: Client, ws: dict[str, Any], run: dict[str, Any]) -> dict[str,
 
 
 def execution_status(ws: dict[str, Any], run: dict[str, Any]) -> str:
-    arn = get_store().get(keys.run_key(ws["id"], run["id"])).get("execution_arn")
-    return boto3.client("stepfunctions").describe_execution(executionArn=arn)["status"] if arn else "NONE"
+    from agentplane.logic.runs import execution_arn
+
+    try:
+        described = boto3.client("stepfunctions").describe_execution(executionArn=execution_arn(run["id"]))
+    except boto3.client("stepfunctions").exceptions.ExecutionDoesNotExist:
+        return "NONE"
+    return str(described["status"])
 
 
 def running_run(api: Client, ws: dict[str, Any], **fields: Any) -> dict[str, Any]:

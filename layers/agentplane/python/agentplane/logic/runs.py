@@ -95,10 +95,29 @@ def _load(ws: str, run_id: str) -> dict[str, Any]:
     return item
 
 
-def _auto_push_enabled(ws: str) -> bool:
-    workspace = get_store().get(keys.workspace_key(ws)) or {}
+def _load_with_workspace(ws: str, run_id: str) -> tuple[dict[str, Any], bool]:
+    """The run and its workspace's auto-push setting in one BatchGetItem (reviews and git gates
+    need both)."""
+    item, workspace = get_store().get_many([keys.run_key(ws, run_id), keys.workspace_key(ws)])
+    if item is None:
+        raise NotFound(f"run {run_id} not found")
+    return item, _auto_push_of(workspace)
+
+
+def _auto_push_of(workspace: dict[str, Any] | None) -> bool:
+    workspace = workspace or {}
     settings = workspace.get("settings") or {}
     return bool(workspace.get("auto_push") or settings.get("auto_push"))
+
+
+def _auto_push_enabled(ws: str) -> bool:
+    return _auto_push_of(get_store().get(keys.workspace_key(ws)))
+
+
+def execution_arn(run_id: str) -> str:
+    """Each run's execution is named after the run, so its ARN is known without storing it."""
+    machine = get_settings().run_state_machine_arn
+    return f"{machine.replace(':stateMachine:', ':execution:')}:{run_id}" if machine else ""
 
 
 def actions_for(item: dict[str, Any], access: Access | None = None, auto_push: bool = False) -> RunActions:
@@ -130,13 +149,18 @@ def actions_for(item: dict[str, Any], access: Access | None = None, auto_push: b
     )
 
 
-def to_run(item: dict[str, Any], access: Access | None = None) -> Run:
+def to_run(item: dict[str, Any], access: Access | None = None, auto_push: bool | None = None) -> Run:
     timestamps = {"draft": item["created_at"]}
     for status, field_name in _TIMESTAMP_FIELDS.items():
         if item.get(field_name):
             timestamps[status.value] = item[field_name]
-    auto_push = _auto_push_enabled(item["workspace_id"]) if item.get("review") else False
-    public = {k: v for k, v in item.items() if k not in ("task_token", "task_phase", "execution_arn")}
+    if auto_push is None and "_auto_push" in item:
+        auto_push = bool(item["_auto_push"])  # read with the run by the transition that produced it
+    if auto_push is None:
+        # Only an approved run can be pushed, so only then is the workspace setting worth a read.
+        approved = (item.get("review") or {}).get("decision") == "approved"
+        auto_push = _auto_push_enabled(item["workspace_id"]) if approved else False
+    public = {k: v for k, v in item.items() if k not in ("task_token", "task_phase", "_auto_push")}
     return Run.model_validate({**public, "timestamps": timestamps, "actions": actions_for(item, access, auto_push)})
 
 
@@ -244,6 +268,11 @@ class Transition:
     event_data: dict[str, Any] = field(default_factory=dict)
     extra: Callable[[Transaction, dict[str, Any], RunStatus], None] | None = None
     condition: Expr | None = None
+    # Checked on the run as read, before writing (e.g. "this worker holds the run").
+    guard: Callable[[dict[str, Any]], None] | None = None
+    reads_workspace: bool = False
+    # Fields that depend on the run as read (added to `fields`).
+    fields_for: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
 def _target(transition: Transition, current: dict[str, Any]) -> RunStatus:
@@ -259,9 +288,16 @@ def _apply(
     actor_id: str,
     request_id: str = "",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Write `transition` as one transaction; returns (the run before, the run after)."""
+    """Write `transition` as one transaction; returns (the run before, the run after), and the
+    after-item carries `auto_push` in `_auto_push` when the transition read the workspace."""
     for _attempt in range(_MAX_ATTEMPTS):
-        current = _load(ws, run_id)
+        auto_push: bool | None = None
+        if transition.reads_workspace:
+            current, auto_push = _load_with_workspace(ws, run_id)
+        else:
+            current = _load(ws, run_id)
+        if transition.guard is not None:
+            transition.guard(current)
         status = RunStatus(current["status"])
         if status not in transition.allowed_from:
             raise InvalidTransition(
@@ -274,6 +310,8 @@ def _apply(
         if target != status and target in _TIMESTAMP_FIELDS:
             changes[_TIMESTAMP_FIELDS[target]] = at
         changes.update(transition.fields)
+        if transition.fields_for is not None:
+            changes.update(transition.fields_for(current))
         tx = access.transaction() if access else get_store().transaction()
         run_index = len(tx.operations)
         condition = exists() & attr_eq("status", status.value) & attr_eq("last_event_id", event_id - 1)
@@ -284,12 +322,7 @@ def _apply(
         takes_slot = status not in ACTIVE and target in ACTIVE
         frees_slot = status in ACTIVE and target not in ACTIVE
         if takes_slot:
-            cap = get_settings().max_active_runs
-            tx.update(
-                keys.run_counter_key(ws),
-                Update(add={"active": 1}),
-                Expr("attribute_not_exists(#active) OR #active < :cap", {"#active": "active"}, {":cap": cap}),
-            )
+            _take_slot(tx, ws)
         elif frees_slot:
             tx.update(keys.run_counter_key(ws), Update(add={"active": -1}))
         data = {"from": status.value, "to": target.value, **transition.event_data}
@@ -306,15 +339,14 @@ def _apply(
         except TransactionFailed as failure:
             failed = failure.failed_index()
             if failed == counter_index and takes_slot:
-                raise RateLimited(
-                    f"the workspace already has {get_settings().max_active_runs} active runs; "
-                    "wait for one to finish or cancel one",
-                    retry_after=30,
-                ) from failure
+                raise _too_many_active() from failure
             if failed == run_index or "TransactionConflict" in failure.reasons:
                 continue  # the run moved or an event was appended since we read it: look again
             raise
-        return current, {**current, **changes}
+        after = {**current, **changes}
+        if auto_push is not None:
+            after["_auto_push"] = auto_push
+        return current, after
     raise Conflict(f"run {run_id} is changing too quickly; retry")
 
 
@@ -326,7 +358,8 @@ def _signal(
     Called after our write committed, with a fresh read: either the execution recorded its token
     before our write (we see it here) or after (the lifecycle function then sees our new status
     and resolves the wait itself). A wait resolved twice is harmless."""
-    if not fresh:
+    if not fresh and not (item.get("task_token") and item.get("task_phase") == phase):
+        # The run as read before our write had no token for this wait: read it again (see above).
         item = get_store().get(keys.run_key(item["workspace_id"], item["id"])) or item
     token = item.get("task_token")
     if not token or item.get("task_phase") != phase:
@@ -353,14 +386,10 @@ def _start_execution(item: dict[str, Any]) -> None:
         "approval_timeout_seconds": get_settings().approval_timeout_seconds,
     }
     try:
-        started = _states().start_execution(stateMachineArn=arn, name=item["id"], input=json.dumps(execution_input))
+        _states().start_execution(stateMachineArn=arn, name=item["id"], input=json.dumps(execution_input))
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
             raise
-        return
-    get_store().update(
-        keys.run_key(item["workspace_id"], item["id"]), Update(set={"execution_arn": started["executionArn"]})
-    )
 
 
 def start_run(access: Access, run_id: str, request_id: str = "") -> Run:
@@ -395,27 +424,30 @@ def resume_run(access: Access, run_id: str, request_id: str = "") -> Run:
 
 def cancel_run(access: Access, run_id: str, request_id: str = "") -> Run:
     non_terminal = frozenset(RunStatus) - TERMINAL
+
+    def tell_creator(tx: Transaction, current: dict[str, Any], _target: RunStatus) -> None:
+        # Someone else cancelled the creator's run: they hear of it, in the same transaction.
+        if current["created_by"] != access.actor_id:
+            _notify_in(tx, current, "finished", f"Run '{current['title']}' cancelled")
+
     before, after = _apply(
         access.workspace_id, run_id,
         Transition("cancel", non_terminal, RunStatus.cancelled,
-                   fields={"desired_state": RunDesiredState.cancel.value}),
+                   fields={"desired_state": RunDesiredState.cancel.value}, extra=tell_creator),
         access=access, actor_id=access.actor_id, request_id=request_id,
     )  # fmt: skip
-    _stop_execution(before)
-    _notify_finished(after)
+    _release_wait(before)
     return to_run(after, access)
 
 
-def _stop_execution(item: dict[str, Any]) -> None:
-    """The table already says cancelled; now release whatever wait the execution is in and stop it."""
-    for phase in ("claim", "work", "approval"):
-        _signal(item, phase, error="Cancelled")
-    arn = item.get("execution_arn")
-    if arn:
-        try:
-            _states().stop_execution(executionArn=arn, error="Cancelled", cause="run cancelled")
-        except ClientError as exc:
-            logger.info("execution already stopped", extra={"run_id": item["id"], "error": str(exc)})
+def _release_wait(item: dict[str, Any]) -> None:
+    """The table already says cancelled; release the wait the execution is in, so it goes on to its
+    final bookkeeping. A wait recorded after this sees the cancelled run and releases itself (see
+    record_wait), so the execution is never left waiting and never needs StopExecution."""
+    if item["status"] == RunStatus.draft.value:
+        return  # never started: no execution
+    phase = item.get("task_phase") if item.get("task_token") else None
+    _signal(item, str(phase or "claim"), error="Cancelled")
 
 
 def retry_run(access: Access, run_id: str, request_id: str = "") -> Run:
@@ -429,21 +461,52 @@ def retry_run(access: Access, run_id: str, request_id: str = "") -> Run:
             current_status=old["status"],
         )
     body = RunCreate.model_validate({k: old[k] for k in RunCreate.model_fields if old.get(k) is not None})
-    new = new_run_item(ws, body, access.actor_id, retry_of=run_id)
+    at = iso()
+    # The new run is written already queued: one transaction links both runs, takes the active-run
+    # slot, records the new run's first event and the audit row; then its execution starts.
+    new = new_run_item(ws, body, access.actor_id, status=RunStatus.queued, retry_of=run_id)
+    new.update({"queued_at": at, "last_event_id": 1})
     tx = access.transaction()
     tx.update(
         keys.run_key(ws, run_id),
-        Update(set={"retried_by": new["id"], "updated_at": iso()}),
+        Update(set={"retried_by": new["id"], "updated_at": at}),
         attr_eq("status", RunStatus.failed.value) & Expr("attribute_not_exists(retried_by)"),
     )
     tx.put(new, Expr("attribute_not_exists(PK)"))
+    counter_index = len(tx.operations)
+    _take_slot(tx, ws)
+    first = event_record(1, "status_changed", data={"from": "draft", "to": "queued", "retry_of": run_id}, at=at)
+    tx.put(batch_item(ws, new["id"], [first]))
     audit.record(tx, ws, access.actor_id, "run.retried", "run", run_id, request_id, {"new_run_id": new["id"]})
     try:
         access.commit(tx)
     except TransactionFailed as failure:
+        if failure.failed_index() == counter_index:
+            raise _too_many_active() from failure
         current = _load(ws, run_id)
         raise InvalidTransition(f"run {run_id} was retried already", current_status=current["status"]) from failure
-    return start_run(access, new["id"], request_id)
+    _start_execution(new)
+    return to_run(new, access)
+
+
+def _take_slot(tx: Transaction, ws: str) -> None:
+    """Count one more active run, refused (in the same transaction) at the workspace's cap."""
+    tx.update(
+        keys.run_counter_key(ws),
+        Update(add={"active": 1}),
+        Expr(
+            "attribute_not_exists(#active) OR #active < :cap",
+            {"#active": "active"},
+            {":cap": get_settings().max_active_runs},
+        ),
+    )
+
+
+def _too_many_active() -> RateLimited:
+    return RateLimited(
+        f"the workspace already has {get_settings().max_active_runs} active runs; wait for one to finish or cancel one",
+        retry_after=30,
+    )
 
 
 # ---------------------------------------------------------------------------------- agent side
@@ -521,8 +584,6 @@ def _heartbeat_execution(item: dict[str, Any]) -> None:
 
 
 def complete_run(access: Access, run_id: str, body: RunComplete, request_id: str = "") -> Run:
-    item = _load(access.workspace_id, run_id)
-    _check_worker(item, body.worker_id)
 
     def target(current: dict[str, Any]) -> RunStatus:
         return RunStatus.awaiting_approval if current.get("requires_approval") else RunStatus.completed
@@ -535,7 +596,8 @@ def complete_run(access: Access, run_id: str, body: RunComplete, request_id: str
         fields["summary"] = redact_text(body.summary, known_secret_values(access.workspace_id))
     _, after = _apply(
         access.workspace_id, run_id,
-        Transition("complete", frozenset({RunStatus.running}), target, fields=fields),
+        Transition("complete", frozenset({RunStatus.running}), target, fields=fields,
+                   guard=lambda current: _check_worker(current, body.worker_id)),
         access=access, actor_id=access.actor_id, request_id=request_id,
     )  # fmt: skip
     outcome = after["status"]
@@ -546,14 +608,13 @@ def complete_run(access: Access, run_id: str, body: RunComplete, request_id: str
 
 
 def fail_run(access: Access, run_id: str, body: RunFail, request_id: str = "") -> Run:
-    item = _load(access.workspace_id, run_id)
-    _check_worker(item, body.worker_id)
     _, after = _apply(
         access.workspace_id, run_id,
         Transition("fail", frozenset({RunStatus.running, RunStatus.paused}), RunStatus.failed,
                    fields={"failure_reason": body.reason, "failure_detail": body.detail,
                            "desired_state": RunDesiredState.stop.value},
-                   event_data={"failure_reason": body.reason}),
+                   event_data={"failure_reason": body.reason},
+                   guard=lambda current: _check_worker(current, body.worker_id)),
         access=access, actor_id=access.actor_id, request_id=request_id,
     )  # fmt: skip
     _signal(after, "work", success={"outcome": "failed"})
@@ -584,30 +645,37 @@ def _review(access: Access, run_id: str, decision: str, notes: str | None, reque
             return RunStatus.completed  # a review of a finished run: recorded, status unchanged
         return RunStatus.completed if decision == "approved" else RunStatus.failed
 
-    fields: dict[str, Any] = {"review": review}
-    if decision == "rejected":
-        fields["failure_reason"] = "rejected"
+    def failure(current: dict[str, Any]) -> dict[str, Any]:
+        # Rejecting a gated run fails it; a rejected review of a finished run does not.
+        gated = current["status"] == RunStatus.awaiting_approval.value
+        return {"failure_reason": "rejected"} if decision == "rejected" and gated else {}
+
+    def reviewed_once(current: dict[str, Any]) -> None:
+        if current.get("review"):
+            raise InvalidTransition(
+                f"run {run_id} was already {current['review']['decision']}", current_status=current["status"]
+            )
+
     transition = Transition(
         "approve" if decision == "approved" else "reject",
         frozenset({RunStatus.awaiting_approval, RunStatus.completed}),
         target,
-        fields=fields,
+        fields={"review": review},
+        fields_for=failure,
         event_data={"review": decision},
         extra=write,
         condition=Expr("attribute_not_exists(#review)", {"#review": "review"}),
+        guard=reviewed_once,
+        reads_workspace=True,
     )
     before, after = _apply(access.workspace_id, run_id, transition, access=access, actor_id=access.actor_id,
                            request_id=request_id)  # fmt: skip
-    if before["status"] == RunStatus.completed.value and decision == "rejected":
-        after["failure_reason"] = None  # a rejected review of a finished run does not fail it
-        get_store().update(keys.run_key(access.workspace_id, run_id), Update(remove=["failure_reason"]))
     if before["status"] == RunStatus.awaiting_approval.value:
         _signal(after, "approval", success={"outcome": decision})
     return after
 
 
 def approve_run(access: Access, run_id: str, body: ApproveRequest, request_id: str = "") -> Run:
-    _guard_reviewed_once(access, run_id)
     after = _review(access, run_id, "approved", body.notes, request_id)
     if body.commit:
         return commit_run(access, run_id, CommitRequest(), request_id)
@@ -615,26 +683,26 @@ def approve_run(access: Access, run_id: str, body: ApproveRequest, request_id: s
 
 
 def reject_run(access: Access, run_id: str, notes: str | None, request_id: str = "") -> Run:
-    _guard_reviewed_once(access, run_id)
     return to_run(_review(access, run_id, "rejected", notes, request_id), access)
 
 
-def _guard_reviewed_once(access: Access, run_id: str) -> None:
-    item = _load(access.workspace_id, run_id)
-    if item.get("review"):
-        raise InvalidTransition(f"run {run_id} was already {item['review']['decision']}", current_status=item["status"])
-
-
-def _git_action(access: Access, run_id: str, action: str, scope: str, request_id: str, details: dict[str, Any]) -> Run:
+def _git_action(
+    access: Access,
+    run_id: str,
+    action: str,
+    scope: str,
+    request_id: str,
+    details: Callable[[dict[str, Any]], dict[str, Any]],
+) -> Run:
     ws = access.workspace_id
     if not access.principal.has_scope(scope):
         raise MissingScope(scope)
     access.require(scope)
-    item = _load(ws, run_id)
+    item, auto_push = _load_with_workspace(ws, run_id)
     review = item.get("review") or {}
     if review.get("decision") != "approved":
         raise InvalidTransition(f"run {run_id} needs an approved review before {action}", current_status=item["status"])
-    if action == "push" and not _auto_push_enabled(ws):
+    if action == "push" and not auto_push:
         raise Forbidden("pushing is disabled by the workspace's auto_push setting", setting="auto_push")
     stamp = "committed_at" if action == "commit" else "pushed_at"
     if item.get(stamp):
@@ -642,30 +710,30 @@ def _git_action(access: Access, run_id: str, action: str, scope: str, request_id
                        current_status=item["status"])  # fmt: skip
     at = iso()
     event_id = int(item.get("last_event_id") or 0) + 1
+    data = details(item)
     tx = access.transaction()
     tx.update(
         keys.run_key(ws, run_id),
         Update(set={stamp: at, "updated_at": at, "last_event_id": event_id}),
         attr_eq("last_event_id", event_id - 1) & Expr(f"attribute_not_exists({stamp})"),
     )
-    tx.put(batch_item(ws, run_id, [event_record(event_id, f"git_{action}_requested", data=details, at=at)]))
-    audit.record(tx, ws, access.actor_id, f"run.{action}", "run", run_id, request_id, details)
+    tx.put(batch_item(ws, run_id, [event_record(event_id, f"git_{action}_requested", data=data, at=at)]))
+    audit.record(tx, ws, access.actor_id, f"run.{action}", "run", run_id, request_id, data)
     try:
         access.commit(tx)
     except TransactionFailed as failure:
         raise Conflict(
             f"run {run_id} changed while requesting {action}; retry", current_status=item["status"]
         ) from failure
-    return to_run({**item, stamp: at, "updated_at": at, "last_event_id": event_id}, access)
+    return to_run({**item, stamp: at, "updated_at": at, "last_event_id": event_id}, access, auto_push)
 
 
 def commit_run(access: Access, run_id: str, body: CommitRequest, request_id: str = "") -> Run:
-    return _git_action(access, run_id, "commit", "git:commit", request_id, {"message": body.message})
+    return _git_action(access, run_id, "commit", "git:commit", request_id, lambda _item: {"message": body.message})
 
 
 def push_run(access: Access, run_id: str, request_id: str = "") -> Run:
-    item = _load(access.workspace_id, run_id)
-    return _git_action(access, run_id, "push", "git:push", request_id, {"branch": item["branch"]})
+    return _git_action(access, run_id, "push", "git:push", request_id, lambda item: {"branch": item["branch"]})
 
 
 # ------------------------------------------------------------- the execution's side (timers)
@@ -737,6 +805,15 @@ def finalize_run(ws: str, run_id: str) -> dict[str, Any]:
 
 def _notify_finished(item: dict[str, Any]) -> None:
     _notify(item, "finished", f"Run '{item['title']}' {item['status']}")
+
+
+def _notify_in(tx: Transaction, item: dict[str, Any], kind: str, title: str) -> None:
+    from agentplane.logic import notifications
+
+    notifications.notify(
+        tx, item["workspace_id"], [item["created_by"]], kind, title,
+        data={"run_id": item["id"]}, link=f"/workspaces/{item['workspace_id']}/runs/{item['id']}", source="runs",
+    )  # fmt: skip
 
 
 def _notify(item: dict[str, Any], kind: str, title: str) -> None:
