@@ -646,3 +646,40 @@ def test_every_change_is_audited_with_the_actor(api, user, workspace):
         "api_key.created", "api_key.updated", "api_key.rotated", "api_key.rolled", "api_key.revoked", "api_key.deleted"
     ])  # fmt: skip
     assert {r["actor_id"] for r in rows} == {user["user"]["id"]}
+
+
+def test_agent_key_acts_as_its_agent_inside_one_workspace_only(api, user, workspace):
+    api.token = user["token"]
+    base = f"/api/v1/workspaces/{workspace['id']}"
+    created = api.post(f"{base}/api-keys", {"name": "builder's key", "agent": "builder"})
+    assert created.status == 201, created.body
+    agent_key = created.json["data"]
+    assert agent_key["agent"] == "builder" and agent_key["expires_at"] is None
+    assert "git:push" not in agent_key["scopes"] and "runs:control" in agent_key["scopes"]
+
+    # The agent does its work with the key: it picks up a run a person started.
+    run = api.post(f"{base}/runs", {"title": "Fix the build", "prompt": "Make CI green"}).json["data"]
+    assert api.post(f"{base}/runs/{run['id']}/start").status == 200
+    claimed = api.post(f"{base}/runs/{run['id']}/claim", {"worker_id": "builder-1"}, token=agent_key["key"])
+    assert claimed.status == 200, claimed.body
+    assert claimed.json["data"]["status"] == "running"
+
+    # Nothing beyond the agent scopes, and nothing outside its workspace.
+    assert api.post(f"{base}/api-keys", {"name": "more"}, token=agent_key["key"]).status == 403
+    assert api.post("/api/v1/workspaces", {"name": "Elsewhere"}, token=agent_key["key"]).status == 403
+    other = api.post("/api/v1/workspaces", {"name": "Other"}).json["data"]
+    assert api.get(f"/api/v1/workspaces/{other['id']}/tasks", token=agent_key["key"]).status == 404
+
+    # Revoked, it stops at once.
+    assert api.post(f"{base}/api-keys/{agent_key['id']}/revoke").status == 200
+    assert api.get(f"{base}/tasks", token=agent_key["key"]).status == 401
+
+
+def test_agent_keys_refuse_an_expiry_and_scopes_beyond_an_agents(api, user, workspace):
+    api.token = user["token"]
+    base = f"/api/v1/workspaces/{workspace['id']}"
+    expiring = api.post(f"{base}/api-keys", {"name": "k", "agent": "builder", "expires_in_days": 3})
+    assert expiring.status == 422
+    too_wide = api.post(f"{base}/api-keys", {"name": "k", "agent": "builder", "scopes": ["git:push"]})
+    assert too_wide.status == 403 and too_wide.json["scopes"] == ["git:push"]
+    assert api.get(f"{base}/api-keys").json["data"] == []

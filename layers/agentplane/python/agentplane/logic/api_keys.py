@@ -16,7 +16,7 @@ from typing import Any
 from agentplane import audit, keys
 from agentplane.access import Access, live_token
 from agentplane.auth import tokens
-from agentplane.auth.scopes import ROLE_SCOPES, WILDCARD, normalize_scopes
+from agentplane.auth.scopes import AGENT_SCOPES, ROLE_SCOPES, WILDCARD, normalize_scopes
 from agentplane.auth.secrets import hash_secret
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import Forbidden, InvalidTransition, NotFound, PreconditionFailed, Unprocessable
@@ -155,6 +155,10 @@ def _expiry(body: ApiKeyCreate, now: int) -> int | None:
     return expires
 
 
+def _token_kind(agent: str | None) -> str:
+    return "agent_key" if agent else "api_key"
+
+
 def _key_user(access: Access) -> str:
     if access.principal.user_id is None:
         raise Forbidden("only a person, or a key acting for one, can manage API keys")
@@ -204,6 +208,13 @@ def create_api_key(access: Access, body: ApiKeyCreate, request_id: str = "") -> 
     user_id = _key_user(access)
     scopes = normalize_scopes(body.scopes)
     _check_grant(access, scopes)
+    if body.agent is not None:
+        # An agent key acts as the agent, not for its creator: capped by the agent scopes and not
+        # tied to the creator's membership (it dies when revoked, not when its creator leaves).
+        scopes = sorted(AGENT_SCOPES) if scopes == [WILDCARD] else scopes
+        beyond = sorted(set(scopes) - AGENT_SCOPES)
+        if beyond:
+            raise Forbidden(f"agent keys cannot hold {', '.join(beyond)}", scopes=beyond)
     now = _now()
     expires = _expiry(body, now)
     key_id = new_id("key")
@@ -211,13 +222,14 @@ def create_api_key(access: Access, body: ApiKeyCreate, request_id: str = "") -> 
     tx = access.transaction()
     secret = tokens.issue(
         tx,
-        "api_key",
+        _token_kind(body.agent),
         token_id=key_id,
         principal_id=key_id,
-        user_id=user_id,
+        user_id=None if body.agent else user_id,
         scopes=scopes,
         workspace_id=ws,
         expires_at=expires,
+        extra={"agent_name": body.agent} if body.agent else None,
     )
     item = {
         **keys.api_key_key(ws, key_id),
@@ -233,6 +245,7 @@ def create_api_key(access: Access, body: ApiKeyCreate, request_id: str = "") -> 
         "token_hash": hash_secret(secret),
         "grace_tokens": [],
         "user_id": user_id,
+        "agent": body.agent,
         "created_by": access.actor_id,
         "created_at": at,
         "updated_at": at,
@@ -428,15 +441,17 @@ def _replace_secret(
             ending.append(graced.pop(0)["hash"])
     for token_hash in ending:
         _revoke_token(tx, access, token_hash, now)
+    agent = current.get("agent")
     secret = tokens.issue(
         tx,
-        "api_key",
+        _token_kind(agent),
         token_id=key_id,
         principal_id=key_id,
-        user_id=current["user_id"],
+        user_id=None if agent else current["user_id"],
         scopes=current["scopes"],
         workspace_id=ws,
         expires_at=current.get("expires_epoch"),
+        extra={"agent_name": agent} if agent else None,
     )
     changes = {
         "token_hash": hash_secret(secret),

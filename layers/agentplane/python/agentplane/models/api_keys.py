@@ -30,11 +30,18 @@ class ApiKeyCreate(Input):
     scopes: Scopes | None = Field(default=None, description="Omitted or ['*']: everything the creator's role allows")
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
     expires_at: datetime | None = Field(default=None, description="Alternative to expires_in_days (ISO-8601)")
+    agent: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
+        default=None,
+        description="Makes an agent key: it acts as this agent inside the workspace, with the agent "
+        "scopes only, and never expires (revoke, rotate or roll it instead)",
+    )
 
     @model_validator(mode="after")
     def one_expiry_at_most(self) -> ApiKeyCreate:
         if self.expires_in_days is not None and self.expires_at is not None:
             raise ValueError("give expires_in_days or expires_at, not both")
+        if self.agent is not None and (self.expires_in_days is not None or self.expires_at is not None):
+            raise ValueError("agent keys do not expire; revoke, rotate or roll them instead")
         if self.expires_at is not None and self.expires_at.tzinfo is None:
             raise ValueError("expires_at needs a time zone (for example a trailing Z)")
         return self
@@ -67,6 +74,7 @@ class ApiKey(Output):
     scopes: list[str]
     key_prefix: str
     status: ApiKeyStatus
+    agent: str | None = Field(default=None, description="Set on agent keys: the agent the key acts as")
     created_by: str
     created_at: str
     updated_at: str
