@@ -5,6 +5,9 @@ function's code folder first on sys.path, then the shared layer, with the enviro
 gives the function. No bytecode cache is read or written (an empty pycache prefix and -B): a layer
 built by `sam build` ships no .pyc files and /opt is read-only, so a real cold start compiles every
 module it imports. boto3 is measured the same way, so the ratio compares like with like.
+
+The runs go round-robin (boto3, then every function, then again), so a change in the machine's load
+while the figures are taken weighs on the baseline and on each function alike.
 """
 
 from __future__ import annotations
@@ -64,32 +67,47 @@ def function_environment(logical_id: str | None) -> dict[str, str]:
     }
 
 
-def import_seconds(module: str, code: str, environment: dict[str, str], runs: int = RUNS) -> float:
-    probe = PROBE.format(code=code, layer=str(LAYER_PATH), module=module)
+@dataclass(frozen=True)
+class Probe:
+    module: str
+    code: str
+    environment: dict[str, str]
 
-    def once(no_bytecode: str) -> float:
+    def seconds(self, no_bytecode: str) -> float:
+        """One fresh interpreter importing the module (no bytecode read or written)."""
+        probe = PROBE.format(code=self.code, layer=str(LAYER_PATH), module=self.module)
         command = [sys.executable, "-I", "-B", "-X", f"pycache_prefix={no_bytecode}", "-c", probe]
-        result = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
+        result = subprocess.run(command, env=self.environment, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise RuntimeError(f"importing {module} from {code} failed:\n{result.stderr[-2000:]}")
+            raise RuntimeError(f"importing {self.module} from {self.code} failed:\n{result.stderr[-2000:]}")
         return float(result.stdout.strip().splitlines()[-1])
 
+
+def median_seconds(probes: list[Probe], runs: int = RUNS) -> list[float]:
+    """The median import time of each probe, its runs interleaved with the others' (round-robin)."""
+    samples: list[list[float]] = [[] for _ in probes]
     with tempfile.TemporaryDirectory(prefix="bench-nopyc-") as no_bytecode:
-        once(no_bytecode)  # warms the disk cache; not measured
-        return statistics.median(once(no_bytecode) for _ in range(runs))
+        for probe in probes:
+            probe.seconds(no_bytecode)  # warms the disk cache; not measured
+        for _ in range(runs):
+            for probe, taken in zip(probes, samples, strict=True):
+                taken.append(probe.seconds(no_bytecode))
+    return [statistics.median(taken) for taken in samples]
 
 
 def measure(runs: int = RUNS) -> tuple[float, list[ColdStart], list[str]]:
     """(boto3 seconds, one figure per function with code, names of functions without code)."""
-    baseline = import_seconds(BOTO3, str(template.ROOT), function_environment(None), runs)
-    figures, missing = [], []
+    probes = [Probe(BOTO3, str(template.ROOT), function_environment(None))]
+    names, missing = [], []
     for logical_id, function in template.functions().items():
         module = function.handler.rsplit(".", 1)[0]
         if not (function.code_uri / f"{module}.py").is_file():
             missing.append(logical_id)
             continue
-        seconds = import_seconds(module, str(function.code_uri), function_environment(logical_id), runs)
-        figures.append(ColdStart(logical_id, seconds, seconds / baseline))
+        names.append(logical_id)
+        probes.append(Probe(module, str(function.code_uri), function_environment(logical_id)))
+    baseline, *seconds = median_seconds(probes, runs)
+    figures = [ColdStart(name, value, value / baseline) for name, value in zip(names, seconds, strict=True)]
     return baseline, figures, missing
 
 

@@ -22,7 +22,6 @@ expired).
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -154,6 +153,8 @@ def _seconds(start: str, end: str) -> float:
 
 
 def agent_efficiency(access: Access, days: int) -> AgentEfficiencyReport:
+    import statistics  # only the averages need it; kept out of the function's cold start
+
     ws = access.workspace_id
     access.require("tasks:read")
     at = clock()
@@ -213,6 +214,8 @@ def agent_efficiency(access: Access, days: int) -> AgentEfficiencyReport:
 
 
 def agent_queue_health(access: Access) -> AgentQueueHealthReport:
+    import statistics  # only the averages need it; kept out of the function's cold start
+
     ws = access.workspace_id
     at = clock()
     counted = queue.stats(ws)

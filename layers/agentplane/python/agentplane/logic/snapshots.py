@@ -7,7 +7,6 @@ project and every doc are still at the versions read, so a snapshot is always on
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Any
 
@@ -342,6 +341,8 @@ def _diff_docs(ws: str, project_id: str, before: list[Item], after: list[Item]) 
 
 
 def _fill_text_diff(change: SnapshotDocChange, before: str, after: str) -> None:
+    import difflib  # only this comparison needs it; kept out of the function's cold start
+
     lines = list(
         difflib.unified_diff(
             before.splitlines(keepends=True),
