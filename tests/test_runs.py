@@ -22,7 +22,8 @@ def runs_path(ws: dict[str, Any]) -> str:
     return f"/api/v1/workspaces/{ws['id']}/runs"
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1) -> Any:
+def wait_for(check: Callable[[], Any], timeout: float = 45.0, interval: float = 0.1) -> Any:
+    # Generous: the state machine runs in background threads, which a loaded machine slows.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = check()
