@@ -25,7 +25,7 @@ from typing import Any
 
 import boto3
 
-from devstack import apps, aws, template
+from devstack import apps, aws, stepfunctions, template
 from devstack.gateway import HttpApi, HttpResponse
 from devstack.lambdas import Lambdas, ensure_layer_on_path
 
@@ -57,8 +57,9 @@ READ_AND_TRANSACTION = Target(
 # and the audit row. Numbered creates (sprints, ADRs, a thread's messages) read their counter the same
 # way and write it back conditionally in the transaction.
 GET_AND_TRANSACTION = Target("1 GetItem + 1 TransactWriteItems", lambda ops: ops == ["GetItem", "TransactWriteItems"])
-# Starting work also counts the call against the caller's run-start limit (6 a minute, kept exactly
-# in the table): that UpdateItem first, then the transition.
+# Starting work (a run, or a project's clone, pull or index, which queue maintenance runs) also
+# counts the call against the caller's run-start limit (6 a minute, kept exactly in the table): that
+# UpdateItem first, then the read and the transaction.
 LIMITED_TRANSITION = Target(
     "1 UpdateItem (run-start limit) + 1 GetItem + 1 TransactWriteItems",
     lambda ops: ops == ["UpdateItem", "GetItem", "TransactWriteItems"],
@@ -142,7 +143,9 @@ SCENARIOS: list[Scenario] = [
     Scenario("GET", "/api/health", anonymous=True),
     Scenario("GET", "/api/v1/health", anonymous=True),
     Scenario("GET", "/api/ready", anonymous=True),
+    Scenario("GET", "/api/v1/ready", anonymous=True),
     Scenario("GET", "/api/version", anonymous=True),
+    Scenario("GET", "/api/v1/version", anonymous=True),
     Scenario("GET", "/api/site/status", anonymous=True),
     Scenario("GET", "/api/v1/config/constants", anonymous=True),
     # auth
@@ -173,7 +176,9 @@ SCENARIOS: list[Scenario] = [
     Scenario("GET", "/api/v1/workspaces", ONE_QUERY, needs=("workspace",)),
     Scenario("GET", WS, ONE_READ, needs=("workspace",)),
     Scenario("PATCH", WS, needs=("workspace",)),
-    Scenario("GET", f"{WS}/members", ONE_QUERY, needs=("workspace",)),
+    # the page, then its members' profiles in one BatchGetItem: profiles live on the users (copies on the
+    # memberships could not be kept in step: creating a workspace has no profile at hand for its owner)
+    Scenario("GET", f"{WS}/members", reads(2), needs=("workspace",)),
     Scenario(
         "POST",
         f"{WS}/members",
@@ -183,7 +188,8 @@ SCENARIOS: list[Scenario] = [
     Scenario("PATCH", f"{WS}/members/{{user_id}}", needs=("workspace", "member")),
     Scenario("DELETE", f"{WS}/members/{{user_id}}", needs=("workspace", "member")),
     Scenario("GET", f"{WS}/invites", ONE_QUERY, needs=("workspace", "invite")),
-    Scenario("POST", f"{WS}/invites", ONE_TRANSACTION, needs=("workspace",)),
+    # the email's account, if any, is read to check in the transaction that it is not a member yet
+    Scenario("POST", f"{WS}/invites", READ_AND_TRANSACTION, needs=("workspace",)),
     Scenario("DELETE", f"{WS}/invites/{{invite_id}}", needs=("workspace", "invite")),
     Scenario("GET", f"{WS}/teams", ONE_QUERY, needs=("workspace", "team")),
     Scenario("POST", f"{WS}/teams", ONE_TRANSACTION, needs=("workspace",)),
@@ -220,6 +226,8 @@ SCENARIOS: list[Scenario] = [
     # tasks
     Scenario("POST", f"{WS}/tasks", ONE_TRANSACTION, needs=("workspace",)),
     Scenario("GET", f"{WS}/tasks", ONE_QUERY, needs=("workspace", "task")),
+    # an agent's next task: its todo links in priority order (Query), then those tasks (BatchGetItem)
+    Scenario("GET", f"{WS}/tasks", reads(2), needs=("workspace", "agent_task"), query="next=true&assignee=builder"),
     Scenario("GET", f"{WS}/tasks/{{task_id}}", ONE_READ, needs=("workspace", "task")),
     Scenario("PATCH", f"{WS}/tasks/{{task_id}}", needs=("workspace", "task")),
     Scenario("DELETE", f"{WS}/tasks/{{task_id}}", needs=("workspace", "task")),
@@ -252,11 +260,12 @@ SCENARIOS: list[Scenario] = [
     Scenario("GET", PROJECT, ONE_READ, needs=("workspace", "project")),
     Scenario("PATCH", PROJECT, needs=("workspace", "project")),
     Scenario("DELETE", PROJECT, needs=("workspace", "project")),
-    # maintenance runs: the project is read (its repository and branch go into the run), then the
-    # queued run, its changelog entry and audit row are one transaction
-    Scenario("POST", f"{PROJECT}/clone", READ_AND_TRANSACTION, needs=("workspace", "project")),
-    Scenario("POST", f"{PROJECT}/pull", READ_AND_TRANSACTION, needs=("workspace", "project")),
-    Scenario("POST", f"{PROJECT}/index", READ_AND_TRANSACTION, needs=("workspace", "project")),
+    # maintenance runs are started work, limited like runs/{run_id}/start: the limit's UpdateItem, the
+    # project read (its repository and branch go into the run), then the queued run, its changelog
+    # entry and audit row in one transaction
+    Scenario("POST", f"{PROJECT}/clone", LIMITED_TRANSITION, needs=("workspace", "project")),
+    Scenario("POST", f"{PROJECT}/pull", LIMITED_TRANSITION, needs=("workspace", "project")),
+    Scenario("POST", f"{PROJECT}/index", LIMITED_TRANSITION, needs=("workspace", "project")),
     Scenario("GET", f"{PROJECT}/docs", GET_AND_QUERY, needs=("workspace", "project", "doc")),
     Scenario("POST", f"{PROJECT}/docs/regenerate", needs=("workspace", "project", "doc")),  # every doc marked stale
     # a doc's content is stored apart (by its hash, shared with snapshots): the live project with the
@@ -278,20 +287,30 @@ SCENARIOS: list[Scenario] = [
     Scenario("GET", f"{WS}/sprints/current", reads(2), needs=("workspace", "sprint")),
     # starting: the latest open sprint found and moved in one transaction, answered with its tasks
     Scenario("POST", f"{WS}/sprints/current/start", needs=("workspace", "planning_sprint", "sprint_tasks")),
-    Scenario("GET", f"{WS}/sprints/current/tasks", GET_AND_QUERY, needs=("workspace", "sprint", "sprint_tasks")),
-    # analytics: aggregates over many items (completed sprints, a window of tasks), not one read
-    Scenario("GET", f"{WS}/sprints/analytics/velocity", needs=("workspace", "sprint", "sprint_tasks")),
-    Scenario("GET", f"{WS}/analytics/velocity", needs=("workspace", "sprint", "sprint_tasks")),
-    Scenario("GET", f"{WS}/sprints/analytics/daily", needs=("workspace", "sprint", "sprint_tasks")),
-    Scenario("GET", f"{WS}/analytics/daily", needs=("workspace", "sprint", "sprint_tasks")),
+    # Toban's board: the counter's active number, a page of the sprint's tasks, the sprint, the latest
+    # sprints, the agents, their latest progress and the projects, one read each
+    Scenario("GET", f"{WS}/sprints/current/tasks", reads(7), needs=("workspace", "sprint", "sprint_tasks")),
+    # analytics read counters the tasks' own transactions keep, never the tasks: velocity is the
+    # completed sprints (Query) and their counters (one BatchGetItem)
+    Scenario(
+        "GET", f"{WS}/sprints/analytics/velocity", reads(2), needs=("workspace", "sprint", "sprint_tasks", "completed")
+    ),
+    Scenario("GET", f"{WS}/analytics/velocity", reads(2), needs=("workspace", "sprint", "sprint_tasks", "completed")),
+    # daily: the month totals, the window's day counters, the day's done tasks by time, those tasks
+    Scenario("GET", f"{WS}/sprints/analytics/daily", reads(4), needs=("workspace", "sprint", "sprint_tasks")),
+    Scenario("GET", f"{WS}/analytics/daily", reads(4), needs=("workspace", "sprint", "sprint_tasks")),
     Scenario("GET", f"{WS}/sprints/{{number}}", ONE_READ, needs=("workspace", "sprint")),
     Scenario("PATCH", f"{WS}/sprints/{{number}}", needs=("workspace", "sprint"), body=lambda w: {"status": "review"}),
-    Scenario("GET", f"{WS}/sprints/{{number}}/review", needs=("workspace", "sprint", "sprint_tasks", "retro")),
+    # the sprint with its counters (BatchGetItem), its tasks grouped by agent, its retrospective
+    Scenario(
+        "GET", f"{WS}/sprints/{{number}}/review", reads(3), needs=("workspace", "sprint", "sprint_tasks", "retro")
+    ),
     Scenario("GET", f"{WS}/sprints/{{number}}/retro", GET_AND_QUERY, needs=("workspace", "sprint", "retro")),
     Scenario(
         "POST", f"{WS}/sprints/{{number}}/retro", ONE_TRANSACTION, needs=("workspace", "sprint"), body=lambda w: _RETRO
     ),
-    Scenario("GET", f"{WS}/sprints/{{number}}/analytics", needs=("workspace", "sprint", "sprint_tasks")),
+    # the sprint with its counters (BatchGetItem: summary, breakdowns, burndown), then its task list
+    Scenario("GET", f"{WS}/sprints/{{number}}/analytics", reads(2), needs=("workspace", "sprint", "sprint_tasks")),
     # threads and team messages
     Scenario("POST", f"{WS}/threads", ONE_TRANSACTION, needs=("workspace",)),
     Scenario("GET", f"{WS}/threads", ONE_QUERY, needs=("workspace", "thread")),
@@ -537,6 +556,7 @@ def local_stack() -> Iterator[tuple[HttpApi, Counter]]:
         # The boto3 session outlives the mock (devstack keeps one per process): drop this counter.
         events.unregister("before-call.dynamodb", counter.hook)
         events.unregister("before-parameter-build.dynamodb.TransactWriteItems", counter.transaction_hook)
+        stepfunctions.end_running_executions()  # no execution of this stack runs on into the next
         mock.stop()
         store.reset_store()
         idempotency.reset()
@@ -778,6 +798,15 @@ def _sprint_tasks(world: World) -> None:
     _act(world, "POST", f"{WS}/tasks", {"title": "Build the sprint", "sprint": number, "story_points": 3})
 
 
+def _completed(world: World) -> None:
+    for phase in ("review", "retrospective", "completed"):
+        _act(world, "PATCH", f"{WS}/sprints/{{number}}", {"status": phase})
+
+
+def _agent_task(world: World) -> None:
+    world.values["task_id"] = _act(world, "POST", f"{WS}/tasks", {"title": "Measure next", "owner": "builder"})["id"]
+
+
 def _share(world: World) -> None:
     share = _act(world, "POST", f"{THREAD}/share", {})
     world.values.update(share_id=share["id"], path_token=share["token"])
@@ -872,6 +901,7 @@ BUILDERS: dict[str, Callable[[World], None]] = {
     # platform
     "workspace": _workspace,
     "task": _task,
+    "agent_task": _agent_task,
     "api_key": _api_key,
     "pat": _pat,
     "team": _team,
@@ -898,6 +928,7 @@ BUILDERS: dict[str, Callable[[World], None]] = {
     "sprint": _sprint,
     "planning_sprint": lambda world: _sprint(world, "planning"),
     "sprint_tasks": _sprint_tasks,
+    "completed": _completed,
     "retro": lambda world: _do(world, "POST", f"{WS}/sprints/{{number}}/retro", _RETRO),
     # threads and team messages
     "thread": _creates("thread_id", "POST", f"{WS}/threads", {"title": "Release plan"}),

@@ -144,10 +144,30 @@ def _cache_asl_validation() -> None:
     StepFunctionsParserBackend._validate_definition = staticmethod(cached)  # type: ignore[method-assign,assignment]
 
 
+def _skip_executions_not_yet_running() -> None:
+    """moto starts an execution's worker thread, and only that thread builds its environment: a
+    SendTaskSuccess/Failure/Heartbeat in between found `exec_worker.env` None and failed with an
+    AttributeError (a 500 locally). No task token can belong to such an execution yet, so the
+    token lookups skip it, as Step Functions would answer for a token it does not know."""
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    executions = StepFunctionsParserBackend._get_executions
+    if getattr(executions, "_skips_unstarted", False):
+        return
+
+    def started_executions(self: Any, execution_status: Any = None) -> list[Any]:
+        found = executions(self, execution_status)
+        return [e for e in found if e.exec_worker is not None and e.exec_worker.env is not None]
+
+    started_executions._skips_unstarted = True  # type: ignore[attr-defined]
+    StepFunctionsParserBackend._get_executions = started_executions  # type: ignore[method-assign]
+
+
 def start() -> Any:
     set_offline_environment()
     _serialize_dynamodb()
     _cache_asl_validation()
+    _skip_executions_not_yet_running()
     mock = mock_aws(config=MOTO_CONFIG)
     mock.start()
     boto3.DEFAULT_SESSION = _shared_session()  # moto's patch puts its own value back on stop

@@ -5,6 +5,11 @@ Each is what API Gateway hands the function, so `sam local invoke <Function> -e 
 runs the route: a sample authorizer context on protected routes, well-formed sample ids in the path
 and, for POST/PUT/PATCH, a small body the route's pydantic model accepts. The files are stable
 across runs (fixed request ids and times), so regenerating changes only what the code changed.
+
+The functions EventBridge Scheduler invokes get theirs in events/scheduled/: one per `Schedule` or
+`ScheduleV2` event of the template (the notification Scheduler sends a target without its own
+Input), and one per function a Scheduler-trusted role may invoke (the Input the schedules family
+gives the schedules it creates, with the scheduled time filled in).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import re
 import sys
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +27,8 @@ from devstack.gateway import HttpApi
 from devstack.lambdas import Lambdas, ensure_layer_on_path
 
 EVENTS_DIR = template.ROOT / "events"
+SCHEDULED_DIR = EVENTS_DIR / "scheduled"
+SAMPLE_ISO_TIME = "2025-01-01T00:00:00Z"
 REGENERATE = "make events  (or: python -m devstack.events)"
 SAMPLE_TIME = "01/Jan/2025:00:00:00 +0000"
 SAMPLE_EPOCH_MS = 1735689600000
@@ -108,10 +116,63 @@ def generate() -> dict[str, str]:
     }
 
 
-def write(directory: Path = EVENTS_DIR) -> tuple[int, list[str]]:
-    """Write every event; remove the event files of routes the template no longer has."""
+def _scheduler_targets() -> list[str]:
+    """Logical ids of the functions a role that EventBridge Scheduler assumes may invoke."""
+    found: list[str] = []
+    for resource in template.resources().values():
+        props = resource.get("Properties") or {}
+        trust = json.dumps(props.get("AssumeRolePolicyDocument") or {})
+        if resource["Type"] != "AWS::IAM::Role" or "scheduler.amazonaws.com" not in trust:
+            continue
+        for policy in props.get("Policies") or []:
+            for statement in (policy.get("PolicyDocument") or {}).get("Statement") or []:
+                if "lambda:InvokeFunction" in json.dumps(statement.get("Action")):
+                    found += template.references(statement.get("Resource"))
+    return [logical_id for logical_id in dict.fromkeys(found) if logical_id in template.functions()]
+
+
+def scheduled_events() -> dict[str, tuple[template.Function, dict[str, Any]]]:
+    """File name (under events/scheduled/) -> (function, the event Scheduler invokes it with)."""
+    from devstack import aws
+    from devstack.schedules import scheduled_event
+
+    found: dict[str, tuple[template.Function, dict[str, Any]]] = {}
+    moment = datetime.fromisoformat(SAMPLE_ISO_TIME.replace("Z", "+00:00"))
+    for logical_id, function in template.functions().items():
+        events = template.resources()[logical_id]["Properties"].get("Events") or {}
+        for event_name, event in events.items():
+            if event["Type"] not in ("Schedule", "ScheduleV2"):
+                continue
+            props = event.get("Properties") or {}
+            name = f"{kebab(logical_id.removesuffix('Function'))}-{kebab(event_name)}.json"
+            if props.get("Input"):
+                found[name] = (function, json.loads(props["Input"]))
+                continue
+            source, kind = (
+                ("aws.scheduler", "schedule/default") if event["Type"] == "ScheduleV2" else ("aws.events", "rule")
+            )
+            arn = f"arn:aws:{source.removeprefix('aws.')}:{aws.REGION}:{aws.ACCOUNT}:{kind}/{logical_id}-{event_name}"
+            notification = scheduled_event(source, arn, moment)
+            notification["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, arn))
+            found[name] = (function, notification)
+    ensure_layer_on_path()
+    from agentplane.models.schedules import ScheduleFiredEvent
+
+    for logical_id in _scheduler_targets():
+        firing = ScheduleFiredEvent(
+            workspace_id=SAMPLE_WORKSPACE,
+            schedule_id="sch_" + "0" * 26,
+            scheduled_time=SAMPLE_ISO_TIME,
+        )
+        found[f"{kebab(logical_id.removesuffix('Function'))}.json"] = (
+            template.functions()[logical_id],
+            firing.model_dump(),
+        )
+    return dict(sorted(found.items()))
+
+
+def _write_all(directory: Path, events: dict[str, str]) -> list[str]:
     directory.mkdir(exist_ok=True)
-    events = generate()
     for name, text in events.items():
         (directory / name).write_text(text)
     removed = []
@@ -119,7 +180,16 @@ def write(directory: Path = EVENTS_DIR) -> tuple[int, list[str]]:
         if stale.name not in events:
             stale.unlink()
             removed.append(stale.name)
-    return len(events), removed
+    return removed
+
+
+def write(directory: Path = EVENTS_DIR) -> tuple[int, list[str]]:
+    """Write every event; remove the event files of routes (and schedules) the template no longer has."""
+    events = generate()
+    removed = _write_all(directory, events)
+    scheduled = {name: json.dumps(event, indent=2) + "\n" for name, (_, event) in scheduled_events().items()}
+    removed += [f"scheduled/{name}" for name in _write_all(directory / SCHEDULED_DIR.name, scheduled)]
+    return len(events) + len(scheduled), removed
 
 
 def main() -> int:

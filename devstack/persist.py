@@ -2,7 +2,9 @@
 
 Saved: every table's items, every bucket's objects, runtime EventBridge Scheduler schedules, the
 KMS keys' material (moto makes random material per start; restoring it keeps sealed secrets
-openable) and the signing secret (made on first run). Saved on a clean shutdown, and every few
+openable), the signing secret (made on first run) and the state machine executions still running,
+which start again from their input once the stack is back (their timers start over, so a run's
+heartbeat and queue timeouts keep being kept across a restart). Saved on a clean shutdown, and every few
 seconds while something changed. A Scan is fine here: this is the development tool, not a request
 path.
 """
@@ -114,6 +116,23 @@ class Persistence:
         self._saved_fingerprint = self._current_fingerprint()
         return counts
 
+    def restart_executions(self) -> int:
+        """Start again every execution that was running when the stack last stopped (call once
+        their Lambda tasks can run). Each keeps its name and input."""
+        saved = _read_json(self.directory / "executions.json") or []
+        client = boto3.client("stepfunctions", region_name=aws.REGION)
+        restarted = 0
+        for execution in saved:
+            arn = self.resources.arns.get(execution["state_machine"])
+            if not arn:
+                continue
+            try:
+                client.start_execution(stateMachineArn=arn, name=execution["name"], input=execution["input"])
+                restarted += 1
+            except Exception as exc:
+                log.warning("execution %s was not restarted: %s", execution["name"], exc)
+        return restarted
+
     def _restore_kms(self) -> int:
         from moto.kms.models import kms_backends
 
@@ -215,7 +234,19 @@ class Persistence:
             for g in list(scheduler.schedule_groups.values())
             for s in list(g.schedules.values())
         )
-        return (tuple(table_marks), tuple(object_marks), tuple(schedule_marks), len(scheduler.schedule_groups))
+        return (
+            tuple(table_marks),
+            tuple(object_marks),
+            tuple(schedule_marks),
+            len(scheduler.schedule_groups),
+            tuple(sorted(self._running_execution_arns())),
+        )
+
+    def _running_execution_arns(self) -> list[str]:
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        backend = stepfunctions_parser_backends[aws.ACCOUNT][aws.REGION]
+        return [e.exec_arn for m in list(backend.state_machines) for e in list(m.executions) if e.status == "RUNNING"]
 
     def save(self) -> None:
         with self._lock:
@@ -226,6 +257,7 @@ class Persistence:
             for logical_id in _of_type("AWS::S3::Bucket"):
                 self._save_bucket(logical_id)
             self._save_schedules()
+            self._save_executions()
             self._saved_fingerprint = fingerprint
 
     def _current_fingerprint(self) -> Any:
@@ -320,6 +352,21 @@ class Persistence:
                     full = client.get_schedule(GroupName=group, Name=listed["Name"])
                     schedules.append({name: full.get(name) for name in self._SCHEDULE_FIELDS})
         _write_json(self.directory / "scheduler.json", {"groups": groups, "schedules": schedules})
+
+    def _save_executions(self) -> None:
+        client = boto3.client("stepfunctions", region_name=aws.REGION)
+        running = []
+        for machine in template.state_machines():
+            arn = self.resources.arns.get(machine.logical_id)
+            if not arn:
+                continue
+            for page in client.get_paginator("list_executions").paginate(stateMachineArn=arn, statusFilter="RUNNING"):
+                for listed in page.get("executions", []):
+                    described = client.describe_execution(executionArn=listed["executionArn"])
+                    running.append(
+                        {"state_machine": machine.logical_id, "name": listed["name"], "input": described["input"]}
+                    )
+        _write_json(self.directory / "executions.json", running)
 
     # --- the background saver
 

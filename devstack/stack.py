@@ -56,6 +56,7 @@ class LocalStack:
         self.lambdas = Lambdas(template.functions())
         stepfunctions.install_lambda_bridge(self.lambdas)
         self._stoppers.append(("lambda bridge", stepfunctions.uninstall_lambda_bridge))
+        self.restored["executions"] = self.persistence.restart_executions()
 
         self.http = LocalHttpServer(HttpApi(self.lambdas), settings.host, settings.http_port)
         self.http.start()
@@ -116,7 +117,8 @@ class LocalStack:
             f"  Background  {len(self.fanout.subscriptions)} stream consumers, {len(self.queues.subscriptions)} queue "
             f"consumers, {len(self.scheduler.timers)} schedules, {machines} state machines",
             f"  Data        {self.settings.data_dir} (restored {self.restored.get('items', 0)} items, "
-            f"{self.restored.get('objects', 0)} objects); `make dev-reset` wipes it",
+            f"{self.restored.get('objects', 0)} objects, {self.restored.get('executions', 0)} running executions); "
+            "`make dev-reset` wipes it",
             "",
             "First run? Register, then log in (the login answer holds your token):",
             f"  curl -s -X POST {api}/api/v1/auth/register -H 'Content-Type: application/json' \\",

@@ -4,6 +4,9 @@ ASL), with `arn:aws:states:::lambda:invoke` tasks running the real handlers in-p
 moto's Lambda without Docker only echoes payloads; the bridge here replaces its invoke so any
 Lambda Invoke (from a state machine, or a function calling lambda.invoke) runs the template's
 function. Waits are real time; `wait_override` lets tests shorten them.
+
+Two fixes to moto's callback tasks are installed with the bridge (see `_patch_early_callbacks`),
+and `end_running_executions` stops whatever is still waiting when an emulation goes away.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ def install_lambda_bridge(lambdas: Lambdas) -> None:
     from moto.awslambda_simple.models import LambdaSimpleBackend
 
     uninstall_lambda_bridge()
+    _patch_early_callbacks()
     original = LambdaSimpleBackend.invoke
     background = ThreadPoolExecutor(8, thread_name_prefix="lambda-event")
 
@@ -122,6 +126,78 @@ def uninstall_lambda_bridge() -> None:
         LambdaSimpleBackend.invoke = _installed["original"]  # type: ignore[method-assign]
         _installed["background"].shutdown(wait=False, cancel_futures=True)
         _installed.clear()
+
+
+# ---------------------------------------------------------------- callback tasks
+
+
+def _patch_early_callbacks() -> None:
+    """A task token resolved before its heartbeat wait exists must still end the wait.
+
+    moto registers a waitForTaskToken callback before invoking the task's Lambda, so an answer
+    (SendTaskSuccess/Failure) may arrive while the Lambda runs: moto stores it, but creates the
+    heartbeat waiter only after the Lambda returns, and that new waiter then sleeps for the whole
+    heartbeat timeout and reports a timeout over the stored answer. Real Step Functions uses the
+    stored answer. So a waiter created once an answer (or an interruption) is in is woken at once.
+    """
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
+
+    setup = CallbackEndpoint.setup_heartbeat_endpoint
+    if getattr(setup, "_wakes_on_stored_outcome", False):
+        return
+
+    def setup_heartbeat_endpoint(self: Any, heartbeat_seconds: int) -> Any:
+        endpoint = setup(self, heartbeat_seconds)
+        # notify() stores the outcome, sets the event, then pokes a waiter if one exists; checking
+        # after the waiter is in place means one of the two always sees the other.
+        if self._notify_event.is_set():
+            endpoint.notify()
+        return endpoint
+
+    setup_heartbeat_endpoint._wakes_on_stored_outcome = True  # type: ignore[attr-defined]
+    CallbackEndpoint.setup_heartbeat_endpoint = setup_heartbeat_endpoint  # type: ignore[method-assign]
+
+
+def end_running_executions(timeout: float = 5.0) -> list[str]:
+    """End every execution still running, so no thread of it outlives the emulation (a queue wait
+    of an hour would otherwise fire into whatever runs next). An execution waiting on a task token
+    nobody has answered is aborted and its wait woken; one that is only finishing (its waits all
+    answered, its final bookkeeping under way) is left to finish. Returns the ARNs of the aborted."""
+    from moto.core.utils import utcnow
+    from moto.stepfunctions.parser.api import ExecutionStatus
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    def running() -> list[Any]:
+        found = []
+        for account in list(stepfunctions_parser_backends):
+            for region in list(stepfunctions_parser_backends[account]):
+                for machine in list(stepfunctions_parser_backends[account][region].state_machines):
+                    found += [
+                        e for e in list(machine.executions)
+                        if e.exec_status == ExecutionStatus.RUNNING and getattr(e, "exec_worker", None)
+                    ]  # fmt: skip
+        return found
+
+    def abort(execution: Any) -> None:
+        execution.stop(stop_date=utcnow(), error="States.Aborted", cause="the emulation is shutting down")
+        for endpoint in list(execution.exec_worker.env.callback_pool_manager._pool.values()):
+            endpoint.interrupt_all()
+
+    aborted: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout
+    while (still := running()) and time.monotonic() < deadline:
+        for execution in still:
+            if execution.exec_worker.env is None:
+                continue  # its thread has not built its environment yet: look again next round
+            pool = execution.exec_worker.env.callback_pool_manager._pool.values()
+            waiting = any(endpoint.get_outcome() is None for endpoint in list(pool))
+            if (waiting or time.monotonic() > deadline - 1) and execution.exec_arn not in aborted:
+                abort(execution)
+                aborted[execution.exec_arn] = execution
+        time.sleep(0.02)
+    for execution in running():
+        log.warning("execution %s did not end within %.0fs", execution.exec_arn, timeout)
+    return [str(arn) for arn in aborted]
 
 
 # ---------------------------------------------------------------- Wait states

@@ -111,6 +111,8 @@ def executions(stack: aws.Resources, lambdas: Lambdas) -> Iterator[aws.Resources
     try:
         yield stack
     finally:
+        # Executions still waiting (a queue wait lasts up to an hour) must not outlive this test.
+        stepfunctions.end_running_executions()
         stepfunctions.uninstall_lambda_bridge()
 
 

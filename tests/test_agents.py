@@ -195,6 +195,43 @@ def test_list_filters_by_status_and_role(api, user, workspace):
     assert api.get(f"{agents_path(workspace)}?status=sleeping").status == 422
 
 
+def test_list_takes_several_comma_separated_statuses(api, user, workspace):
+    api.token = user["token"]
+    new_agent(api, workspace, "builder", status="working")
+    new_agent(api, workspace, "tester", status="blocked")
+    new_agent(api, workspace, "writer", status="idle")
+    either = api.get(f"{agents_path(workspace)}?status=working,blocked")
+    assert either.status == 200, either.body
+    assert [a["name"] for a in either.json["data"]] == ["builder", "tester"]
+    spaced = api.get(f"{agents_path(workspace)}?status=idle,%20blocked&limit=1")
+    assert [a["name"] for a in spaced.json["data"]] == ["tester"]
+    rest = api.get(
+        f"{agents_path(workspace)}?status=idle,%20blocked&limit=1&cursor={spaced.json['meta']['next_cursor']}"
+    )
+    assert [a["name"] for a in rest.json["data"]] == ["writer"]
+    refused = api.get(f"{agents_path(workspace)}?status=working,sleeping")
+    assert refused.status == 422
+    assert refused.header("content-type") == "application/problem+json"
+    assert "sleeping" in refused.body
+    assert api.get(f"{agents_path(workspace)}?status=,").status == 422
+
+
+def test_orkosi_create_body_with_interval_sec_is_kept(api, user, workspace):
+    api.token = user["token"]
+    created = api.post(
+        agents_path(workspace),
+        {"name": "felix", "display_name": "Felix", "model": "claude-haiku-4-5", "interval_sec": 3600,
+         "emoji": "📦", "color": "#3b82f6"},
+    )  # fmt: skip
+    assert created.status == 201, created.body
+    assert created.json["data"]["interval_sec"] == 3600
+    assert api.get(f"{agents_path(workspace)}/felix").json["data"]["interval_sec"] == 3600
+    patched = api.patch(f"{agents_path(workspace)}/felix", {"interval_sec": 600})
+    assert patched.json["data"]["interval_sec"] == 600
+    assert api.patch(f"{agents_path(workspace)}/felix", {"interval_sec": None}).json["data"]["interval_sec"] is None
+    assert api.post(agents_path(workspace), {"name": "bad", "interval_sec": 0}).status == 422
+
+
 def test_patch_updates_fields_and_a_stale_version_is_412(api, user, workspace):
     api.token = user["token"]
     new_agent(api, workspace, "builder", emoji="🔨")
@@ -228,6 +265,41 @@ def test_delete_refuses_the_manager_active_agents_and_task_holders(api, user, wo
     assert holding.json["tasks"] == [task["id"]]
     for name in ("manager", "worker", "holder"):
         assert api.get(f"{agents_path(workspace)}/{name}").status == 200
+
+
+@pytest.mark.parametrize(
+    ("field", "status"), [("assignee", "todo"), ("owner", "todo"), ("assignee", "review"), ("owner", "blocked")]
+)
+def test_delete_refuses_an_agent_with_an_open_task_of_any_status(api, user, workspace, field, status):
+    api.token = user["token"]
+    new_agent(api, workspace, "holder")
+    tasks = f"/api/v1/workspaces/{workspace['id']}/tasks"
+    task = api.post(tasks, {"title": "Later", field: "holder", "status": status})
+    assert task.status == 201, task.body
+    refused = api.delete(f"{agents_path(workspace)}/holder")
+    assert refused.status == 409, refused.body
+    assert refused.header("content-type") == "application/problem+json"
+    assert refused.json["tasks"] == [task.json["data"]["id"]]
+    assert api.get(f"{agents_path(workspace)}/holder").status == 200
+    assert "agent.deleted" not in [r["action"] for r in audit_rows(workspace)]
+    # Once the task is handed to someone else the agent holds nothing and can go.
+    handed = api.patch(f"{tasks}/{task.json['data']['id']}", {field: "someone-else"})
+    assert handed.status == 200, handed.body
+    assert api.delete(f"{agents_path(workspace)}/holder").status == 204
+
+
+def test_delete_refuses_when_the_open_tasks_are_too_many_to_check(api, user, workspace, monkeypatch):
+    from agentplane.logic import agents
+
+    api.token = user["token"]
+    new_agent(api, workspace, "holder")
+    for n in range(3):
+        api.post(f"/api/v1/workspaces/{workspace['id']}/tasks", {"title": f"Someone else's {n}", "assignee": "x"})
+    monkeypatch.setattr(agents, "HELD_TASKS_READ_BUDGET", 2)
+    monkeypatch.setattr(agents, "_HELD_TASKS_PAGE", 1)
+    refused = api.delete(f"{agents_path(workspace)}/holder")
+    assert refused.status == 409, refused.body
+    assert api.get(f"{agents_path(workspace)}/holder").status == 200
 
 
 def test_delete_removes_an_idle_agent_and_its_latest_progress(api, user, workspace):
@@ -331,6 +403,77 @@ def test_concurrent_heartbeats_of_one_agent_all_succeed_and_keep_the_latest(api,
     assert stored["last_seen_at"] == latest
     # The live index follows the stored heartbeat.
     assert stored["GSI2SK"] == f"{latest}#builder"
+
+
+def test_a_status_report_that_waited_behind_a_later_heartbeat_is_still_applied(
+    api, user, workspace, heartbeat_in_the_past
+):
+    api.token = user["token"]
+    heartbeat(api, workspace, "builder", status="working")
+    latest = raw_agent(workspace, "builder")["last_seen_at"]  # type: ignore[index]
+    # A report dated before the stored heartbeat (it was held up, then retried).
+    heartbeat_in_the_past(1)
+    report = api.put(
+        agents_path(workspace),
+        {"name": "builder", "status": "finished", "activity": "done", "parent_agent": "lead", "ws_port": 4100},
+    )
+    heartbeat_in_the_past.restore()
+    assert report.status == 200, report.body
+    answered = report.json["data"]
+    assert (answered["status"], answered["activity"], answered["parent_agent"], answered["ws_port"]) == (
+        "finished", "done", "lead", 4100
+    )  # fmt: skip
+    stored = api.get(f"{agents_path(workspace)}/builder").json["data"]
+    assert (stored["status"], stored["activity"], stored["parent_agent"], stored["ws_port"]) == (
+        "finished", "done", "lead", 4100
+    )  # fmt: skip
+    assert stored["last_seen_at"] == latest  # never moved backwards
+    reported = [r for r in audit_rows(workspace) if r["action"] == "agent.reported"]
+    assert reported[-1]["details"]["to"] == "finished"
+    # A finished child agent leaves the plain list.
+    assert "builder" not in [a["name"] for a in api.get(agents_path(workspace)).json["data"]]
+
+
+def test_concurrent_reports_heartbeats_patches_and_config_lose_no_update(api, user, workspace):
+    api.token = user["token"]
+    heartbeat(api, workspace, "builder")
+    requests: list[tuple[str, str, dict[str, Any]]] = [
+        ("PUT", agents_path(workspace), {"name": "builder", "status": "blocked"}),
+        ("PUT", agents_path(workspace), {"name": "builder", "parent_agent": "lead"}),
+        ("PUT", agents_path(workspace), {"name": "builder", "ws_port": 4321}),
+        ("PUT", agents_path(workspace), {"name": "builder", "current_task": "task_42"}),
+        ("PATCH", f"{agents_path(workspace)}/builder", {"display_name": "Builder Bob"}),
+        ("PATCH", f"{agents_path(workspace)}/builder", {"color": "#112233"}),
+        ("PUT", f"{agents_path(workspace)}/builder/config", {"model": "claude-opus", "engine": "claude-code"}),
+        ("POST", f"{agents_path(workspace)}/builder/stop", {"note": "after this task"}),
+    ]
+    requests += [("PUT", agents_path(workspace), {"name": "builder"})] * 16  # plain heartbeats
+    answers: list[Any] = [None] * len(requests)
+    start = threading.Barrier(len(requests))
+
+    def send(n: int) -> None:
+        method, path, body = requests[n]
+        start.wait()
+        answers[n] = api.request(method, path, body)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [a.status for a in answers] == [200] * len(requests), [a.body for a in answers if a.status != 200]
+    agent = api.get(f"{agents_path(workspace)}/builder").json["data"]
+    assert agent["status"] == "blocked"
+    assert (agent["parent_agent"], agent["ws_port"], agent["current_task"]) == ("lead", 4321, "task_42")
+    assert (agent["display_name"], agent["color"]) == ("Builder Bob", "#112233")
+    assert (agent["model"], agent["engine"]) == ("claude-opus", "claude-code")
+    assert (agent["desired_state"], agent["desired_state_note"]) == ("stopped", "after this task")
+    assert agent["last_seen_at"] == max(a.json["data"]["last_seen_at"] for a in answers)
+    # Each change moved the version once (heartbeats do not): 1 + status, parent, 2 patches,
+    # config, stop (current_task and ws_port are telemetry).
+    assert agent["version"] == 7
+    stored = raw_agent(workspace, "builder")
+    assert stored is not None and stored["GSI2SK"] == f"{agent['last_seen_at']}#builder"
 
 
 def test_start_stop_restart_set_the_state_the_agent_reads_back(api, user, workspace):
@@ -532,7 +675,8 @@ def test_progress_reports_list_newest_first_up_to_twenty_and_expire_in_a_day(api
         )
         assert created.status == 201, created.body
     report = created.json["data"]
-    assert report["agent"] == "builder" and report["percent"] == 84
+    assert report["agent_name"] == "builder" and report["percent"] == 84
+    assert "agent" not in report
     created_at = datetime.fromisoformat(report["created_at"].replace("Z", "+00:00"))
     expires_at = datetime.fromisoformat(report["expires_at"].replace("Z", "+00:00"))
     assert expires_at - created_at == timedelta(hours=24)
@@ -566,7 +710,7 @@ def test_latest_progress_is_one_entry_per_agent_and_the_newest(api, user, worksp
     api.post(f"{agents_path(workspace)}/progress", {"agent": "tester", "message": "only"})
     latest = api.get(f"{agents_path(workspace)}/progress/latest")
     assert latest.status == 200
-    assert [(p["agent"], p["message"]) for p in latest.json["data"]] == [("builder", "three"), ("tester", "only")]
+    assert [(p["agent_name"], p["message"]) for p in latest.json["data"]] == [("builder", "three"), ("tester", "only")]
 
 
 def test_an_older_report_never_replaces_the_latest(api, user, workspace):
@@ -584,7 +728,7 @@ def test_an_older_report_never_replaces_the_latest(api, user, workspace):
     original = agents.new_id
     agents.new_id = lambda prefix: older_id  # type: ignore[assignment]
     try:
-        agents.report_progress(access, ProgressCreate(agent="builder", message="older"))
+        agents.report_progress(access, ProgressCreate(agent_name="builder", message="older"))
     finally:
         agents.new_id = original  # type: ignore[assignment]
     latest = api.get(f"{agents_path(workspace)}/progress/latest").json["data"]
@@ -629,7 +773,7 @@ def test_an_agent_key_reports_as_its_own_agent(api, user, workspace):
     api.token = agent_key_for(workspace, "builder")
     created = api.post(f"{agents_path(workspace)}/progress", {"message": "from the agent"})
     assert created.status == 201, created.body
-    assert created.json["data"]["agent"] == "builder"
+    assert created.json["data"]["agent_name"] == "builder"
     assert heartbeat(api, workspace, "builder")["last_seen_at"] is not None
 
 
@@ -760,3 +904,53 @@ def test_template_bad_input_is_422(api, user, workspace):
     assert api.post(templates_path(workspace), {"name": "x", "config": {"blob": "z" * 9000}}).status == 422
     assert api.get(templates_path(workspace)).json["data"] == []
     assert api.get(f"{templates_path(workspace)}/atpl_missing").status == 404
+
+
+# --- deployment: the stall timeout parameter and the scheduled check's sample event -------------
+def test_the_stall_timeout_is_a_template_parameter_both_stall_checks_read(
+    api, user, workspace, monkeypatch, heartbeat_in_the_past
+):
+    from agentplane.settings import get_settings
+    from devstack import template
+
+    parameter = template.load()["Parameters"]["AgentStallTimeoutSeconds"]
+    assert int(parameter["Default"]) == 600
+    for function in ("AgentsFunction", "AgentStallCheckFunction"):
+        variables = template.function_environment(function)
+        assert variables["AGENT_STALL_TIMEOUT_SECONDS"] == {"Ref": "AgentStallTimeoutSeconds"}, function
+    # Deployed with a two-minute timeout, an agent silent for three minutes is stalled.
+    monkeypatch.setenv("AGENT_STALL_TIMEOUT_SECONDS", "120")
+    get_settings.cache_clear()
+    try:
+        api.token = user["token"]
+        heartbeat_in_the_past(3)
+        heartbeat(api, workspace, "builder")
+        heartbeat_in_the_past.restore()
+        result = api.post(f"{agents_path(workspace)}/check-stalls").json["data"]
+        assert (result["count"], result["timeout_seconds"]) == (1, 120)
+    finally:
+        monkeypatch.delenv("AGENT_STALL_TIMEOUT_SECONDS")
+        get_settings.cache_clear()
+
+
+def test_the_scheduled_stall_check_sample_event_is_current_and_runs(
+    api, user, workspace, lambdas, heartbeat_in_the_past
+):
+    from devstack import events
+
+    generated = events.scheduled_events()
+    function, event = generated["agent-stall-check-every-minute.json"]
+    assert function.logical_id == "AgentStallCheckFunction"
+    path = events.SCHEDULED_DIR / "agent-stall-check-every-minute.json"
+    assert path.is_file(), f"regenerate with: {events.REGENERATE}"
+    on_disk = json.loads(path.read_text())
+    assert on_disk == event, f"stale; regenerate with: {events.REGENERATE}"
+    assert (on_disk["source"], on_disk["detail-type"]) == ("aws.scheduler", "Scheduled Event")
+    api.token = user["token"]
+    heartbeat_in_the_past(30)
+    heartbeat(api, workspace, "builder")
+    heartbeat_in_the_past.restore()
+    # What `sam local invoke AgentStallCheckFunction -e events/scheduled/…` does.
+    result = lambdas.invoke(function, on_disk)
+    assert result == {"marked": 1, "stalled": 1, "workspaces": 1}
+    assert api.get(f"{agents_path(workspace)}/builder").json["data"]["status"] == "stalled"

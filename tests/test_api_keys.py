@@ -532,8 +532,8 @@ def test_usage_is_bucketed_per_minute_newest_first_and_totals_survive_folding(ap
     calls = [start + 1, start + 2, start + 61, start + 600, start + 601, start + 1200]
     for moment in calls:
         record_use(workspace["id"], key["id"], now=moment)
-    record = get_store().get(keys.api_key_key(workspace["id"], key["id"]))
-    assert record["request_total"] == 5  # minutes at least two minutes old were folded into the total
+    total = get_store().get(keys.api_key_usage_total_key(workspace["id"], key["id"]))
+    assert total["request_total"] == 5  # minutes at least two minutes old were folded into the total
     first = api.get(f"{keys_path(workspace)}/{key['id']}/usage?limit=2")
     assert first.json["data"]["total_requests"] == len(calls)
     assert [b["requests"] for b in first.json["data"]["buckets"]] == [1, 2]
@@ -555,6 +555,35 @@ def test_usage_of_a_revoked_key_stays_readable(api, user, workspace):
     api.post(f"{keys_path(workspace)}/{key['id']}/revoke")
     api.get(tasks_path(workspace), token=key["key"])  # refused: not counted
     assert api.get(f"{keys_path(workspace)}/{key['id']}/usage").json["data"]["total_requests"] == 1
+
+
+def test_the_total_counts_recent_minutes_that_do_not_fit_on_the_first_page(api, user, workspace):
+    from agentplane.logic.api_keys import record_use
+
+    api.token = user["token"]
+    key = create_key(api, workspace, scopes=["tasks:read"])
+    now = int(time.time()) // 60 * 60
+    old, recent = [now - 3600, now - 3540], [now - 60, now - 60, now]  # recent: not folded yet
+    for moment in old + recent:
+        record_use(workspace["id"], key["id"], now=moment)
+
+    first = api.get(f"{keys_path(workspace)}/{key['id']}/usage?limit=1").json
+
+    assert first["data"]["total_requests"] == 5
+    assert [b["requests"] for b in first["data"]["buckets"]] == [1]
+    later = api.get(f"{keys_path(workspace)}/{key['id']}/usage?limit=1&cursor={first['meta']['next_cursor']}")
+    assert later.json["data"]["total_requests"] == 5
+    assert [b["requests"] for b in later.json["data"]["buckets"]] == [2]
+
+
+def test_usage_of_a_deleted_or_unknown_key_is_404(api, user, workspace):
+    api.token = user["token"]
+    key = create_key(api, workspace, scopes=["tasks:read"])
+    api.get(tasks_path(workspace), token=key["key"])
+    assert api.get(f"{keys_path(workspace)}/{key['id']}/usage").status == 200
+    assert api.delete(f"{keys_path(workspace)}/{key['id']}").status == 204
+    assert api.get(f"{keys_path(workspace)}/{key['id']}/usage").status == 404
+    assert api.get(f"{keys_path(workspace)}/key_missing/usage").status == 404
 
 
 def test_a_failed_usage_write_never_refuses_a_valid_key(api, user, workspace, monkeypatch):
@@ -683,3 +712,40 @@ def test_agent_keys_refuse_an_expiry_and_scopes_beyond_an_agents(api, user, work
     too_wide = api.post(f"{base}/api-keys", {"name": "k", "agent": "builder", "scopes": ["git:push"]})
     assert too_wide.status == 403 and too_wide.json["scopes"] == ["git:push"]
     assert api.get(f"{base}/api-keys").json["data"] == []
+
+
+def test_usage_counts_every_request_while_the_authorizer_caches_the_key(lambdas, user, workspace):
+    from agentplane.logic.api_keys import USAGE_BATCH, USAGE_WRITTEN_AT_ONCE
+    from devstack.gateway import HttpApi
+    from tests.conftest import Client
+
+    cached = Client(HttpApi(lambdas, cache_seconds=60))
+    cached.token = user["token"]
+    key = create_key(cached, workspace, scopes=["tasks:read"])
+    calls = USAGE_WRITTEN_AT_ONCE + USAGE_BATCH
+    for _ in range(calls):
+        assert cached.get(tasks_path(workspace), token=key["key"]).status == 200
+
+    usage = cached.get(f"{keys_path(workspace)}/{key['id']}/usage").json["data"]
+
+    assert usage["total_requests"] == calls
+    assert sum(b["requests"] for b in usage["buckets"]) == calls
+
+
+def test_agent_keys_have_a_usage_log_too(api, user, workspace):
+    api.token = user["token"]
+    agent_key = create_key(api, workspace, agent="builder")
+    for _ in range(2):
+        assert api.get(tasks_path(workspace), token=agent_key["key"]).status == 200
+    usage = api.get(f"{keys_path(workspace)}/{agent_key['id']}/usage").json["data"]
+    assert usage["total_requests"] == 2 and usage["last_used_at"] is not None
+
+
+def test_get_answers_the_keys_version_as_etag(api, user, workspace):
+    api.token = user["token"]
+    key = create_key(api, workspace, scopes=["tasks:read"])
+    path = f"{keys_path(workspace)}/{key['id']}"
+    assert api.get(path).header("ETag") == '"1"'
+    renamed = api.patch(path, {"name": "nightly"}, headers={"If-Match": 'W/"1"'})
+    assert renamed.status == 200 and renamed.header("ETag") == '"2"'
+    assert api.patch(path, {"name": "stale"}, headers={"If-Match": '"1"'}).status == 412

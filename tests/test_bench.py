@@ -5,6 +5,9 @@ from __future__ import annotations
 from bench import dynamo
 
 TASKS = "/api/v1/workspaces/{ws}/tasks"
+RUN_EVENTS = "/api/v1/workspaces/{ws}/runs/{run_id}/events"
+TEAM = "/api/v1/workspaces/{ws}/teams/{team_id}"
+PATS = "/api/v1/me/personal-access-tokens"
 
 
 def test_reading_one_task_costs_one_get_item_beyond_the_cached_authorizer() -> None:
@@ -21,12 +24,63 @@ def test_creating_a_task_is_one_transaction_holding_its_guards_and_audit_row() -
     assert result.status == 201, result.skipped
     assert result.handler_ops == ["TransactWriteItems"]
     # The live-token and membership guards are condition checks inside the same transaction
-    # (no separate reads); the two puts are the task and its audit row.
-    assert result.handler[0].detail == "2 ConditionCheck + 2 Put"
+    # (no separate reads); the two puts are the task and its audit row, the update the day's
+    # task counters (daily analytics).
+    assert result.handler[0].detail == "2 ConditionCheck + 2 Put + 1 Update"
 
 
 def test_listing_tasks_is_one_query() -> None:
     result = dynamo.run(dynamo.find("GET", TASKS))
+
+    assert result.status == 200, result.skipped
+    assert result.handler_ops == ["Query"]
+
+
+def test_appending_a_batch_of_100_run_events_is_one_read_and_one_batched_write() -> None:
+    result = dynamo.run(dynamo.find("POST", RUN_EVENTS))
+
+    assert result.status == 201, result.skipped
+    # The run and the workspace's secrets in one BatchGetItem; then one transaction whose single
+    # Put holds all 100 events, beside the run's event counter and the two guards.
+    assert result.handler_ops == ["BatchGetItem", "TransactWriteItems"]
+    assert result.handler[1].detail == "2 ConditionCheck + 1 Update + 1 Put"
+
+
+def test_a_page_of_run_event_backfill_is_one_query() -> None:
+    result = dynamo.run(dynamo.find("GET", RUN_EVENTS))
+
+    assert result.status == 200, result.skipped
+    assert result.handler_ops == ["Query"]
+
+
+def test_listing_personal_access_tokens_is_one_query_with_their_last_use() -> None:
+    result = dynamo.run(dynamo.find("GET", PATS))
+
+    assert result.status == 200, result.skipped
+    # The authorizer stamps last use on each listing item, so no token record is read back.
+    assert result.handler_ops == ["Query"]
+
+
+def test_creating_a_personal_access_token_is_one_transaction() -> None:
+    result = dynamo.run(dynamo.find("POST", PATS))
+
+    assert result.status == 201, result.skipped
+    # No profile read: the caller's live token (checked first) stands for their account; then the
+    # token record, its listing and the audit row.
+    assert result.handler_ops == ["TransactWriteItems"]
+    assert result.handler[0].detail == "1 ConditionCheck + 3 Put"
+
+
+def test_a_team_with_its_members_and_a_page_of_them_are_one_query_each() -> None:
+    for scenario in (dynamo.find("GET", TEAM), dynamo.find("GET", f"{TEAM}/members")):
+        result = dynamo.run(scenario)
+
+        assert result.status == 200, result.skipped
+        assert result.handler_ops == ["Query"], scenario.route_key
+
+
+def test_an_api_keys_usage_page_with_its_total_is_one_query() -> None:
+    result = dynamo.run(dynamo.find("GET", "/api/v1/workspaces/{ws}/api-keys/{key_id}/usage"))
 
     assert result.status == 200, result.skipped
     assert result.handler_ops == ["Query"]

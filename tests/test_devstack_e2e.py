@@ -144,3 +144,138 @@ def test_dev_stack_serves_the_templates_websocket_api(tmp_path: Path) -> None:
             client.send(json.dumps({"action": "echo", "text": "over the wire"}))
             assert json.loads(client.recv(timeout=5)) == {"echo": "over the wire", "endpoint_matches": True}
         assert stack.interrupt() == 0
+
+
+def _sse(stack: Running, path: str, token: str, last_event_id: int) -> list[dict[str, str]]:
+    """One bounded SSE response: its event blocks (`id`, `event`, `data`)."""
+    request = urllib.request.Request(stack.base + path, method="GET")
+    request.add_header("Authorization", f"Bearer {token}")
+    request.add_header("Last-Event-ID", str(last_event_id))
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        body = response.read().decode()
+    blocks = []
+    for raw in body.split("\n\n"):
+        block = dict(line.split(": ", 1) for line in raw.split("\n") if line and not line.startswith(":"))
+        if "event" in block:
+            blocks.append(block)
+    return blocks
+
+
+def test_dev_stack_runs_a_gated_run_live_and_fails_a_silent_agents_run_on_its_own(tmp_path: Path) -> None:
+    """What a client of `make dev` does: create a run and watch it live over WebSocket and SSE while
+    an agent claims it, reports events and heartbeats; pause, resume, approve and commit it. A run
+    whose agent goes silent fails as stalled without anyone touching it."""
+    from websockets.sync.client import connect
+
+    account = {"username": "lead", "email": "lead@example.com", "password": "correct horse battery",
+               "terms_accepted": True, "privacy_accepted": True}  # fmt: skip
+    with dev_stack(tmp_path / "data", tmp_path) as stack:
+        assert stack.call("POST", "/api/v1/auth/register", account)[0] == 201
+        token = stack.call("POST", "/api/v1/auth/login", {"email": account["email"], "password": account["password"]})[
+            1
+        ]["data"]["token"]
+        ws = stack.call("POST", "/api/v1/workspaces", {"name": "Acme"}, token)[1]["data"]["id"]
+        runs = f"/api/v1/workspaces/{ws}/runs"
+        status, created = stack.call(
+            "POST", runs, {"title": "Add login", "prompt": "Build it", "agent": "builder", "requires_approval": True},
+            token,
+        )  # fmt: skip
+        assert status == 201, created
+        run = f"{runs}/{created['data']['id']}"
+
+        with connect(f"{stack.ws_url}/?token={token}", open_timeout=5) as socket:
+            channel = f"runs/{created['data']['id']}"
+            socket.send(json.dumps({"action": "subscribe", "channel": channel, "workspace_id": ws}))
+            assert json.loads(socket.recv(timeout=10))["type"] == "subscribed"
+
+            def act(action: str, body: Any = None) -> Any:
+                status, answer = stack.call("POST", f"{run}/{action}", body, token)
+                assert status in (200, 201), (action, answer)
+                return answer["data"]
+
+            assert act("start")["status"] == "queued"
+            assert act("claim", {"worker_id": "w1"})["status"] == "running"
+            assert act("heartbeat", {"worker_id": "w1", "progress": 10})["desired_state"] == "run"
+            logs = [{"event_type": "log", "data": {"line": line}} for line in ("cloning", "building")]
+            assert stack.call("POST", f"{run}/events", {"events": logs}, token)[0] == 201
+            assert act("pause")["status"] == "paused"
+            assert act("heartbeat", {"worker_id": "w1"})["desired_state"] == "pause"
+            assert act("resume")["status"] == "running"
+            assert act("heartbeat", {"worker_id": "w1"})["desired_state"] == "run"
+            assert act("complete", {"worker_id": "w1", "summary": "done"})["status"] == "awaiting_approval"
+            assert act("approve", {"notes": "ship it"})["status"] == "completed"
+            committed = act("commit", {"message": "Add login"})
+            assert committed["committed_at"]
+            last = committed["last_event_id"]
+
+            pushed: list[dict[str, Any]] = []
+            deadline = time.monotonic() + 20
+            while (not pushed or pushed[-1]["id"] < last) and time.monotonic() < deadline:
+                message = json.loads(socket.recv(timeout=max(0.1, deadline - time.monotonic())))
+                if "type" not in message:
+                    pushed.append(message)
+        assert [p["id"] for p in pushed] == list(range(1, last + 1))  # each once, in order
+
+        streamed: list[dict[str, str]] = []
+        while not streamed or int(streamed[-1]["id"]) < last:
+            streamed += _sse(stack, f"{run}/events/stream", token, int(streamed[-1]["id"]) if streamed else 0)
+        assert [int(b["id"]) for b in streamed] == [p["id"] for p in pushed]
+        assert [b["event"] for b in streamed] == [p["event"] for p in pushed]
+        moves = [(p["data"]["data"]["from"], p["data"]["data"]["to"]) for p in pushed if p["event"] == "status_changed"]
+        assert moves == [("draft", "queued"), ("queued", "running"), ("running", "paused"), ("paused", "running"),
+                         ("running", "awaiting_approval"), ("awaiting_approval", "completed")]  # fmt: skip
+        assert [p["data"]["data"]["line"] for p in pushed if p["event"] == "log"] == ["cloning", "building"]
+        assert pushed[-1]["event"] == "git_commit_requested"
+
+        # The execution finished the run's bookkeeping: its creator hears that it completed.
+        finished = f"/api/v1/workspaces/{ws}/notifications?type=finished"
+        deadline = time.monotonic() + 20
+        while not stack.call("GET", finished, token=token)[1]["data"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [n["data"]["status"] for n in stack.call("GET", finished, token=token)[1]["data"]] == ["completed"]
+
+        status, silent = stack.call(
+            "POST", runs, {"title": "Goes quiet", "prompt": "x", "heartbeat_timeout_seconds": 5}, token
+        )
+        assert status == 201, silent
+        silent_run = f"{runs}/{silent['data']['id']}"
+        assert stack.call("POST", f"{silent_run}/start", token=token)[0] == 200
+        assert stack.call("POST", f"{silent_run}/claim", {"worker_id": "w2"}, token)[0] == 200
+        deadline = time.monotonic() + 40
+        while (current := stack.call("GET", silent_run, token=token)[1]["data"])["status"] != "failed":
+            assert time.monotonic() < deadline, current
+            time.sleep(0.5)
+        assert current["failure_reason"] == "stalled"
+        assert stack.interrupt() == 0
+
+
+def test_a_live_runs_timers_survive_a_restart_of_the_dev_stack(tmp_path: Path) -> None:
+    """Executions are started again from their input when `make dev` comes back, so a run whose
+    agent went silent across the restart still fails as stalled on its own (no ghost runs)."""
+    data_dir = tmp_path / "data"
+    account = {"username": "ops", "email": "ops@example.com", "password": "correct horse battery",
+               "terms_accepted": True, "privacy_accepted": True}  # fmt: skip
+    with dev_stack(data_dir, tmp_path) as stack:
+        assert stack.call("POST", "/api/v1/auth/register", account)[0] == 201
+        login = {"email": account["email"], "password": account["password"]}
+        token = stack.call("POST", "/api/v1/auth/login", login)[1]["data"]["token"]
+        ws = stack.call("POST", "/api/v1/workspaces", {"name": "Acme"}, token)[1]["data"]["id"]
+        runs = f"/api/v1/workspaces/{ws}/runs"
+        body = {"title": "Across a restart", "prompt": "x", "heartbeat_timeout_seconds": 30}
+        run = f"{runs}/{stack.call('POST', runs, body, token)[1]['data']['id']}"
+        assert stack.call("POST", f"{run}/start", None, token)[0] == 200
+        assert stack.call("POST", f"{run}/claim", {"worker_id": "w1"}, token)[0] == 200
+        assert stack.interrupt() == 0
+        assert "1 running executions" not in stack.log.read_text()  # the first start restored nothing
+
+    with dev_stack(data_dir, tmp_path) as stack:
+        assert "1 running executions" in stack.log.read_text()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            answer = stack.call("GET", run, token=token)[1]["data"]
+            if answer["status"] != "running":
+                break
+            time.sleep(0.5)
+        assert (answer["status"], answer["failure_reason"]) == ("failed", "stalled")
+        assert stack.interrupt() == 0

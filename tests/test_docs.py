@@ -4,8 +4,6 @@ access-pattern table generated from keys.py."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -106,15 +104,14 @@ def test_docs_page_is_swagger_ui_reading_the_document(api: Client) -> None:
     assert 'url: "/api/openapi.json"' in response.body
 
 
-def test_docs_function_starts_without_loading_boto3() -> None:
-    docs = template.functions()["DocsFunction"]
-    probe = (
-        "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import app; "
-        "sys.exit(1 if 'boto3' in sys.modules else 0)"
-    )
-    layer = str(template.ROOT / "layers" / "agentplane" / "python")
-    result = subprocess.run([sys.executable, "-c", probe, str(docs.code_uri), layer], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr or "the docs function imported boto3"
+def test_docs_answers_carry_the_rate_limit_headers_of_the_callers_ip(api: Client) -> None:
+    first = api.get("/api/openapi.json", token="", ip="10.9.9.1")
+    second = api.get("/api/docs", token="", ip="10.9.9.1")
+    elsewhere = api.get("/api/docs", token="", ip="10.9.9.2")
+
+    assert first.header("X-RateLimit-Limit") == "600"
+    assert int(second.header("X-RateLimit-Remaining")) == int(first.header("X-RateLimit-Remaining")) - 1
+    assert elsewhere.header("X-RateLimit-Remaining") == "599"
 
 
 def test_access_patterns_doc_lists_every_key_builder() -> None:

@@ -22,3 +22,18 @@ def test_ready_version_site_status_and_constants_need_no_token(api):
 
 def test_unknown_path_is_404(api):
     assert api.get("/api/nope").status == 404
+
+
+def test_the_probes_also_answer_under_the_base_path(api):
+    assert api.get("/api/v1/health").json["data"]["status"] == "ok"
+    assert api.get("/api/v1/ready").json == api.get("/api/ready").json
+    assert api.get("/api/v1/version").json == api.get("/api/version").json
+
+
+def test_every_probe_answer_carries_the_rate_limit_of_the_callers_ip(api):
+    paths = ["/api/health", "/api/ready", "/api/version", "/api/site/status", "/api/v1/config/constants"]
+    remaining = [int(api.get(path, ip="10.8.0.1").header("X-RateLimit-Remaining")) for path in paths]
+    assert remaining == [599, 598, 597, 596, 595]
+    other = api.get("/api/health", ip="10.8.0.2")
+    assert other.header("X-RateLimit-Limit") == "600" and other.header("X-RateLimit-Remaining") == "599"
+    assert int(other.header("X-RateLimit-Reset")) > 0

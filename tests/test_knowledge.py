@@ -364,3 +364,32 @@ def test_token_without_tasks_write_scope_is_403_naming_it(api, user, workspace):
     refused = api.post(ws_path(workspace, "rules"), {"content": "x"}, token=token)
     assert refused.status == 403
     assert refused.json["required_scope"] == "tasks:write"
+
+
+def test_ids_that_were_never_minted_are_404_and_never_reach_the_table(api, user, workspace, monkeypatch):
+    import pytest
+
+    from agentplane.access import workspace_access
+    from agentplane.auth.tokens import resolve_principal
+    from agentplane.errors import NotFound
+    from agentplane.logic import knowledge
+    from agentplane.models.knowledge import AdrUpdate, RuleUpdate
+    from tests.dynamo_limits import enforce_key_limits
+
+    enforce_key_limits(monkeypatch)
+    access = workspace_access(resolve_principal(user["token"]), workspace["id"], "tasks:write")
+    adr, rule = "adr_" + "x" * 3000, "rule_" + "x" * 3000
+    calls = [
+        lambda: knowledge.get_adr(access, adr),
+        lambda: knowledge.update_adr(access, adr, AdrUpdate(title="x")),
+        lambda: knowledge.delete_adr(access, adr),
+        lambda: knowledge.update_rule(access, rule, RuleUpdate(content="x")),
+        lambda: knowledge.delete_rule(access, rule),
+    ]
+    for call in calls:
+        with pytest.raises(NotFound):
+            call()
+    api.token = user["token"]
+    assert api.get(ws_path(workspace, "adrs/adr_1")).status == 404
+    assert api.patch(ws_path(workspace, "rules/rule_1"), {"content": "x"}).status == 404
+    assert api.delete(ws_path(workspace, "rules/not-a-rule")).status == 404

@@ -322,6 +322,24 @@ def test_token_list_is_newest_first_and_paginates(api, user):
     assert is_problem(api.get(f"{PATS}?cursor={first_cursor}", token=other["token"]), 400)
 
 
+def test_the_token_list_shows_when_each_token_was_last_used(api, user):
+    used = api.post(PATS, {"name": "used"}, token=user["token"]).json["data"]
+    api.post(PATS, {"name": "idle"}, token=user["token"])
+    device = api.post(
+        "/api/v1/auth/token",
+        {"email": user["user"]["email"], "password": user["password"], "name": "cli"},
+        token="",
+    ).json["data"]
+    assert api.get(ME, token=used["token"]).status == 200
+    assert api.get(ME, token=device["token"]).status == 200
+
+    listed = {p["name"]: p for p in api.get(PATS, token=user["token"]).json["data"]}
+
+    assert listed["used"]["last_used_at"].endswith("Z")
+    assert listed["cli"]["last_used_at"].endswith("Z") and listed["cli"]["origin"] == "device"
+    assert listed["idle"]["last_used_at"] is None
+
+
 def test_revoking_a_token_stops_it_at_once(api, user):
     pat = api.post(PATS, {"name": "ci"}, token=user["token"]).json["data"]
     assert api.get(ME, token=pat["token"]).status == 200
@@ -664,10 +682,47 @@ def test_two_concurrent_erases_of_one_account_have_one_winner(api, user):
 
 def test_auth_me_and_logic_refuse_a_token_without_a_person(stack):
     from agentplane.auth.principal import Principal
-    from agentplane.errors import NotFound
+    from agentplane.errors import Forbidden, NotFound
     from agentplane.logic import accounts
 
     with pytest.raises(NotFound):
         accounts.load_user("usr_missing")
-    with pytest.raises(NotFound):
+    with pytest.raises(Forbidden):
         accounts.current_user(Principal(kind="agent_key", id="agt_1", user_id=None, token_id="agt_1"))
+
+
+# --- the account's own audit trail -----------------------------------------------------------------
+
+
+def account_trail(user_id: str) -> list[dict[str, Any]]:
+    from agentplane import keys
+    from agentplane.store import get_store
+
+    return get_store().query(keys.account_audit_pk(user_id), limit=200, consistent=True).items
+
+
+def test_account_changes_are_audited_in_the_persons_own_trail_without_secrets(api, user):
+    api.token = user["token"]
+    user_id = user["user"]["id"]
+    assert api.patch(ME, {"display_name": "Ada"}).status == 200
+    pat = api.post(PATS, {"name": "ci"}).json["data"]
+    assert api.delete(f"{PATS}/{pat['id']}").status == 204
+    device = api.post("/api/v1/me/devices", {"platform": "ios", "push_token": "push-secret-0123456789"}).json["data"]
+    assert api.delete(f"/api/v1/me/devices/{device['id']}").status == 204
+    assert api.post("/api/v1/auth/logout", {}).status == 200
+
+    trail = account_trail(user_id)
+    actions = sorted(row["action"] for row in trail)
+    assert actions == [
+        "account.registered",
+        "personal_access_token.created",
+        "personal_access_token.revoked",
+        "profile.updated",
+        "push_device.registered",
+        "push_device.removed",
+        "session.logged_out",
+    ]
+    assert all(row["actor_id"] == user_id and row["request_id"] for row in trail)
+    assert next(r for r in trail if r["action"] == "profile.updated")["details"] == {"fields": ["display_name"]}
+    text = str(trail)
+    assert pat["token"] not in text and "push-secret-0123456789" not in text

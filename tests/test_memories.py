@@ -84,14 +84,69 @@ def test_a_stale_version_is_409_with_the_current_version_and_changes_nothing(api
     assert stale.status == 409
     assert stale.header("content-type") == "application/problem+json"
     assert stale.json["current_version"] == 2
-    unversioned = api.put(memory_path(workspace, "builder", "framework"), {"content": "v3", "type": "project"})
-    assert unversioned.status == 409 and unversioned.json["current_version"] == 2
+    stale_header = api.put(
+        memory_path(workspace, "builder", "framework"), {"content": "v3", "type": "project"}, headers={"If-Match": "1"}
+    )
+    assert stale_header.status == 409 and stale_header.json["current_version"] == 2
     by_header = api.put(
         memory_path(workspace, "builder", "framework"), {"content": "v3", "type": "project"}, headers={"If-Match": "2"}
     )
     assert by_header.status == 200 and by_header.json["data"]["version"] == 3
     [memory] = api.get(f"/api/v1/workspaces/{workspace['id']}/agents/builder/memories").json["data"]
     assert (memory["content"], memory["version"]) == ("v3", 3)
+
+
+def test_an_upsert_without_a_version_replaces_the_stored_memory(api, user, workspace, agents):
+    remember(api, workspace, "builder", "framework", "v1")
+    remember(api, workspace, "builder", "framework", "v2", version=1)
+    unversioned = api.put(memory_path(workspace, "builder", "framework"), {"content": "v3", "type": "reference"})
+    assert unversioned.status == 200, unversioned.body
+    assert (unversioned.json["data"]["content"], unversioned.json["data"]["version"]) == ("v3", 3)
+    [memory] = api.get(f"/api/v1/workspaces/{workspace['id']}/agents/builder/memories").json["data"]
+    assert (memory["content"], memory["type"], memory["version"]) == ("v3", "reference", 3)
+    # Version 0 still means "create only".
+    create_only = api.put(
+        memory_path(workspace, "builder", "framework"), {"content": "v4", "type": "project", "version": 0}
+    )
+    assert create_only.status == 409 and create_only.json["current_version"] == 3
+    assert audit_actions(workspace).count("memory.updated") == 2
+
+
+def test_concurrent_unversioned_upserts_are_applied_one_after_another(api, user, workspace, agents):
+    remember(api, workspace, "builder", "plan", "original")
+    writers = 8
+    answers: dict[int, Any] = {}
+    start = threading.Barrier(writers)
+
+    def write(n: int) -> None:
+        start.wait()
+        answers[n] = api.put(
+            memory_path(workspace, "builder", "plan"),
+            {"content": f"writer {n}", "type": "project", "shared": n % 2 == 0, "expires_days": n + 1},
+        )
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [answers[n].status for n in range(writers)] == [200] * writers, [a.body for a in answers.values()]
+    # Each writer replaced the version before it: versions 2..9, one each, none lost.
+    versions = sorted(a.json["data"]["version"] for a in answers.values())
+    assert versions == list(range(2, writers + 2))
+    last = next(a.json["data"] for a in answers.values() if a.json["data"]["version"] == writers + 1)
+    [memory] = api.get(f"/api/v1/workspaces/{workspace['id']}/agents/builder/memories").json["data"]
+    assert memory["version"] == writers + 1
+    # Nothing torn: the stored memory is exactly the last writer's, and its indexes agree with it.
+    writer = int(last["content"].split()[-1])
+    assert (memory["content"], memory["shared"], memory["expires_days"]) == (
+        last["content"],
+        writer % 2 == 0,
+        writer + 1,
+    )
+    shared = api.get(f"/api/v1/workspaces/{workspace['id']}/memories/shared").json["data"]
+    assert [m["key"] for m in shared] == (["plan"] if writer % 2 == 0 else [])
+    assert audit_actions(workspace).count("memory.updated") == writers
 
 
 def test_updating_a_memory_that_does_not_exist_is_409_with_version_0(api, user, workspace, agents):
@@ -128,7 +183,24 @@ def test_concurrent_upserts_with_one_version_have_exactly_one_winner(api, user, 
     assert audit_actions(workspace).count("memory.updated") == 1
 
 
-def test_concurrent_first_writes_create_one_memory(api, user, workspace, agents):
+def test_concurrent_create_only_writes_create_one_memory(api, user, workspace, agents):
+    answers: list[Any] = []
+
+    def write(n: int) -> None:
+        body = {"content": f"w{n}", "type": "identity", "version": 0}
+        answers.append(api.put(memory_path(workspace, "builder", "fresh"), body))
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(a.status for a in answers) == [201] + [409] * 5
+    listed = api.get(f"/api/v1/workspaces/{workspace['id']}/agents/builder/memories").json["data"]
+    assert len(listed) == 1 and listed[0]["version"] == 1
+
+
+def test_concurrent_unversioned_first_writes_create_one_memory_then_replace_it(api, user, workspace, agents):
     answers: list[Any] = []
 
     def write(n: int) -> None:
@@ -139,9 +211,10 @@ def test_concurrent_first_writes_create_one_memory(api, user, workspace, agents)
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(a.status for a in answers) == [201] + [409] * 5
+    assert sorted(a.status for a in answers) == [200] * 5 + [201]
+    assert len({a.json["data"]["id"] for a in answers}) == 1
     listed = api.get(f"/api/v1/workspaces/{workspace['id']}/agents/builder/memories").json["data"]
-    assert len(listed) == 1 and listed[0]["version"] == 1
+    assert len(listed) == 1 and listed[0]["version"] == 6
 
 
 def test_bad_input_is_a_problem_and_writes_nothing(api, user, workspace, agents):

@@ -230,6 +230,38 @@ def test_claim_can_be_limited_to_task_types(api, user, workspace):
     assert [j["id"] for j in jobs] == [lint["id"]]
 
 
+def test_orkosi_claim_with_a_singular_task_type_claims_only_that_type(api, user, workspace):
+    api.token = user["token"]
+    submit(api, workspace, task_type="build")
+    lint = submit(api, workspace, task_type="lint")
+    test = submit(api, workspace, task_type="test")
+    assert [j["id"] for j in claim(api, workspace, "w", batch_size=5, task_type="lint")] == [lint["id"]]
+    both = claim(api, workspace, "w", batch_size=5, task_type="test", task_types=["lint"])
+    assert [j["id"] for j in both] == [test["id"]]
+    assert stats(api, workspace)["pending"] == 1
+
+
+def test_named_queues_hold_their_own_jobs(api, user, workspace):
+    api.token = user["token"]
+    default = submit(api, workspace)
+    assert default["queue_name"] == "default"
+    # Orkosi's submit and claim bodies, queue_name included.
+    body = {"task_type": "scan", "payload": {"repo": "acme/api"}, "priority": 7, "max_attempts": 2,
+            "timeout_seconds": 60, "idempotency_key": "scan-1"}  # fmt: skip
+    nightly = api.post(queue_path(workspace, "/jobs"), {**body, "queue_name": "nightly"})
+    assert nightly.status == 201, nightly.body
+    assert nightly.json["data"]["queue_name"] == "nightly"
+    assert claim(api, workspace, "w", batch_size=5, queue_name="other") == []
+    from_nightly = claim(api, workspace, "w", batch_size=5, queue_name="nightly", task_type="scan")
+    assert [j["id"] for j in from_nightly] == [nightly.json["data"]["id"]]
+    assert [j["id"] for j in claim(api, workspace, "w", batch_size=5)] == [default["id"]]
+    # The same idempotency key for the same job in another queue is another job: refused.
+    assert api.post(queue_path(workspace, "/jobs"), body).status == 422
+    assert api.post(queue_path(workspace, "/jobs"), {**body, "queue_name": "nightly"}).status == 200
+    bad = api.post(queue_path(workspace, "/claim"), {"worker_id": "w", "queue_name": "has#hash"})
+    assert bad.status == 422
+
+
 def test_delayed_job_is_not_claimable_before_it_is_due(api, user, workspace, clock):
     api.token = user["token"]
     job = submit(api, workspace, delay_seconds=30)

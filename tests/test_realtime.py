@@ -595,6 +595,77 @@ def test_disconnecting_removes_the_connection_and_its_subscriptions(api, user, w
     assert subscribers(workspace, "workspace") == []
 
 
+# ---------------------------------------------------------------- access at push time
+
+
+def messages_until_silent(socket: Socket) -> list[dict[str, Any]]:
+    got = []
+    while True:
+        try:
+            got.append(socket.recv(timeout=0.5))
+        except TimeoutError:
+            return got
+
+
+def test_a_member_removed_after_subscribing_gets_no_more_pushes(api, user, workspace, sockets, fanout):
+    run = started_run(api, workspace, user["token"])
+    member = add_member(api, workspace, user)
+    removed_socket, owner_socket = sockets(member["token"]), sockets(user["token"])
+    for channel in (f"runs/{run['id']}", "workspace", "notifications"):
+        assert removed_socket.subscribe(workspace["id"], channel)["type"] == "subscribed"
+    owner_socket.subscribe(workspace["id"], f"runs/{run['id']}")
+    fanout.poll()
+    gone = api.delete(f"/api/v1/workspaces/{workspace['id']}/members/{member['user']['id']}", token=user["token"])
+    assert gone.status == 204, gone.body
+
+    append(api, workspace, run, user["token"], "after the removal")
+    fanout.poll()
+    assert [p["data"]["data"]["line"] for p in owner_socket.recv_all(1)] == ["after the removal"]
+    told = messages_until_silent(removed_socket)
+    assert told and all(m.get("type") == "unsubscribed" for m in told)  # told, and nothing pushed
+    assert {m["channel"] for m in told} <= {f"runs/{run['id']}", "workspace"}
+    assert removed_socket.connection_id not in subscribers(workspace, f"runs/{run['id']}")
+    assert removed_socket.connection_id not in subscribers(workspace, "workspace")
+    assert subscribers(workspace, f"runs/{run['id']}") == [owner_socket.connection_id]
+
+
+def test_a_token_revoked_after_subscribing_gets_no_more_pushes(api, user, workspace, sockets, fanout):
+    run = started_run(api, workspace, user["token"])
+    member = add_member(api, workspace, user)
+    socket = sockets(member["token"])
+    socket.subscribe(workspace["id"], f"runs/{run['id']}")
+    socket.subscribe(workspace["id"], "notifications")
+    fanout.poll()
+    assert api.post("/api/v1/auth/logout", {}, token=member["token"]).status in (200, 204)
+
+    append(api, workspace, run, user["token"], "not for a revoked token")
+    api.post(
+        f"/api/v1/workspaces/{workspace['id']}/notifications",
+        {"title": "Not for a revoked token", "user_id": member["user"]["id"]},
+        token=user["token"],
+    )
+    fanout.poll()
+    told = messages_until_silent(socket)
+    assert [m.get("type") for m in told] == ["unsubscribed"]  # nothing pushed; the first refusal ends it all
+    assert connection_records(socket.connection_id) == []
+    assert subscribers(workspace, f"runs/{run['id']}") == []
+
+
+def test_the_access_check_is_made_once_per_connection_per_batch(api, user, workspace, sockets, fanout, monkeypatch):
+    run = started_run(api, workspace, user["token"])
+    socket = sockets(user["token"])
+    socket.subscribe(workspace["id"], f"runs/{run['id']}")
+    fanout.poll()
+    checks: list[str] = []
+    check = realtime._push_refusal
+    monkeypatch.setattr(realtime, "_push_refusal", lambda cid, ws, scope: checks.append(cid) or check(cid, ws, scope))
+    for line in ("one", "two", "three"):
+        append(api, workspace, run, user["token"], line)
+    assert fanout.poll() == 3  # three stored batches, one batch of stream records
+    assert [p["data"]["data"]["line"] for p in socket.recv_all(3)] == ["one", "two", "three"]
+    assert checks == [socket.connection_id]
+
+
 # ---------------------------------------------------------------- notifications
 
 
@@ -635,6 +706,48 @@ def test_a_notification_to_every_member_reaches_each_of_them(api, user, workspac
     fanout.poll()
     assert owner_socket.recv()["data"]["title"] == "Deploy at noon"
     assert member_socket.recv()["data"]["title"] == "Deploy at noon"
+
+
+def notify_self(api: Client, ws: dict[str, Any], token: str, title: str) -> str:
+    sent = api.post(f"/api/v1/workspaces/{ws['id']}/notifications", {"title": title}, token=token)
+    assert sent.status == 201, sent.body
+    return str(sent.json["data"]["id"])
+
+
+def test_notifications_since_replays_the_later_ones_then_live_ones_each_once(api, user, workspace, sockets, fanout):
+    first, second, third = (notify_self(api, workspace, user["token"], t) for t in ("one", "two", "three"))
+    socket = sockets(user["token"])
+    subscribed = socket.subscribe(workspace["id"], "notifications", since=first)
+    assert subscribed["since"] == first
+    replayed = socket.recv_all(3)
+    assert [(m.get("id"), m["data"]["title"]) for m in replayed[:2]] == [(second, "two"), (third, "three")]
+    assert replayed[2] == {
+        "type": "replayed", "channel": "notifications", "workspace_id": workspace["id"], "through": third,
+        "complete": True,
+    }  # fmt: skip
+    fourth = notify_self(api, workspace, user["token"], "four")
+    fanout.poll()  # the stream carries all four: only the one not replayed goes out
+    assert [m["id"] for m in socket.recv_all(1)] == [fourth]
+    assert socket.silent()
+
+
+def test_notifications_without_since_start_after_the_newest_one(api, user, workspace, sockets, fanout):
+    newest = notify_self(api, workspace, user["token"], "before subscribing")
+    socket = sockets(user["token"])
+    assert socket.subscribe(workspace["id"], "notifications")["since"] == newest
+    later = notify_self(api, workspace, user["token"], "after subscribing")
+    fanout.poll()
+    assert [m["id"] for m in socket.recv_all(1)] == [later]
+    assert socket.silent()
+
+
+def test_since_must_match_the_channels_ids(api, user, workspace, sockets):
+    run = started_run(api, workspace, user["token"])
+    socket = sockets(user["token"])
+    assert socket.subscribe(workspace["id"], "notifications", since=3)["status"] == 400
+    assert socket.subscribe(workspace["id"], f"runs/{run['id']}", since="ntf_" + "0" * 26)["status"] == 400
+    assert socket.subscribe(workspace["id"], "notifications", since="ntf_nope")["status"] == 422
+    assert subscribers(workspace, "notifications/" + user["user"]["id"]) == []
 
 
 # ---------------------------------------------------------------- the whole local stack

@@ -598,7 +598,6 @@ def test_notification_stream_resumes_after_the_last_event_id(api, user, workspac
     api.token = user["token"]
     base = f"/api/v1/workspaces/{workspace['id']}/notifications"
     first = api.post(base, {"title": "Build is green", "type": "success"}).json["data"]
-    time.sleep(1.1)  # a notification streams once it is a second old
     response = api.get(f"{base}/stream", headers={"Last-Event-ID": "ntf_" + "0" * 26})
     assert response.status == 200 and response.header("content-type").startswith("text/event-stream")
     blocks = [b for b in parse_sse(response.body) if "event" in b]
@@ -612,3 +611,30 @@ def test_notification_stream_resumes_after_the_last_event_id(api, user, workspac
     assert api.get(f"{base}/stream", headers={"Last-Event-ID": "garbage"}).status == 400
     stranger = register_and_login(api)
     assert api.get(f"{base}/stream", token=stranger["token"]).status == 404
+
+
+def test_a_notification_written_after_a_newer_one_was_streamed_is_still_streamed(api, user, workspace, monkeypatch):
+    """A notification's id is minted before it is written: one minted first may land after a newer
+    one was already streamed, however late. Resuming after the newer one still delivers it, once."""
+    from agentplane.ids import new_id
+    from agentplane.logic import notifications
+
+    api.token = user["token"]
+    base = f"/api/v1/workspaces/{workspace['id']}/notifications"
+    minted_early = new_id("ntf")
+    newer = api.post(base, {"title": "Newer"}).json["data"]
+    streamed = api.get(f"{base}/stream", headers={"Last-Event-ID": minted_early})
+    assert [b["id"] for b in parse_sse(streamed.body) if "event" in b] == [newer["id"]]
+
+    ids = iter([minted_early])
+    monkeypatch.setattr(notifications, "new_id", lambda prefix: next(ids, None) or new_id(prefix))
+    notifications.notify(None, workspace["id"], [user["user"]["id"]], "info", "Written late")
+
+    resumed = api.get(f"{base}/stream", headers={"Last-Event-ID": newer["id"]})
+    late = [b for b in parse_sse(resumed.body) if "event" in b]
+    assert len(late) == 1 and '"title":"Written late"' in late[0]["data"]
+    assert late[0]["id"] > newer["id"]
+    again = api.get(f"{base}/stream", headers={"Last-Event-ID": late[0]["id"]})
+    assert [b for b in parse_sse(again.body) if "event" in b] == []
+    titles = [n["title"] for n in api.get(base).json["data"]]
+    assert sorted(titles) == ["Newer", "Written late"]  # written once

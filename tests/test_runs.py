@@ -11,6 +11,7 @@ import boto3
 import pytest
 
 from agentplane import keys
+from agentplane.logic import runs as run_logic
 from agentplane.settings import get_settings
 from agentplane.store import Update, get_store
 from tests.conftest import Client, register_and_login
@@ -64,6 +65,26 @@ def running_run(api: Client, ws: dict[str, Any], **fields: Any) -> dict[str, Any
     claimed = act(api, ws, run, "claim", {"worker_id": "w1"})
     assert claimed.status == 200, claimed.body
     return run
+
+
+def stored_run(ws: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    return get_store().get(keys.run_key(ws["id"], run["id"])) or {}
+
+
+def running_executions() -> list[str]:
+    machine = get_settings().run_state_machine_arn
+    listed = boto3.client("stepfunctions").list_executions(stateMachineArn=machine, statusFilter="RUNNING")
+    return [e["name"] for e in listed["executions"]]
+
+
+def device_token(api: Client, user: dict[str, Any], *abilities: str) -> str:
+    issued = api.post(
+        "/api/v1/auth/token",
+        {"email": user["email"], "password": user["password"], "name": "phone", "abilities": list(abilities)},
+        token="",
+    )
+    assert issued.status == 201, issued.body
+    return str(issued.json["data"]["token"])
 
 
 def test_draft_carries_status_timestamps_and_allowed_actions(api, user, workspace):
@@ -166,10 +187,79 @@ def test_cancel_mid_run_reaches_the_agent_and_ends_the_execution(api, user, work
     cancelled = act(api, workspace, run, "cancel")
     assert cancelled.status == 200 and cancelled.json["data"]["status"] == "cancelled"
     assert act(api, workspace, run, "heartbeat", {"worker_id": "w1"}).json["data"]["desired_state"] == "cancel"
-    assert wait_for(lambda: execution_status(workspace, run) in ("SUCCEEDED", "ABORTED"))
+    # The execution ends at once, through its final bookkeeping, not when a timer runs out.
+    assert wait_for(lambda: execution_status(workspace, run) == "SUCCEEDED", timeout=15)
+    assert stored_run(workspace, run).get("finalized_at")
+    assert running_executions() == []
     again = act(api, workspace, run, "cancel")
     assert again.status == 409
     assert again.json["current_status"] == "cancelled"
+
+
+def test_cancelling_a_queued_run_ends_its_execution_at_once(api, user, workspace):
+    api.token = user["token"]
+    run = new_run(api, workspace, queue_timeout_seconds=3600)
+    assert act(api, workspace, run, "start").status == 200
+    wait_for(lambda: stored_run(workspace, run).get("task_phase") == "claim")
+    assert act(api, workspace, run, "cancel").json["data"]["status"] == "cancelled"
+    assert wait_for(lambda: execution_status(workspace, run) == "SUCCEEDED", timeout=15)
+    assert running_executions() == []
+
+
+def test_cancel_releases_the_wait_the_execution_is_in_after_the_cancel_is_written(api, user, workspace, monkeypatch):
+    """The execution moves from the claim wait to the work wait between the cancel's read of the
+    run and its write: the cancel must end the work wait, not the claim wait it first saw."""
+    api.token = user["token"]
+    work_wait_entered, work_wait_may_record, work_wait_recorded = (threading.Event() for _ in range(3))
+    record_wait, load = run_logic.record_wait, run_logic._load
+
+    def delayed_record_wait(ws: str, run_id: str, phase: str, token: str) -> dict[str, Any]:
+        if phase != "work":
+            return record_wait(ws, run_id, phase, token)
+        work_wait_entered.set()
+        work_wait_may_record.wait(20)
+        try:
+            return record_wait(ws, run_id, phase, token)
+        finally:
+            work_wait_recorded.set()
+
+    monkeypatch.setattr(run_logic, "record_wait", delayed_record_wait)
+    run = running_run(api, workspace)
+    assert work_wait_entered.wait(20)
+    assert stored_run(workspace, run).get("task_phase") == "claim"
+
+    def load_then_let_the_execution_move_on(ws: str, run_id: str) -> dict[str, Any]:
+        item = load(ws, run_id)
+        if not work_wait_may_record.is_set():
+            work_wait_may_record.set()
+            assert work_wait_recorded.wait(20)
+        return item
+
+    monkeypatch.setattr(run_logic, "_load", load_then_let_the_execution_move_on)
+    cancelled = act(api, workspace, run, "cancel")
+    assert cancelled.status == 200 and cancelled.json["data"]["status"] == "cancelled"
+    assert wait_for(lambda: execution_status(workspace, run) == "SUCCEEDED", timeout=15)
+    assert running_executions() == []
+
+
+def test_executions_still_waiting_end_with_the_emulation(api, user, workspace, monkeypatch):
+    from devstack import stepfunctions
+
+    api.token = user["token"]
+    run = new_run(api, workspace, queue_timeout_seconds=3600)
+    act(api, workspace, run, "start")
+    wait_for(lambda: stored_run(workspace, run).get("task_phase") == "claim")
+    later_calls: list[str] = []
+    monkeypatch.setattr(run_logic, "finalize_run", lambda ws, run_id: later_calls.append(run_id) or {})
+    monkeypatch.setattr(run_logic, "expire_wait", lambda ws, run_id, phase: later_calls.append(run_id) or {})
+
+    started = time.monotonic()
+    ended = stepfunctions.end_running_executions()
+    assert time.monotonic() - started < 3
+    assert [arn.rsplit(":", 1)[1] for arn in ended] == [run["id"]]
+    assert execution_status(workspace, run) != "RUNNING"
+    time.sleep(0.5)
+    assert later_calls == []  # the aborted execution runs none of its remaining states
 
 
 def test_illegal_transitions_are_409_with_current_status(api, user, workspace):
@@ -196,7 +286,13 @@ def test_retry_of_a_failed_run_creates_a_linked_run_once(api, user, workspace):
     assert new["branch"] != failed["branch"] and new["prompt"] == failed["prompt"]
     assert status_of(api, workspace, run)["retried_by"] == new["id"]
     assert act(api, workspace, run, "retry").status == 409
-    act(api, workspace, new, "cancel")
+    # The new run has its own execution, waiting for an agent to claim it.
+    assert wait_for(lambda: execution_status(workspace, new) == "RUNNING")
+    assert wait_for(lambda: stored_run(workspace, new).get("task_phase") == "claim")
+    assert act(api, workspace, new, "claim", {"worker_id": "w2"}).status == 200
+    assert wait_for(lambda: stored_run(workspace, new).get("task_phase") == "work")
+    assert act(api, workspace, new, "complete", {"worker_id": "w2"}).json["data"]["status"] == "completed"
+    assert wait_for(lambda: execution_status(workspace, new) == "SUCCEEDED", timeout=15)
 
 
 def test_gated_run_waits_for_approval_then_commit_and_push_are_gated(api, user, workspace):
@@ -255,6 +351,159 @@ def test_device_token_without_git_commit_ability_gets_403_naming_it(api, user, w
     assert refused.status == 403
     assert "git:commit" in refused.json["detail"]
     assert get_store().get(keys.run_key(workspace["id"], run["id"])).get("committed_at") is None
+
+
+def test_device_token_without_git_push_ability_gets_403_naming_it(api, user, workspace):
+    api.token = user["token"]
+    get_store().update(keys.workspace_key(workspace["id"]), Update(set={"auto_push": True}))
+    run = running_run(api, workspace)
+    act(api, workspace, run, "complete", {"worker_id": "w1"})
+    act(api, workspace, run, "approve")
+    token = device_token(api, user, "runs:read", "runs:start", "runs:control", "git:commit")
+    assert api.post(f"{runs_path(workspace)}/{run['id']}/commit", token=token).status == 200
+    refused = api.post(f"{runs_path(workspace)}/{run['id']}/push", token=token)
+    assert refused.status == 403
+    assert "git:push" in refused.json["detail"]
+    assert stored_run(workspace, run).get("pushed_at") is None
+    # The same push with the ability goes through: the ability was the only thing missing.
+    assert api.post(f"{runs_path(workspace)}/{run['id']}/push").status == 200
+
+
+@pytest.mark.parametrize("answer_lands", ["before the wait is recorded", "while the wait is recorded"])
+def test_an_agent_finishing_while_the_work_wait_is_set_up_moves_the_execution_on(
+    api, user, workspace, monkeypatch, answer_lands
+):
+    """The agent's `complete` can beat the execution to recording its work wait (or land while it
+    does): the execution must still go on at once, not after the heartbeat timeout."""
+    api.token = user["token"]
+    entered, release = threading.Event(), threading.Event()
+    record_wait = run_logic.record_wait
+
+    def slow_record_wait(ws: str, run_id: str, phase: str, token: str) -> dict[str, Any]:
+        if phase != "work":
+            return record_wait(ws, run_id, phase, token)
+        if answer_lands == "before the wait is recorded":
+            entered.set()
+            release.wait(20)
+            return record_wait(ws, run_id, phase, token)
+        recorded = record_wait(ws, run_id, phase, token)
+        entered.set()
+        release.wait(20)
+        return recorded
+
+    monkeypatch.setattr(run_logic, "record_wait", slow_record_wait)
+    run = running_run(api, workspace, heartbeat_timeout_seconds=300)
+    assert entered.wait(20)
+    done = act(api, workspace, run, "complete", {"worker_id": "w1", "summary": "done"})
+    assert done.status == 200 and done.json["data"]["status"] == "completed"
+    release.set()
+    assert wait_for(lambda: execution_status(workspace, run) == "SUCCEEDED", timeout=15)
+    assert stored_run(workspace, run).get("finalized_at")
+
+
+def test_a_gated_run_completed_as_its_heartbeat_runs_out_still_waits_for_approval(api, user, workspace, monkeypatch):
+    """The heartbeat timeout fires, and the agent's `complete` lands before the execution marks the
+    run stalled: the run waits for approval, and the execution with it."""
+    api.token = user["token"]
+    expire_wait = run_logic.expire_wait
+    run: dict[str, Any] = {}
+    completed: list[int] = []
+
+    def complete_first(ws: str, run_id: str, phase: str) -> dict[str, Any]:
+        if phase == "work" and not completed:
+            completed.append(act(api, workspace, run, "complete", {"worker_id": "w1"}).status)
+        return expire_wait(ws, run_id, phase)
+
+    monkeypatch.setattr(run_logic, "expire_wait", complete_first)
+    run.update(running_run(api, workspace, requires_approval=True, heartbeat_timeout_seconds=5))
+    assert wait_for(lambda: stored_run(workspace, run).get("task_phase") == "approval", timeout=30)
+    assert completed == [200]
+    waiting = status_of(api, workspace, run)
+    assert waiting["status"] == "awaiting_approval" and waiting["failure_reason"] is None
+    assert execution_status(workspace, run) == "RUNNING"
+    assert "finalized_at" not in stored_run(workspace, run)
+
+    assert act(api, workspace, run, "approve").json["data"]["status"] == "completed"
+    assert wait_for(lambda: execution_status(workspace, run) == "SUCCEEDED", timeout=15)
+    assert stored_run(workspace, run).get("finalized_at")
+    finished = api.get(f"/api/v1/workspaces/{workspace['id']}/notifications?type=finished").json["data"]
+    assert [n["data"]["status"] for n in finished] == ["completed"]
+
+
+def test_final_bookkeeping_leaves_a_run_that_is_still_going_alone(api, user, workspace):
+    api.token = user["token"]
+    run = running_run(api, workspace)
+    wait_for(lambda: stored_run(workspace, run).get("task_phase") == "work")
+    assert run_logic.finalize_run(workspace["id"], run["id"])["finalized"] is False
+    item = stored_run(workspace, run)
+    assert "finalized_at" not in item and item["task_phase"] == "work" and item["task_token"]
+    act(api, workspace, run, "complete", {"worker_id": "w1"})
+    assert wait_for(lambda: stored_run(workspace, run).get("finalized_at"), timeout=15)
+
+
+def test_runs_fired_by_a_schedule_show_and_filter_by_it(api, user, workspace):
+    api.token = user["token"]
+    schedule = api.post(
+        f"/api/v1/workspaces/{workspace['id']}/schedules",
+        {"name": "Nightly", "expression": "rate(1 day)",
+         "target": {"type": "run", "title": "Nightly audit", "prompt": "Audit", "agent": "auditor"}},
+    )  # fmt: skip
+    assert schedule.status == 201, schedule.body
+    schedule_id = schedule.json["data"]["id"]
+    fired = api.post(f"/api/v1/workspaces/{workspace['id']}/schedules/{schedule_id}/run").json["data"]["run"]
+    by_hand = new_run(api, workspace)
+    assert by_hand["schedule_id"] is None
+    assert status_of(api, workspace, fired)["schedule_id"] == schedule_id
+    listed = api.get(f"{runs_path(workspace)}?schedule_id={schedule_id}")
+    assert listed.status == 200, listed.body
+    assert [r["id"] for r in listed.json["data"]] == [fired["id"]]
+    assert api.get(f"{runs_path(workspace)}?schedule_id=sch_other").json["data"] == []
+    assert {r["id"] for r in api.get(runs_path(workspace)).json["data"]} == {fired["id"], by_hand["id"]}
+
+
+def test_maintenance_runs_at_the_active_run_cap_are_429_and_write_nothing(api, user, workspace, monkeypatch):
+    monkeypatch.setenv("MAX_ACTIVE_RUNS", "1")
+    get_settings.cache_clear()
+    api.token = user["token"]
+    project = api.post(f"/api/v1/workspaces/{workspace['id']}/projects", {"name": "Repo"}).json["data"]
+    project_path = f"/api/v1/workspaces/{workspace['id']}/projects/{project['id']}"
+    busy = new_run(api, workspace)
+    assert act(api, workspace, busy, "start").status == 200
+    for action in ("clone", "pull", "index"):
+        refused = api.post(f"{project_path}/{action}")
+        assert refused.status == 429, refused.body
+        assert refused.header("retry-after")
+    assert [r["id"] for r in api.get(runs_path(workspace)).json["data"]] == [busy["id"]]
+    changelog = api.get(f"{project_path}/changelog").json["data"]
+    assert "maintenance.requested" not in [entry["event"] for entry in changelog]
+    act(api, workspace, busy, "cancel")  # frees the slot: the same request now goes through
+    queued = api.post(f"{project_path}/clone")
+    assert queued.status == 202 and queued.json["data"]["status"] == "queued"
+    assert wait_for(lambda: execution_status(workspace, queued.json["data"]) == "RUNNING")
+    act(api, workspace, queued.json["data"], "cancel")
+    get_settings.cache_clear()
+
+
+def test_maintenance_runs_count_against_the_start_limit(api, user, workspace):
+    api.token = user["token"]
+    project = api.post(f"/api/v1/workspaces/{workspace['id']}/projects", {"name": "Repo"}).json["data"]
+    project_path = f"/api/v1/workspaces/{workspace['id']}/projects/{project['id']}"
+    started = []
+    for _ in range(3):
+        run = new_run(api, workspace)
+        assert act(api, workspace, run, "start").status == 200
+        started.append(run)
+    for action in ("clone", "pull", "index"):
+        response = api.post(f"{project_path}/{action}")
+        assert response.status == 202, response.body
+        started.append(response.json["data"])
+    refused = api.post(f"{project_path}/clone")
+    assert refused.status == 429 and int(refused.header("retry-after")) > 0
+    assert len(api.get(runs_path(workspace)).json["data"]) == 6
+    late = new_run(api, workspace)
+    assert act(api, workspace, late, "start").status == 429
+    for run in started:
+        act(api, workspace, run, "cancel")
 
 
 def test_seventh_start_in_a_minute_is_429_with_retry_after(api, user, workspace):

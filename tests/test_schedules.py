@@ -45,6 +45,13 @@ def aws_schedule_names() -> list[str]:
     return [s["Name"] for s in scheduler().list_schedules()["Schedules"]]
 
 
+def audit_rows(ws: dict) -> list[dict]:
+    from agentplane import keys
+    from agentplane.store import get_store
+
+    return get_store().query(keys.audit_pk(ws["id"]), limit=500).items
+
+
 def jobs(api, ws: dict) -> list[dict]:
     response = api.get(f"/api/v1/workspaces/{ws['id']}/queue/jobs")
     assert response.status == 200, response.body
@@ -70,7 +77,9 @@ def test_created_schedule_exists_in_eventbridge_scheduler_targeting_the_fired_fu
     schedule = create(api, workspace, expression="cron(0 9 ? * MON-FRI *)", timezone="Europe/Paris")
     assert schedule["id"].startswith("sch_")
     assert (schedule["enabled"], schedule["version"], schedule["fire_count"]) == (True, 1, 0)
-    assert schedule["target"] == {**QUEUE_TARGET, "priority": 8, "max_attempts": 3, "timeout_seconds": 300}
+    assert schedule["target"] == {
+        **QUEUE_TARGET, "queue_name": "default", "priority": 8, "max_attempts": 3, "timeout_seconds": 300
+    }  # fmt: skip
     remote = aws_schedule(schedule["id"])
     assert remote["ScheduleExpression"] == "cron(0 9 ? * MON-FRI *)"
     assert remote["ScheduleExpressionTimezone"] == "Europe/Paris"
@@ -215,6 +224,50 @@ def test_scheduler_refusing_an_update_leaves_the_schedule_as_it_was(api, user, w
     monkeypatch.undo()
     assert api.get(path).json["data"] == schedule
     assert aws_schedule(schedule["id"])["ScheduleExpression"] == "rate(5 minutes)"
+    # The audit trail does not claim the change stuck: the update is followed by its reversal.
+    rows = [r for r in audit_rows(workspace) if r["target_id"] == schedule["id"]]
+    assert [r["action"] for r in rows] == ["schedule.created", "schedule.updated", "schedule.update_reverted"]
+    assert rows[-1]["details"]["fields"] == ["expression"]
+    assert rows[-1]["details"]["version"] == 2
+
+
+def test_concurrent_patches_leave_scheduler_with_the_stored_definition(api, user, workspace, monkeypatch):
+    import threading
+
+    from agentplane.logic import schedules
+
+    api.token = user["token"]
+    schedule = create(api, workspace)
+    path = schedules_path(workspace, f"/{schedule['id']}")
+    real = schedules._scheduler()
+    first_push_waiting, let_it_go = threading.Event(), threading.Event()
+
+    class Slow:
+        """The first update's push reaches Scheduler only after the second update is done."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def update_schedule(self, **definition: Any) -> Any:
+            if definition["ScheduleExpression"] == "rate(10 minutes)" and not let_it_go.is_set():
+                first_push_waiting.set()
+                let_it_go.wait(10)
+            return real.update_schedule(**definition)
+
+    monkeypatch.setattr(schedules, "_scheduler", lambda: Slow())
+    answers: list[Any] = []
+    first = threading.Thread(target=lambda: answers.append(api.patch(path, {"expression": "rate(10 minutes)"})))
+    first.start()
+    assert first_push_waiting.wait(10)
+    second = api.patch(path, {"expression": "rate(2 hours)", "timezone": "Asia/Tokyo"})
+    assert second.status == 200, second.body
+    let_it_go.set()
+    first.join()
+    assert answers[0].status == 200, answers[0].body
+    stored = api.get(path).json["data"]
+    assert (stored["expression"], stored["timezone"], stored["version"]) == ("rate(2 hours)", "Asia/Tokyo", 3)
+    remote = aws_schedule(schedule["id"])
+    assert (remote["ScheduleExpression"], remote["ScheduleExpressionTimezone"]) == ("rate(2 hours)", "Asia/Tokyo")
 
 
 # ------------------------------------------------------------------------------------ delete
@@ -338,6 +391,149 @@ def test_firing_of_a_schedule_whose_item_is_gone_deletes_it_from_scheduler(api, 
     result = lambdas.invoke("ScheduleFiredFunction", {"workspace_id": workspace["id"], "schedule_id": "sch_orphan"})
     assert result["fired"] is False
     assert aws_schedule_names() == []
+
+
+def fire(lambdas, ws: dict, schedule: dict, at: str = "2030-01-01T09:00:00Z") -> dict:
+    return lambdas.invoke(
+        "ScheduleFiredFunction", {"workspace_id": ws["id"], "schedule_id": schedule["id"], "scheduled_time": at}
+    )
+
+
+def assert_retired(api, ws: dict, schedule: dict, reason: str) -> None:
+    """The schedule made nothing, is disabled with the reason, and is gone from Scheduler."""
+    from agentplane import keys
+    from agentplane.store import get_store
+
+    item = get_store().get(keys.schedule_key(ws["id"], schedule["id"]))
+    assert item is not None
+    assert item["enabled"] is False
+    assert reason in item["last_error"]
+    assert item.get("fire_count", 0) == 0
+    assert aws_schedule_names() == []
+    disabled = [r for r in audit_rows(ws) if r["action"] == "schedule.disabled"]
+    assert [r["target_id"] for r in disabled] == [schedule["id"]]
+    assert reason in disabled[0]["details"]["reason"]
+
+
+@pytest.mark.parametrize("target", [QUEUE_TARGET, RUN_TARGET], ids=["queue_job", "run"])
+def test_a_schedule_whose_creator_left_the_workspace_stops_firing(api, user, workspace, lambdas, target):
+    creator = add_member(api, workspace, "member")
+    api.token = creator["token"]
+    schedule = create(api, workspace, target=target)
+    api.token = user["token"]
+    removed = api.delete(f"/api/v1/workspaces/{workspace['id']}/members/{creator['user']['id']}")
+    assert removed.status == 204, removed.body
+    result = fire(lambdas, workspace, schedule)
+    assert result["fired"] is False
+    assert "no longer a member" in result["error"]
+    assert jobs(api, workspace) == []
+    assert api.get(f"/api/v1/workspaces/{workspace['id']}/runs").json["data"] == []
+    assert_retired(api, workspace, schedule, "no longer a member")
+    shown = api.get(schedules_path(workspace, f"/{schedule['id']}")).json["data"]
+    assert shown["enabled"] is False and "no longer a member" in shown["last_error"]
+    # Later deliveries do nothing either.
+    assert fire(lambdas, workspace, schedule, "2030-01-01T09:05:00Z")["fired"] is False
+    assert jobs(api, workspace) == []
+
+
+def test_a_schedule_whose_creator_lost_the_scope_stops_firing(api, user, workspace, lambdas):
+    creator = add_member(api, workspace, "member")
+    api.token = creator["token"]
+    schedule = create(api, workspace)
+    api.token = user["token"]
+    demoted = api.patch(f"/api/v1/workspaces/{workspace['id']}/members/{creator['user']['id']}", {"role": "viewer"})
+    assert demoted.status == 200, demoted.body
+    result = fire(lambdas, workspace, schedule)
+    assert (result["fired"], jobs(api, workspace)) == (False, [])
+    assert "tasks:write" in result["error"]
+    assert_retired(api, workspace, schedule, "tasks:write")
+
+
+def test_a_schedule_created_by_an_agent_key_stops_firing_once_the_key_is_revoked(api, user, workspace, lambdas):
+    api.token = user["token"]
+    issued = api.post(f"/api/v1/workspaces/{workspace['id']}/api-keys", {"name": "scout", "agent": "scout"})
+    assert issued.status == 201, issued.body
+    key = issued.json["data"]
+    api.token = key["key"]
+    schedule = create(api, workspace)
+    assert fire(lambdas, workspace, schedule)["fired"] is True
+    api.token = user["token"]
+    assert api.post(f"/api/v1/workspaces/{workspace['id']}/api-keys/{key['id']}/revoke").status == 200
+    result = fire(lambdas, workspace, schedule, "2030-01-01T09:05:00Z")
+    assert result["fired"] is False
+    assert len(jobs(api, workspace)) == 1
+    assert "agent key" in result["error"]
+
+
+def test_a_schedule_of_a_deleted_workspace_stops_firing_and_leaves_scheduler(api, user, workspace, lambdas):
+    api.token = user["token"]
+    schedule = create(api, workspace)
+    assert aws_schedule_names() == [f"agentplane-dev-{schedule['id']}"]
+    assert api.delete(f"/api/v1/workspaces/{workspace['id']}").status == 204
+    result = fire(lambdas, workspace, schedule)
+    assert result["fired"] is False
+    assert "workspace was deleted" in result["error"]
+    from agentplane import keys
+    from agentplane.store import get_store
+
+    ws = workspace["id"]
+    made = get_store().query(keys.ws_pk(ws), sk_prefix=keys.QUEUE_JOB_PREFIX).items
+    assert made == []
+    assert_retired(api, workspace, schedule, "workspace was deleted")
+
+
+def test_access_lost_while_a_firing_is_prepared_stops_it(api, user, workspace, lambdas, monkeypatch):
+    from agentplane import keys
+    from agentplane.logic import schedules
+    from agentplane.store import get_store
+
+    creator = add_member(api, workspace, "member")
+    api.token = creator["token"]
+    schedule = create(api, workspace)
+    item = get_store().get(keys.schedule_key(workspace["id"], schedule["id"]))
+    assert item is not None
+    allowed = schedules._creator(workspace["id"], item)  # the check passes...
+    api.token = user["token"]
+    assert api.delete(f"/api/v1/workspaces/{workspace['id']}/members/{creator['user']['id']}").status == 204
+    real = schedules._creator
+    calls = iter([allowed])
+    monkeypatch.setattr(schedules, "_creator", lambda ws, it: next(calls, None) or real(ws, it))
+    result = fire(lambdas, workspace, schedule)  # ...and the membership goes before the commit
+    assert result["fired"] is False
+    assert jobs(api, workspace) == []
+    assert_retired(api, workspace, schedule, "no longer a member")
+
+
+def test_a_retired_schedule_enabled_again_is_back_in_scheduler(api, user, workspace, lambdas):
+    creator = add_member(api, workspace, "member")
+    api.token = creator["token"]
+    schedule = create(api, workspace)
+    api.token = user["token"]
+    api.patch(f"/api/v1/workspaces/{workspace['id']}/members/{creator['user']['id']}", {"role": "viewer"})
+    fire(lambdas, workspace, schedule)
+    assert aws_schedule_names() == []
+    api.patch(f"/api/v1/workspaces/{workspace['id']}/members/{creator['user']['id']}", {"role": "member"})
+    enabled = api.patch(schedules_path(workspace, f"/{schedule['id']}"), {"enabled": True})
+    assert enabled.status == 200, enabled.body
+    assert aws_schedule(schedule["id"])["State"] == "ENABLED"
+    assert fire(lambdas, workspace, schedule, "2030-01-01T10:00:00Z")["fired"] is True
+    assert len(jobs(api, workspace)) == 1
+
+
+def test_the_fired_function_sample_event_is_current_and_runs(lambdas):
+    from devstack import events
+
+    function, event = events.scheduled_events()["schedule-fired.json"]
+    assert function.logical_id == "ScheduleFiredFunction"
+    path = events.SCHEDULED_DIR / "schedule-fired.json"
+    assert path.is_file(), f"regenerate with: {events.REGENERATE}"
+    on_disk = json.loads(path.read_text())
+    assert on_disk == event, f"stale; regenerate with: {events.REGENERATE}"
+    assert set(on_disk) == {"workspace_id", "schedule_id", "scheduled_time"}
+    # What `sam local invoke ScheduleFiredFunction -e events/scheduled/schedule-fired.json` does
+    # against a table without that schedule: nothing to fire.
+    result = lambdas.invoke(function, on_disk)
+    assert (result["fired"], result["error"]) == (False, "schedule not found")
 
 
 def test_malformed_firing_event_is_dropped(lambdas):

@@ -55,6 +55,25 @@ def put_item(ws: dict, entity: str, item_id: str, **fields: Any) -> None:
     get_store().put({**key, "entity": entity, "id": item_id, "workspace_id": ws["id"], **fields})
 
 
+def put_thread(ws: dict, thread_id: str, **fields: Any) -> None:
+    """A thread stored where the threads family keeps it (its messages are findable while it lives)."""
+    from agentplane import keys
+    from agentplane.store import get_store
+
+    item = {"entity": "thread", "id": thread_id, "workspace_id": ws["id"], "status": "active", **fields}
+    get_store().put({**keys.thread_key(ws["id"], thread_id), **item})
+
+
+def new_thread(api, ws: dict, title: str, *messages: str) -> dict:
+    threads = f"/api/v1/workspaces/{ws['id']}/threads"
+    created = api.post(threads, {"title": title})
+    assert created.status == 201, created.body
+    for content in messages:
+        posted = api.post(f"{threads}/{created.json['data']['id']}/messages", {"content": content})
+        assert posted.status == 201, posted.body
+    return created.json["data"]
+
+
 # ---------------------------------------------------------------- finding things
 
 
@@ -119,7 +138,7 @@ def test_hits_are_grouped_by_type(api, user, workspace, indexer):
     task = new_task(api, workspace, "Billing webhook retries")
     put_item(workspace, "thread_message", "msg_a", content="the billing webhook failed twice", thread_id="thr_1")
     put_item(workspace, "team_message", "msg_b", content="who owns billing?", channel="general")
-    put_item(workspace, "thread", "thr_1", title="Billing incident")
+    put_thread(workspace, "thr_1", title="Billing incident")
     put_item(workspace, "agent", "agt_1", name="billing-bot", description="Watches billing")
     put_item(workspace, "project", "prj_1", name="billing-service")
     put_item(workspace, "run", "run_1", title="Fix billing webhook", project_id="prj_1", agent="billing-bot")
@@ -157,6 +176,41 @@ def test_a_soft_deleted_task_disappears_from_results(api, user, workspace, index
     assert ids(find(api, workspace, "rotate"), "tasks") == [kept["id"]]
     assert ids(find(api, workspace, "signing"), "tasks") == []
     assert ids(find(api, workspace, task["id"]), "tasks") == []
+
+
+def test_deleting_a_thread_takes_its_messages_out_of_search(api, user, workspace, indexer, monkeypatch):
+    from agentplane.logic import search
+
+    monkeypatch.setattr(search, "_PAGE", 2)  # the thread's messages are dropped page by page
+    api.token = user["token"]
+    doomed = new_thread(api, workspace, "Release plan", "rollback at noon", "rollback the schema", "rollback done")
+    kept = new_thread(api, workspace, "Incident review", "rollback worked")
+    indexer.poll()
+    assert len(ids(find(api, workspace, "rollback"), "messages")) == 4
+    assert ids(find(api, workspace, "release"), "threads") == [doomed["id"]]
+
+    assert api.delete(f"/api/v1/workspaces/{workspace['id']}/threads/{doomed['id']}").status == 204
+    indexer.poll()
+    found = find(api, workspace, "rollback")
+    assert [hit["context"]["thread_id"] for hit in found["results"]["messages"]] == [kept["id"]]
+    assert all("schema" not in hit["title"] for hit in found["results"]["messages"])
+    assert ids(find(api, workspace, "schema"), "messages") == []
+    assert ids(find(api, workspace, "release"), "threads") == []
+
+
+def test_a_message_indexed_after_its_thread_was_deleted_stays_out_of_search(api, user, workspace, indexer):
+    """Records of the message and of its thread may reach the indexer in either order."""
+    from agentplane import keys
+    from agentplane.logic import search
+    from agentplane.store import get_store
+
+    api.token = user["token"]
+    thread = new_thread(api, workspace, "Launch", "launch checklist ready")
+    assert api.delete(f"/api/v1/workspaces/{workspace['id']}/threads/{thread['id']}").status == 204
+    [message] = get_store().query(keys.thread_pk(workspace["id"], thread["id"]), sk_prefix="MSG#", limit=5).items
+    search.apply_change(None, message)  # the message's record, processed after the thread's deletion
+    assert get_store().query(keys.search_token_pk(workspace["id"], "checklist"), limit=5).items == []
+    assert ids(find(api, workspace, "checklist"), "messages") == []
 
 
 def test_a_renamed_task_is_found_by_its_new_words_only(api, user, workspace, indexer):

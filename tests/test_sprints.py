@@ -36,6 +36,11 @@ def new_task(api, ws: dict, sprint: int | None, **body: Any) -> dict:
 
 
 def move_task(api, ws: dict, task: dict, status: str) -> dict:
+    """PATCH the status; done is reached through review, as the workflow requires."""
+    if status == "done":
+        current = api.get(f"{tasks_path(ws)}/{task['id']}").json["data"]
+        if current["status"] not in ("review", "done"):
+            assert api.patch(f"{tasks_path(ws)}/{task['id']}", {"status": "review"}).status == 200
     response = api.patch(f"{tasks_path(ws)}/{task['id']}", {"status": status})
     assert response.status == 200, response.body
     return response.json["data"]
@@ -330,6 +335,44 @@ def test_start_with_no_open_sprint_is_404(api, user, workspace):
     assert api.post(f"{sprints_path(workspace)}/current/start").status == 404
 
 
+def test_start_sets_the_sprints_agents_to_starting_and_names_the_skipped_ones(api, user, workspace):
+    agents = f"/api/v1/workspaces/{workspace['id']}/agents"
+    api.token = user["token"]
+    for name, status in (("builder", "idle"), ("tester", "working"), ("stopper", "idle"), ("finisher", "idle")):
+        assert api.put(agents, {"name": name, "status": status}).status == 200
+    assert api.post(f"{agents}/stopper/stop", {}).status == 200
+    new_sprint(api, workspace, status="planning")
+    new_task(api, workspace, 1, title="Build", assignee="builder")
+    new_task(api, workspace, 1, title="Test", owner="tester", status="in_progress")
+    new_task(api, workspace, 1, title="Halt", owner="stopper")
+    new_task(api, workspace, 1, title="Haunt", owner="ghost")
+    new_task(api, workspace, 1, title="Nobody's")
+    finished = new_task(api, workspace, 1, title="Finished", owner="finisher")
+    move_task(api, workspace, finished, "done")  # no open work left: not started
+    new_task(api, workspace, 2, title="Next sprint", owner="later")
+
+    started = api.post(f"{sprints_path(workspace)}/current/start")
+    assert started.status == 200, started.body
+    body = started.json["data"]
+    assert body["started"] is True
+    assert [(a["name"], a["status"]) for a in body["agents"]] == [("builder", "starting")]
+    assert body["skipped_agents"] == [
+        {"name": "ghost", "reason": "not_registered"},
+        {"name": "stopper", "reason": "stopped"},
+        {"name": "tester", "reason": "already_running"},
+    ]
+    assert api.get(f"{agents}/builder").json["data"]["status"] == "starting"
+    assert api.get(f"{agents}/tester").json["data"]["status"] == "working"
+    assert api.get(f"{agents}/finisher").json["data"]["status"] == "idle"
+    changes = [r for r in audit_rows(workspace) if r["action"] == "agent.updated"]
+    assert [r["details"].get("to") for r in changes] == ["starting"]
+
+    again = api.post(f"{sprints_path(workspace)}/current/start").json["data"]
+    assert again["started"] is False
+    assert [(a["name"], a["status"]) for a in again["agents"]] == [("builder", "starting")]
+    assert len([r for r in audit_rows(workspace) if r["action"] == "agent.updated"]) == 1
+
+
 def test_start_refuses_a_sprint_in_retrospective(api, user, workspace):
     api.token = user["token"]
     new_sprint(api, workspace)
@@ -350,12 +393,50 @@ def test_current_tasks_lists_only_live_tasks_of_the_active_sprint(api, user, wor
     assert api.delete(f"{tasks_path(workspace)}/{gone['id']}").status == 204
     first = api.get(f"{sprints_path(workspace)}/current/tasks?limit=2")
     assert first.status == 200
-    seen = [t["id"] for t in first.json["data"]]
+    seen = [t["id"] for t in first.json["data"]["tasks"]]
     rest = api.get(f"{sprints_path(workspace)}/current/tasks?limit=2&cursor={first.json['meta']['next_cursor']}")
-    seen += [t["id"] for t in rest.json["data"]]
+    seen += [t["id"] for t in rest.json["data"]["tasks"]]
     assert seen == mine
+    assert rest.json["meta"]["next_cursor"] is None
     other = api.get(f"{sprints_path(workspace)}/current/tasks?sprint=2").json["data"]
-    assert [t["title"] for t in other] == ["later"]
+    assert [t["title"] for t in other["tasks"]] == ["later"]
+    assert other["number"] == 2 and other["sprint"] is None  # planned ahead: no sprint 2 yet
+
+
+def test_current_tasks_carries_the_board_toban_shows_around_the_tasks(api, user, workspace):
+    ws = f"/api/v1/workspaces/{workspace['id']}"
+    api.token = user["token"]
+    new_sprint(api, workspace)
+    complete_sprint(api, workspace, 1)
+    new_sprint(api, workspace, goal="Ship it")
+    task = new_task(api, workspace, 2, title="Build", owner="builder")
+    assert api.put(f"{ws}/agents", {"name": "builder", "status": "active"}).status == 200
+    progress = api.post(f"{ws}/agents/progress", {"agent_name": "builder", "step": "writing tests"})
+    assert progress.status == 201, progress.body
+    project = api.post(f"{ws}/projects", {"name": "web-app", "repository_url": "https://github.com/acme/web"})
+    assert project.status == 201, project.body
+
+    board = api.get(f"{sprints_path(workspace)}/current/tasks")
+    assert board.status == 200, board.body
+    data = board.json["data"]
+    assert data["sprint"]["number"] == 2 and data["sprint"]["goal"] == "Ship it"
+    assert [t["id"] for t in data["tasks"]] == [task["id"]]
+    assert [a["name"] for a in data["agents"]] == ["builder"]
+    assert [p["agent_name"] for p in data["progress"]] == ["builder"]
+    assert [s["number"] for s in data["sprints"]] == [2, 1]
+    assert [p["name"] for p in data["projects"]] == ["web-app"]
+    assert board.json["meta"] == {"next_cursor": None, "limit": 50}
+
+    # A token that can read tasks but not agents or projects sees the tasks and sprints only.
+    issued = api.post(
+        "/api/v1/auth/token",
+        {"email": user["email"], "password": user["password"], "name": "ro", "abilities": ["tasks:read"]},
+        token="",
+    )
+    assert issued.status == 201, issued.body
+    narrow = api.get(f"{sprints_path(workspace)}/current/tasks", token=issued.json["data"]["token"]).json["data"]
+    assert (narrow["agents"], narrow["progress"], narrow["projects"]) == ([], [], [])
+    assert [t["id"] for t in narrow["tasks"]] == [task["id"]]
 
 
 # --- analytics ----------------------------------------------------------------------------------------
@@ -405,6 +486,65 @@ def test_sprint_analytics_numbers_are_exact(api, user, workspace):
     assert sorted(t["id"] for t in data["tasks"]) == sorted(t["id"] for t in (t1, t2, t3, t4, t5))
     assert all(t["completed_at"] for t in data["tasks"] if t["status"] == "done")
     assert data["truncated"] is False
+
+
+def test_sprint_figures_follow_tasks_moved_reopened_repointed_reassigned_and_deleted(api, user, workspace, monkeypatch):
+    from agentplane.logic import sprints
+
+    # The figures are counters, not a read of the tasks: they stay whole however few tasks are listed.
+    monkeypatch.setattr(sprints, "SPRINT_TASK_CAP", 1)
+    api.token = user["token"]
+    new_sprint(api, workspace)
+    new_sprint(api, workspace, status="planning")
+    a = new_task(api, workspace, 1, title="A", assignee="builder", type="feature", priority="p1", story_points=3)
+    b = new_task(api, workspace, 1, title="B", assignee="builder", type="bug", priority="p0", story_points=5)
+    c = new_task(api, workspace, 1, title="C", owner="tester", type="test", priority="p1", story_points=2)
+    d = new_task(api, workspace, 1, title="D", owner="tester", type="chore", priority="p2", story_points=13)
+    for task in (a, b, c):
+        move_task(api, workspace, task, "done")
+    assert api.patch(f"{tasks_path(workspace)}/{a['id']}", {"sprint": 2}).status == 200  # done, moved on
+    move_task(api, workspace, b, "in_progress")  # reopened
+    assert api.patch(f"{tasks_path(workspace)}/{c['id']}", {"story_points": 8, "owner": "reviewer"}).status == 200
+    assert api.delete(f"{tasks_path(workspace)}/{d['id']}").status == 204
+
+    first = api.get(f"{sprints_path(workspace)}/1/analytics").json["data"]
+    assert first["summary"] == {
+        "total": 2,
+        "done": 1,
+        "review": 0,
+        "in_progress": 1,
+        "todo": 0,
+        "blocked": 0,
+        "completion_rate": 50,
+        "total_points": 13,
+        "done_points": 8,
+    }
+    assert first["by_agent"] == {
+        "builder": {"total": 1, "done": 0, "points": 5, "done_points": 0},
+        "reviewer": {"total": 1, "done": 1, "points": 8, "done_points": 8},
+    }
+    assert first["by_type"] == {"bug": 1, "test": 1}
+    assert first["by_priority"] == {"p0": 1, "p1": 1}
+    today = datetime.now(UTC).date().isoformat()
+    assert first["burndown"] == [{"date": today, "remaining": 1, "remaining_points": 5, "done": 1}]
+    assert len(first["tasks"]) == 1 and first["truncated"] is True
+
+    second = api.get(f"{sprints_path(workspace)}/2/analytics").json["data"]
+    assert (second["summary"]["total"], second["summary"]["done"], second["summary"]["done_points"]) == (1, 1, 3)
+    assert second["burndown"] == [{"date": today, "remaining": 0, "remaining_points": 0, "done": 1}]
+
+    complete_sprint(api, workspace, 1)
+    assert api.get(f"{sprints_path(workspace)}/1/review").json["data"]["summary"]["done_points"] == 8
+    move_task(api, workspace, b, "done")  # finished after the sprint closed: velocity still counts it
+    [row] = api.get(f"{sprints_path(workspace)}/analytics/velocity").json["data"]["velocity"]
+    assert {k: v for k, v in row.items() if k != "completed_at"} == {
+        "sprint": 1,
+        "status": "completed",
+        "total": 2,
+        "done": 2,
+        "total_points": 13,
+        "done_points": 13,
+    }
 
 
 def test_completion_rate_rounds_half_up(api, user, workspace):
@@ -480,38 +620,66 @@ def test_velocity_reports_done_points_of_each_completed_sprint(api, user, worksp
     assert api.get(f"{sprints_path(workspace)}/analytics/velocity?limit=0").status == 422
 
 
-def test_daily_analytics_counts_created_and_completed_tasks_per_day(api, user, workspace, monkeypatch):
+def test_daily_analytics_counts_created_started_and_completed_tasks_per_day(api, user, workspace, monkeypatch):
     clock = Clock(monkeypatch)
     api.token = user["token"]
+    clock.day(-40, hour=8)
+    ancient = new_task(api, workspace, None, title="ancient", story_points=1)
+    old = new_task(api, workspace, None, title="old", assignee="tester", type="chore", story_points=5)
+    clock.day(-40, hour=9)
+    move_task(api, workspace, ancient, "done")
     day0 = clock.day(0, hour=8)
     first = new_task(api, workspace, None, title="one", story_points=3)
     new_task(api, workspace, None, title="two")
     day1 = clock.day(1)
     day2 = clock.day(2, hour=10)
     third = new_task(api, workspace, None, title="three", assignee="builder", type="bug", story_points=2)
+    move_task(api, workspace, first, "in_progress")
     move_task(api, workspace, first, "done")
-    day3 = clock.day(3, hour=14)
+    clock.day(3, hour=9)
+    move_task(api, workspace, third, "in_progress")
+    clock.day(3, hour=14)
     move_task(api, workspace, third, "done")
+    day3 = clock.day(3, hour=16)
+    move_task(api, workspace, old, "done")  # created weeks ago, finished today
 
     response = api.get(f"{sprints_path(workspace)}/analytics/daily?days=4")
     assert response.status == 200, response.body
     data = response.json["data"]
     assert data["date"] == day3 and data["days"] == 4
     assert data["daily"] == [
-        {"date": day0, "created": 2, "completed": 0, "points": 0},
-        {"date": day1, "created": 0, "completed": 0, "points": 0},
-        {"date": day2, "created": 1, "completed": 1, "points": 3},
-        {"date": day3, "created": 0, "completed": 1, "points": 2},
+        {"date": day0, "created": 2, "started": 0, "completed": 0, "points": 0},
+        {"date": day1, "created": 0, "started": 0, "completed": 0, "points": 0},
+        {"date": day2, "created": 1, "started": 1, "completed": 1, "points": 3},
+        {"date": day3, "created": 0, "started": 1, "completed": 2, "points": 7},
     ]
-    assert [c["total"] for c in data["cumulative"]] == [0, 0, 1, 2]
-    assert data["scorecard"] == {"tasks_done": 1, "points": 2, "agents_active": 1, "types": {"bug": 1}}
+    # A running total of every task done so far, the one done weeks before the window included.
+    assert data["cumulative"] == [
+        {"date": day0, "total": 1, "daily": 0},
+        {"date": day1, "total": 1, "daily": 0},
+        {"date": day2, "total": 2, "daily": 1},
+        {"date": day3, "total": 4, "daily": 2},
+    ]
+    assert data["scorecard"] == {"tasks_done": 2, "points": 7, "agents_active": 2, "types": {"bug": 1, "chore": 1}}
     assert len(data["hourly"]) == 24
-    assert data["hourly"][14] == {"hour": 14, "done": 1, "created": 0}
-    assert [t["id"] for t in data["tasks"]] == [third["id"]]
+    assert data["hourly"][9] == {"hour": 9, "done": 0, "started": 1, "total": 0, "created": 0}
+    assert data["hourly"][14] == {"hour": 14, "done": 1, "started": 0, "total": 1, "created": 0}
+    assert data["hourly"][16] == {"hour": 16, "done": 1, "started": 0, "total": 2, "created": 0}
+    assert data["hourly"][23]["total"] == 2
+    assert [t["id"] for t in data["tasks"]] == [third["id"], old["id"]]
+    assert data["truncated"] is False
 
     earlier = api.get(f"/api/v1/workspaces/{workspace['id']}/analytics/daily?date={day2}&days=1").json["data"]
-    assert earlier["daily"] == [{"date": day2, "created": 1, "completed": 1, "points": 3}]
-    assert earlier["hourly"][10] == {"hour": 10, "done": 1, "created": 1}
+    assert earlier["daily"] == [{"date": day2, "created": 1, "started": 1, "completed": 1, "points": 3}]
+    assert earlier["cumulative"] == [{"date": day2, "total": 2, "daily": 1}]
+    assert earlier["hourly"][10] == {"hour": 10, "done": 1, "started": 1, "total": 1, "created": 1}
+
+    # Reopened, a task no longer counts as done on the day it had been finished.
+    move_task(api, workspace, old, "todo")
+    again = api.get(f"{sprints_path(workspace)}/analytics/daily?days=1").json["data"]
+    assert again["daily"] == [{"date": day3, "created": 0, "started": 1, "completed": 1, "points": 2}]
+    assert again["cumulative"] == [{"date": day3, "total": 3, "daily": 1}]
+    assert [t["id"] for t in again["tasks"]] == [third["id"]]
     assert api.get(f"{sprints_path(workspace)}/analytics/daily?days=91").status == 422
     assert api.get(f"{sprints_path(workspace)}/analytics/daily?date=yesterday").status == 422
 
@@ -614,3 +782,115 @@ def test_non_member_gets_404_and_viewer_cannot_write(api, user, workspace):
 
 def test_missing_token_is_401(api, workspace):
     assert api.get(sprints_path(workspace), token="").status == 401
+
+
+# --- a sprint, end to end ---------------------------------------------------------------------------------
+
+
+def test_a_team_runs_a_sprint_end_to_end_through_the_api(api, user, workspace, monkeypatch):
+    clock = Clock(monkeypatch)
+    ws = f"/api/v1/workspaces/{workspace['id']}"
+    api.token = user["token"]
+
+    def call(method: str, path: str, body: Any = None, status: int = 200) -> Any:
+        response = api.request(method, f"{ws}{path}", body)
+        assert response.status == status, (method, path, response.body)
+        return response.json["data"] if response.body else None
+
+    def next_for(agent: str) -> list[str]:
+        return [t["title"] for t in call("GET", f"/tasks?next=true&assignee={agent}")]
+
+    def review(task: dict, summary: str) -> None:
+        call("PATCH", f"/tasks/{task['id']}", {"status": "in_progress"})
+        assert call("POST", f"/tasks/{task['id']}/review-report", {"summary": summary})["status"] == "review"
+
+    day0 = clock.day(0, hour=9)
+    for agent in ("builder", "tester"):
+        call("PUT", "/agents", {"name": agent, "status": "idle"})
+    sprint = call("POST", "/sprints", {"goal": "Ship the API", "status": "planning"}, status=201)
+    plan = {"sprint": sprint["number"]}
+    design = call("POST", "/tasks", {"title": "Design the API", "owner": "builder", "priority": "p0",
+                                     "story_points": 3, **plan}, status=201)  # fmt: skip
+    build = call("POST", "/tasks", {"title": "Build the API", "owner": "builder", "story_points": 5,
+                                    "status": "blocked", "blocked_by": [design["id"]], **plan}, status=201)  # fmt: skip
+    check = call("POST", "/tasks", {"title": "Test the API", "owner": "tester", "story_points": 2,
+                                    "status": "blocked", "blocked_by": [build["id"]], **plan}, status=201)  # fmt: skip
+    call("POST", "/tasks", {"title": "Write the docs", "owner": "tester", "priority": "p2", "story_points": 1, **plan},
+         status=201)  # fmt: skip
+
+    started = call("POST", "/sprints/current/start")
+    assert started["sprint"]["status"] == "active"
+    assert [(a["name"], a["status"]) for a in started["agents"]] == [("builder", "starting"), ("tester", "starting")]
+    assert next_for("builder") == ["Design the API"]
+    assert next_for("tester") == ["Write the docs"]  # its p1 test waits on the build
+
+    # Day 0: the design is reviewed and approved, which frees the build.
+    clock.day(0, hour=15)
+    review(design, "API sketched in the ADR")
+    approved = call("POST", f"/tasks/{design['id']}/review-action", {"action": "approve", "comment": "good"})
+    assert approved["status"] == "done"
+    assert [(c["id"], c["status"]) for c in approved["unblocked_children"]] == [(build["id"], "todo")]
+    assert next_for("builder") == ["Build the API"]
+
+    # Day 1: the build is rejected once, then sent back with a fix sub-task, fixed and approved.
+    clock.day(1, hour=10)
+    review(build, "Endpoints done")
+    rejected = call("POST", f"/tasks/{build['id']}/reject", {"reason": "No tests for the error paths"})
+    assert (rejected["status"], rejected["rejection_reason"]) == ("in_progress", "No tests for the error paths")
+    assert call("POST", f"/tasks/{build['id']}/review-report", {"summary": "Error paths tested"})["status"] == "review"
+    fixing = call("POST", f"/tasks/{build['id']}/review-action", {"action": "fix", "fix_description": "Rename ids"})
+    fix = fixing["fix_task"]
+    assert (fixing["status"], fix["title"], fix["owner"], fix["sprint"]) == (
+        "review",
+        "Fix: Build the API",
+        "builder",
+        sprint["number"],
+    )
+    assert next_for("builder") == ["Fix: Build the API"]
+    clock.day(1, hour=16)
+    review(fix, "Ids renamed")
+    assert call("POST", f"/tasks/{fix['id']}/approve")["status"] == "done"
+    freed = call("POST", f"/tasks/{build['id']}/review-action", {"action": "approve"})
+    assert [c["id"] for c in freed["unblocked_children"]] == [check["id"]]
+    assert next_for("builder") == []
+    assert next_for("tester") == ["Test the API"]
+
+    # Day 2: the tests pass review; the docs stay open.
+    day2 = clock.day(2, hour=11)
+    review(check, "All green")
+    call("POST", f"/tasks/{check['id']}/approve")
+
+    analytics = call("GET", f"/sprints/{sprint['number']}/analytics")
+    assert analytics["summary"] == {
+        "total": 5,
+        "done": 4,
+        "review": 0,
+        "in_progress": 0,
+        "todo": 1,
+        "blocked": 0,
+        "completion_rate": 80,
+        "total_points": 11,
+        "done_points": 10,
+    }
+    assert analytics["by_agent"] == {
+        "builder": {"total": 3, "done": 3, "points": 8, "done_points": 8},
+        "tester": {"total": 2, "done": 1, "points": 3, "done_points": 2},
+    }
+    day1 = (clock.start + timedelta(days=1)).date().isoformat()
+    expected_burndown = [
+        {"date": day0, "remaining": 4, "remaining_points": 8, "done": 1},
+        {"date": day1, "remaining": 2, "remaining_points": 3, "done": 2},
+        {"date": day2, "remaining": 1, "remaining_points": 1, "done": 1},
+    ]
+    assert analytics["burndown"][:3] == expected_burndown
+    [failure] = call("GET", f"/failures?task_id={build['id']}")
+    assert failure["cause"] == "No tests for the error paths" and failure["agent"] == "builder"
+
+    for phase in ("review", "retrospective", "completed"):
+        call("PATCH", f"/sprints/{sprint['number']}", {"status": phase})
+    assert call("GET", f"/sprints/{sprint['number']}/analytics")["burndown"] == expected_burndown
+    velocity = call("GET", "/analytics/velocity")
+    assert [{k: v for k, v in row.items() if k != "completed_at"} for row in velocity["velocity"]] == [
+        {"sprint": 1, "status": "completed", "total": 5, "done": 4, "total_points": 11, "done_points": 10}
+    ]
+    assert velocity["average_done_points"] == 10.0

@@ -126,3 +126,44 @@ def test_every_response_carries_rate_limit_headers(api, user, workspace):
     assert response.header("X-RateLimit-Limit") == "600"
     assert int(response.header("X-RateLimit-Remaining")) < 600
     assert int(response.header("X-RateLimit-Reset")) > 0
+
+
+def test_ids_that_were_never_minted_are_404_and_never_reach_the_table(api, user, workspace, monkeypatch):
+    import pytest
+
+    from agentplane.access import workspace_access
+    from agentplane.auth.tokens import resolve_principal
+    from agentplane.errors import NotFound
+    from agentplane.logic import stories, tasks, user_tasks
+    from agentplane.models.tasks import ReviewAction, ReviewReportCreate, StoryUpdate, TaskUpdate, UserTaskUpdate
+    from tests.dynamo_limits import enforce_key_limits
+
+    enforce_key_limits(monkeypatch)
+    access = workspace_access(resolve_principal(user["token"]), workspace["id"], "tasks:write")
+    huge = "task_" + "x" * 3000
+    calls = [
+        lambda: tasks.get_task(access, huge),
+        lambda: tasks.update_task(access, huge, TaskUpdate(title="x")),
+        lambda: tasks.delete_task(access, huge),
+        lambda: tasks.submit_review_report(access, huge, ReviewReportCreate(summary="x")),
+        lambda: tasks.approve_task(access, huge),
+        lambda: tasks.reject_task(access, huge, "no"),
+        lambda: tasks.review_action(access, huge, ReviewAction(action="fix")),
+        lambda: stories.get_story(access, "story_" + "x" * 3000),
+        lambda: stories.update_story(access, "story_" + "x" * 3000, StoryUpdate(title="x")),
+        lambda: stories.delete_story(access, "story_" + "x" * 3000),
+        lambda: stories.list_story_tasks(access, "story_" + "x" * 3000, limit=5, cursor=None),
+        lambda: user_tasks.update_user_task(access, "utask_" + "x" * 3000, UserTaskUpdate(title="x")),
+        lambda: user_tasks.delete_user_task(access, "utask_" + "x" * 3000),
+    ]
+    for call in calls:
+        with pytest.raises(NotFound):
+            call()
+
+    api.token = user["token"]
+    ws = f"/api/v1/workspaces/{workspace['id']}"
+    for path in (f"{ws}/tasks/task_1", f"{ws}/tasks/TASK_{'0' * 26}", f"{ws}/stories/story_x", f"{ws}/tasks/{huge}"):
+        response = api.get(path)
+        assert response.status == 404, path
+        assert response.header("content-type") == "application/problem+json"
+    assert api.put(f"{ws}/user-tasks/utask_1", {"title": "x"}).status == 404

@@ -58,6 +58,7 @@ def test_started_at_and_completed_at_follow_the_status(api, user, workspace):
     assert task["started_at"] is None and task["completed_at"] is None
     started = api.patch(f"{tasks_path(workspace)}/{task['id']}", {"status": "in_progress"}).json["data"]
     assert started["started_at"] is not None
+    api.patch(f"{tasks_path(workspace)}/{task['id']}", {"status": "review"})
     done = api.patch(f"{tasks_path(workspace)}/{task['id']}", {"status": "done"}).json["data"]
     assert done["completed_at"] is not None
     assert done["started_at"] == started["started_at"]
@@ -191,6 +192,36 @@ def test_free_text_cursor_is_bound_to_the_query(api, user, workspace):
     assert api.get(f"{tasks_path(workspace)}?q=alpha&limit=1&cursor={cursor}").status == 200
 
 
+def test_a_sprint_lists_in_full_pages_however_many_other_tasks_there_are(api, user, workspace, monkeypatch):
+    from agentplane.logic import tasks
+
+    monkeypatch.setattr(tasks, "_LIST_ROUND", 3)  # filtered reads go on in rounds of three tasks
+    api.token = user["token"]
+    for i in range(6):
+        new_task(api, workspace, title=f"Backlog {i}")
+    planned = [new_task(api, workspace, title=f"Sprint {i}", sprint=3)["id"] for i in range(5)]
+    new_task(api, workspace, title="Later", sprint=4)
+
+    def pages(query: str) -> list[list[str]]:
+        found: list[list[str]] = []
+        cursor = None
+        while True:
+            response = api.get(f"{tasks_path(workspace)}?{query}" + (f"&cursor={cursor}" if cursor else ""))
+            assert response.status == 200, response.body
+            found.append([t["id"] for t in response.json["data"]])
+            cursor = response.json["meta"]["next_cursor"]
+            if not cursor:
+                return found
+
+    assert pages("sprint=3&limit=2") == [planned[0:2], planned[2:4], planned[4:5]]
+    for task_id in planned[1:4]:
+        api.patch(f"{tasks_path(workspace)}/{task_id}", {"status": "in_progress"})
+    assert pages("sprint=3&status=in_progress&limit=2") == [planned[1:3], planned[3:4]]
+    assert pages("status=todo&priority=p1&limit=4")[0] == [
+        t["id"] for t in api.get(f"{tasks_path(workspace)}?status=todo&limit=4").json["data"]
+    ]
+
+
 def test_bad_filter_values_are_422(api, user, workspace):
     api.token = user["token"]
     assert api.get(f"{tasks_path(workspace)}?priority=urgent").status == 422
@@ -214,9 +245,47 @@ def test_next_is_the_highest_priority_unblocked_todo_of_the_assignee(api, user, 
     assert [t["id"] for t in picked.json["data"]] == [first_p1["id"]]
     assert picked.json["meta"]["next_cursor"] is None
 
-    api.patch(f"{tasks_path(workspace)}/{blocker['id']}", {"status": "done"})
+    api.patch(f"{tasks_path(workspace)}/{blocker['id']}", {"status": "review"})
+    assert api.patch(f"{tasks_path(workspace)}/{blocker['id']}", {"status": "done"}).status == 200
     picked = api.get(f"{tasks_path(workspace)}?next=true&assignee=ada").json["data"]
     assert [t["title"] for t in picked] == ["Urgent but blocked"]
+
+
+def test_next_takes_the_owner_when_a_task_has_no_assignee(api, user, workspace):
+    api.token = user["token"]
+    owned = new_task(api, workspace, title="Toban style", owner="builder", priority="p1")
+    new_task(api, workspace, title="Assigned elsewhere", owner="builder", assignee="ada", priority="p0")
+    picked = api.get(f"{tasks_path(workspace)}?next=true&assignee=builder").json["data"]
+    assert [t["id"] for t in picked] == [owned["id"]]
+    ada = api.get(f"{tasks_path(workspace)}?next=true&assignee=ada").json["data"]
+    assert [t["title"] for t in ada] == ["Assigned elsewhere"]
+    # Reassigned, the task moves to its new agent's queue.
+    api.patch(f"{tasks_path(workspace)}/{owned['id']}", {"assignee": "bob"})
+    assert api.get(f"{tasks_path(workspace)}?next=true&assignee=builder").json["data"] == []
+    assert [t["id"] for t in api.get(f"{tasks_path(workspace)}?next=true&assignee=bob").json["data"]] == [owned["id"]]
+
+
+def test_next_finds_a_new_p0_behind_more_todo_tasks_than_it_reads(api, user, workspace, monkeypatch):
+    from agentplane.logic import tasks
+
+    monkeypatch.setattr(tasks, "NEXT_READ_BUDGET", 12)
+    monkeypatch.setattr(tasks, "_NEXT_PAGE", 4)
+    api.token = user["token"]
+    blocker = new_task(api, workspace, title="Unfinished", assignee="other")
+    for i in range(20):
+        new_task(api, workspace, title=f"Routine {i}", assignee="ada", priority="p2")
+    # Blocked p0 work fills more than one page ahead of the free p0 task.
+    for i in range(5):
+        new_task(api, workspace, title=f"Blocked {i}", assignee="ada", priority="p0", blocked_by=[blocker["id"]])
+    urgent = new_task(api, workspace, title="New p0", assignee="ada", priority="p0")
+    picked = api.get(f"{tasks_path(workspace)}?next=true&assignee=ada").json["data"]
+    assert [t["id"] for t in picked] == [urgent["id"]]
+    only_p2 = api.get(f"{tasks_path(workspace)}?next=true&assignee=ada&priority=p2").json["data"]
+    assert [t["title"] for t in only_p2] == ["Routine 0"]
+    api.patch(f"{tasks_path(workspace)}/{urgent['id']}", {"status": "in_progress"})
+    assert [t["title"] for t in api.get(f"{tasks_path(workspace)}?next=true&assignee=ada").json["data"]] == [
+        "Routine 0"
+    ]
 
 
 def test_next_treats_a_deleted_blocker_as_gone(api, user, workspace):
@@ -360,6 +429,35 @@ def test_reject_needs_a_reason_and_sends_the_task_back_with_it(api, user, worksp
     assert again.status == 409 and again.json["current_status"] == "in_progress"
 
 
+def test_patch_cannot_skip_review_on_the_way_to_done(api, user, workspace):
+    api.token = user["token"]
+    for status in ("todo", "in_progress", "blocked"):
+        task = new_task(api, workspace, status=status)
+        refused = api.patch(f"{tasks_path(workspace)}/{task['id']}", {"status": "done", "title": "sneaky"})
+        assert refused.status == 409, status
+        assert refused.header("content-type") == "application/problem+json"
+        assert refused.json["type"].endswith("/invalid-transition")
+        assert refused.json["current_status"] == status
+        assert api.get(f"{tasks_path(workspace)}/{task['id']}").json["data"] == task
+    done = new_task(api, workspace, status="done")  # recorded as done (an import of past work), not moved
+    assert done["completed_at"] is not None
+
+
+def test_patch_from_review_to_done_is_the_approval_and_unblocks_the_children(api, user, workspace):
+    api.token = user["token"]
+    parent = in_review(api, workspace, title="Parent")
+    child = new_task(api, workspace, title="Child", status="blocked", blocked_by=[parent["id"]], assignee="ada")
+    assert api.get(f"{tasks_path(workspace)}?next=true&assignee=ada").json["data"] == []
+    response = api.patch(f"{tasks_path(workspace)}/{parent['id']}", {"status": "done"})
+    assert response.status == 200, response.body
+    done = response.json["data"]
+    assert done["status"] == "done" and done["completed_at"] is not None
+    assert done["reviewed_by"] == user["user"]["id"]
+    assert api.get(f"{tasks_path(workspace)}/{child['id']}").json["data"]["status"] == "todo"
+    assert "task.unblocked" in audit_actions(workspace, child["id"])
+    assert [t["id"] for t in api.get(f"{tasks_path(workspace)}?next=true&assignee=ada").json["data"]] == [child["id"]]
+
+
 def test_review_action_approve_unblocks_children_whose_blockers_are_all_done(api, user, workspace):
     api.token = user["token"]
     parent = in_review(api, workspace, title="Parent")
@@ -403,6 +501,30 @@ def test_removed_blocker_no_longer_links_the_child(api, user, workspace):
     result = api.post(f"{tasks_path(workspace)}/{parent['id']}/review-action", {"action": "approve"}).json["data"]
     assert result["unblocked_children"] == []
     assert api.get(f"{tasks_path(workspace)}/{child['id']}").json["data"]["status"] == "blocked"
+
+
+def test_a_rejection_is_recorded_as_a_failure_of_the_task(api, user, workspace):
+    api.token = user["token"]
+    task = in_review(api, workspace, title="Login page", owner="builder")
+    failures = f"/api/v1/workspaces/{workspace['id']}/failures"
+    response = api.post(f"{tasks_path(workspace)}/{task['id']}/reject", {"reason": "Tests are failing"})
+    assert response.status == 200, response.body
+    [failure] = api.get(f"{failures}?task_id={task['id']}").json["data"]
+    assert failure["title"] == "Rejected in review: Login page"
+    assert failure["cause"] == "Tests are failing"
+    assert failure["agent"] == "builder"
+    assert failure["source"] == "review_rejection"
+    assert failure["created_by"] == user["user"]["id"]
+    from agentplane import keys
+    from agentplane.store import get_store
+
+    rows = get_store().query(keys.audit_pk(workspace["id"]), limit=200).items
+    assert [r["request_id"] for r in rows if r["target_id"] == failure["id"]] == [
+        next(r["request_id"] for r in rows if r["action"] == "task.rejected")
+    ]
+    # A refused rejection records nothing.
+    assert api.post(f"{tasks_path(workspace)}/{task['id']}/reject", {"reason": "again"}).status == 409
+    assert len(api.get(f"{failures}?task_id={task['id']}").json["data"]) == 1
 
 
 def test_review_action_fix_creates_a_fix_sub_task_for_the_assignee(api, user, workspace):
@@ -506,6 +628,30 @@ def test_a_concurrent_edit_of_other_fields_does_not_block_the_transition(api, us
     assert response.status == 200, response.body
     assert response.json["data"]["labels"] == ["x"]
     assert response.json["data"] == api.get(f"{tasks_path(workspace)}/{task['id']}").json["data"]
+
+
+def test_a_write_that_collides_on_a_shared_counter_is_sent_again(api, user, workspace, monkeypatch):
+    """Changes of different tasks of one sprint move the same counter item; DynamoDB cancels one
+    of two such transactions running at once (TransactionConflict) and that one is simply resent."""
+    from agentplane.access import Access
+    from agentplane.store import TransactionFailed
+
+    api.token = user["token"]
+    task = new_task(api, workspace, sprint=1, story_points=3)
+    real_commit = Access.commit
+    collisions = {"left": 2}
+
+    def colliding(self: Access, tx: Any) -> None:
+        if collisions["left"]:
+            collisions["left"] -= 1
+            raise TransactionFailed(["None"] * (len(tx.operations) - 1) + ["TransactionConflict"], [])
+        real_commit(self, tx)
+
+    monkeypatch.setattr(Access, "commit", colliding)
+    response = api.patch(f"{tasks_path(workspace)}/{task['id']}", {"status": "in_progress"})
+    assert response.status == 200, response.body
+    assert collisions["left"] == 0
+    assert audit_actions(workspace, task["id"]).count("task.updated") == 1
 
 
 # --- access ------------------------------------------------------------------------------------

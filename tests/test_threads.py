@@ -360,6 +360,29 @@ def test_team_messages_list_by_channel_newest_first_and_paginate(api, user, work
     assert "message.posted" in audit_actions(workspace)
 
 
+def test_tobans_message_body_from_to_content_is_accepted(api, user, workspace):
+    api.token = user["token"]
+    direct = api.post(
+        messages_path(workspace), {"from": "user", "to": "manager", "content": "Please prioritize the login feature"}
+    )
+    assert direct.status == 201, direct.body
+    message = direct.json["data"]
+    assert (message["author"], message["to"], message["channel"], message["mode"]) == (
+        "user",
+        "manager",
+        "manager",
+        "direct",
+    )
+    team = api.post(messages_path(workspace), {"from": "manager", "to": "team", "content": "Sprint 2 starts now"})
+    assert team.status == 201, team.body
+    assert (team.json["data"]["channel"], team.json["data"]["mode"]) == ("team", "team")
+    listed = api.get(f"{messages_path(workspace)}?channel=manager").json["data"]
+    assert [m["content"] for m in listed] == ["Please prioritize the login feature"]
+    # `from` and `author` name the same field: both at once, or an unknown field, are refused.
+    assert api.post(messages_path(workspace), {"from": "a", "author": "b", "content": "x"}).status == 422
+    assert api.post(messages_path(workspace), {"sender": "a", "content": "x"}).status == 422
+
+
 def test_bad_team_message_input_is_a_problem(api, user, workspace):
     api.token = user["token"]
     assert api.post(messages_path(workspace), {"content": ""}).status == 422
@@ -367,3 +390,37 @@ def test_bad_team_message_input_is_a_problem(api, user, workspace):
     assert api.post(messages_path(workspace), {"content": "x", "channel": "bad#channel"}).status == 422
     assert api.get(f"{messages_path(workspace)}?channel=bad%23channel").status == 422
     assert api.get(messages_path(workspace)).json["data"] == []
+
+
+def test_ids_that_were_never_minted_are_404_and_never_reach_the_table(api, user, workspace, monkeypatch):
+    import pytest
+
+    from agentplane.access import workspace_access
+    from agentplane.auth.tokens import resolve_principal
+    from agentplane.errors import NotFound
+    from agentplane.logic import threads
+    from agentplane.models.threads import ThreadMessageCreate, ThreadShareCreate, ThreadUpdate
+    from tests.dynamo_limits import enforce_key_limits
+
+    api.token = user["token"]
+    real = api.post(threads_path(workspace), {"title": "Kept"}).json["data"]
+    enforce_key_limits(monkeypatch)
+    access = workspace_access(resolve_principal(user["token"]), workspace["id"], "projects:write")
+    huge = "thr_" + "x" * 3000
+    calls = [
+        lambda: threads.get_thread(access, huge),
+        lambda: threads.update_thread(access, huge, ThreadUpdate(title="x")),
+        lambda: threads.delete_thread(access, huge),
+        lambda: threads.post_message(access, huge, ThreadMessageCreate(content="x")),
+        lambda: threads.list_messages(access, huge, limit=5, cursor=None),
+        lambda: threads.create_share(access, huge, ThreadShareCreate()),
+        lambda: threads.list_shares(access, huge, limit=5, cursor=None),
+        lambda: threads.revoke_share(access, real["id"], "shr_" + "x" * 3000),
+    ]
+    for call in calls:
+        with pytest.raises(NotFound):
+            call()
+    for path in (f"{threads_path(workspace)}/thr_1", f"{threads_path(workspace)}/{huge}/messages"):
+        assert api.get(path).status == 404, path
+    assert api.delete(f"{threads_path(workspace)}/{real['id']}/share/shr_1").status == 404
+    assert api.get(f"{threads_path(workspace)}/{real['id']}").json["data"]["title"] == "Kept"

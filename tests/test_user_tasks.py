@@ -109,8 +109,13 @@ def test_bad_input_is_a_problem_and_writes_nothing(api, user, workspace):
     assert api.get(user_tasks_path(workspace)).json["data"] == []
 
 
-def test_blockers_are_open_user_tasks_holding_up_open_agent_tasks(api, user, workspace):
+def test_blockers_are_open_user_tasks_holding_up_open_tasks_of_the_active_sprint(api, user, workspace):
     api.token = user["token"]
+    # No active sprint and none asked for: nothing is held up.
+    assert api.get(f"{user_tasks_path(workspace)}/blockers").json["data"] == []
+    for number in (1, 2):
+        assert api.post(f"/api/v1/workspaces/{workspace['id']}/sprints", {"status": "planning"}).status == 201
+    assert api.post(f"/api/v1/workspaces/{workspace['id']}/sprints", {"number": 3}).status == 201
     deploy = new_task(api, workspace, title="Deploy to prod", owner="builder", sprint=3)
     docs = new_task(api, workspace, title="Docs", sprint=4)
     finished = new_task(api, workspace, title="Finished", status="done")
@@ -123,8 +128,8 @@ def test_blockers_are_open_user_tasks_holding_up_open_agent_tasks(api, user, wor
     response = api.get(f"{user_tasks_path(workspace)}/blockers")
     assert response.status == 200, response.body
     blockers = response.json["data"]
-    assert [b["id"] for b in blockers] == [holding["id"], other["id"]]
-    held = blockers[0]["blocked_tasks"]
+    assert [b["id"] for b in blockers] == [holding["id"]]  # sprint 3 is the active one
+    held = blockers[0]["blocked_sprint_tasks"]
     assert held == [
         {
             "id": deploy["id"],
@@ -140,13 +145,15 @@ def test_blockers_are_open_user_tasks_holding_up_open_agent_tasks(api, user, wor
     assert [b["id"] for b in in_sprint_four] == [other["id"]]
 
     api.put(f"{user_tasks_path(workspace)}/{holding['id']}", {"status": "done"})
-    api.delete(f"{tasks_path(workspace)}/{docs['id']}")
     assert api.get(f"{user_tasks_path(workspace)}/blockers").json["data"] == []
+    api.delete(f"{tasks_path(workspace)}/{docs['id']}")
+    assert api.get(f"{user_tasks_path(workspace)}/blockers?sprint=4").json["data"] == []
 
 
 def test_blockers_paginate_with_a_bound_cursor(api, user, workspace):
     api.token = user["token"]
-    task = new_task(api, workspace)
+    assert api.post(f"/api/v1/workspaces/{workspace['id']}/sprints", {}).status == 201
+    task = new_task(api, workspace, sprint=1)
     made = [new_user_task(api, workspace, title=f"U{i}", related_tasks=[task["id"]])["id"] for i in range(3)]
     first = api.get(f"{user_tasks_path(workspace)}/blockers?limit=2")
     assert first.json["meta"]["limit"] == 2

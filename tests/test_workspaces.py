@@ -263,3 +263,143 @@ def test_concurrent_common_env_writes_never_lose_an_acknowledged_value(stack, us
     winners = [o for o in outcomes if o != "412"]
     assert len(winners) == 1
     assert set(common_env_values(workspace["id"])) == set(winners)
+
+
+# --- what a deleted workspace's keys, and workspace keys, can reach ---------------------------
+
+
+def make_key(api, owner: dict[str, Any], ws: dict[str, Any], **body: Any) -> dict[str, Any]:
+    created = api.post(f"{ws_path(ws)}/api-keys", {"name": "ci", **body}, token=owner["token"])
+    assert created.status == 201, created.body
+    return created.json["data"]
+
+
+def stored_tasks(ws: dict[str, Any]) -> list[dict[str, Any]]:
+    from agentplane import keys
+    from agentplane.store import get_store
+
+    return get_store().query(keys.ws_pk(ws["id"]), sk_prefix=keys.TASK_PREFIX, limit=200, consistent=True).items
+
+
+def test_deleting_a_workspace_stops_its_api_keys_and_agent_keys_for_reads_and_writes(api, user, workspace):
+    api_key = make_key(api, user, workspace, scopes=["tasks:read", "tasks:write"])
+    agent_key = make_key(api, user, workspace, agent="builder")
+    tasks = f"{ws_path(workspace)}/tasks"
+    for secret in (api_key["key"], agent_key["key"]):
+        assert api.get(tasks, token=secret).status == 200
+
+    assert api.delete(ws_path(workspace), token=user["token"]).status == 204
+
+    for secret in (api_key["key"], agent_key["key"]):
+        assert api.get(tasks, token=secret).status == 401
+        assert api.post(tasks, {"title": "after the end"}, token=secret).status == 401
+    assert stored_tasks(workspace) == []
+    deleted = next(r for r in audit_actions(workspace) if r["action"] == "workspace.deleted")
+    assert deleted["details"]["api_keys_revoked"] == 2
+
+
+def test_an_agent_key_cannot_write_to_a_workspace_marked_deleted(api, user, workspace):
+    """Between the deletion mark and the keys' revocation (or with the authorizer's answer
+    cached), an agent key's write re-checks the workspace itself."""
+    from agentplane import keys
+    from agentplane.ids import iso
+    from agentplane.store import Update, get_store
+
+    agent_key = make_key(api, user, workspace, agent="builder")
+    get_store().update(keys.workspace_key(workspace["id"]), Update(set={"deleted_at": iso()}))
+
+    refused = api.post(f"{ws_path(workspace)}/tasks", {"title": "too late"}, token=agent_key["key"])
+
+    assert refused.status == 404 and refused.header("content-type") == "application/problem+json"
+    assert stored_tasks(workspace) == []
+
+
+def test_with_the_authorizer_cache_on_a_deleted_workspaces_keys_still_cannot_write(lambdas, user, workspace):
+    from devstack.gateway import HttpApi
+    from tests.conftest import Client
+
+    cached = Client(HttpApi(lambdas, cache_seconds=60))
+    api_key = make_key(cached, user, workspace, scopes=["tasks:read", "tasks:write"])
+    agent_key = make_key(cached, user, workspace, agent="builder")
+    tasks = f"{ws_path(workspace)}/tasks"
+    for secret in (api_key["key"], agent_key["key"]):
+        assert cached.get(tasks, token=secret).status == 200  # the authorizer's answer is now cached
+
+    assert cached.delete(ws_path(workspace), token=user["token"]).status == 204
+
+    for secret in (api_key["key"], agent_key["key"]):
+        assert cached.post(tasks, {"title": "after the end"}, token=secret).status in (401, 404)
+    assert stored_tasks(workspace) == []
+
+
+def test_a_workspace_key_lists_only_its_own_workspace(api, user, workspace):
+    other = api.post("/api/v1/workspaces", {"name": "Side project"}, token=user["token"]).json["data"]
+    api_key = make_key(api, user, workspace, scopes=["settings:read"])
+    agent_key = make_key(api, user, workspace, agent="builder")
+
+    by_person = api.get("/api/v1/workspaces", token=user["token"]).json["data"]
+    by_api_key = api.get("/api/v1/workspaces", token=api_key["key"]).json["data"]
+    by_agent_key = api.get("/api/v1/workspaces", token=agent_key["key"]).json["data"]
+
+    assert {m["workspace_id"] for m in by_person} == {workspace["id"], other["id"]}
+    assert [(m["workspace_id"], m["role"], m["user_id"]) for m in by_api_key] == [
+        (workspace["id"], "owner", user["user"]["id"])
+    ]
+    assert [(m["workspace_id"], m["workspace_name"], m["role"], m["user_id"]) for m in by_agent_key] == [
+        (workspace["id"], "Acme", "member", None)
+    ]
+
+
+# --- settings-write limit, ETag and If-Match ---------------------------------------------------
+
+
+def test_the_21st_settings_write_in_a_minute_is_429_and_changes_nothing(api, user, workspace):
+    api.token = user["token"]
+    for n in range(20):
+        patched = api.patch(ws_path(workspace), {"description": f"take {n}"})
+        assert patched.status == 200, patched.body
+        assert patched.header("X-RateLimit-Limit") == "20"
+        assert patched.header("X-RateLimit-Remaining") == str(19 - n)
+
+    limited = api.patch(ws_path(workspace), {"description": "one too many"})
+
+    assert limited.status == 429 and limited.header("content-type") == "application/problem+json"
+    assert 1 <= int(limited.header("Retry-After")) <= 60
+    assert limited.header("X-RateLimit-Limit") == "20" and limited.header("X-RateLimit-Remaining") == "0"
+    assert api.get(ws_path(workspace)).json["data"]["description"] == "take 19"
+
+
+def test_a_non_members_404s_spend_none_of_their_settings_write_budget(api, user, workspace):
+    outsider = register_and_login(api)
+    own = api.post("/api/v1/workspaces", {"name": "Mine"}, token=outsider["token"]).json["data"]
+    for _ in range(20):
+        assert api.patch(ws_path(workspace), {"description": "x"}, token=outsider["token"]).status == 404
+
+    mine = api.patch(ws_path(own), {"description": "still within budget"}, token=outsider["token"])
+
+    assert mine.status == 200, mine.body
+    assert mine.header("X-RateLimit-Remaining") == "19"
+
+
+def test_get_answers_the_version_as_etag_and_if_match_accepts_its_standard_forms(api, user, workspace):
+    api.token = user["token"]
+    got = api.get(ws_path(workspace))
+    assert got.header("ETag") == '"1"'
+
+    for version, if_match in ((1, '"1"'), (2, 'W/"2"'), (3, "3")):
+        patched = api.patch(ws_path(workspace), {"description": f"v{version + 1}"}, headers={"If-Match": if_match})
+        assert patched.status == 200, (if_match, patched.body)
+        assert patched.json["data"]["version"] == version + 1
+        assert patched.header("ETag") == f'"{version + 1}"'
+    stale = api.patch(ws_path(workspace), {"description": "stale"}, headers={"If-Match": '"1"'})
+    assert stale.status == 412
+    assert api.get(ws_path(workspace)).header("ETag") == '"4"'
+
+
+def test_a_malformed_if_match_is_a_400_problem_and_changes_nothing(api, user, workspace):
+    api.token = user["token"]
+    for if_match in ("abc", '"1', "1, 2", '"v1"'):
+        refused = api.patch(ws_path(workspace), {"description": "nope"}, headers={"If-Match": if_match})
+        assert refused.status == 400, (if_match, refused.body)
+        assert refused.header("content-type") == "application/problem+json"
+    assert api.get(ws_path(workspace)).json["data"]["version"] == 1

@@ -120,6 +120,21 @@ def test_inviting_an_existing_members_email_is_409(api, user, workspace):
     assert api.post(invites_path(workspace), {"email": member["email"]}, token=user["token"]).status == 409
 
 
+def test_inviting_your_own_email_is_409_and_writes_nothing(api, user, workspace):
+    refused = api.post(invites_path(workspace), {"email": user["user"]["email"].upper()}, token=user["token"])
+    assert refused.status == 409
+    assert api.get(invites_path(workspace), token=user["token"]).json["data"] == []
+    assert "invite.created" not in {r["action"] for r in audit_actions(workspace)}
+
+
+def test_an_existing_members_email_stays_free_for_a_later_invite(api, user, workspace):
+    member = join(api, user, workspace, "member")
+    assert api.post(invites_path(workspace), {"email": member["email"]}, token=user["token"]).status == 409
+    # The refused invite left no guard behind: once the member has left, they can be invited.
+    assert api.delete(f"{ws_path(workspace)}/members/{member['user']['id']}", token=member["token"]).status == 204
+    invite(api, user, workspace, member["email"])
+
+
 def test_revoking_twice_is_409_with_current_status(api, user, workspace):
     created = invite(api, user, workspace)
     path = f"{invites_path(workspace)}/{created['id']}"

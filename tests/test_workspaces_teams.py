@@ -145,3 +145,62 @@ def test_concurrent_adds_of_one_person_to_a_team_have_one_winner(api, user, work
         t.join()
     assert sorted(statuses) == [201, 409, 409]
     assert api.get(teams_path(workspace, team["id"]), token=user["token"]).json["data"]["member_count"] == 1
+
+
+def _seed_team_members(workspace: dict[str, Any], team: dict[str, Any], count: int) -> list[str]:
+    """`count` workspace members who are all in `team`, written straight to the table."""
+    from agentplane import keys
+    from agentplane.auth.scopes import Role
+    from agentplane.ids import iso
+    from agentplane.logic.teams import team_member_item
+    from agentplane.logic.workspaces import member_item
+    from agentplane.store import Update, get_store
+
+    user_ids = [f"usr_p{i:03d}" for i in range(count)]
+    for start in range(0, count, 45):
+        tx = get_store().transaction()
+        for user_id in user_ids[start : start + 45]:
+            tx.put(member_item(workspace["id"], "Acme", user_id, Role.member, iso()))
+            tx.put(team_member_item(workspace["id"], team["id"], user_id, "member", "x", iso()))
+        tx.commit()
+    get_store().update(keys.team_key(workspace["id"], team["id"]), Update(set={"member_count": count}))
+    return user_ids
+
+
+def test_a_team_shows_its_first_hundred_members_and_lists_the_rest_page_by_page(api, user, workspace):
+    team = make_team(api, user, workspace)
+    other = make_team(api, user, workspace, "Other")
+    user_ids = _seed_team_members(workspace, team, 105)
+    _seed_team_members(workspace, other, 3)
+    api.token = user["token"]
+
+    detail = api.get(teams_path(workspace, team["id"])).json["data"]
+    assert detail["id"] == team["id"] and detail["member_count"] == 105
+    assert [m["user_id"] for m in detail["members"]] == user_ids[:100]
+    assert detail["more_members"] is True
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        query = "?limit=40" + (f"&cursor={cursor}" if cursor else "")
+        body = api.get(f"{teams_path(workspace, team['id'])}/members{query}").json
+        seen += [m["user_id"] for m in body["data"]]
+        cursor = body["meta"]["next_cursor"]
+        if not cursor:
+            break
+    assert seen == user_ids  # every member once, none of the other team's
+    # The team list holds the two teams only, never their members.
+    assert [t["id"] for t in api.get(teams_path(workspace)).json["data"]] == [team["id"], other["id"]]
+
+
+def test_members_of_an_unknown_or_deleted_team_are_404(api, user, workspace):
+    team = make_team(api, user, workspace)
+    _seed_team_members(workspace, team, 2)
+    api.token = user["token"]
+    members = f"{teams_path(workspace, team['id'])}/members"
+    cursor = api.get(f"{members}?limit=1").json["meta"]["next_cursor"]
+    assert cursor
+    assert api.get(f"{teams_path(workspace, 'team_missing')}/members").status == 404
+    assert api.delete(teams_path(workspace, team["id"])).status == 204
+    assert api.get(members).status == 404
+    assert api.get(f"{members}?limit=1&cursor={cursor}").status == 404

@@ -206,3 +206,27 @@ def test_export_stops_at_its_bounds_and_says_so(api, user, workspace, monkeypatc
         api.post(f"{ws_path(workspace)}/tasks", {"title": f"T{i}"})
     document = export(api, user, workspace)
     assert len(document["tasks"]) == 2 and document["truncated"] == ["tasks"]
+
+
+def test_imported_tasks_count_in_sprint_analytics_and_reach_their_agents_queue(api, user, workspace):
+    api.token = user["token"]
+    assert api.post(f"{ws_path(workspace)}/sprints", {}).status == 201
+    todo_id, done_id = "task_" + "1" * 26, "task_" + "2" * 26
+    document = {
+        "tasks": [
+            {"id": todo_id, "title": "Imported todo", "sprint": 1, "assignee": "builder", "story_points": 3},
+            {"id": done_id, "title": "Imported done", "sprint": 1, "status": "done", "story_points": 5},
+        ]
+    }
+    assert do_import(api, user, workspace, document).status == 200
+    summary = api.get(f"{ws_path(workspace)}/sprints/1/analytics").json["data"]["summary"]
+    assert (summary["total"], summary["done"], summary["todo"]) == (2, 1, 1)
+    mine = api.get(f"{ws_path(workspace)}/tasks?next=true&assignee=builder").json["data"]
+    assert [t["id"] for t in mine] == [todo_id]
+
+    # Replacing with a document without the todo task takes it out of the figures and the queue.
+    replaced = do_import(api, user, workspace, {"mode": "replace", "tasks": [document["tasks"][1]]})
+    assert replaced.status == 200, replaced.body
+    summary = api.get(f"{ws_path(workspace)}/sprints/1/analytics").json["data"]["summary"]
+    assert (summary["total"], summary["done"], summary["todo"]) == (1, 1, 0)
+    assert api.get(f"{ws_path(workspace)}/tasks?next=true&assignee=builder").json["data"] == []

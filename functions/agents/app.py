@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from agentplane.access import workspace_access
 from agentplane.http import (
@@ -14,6 +14,7 @@ from agentplane.http import (
     Cursor,
     Data,
     DataList,
+    IfMatch,
     Limit,
     create_app,
     created,
@@ -33,7 +34,6 @@ from agentplane.models.agents import (
     AgentContext,
     AgentControl,
     AgentCreate,
-    AgentStatus,
     AgentTemplate,
     AgentTemplateCreate,
     AgentTemplateUpdate,
@@ -54,7 +54,6 @@ AGENT = f"{BASE}/<name>"
 TEMPLATES = "/api/v1/workspaces/<ws>/agent-templates"
 CREATED = {201: {"description": "Created"}, **PROBLEM_RESPONSES}
 DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}
-IfMatch = Annotated[int | None, Header(alias="if-match")]
 AgentName = Annotated[str, Path(pattern=AGENT_NAME_PATTERN, description="The agent's name")]
 TemplateId = Annotated[str, Path(max_length=64)]
 
@@ -75,14 +74,17 @@ def upsert_agent(ws: str, body: AgentUpsert) -> Data[Agent]:
 def list_agents(
     ws: str,
     all: Annotated[bool, Query(description="Include finished child agents")] = False,
-    status: Annotated[AgentStatus | None, Query()] = None,
+    status: Annotated[
+        str | None, Query(max_length=200, description="A status, or several comma-separated (any of them)")
+    ] = None,
     role: Annotated[str | None, Query(max_length=50)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> DataList[Agent]:
     access = workspace_access(request_principal(app), ws, "agents:read")
+    statuses = agents.parse_statuses(status)
     items, next_cursor = agents.list_agents(
-        access, include_all=all, status=status, role=role, limit=limit, cursor=cursor
+        access, include_all=all, statuses=statuses, role=role, limit=limit, cursor=cursor
     )
     return page(items, next_cursor, limit)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
 from agentplane.access import workspace_access
 from agentplane.http import (
@@ -17,6 +17,7 @@ from agentplane.http import (
     Cursor,
     Data,
     DataList,
+    IfMatch,
     Limit,
     create_app,
     created,
@@ -71,7 +72,7 @@ def update_api_key(
     ws: str,
     key_id: str,
     body: ApiKeyUpdate,
-    if_match: Annotated[int | None, Header(alias="if-match")] = None,
+    if_match: IfMatch = None,
 ) -> Data[ApiKey]:
     access = workspace_access(request_principal(app), ws, SCOPE)
     return ok(api_keys.update_api_key(access, key_id, body, if_match, request_id(app)))

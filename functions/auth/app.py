@@ -35,13 +35,13 @@ from agentplane.models.auth import (
 )
 
 app = create_app()
-# Unauthenticated routes are limited per client IP (60/min by default).
+# Unauthenticated routes are limited per client IP (AUTH_RATE_LIMIT_PER_MINUTE, 60 by default).
 per_ip = [limit_group("auth", by="ip")]
 
 
 @app.post("/api/v1/auth/register", middlewares=per_ip, responses={201: {"description": "Created"}, **PROBLEM_RESPONSES})
 def register(body: RegisterRequest) -> Response[Data[User]]:
-    return created(accounts.register(body))
+    return created(accounts.register(body, request_id(app)))
 
 
 @app.post("/api/v1/auth/login", middlewares=per_ip, responses=PROBLEM_RESPONSES)
@@ -51,7 +51,7 @@ def login(body: LoginRequest) -> Data[Session]:
 
 @app.post("/api/v1/auth/token", middlewares=per_ip, responses={201: {"description": "Created"}, **PROBLEM_RESPONSES})
 def device_token(body: DeviceTokenRequest) -> Response[Data[DeviceToken]]:
-    return created(accounts.issue_device_token(body))
+    return created(accounts.issue_device_token(body, request_id(app)))
 
 
 @app.post("/api/v1/auth/refresh", middlewares=per_ip, responses=PROBLEM_RESPONSES)
@@ -67,13 +67,13 @@ def forgot_password(body: ForgotPasswordRequest) -> Data[Message]:
 
 @app.post("/api/v1/auth/reset-password", middlewares=per_ip, responses=PROBLEM_RESPONSES)
 def reset_password(body: ResetPasswordRequest) -> Data[Message]:
-    accounts.reset_password(body)
+    accounts.reset_password(body, request_id(app))
     return ok(Message(message="password changed; every session was logged out"))
 
 
 @app.post("/api/v1/auth/logout", responses=PROBLEM_RESPONSES)
 def logout(body: LogoutRequest | None = None) -> Data[Message]:
-    accounts.logout(request_principal(app), (body or LogoutRequest()).all_devices)
+    accounts.logout(request_principal(app), (body or LogoutRequest()).all_devices, request_id(app))
     return ok(Message(message="logged out"))
 
 

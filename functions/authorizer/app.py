@@ -1,8 +1,9 @@
 """Lambda REQUEST authorizer of the HTTP API (payload 2.0, simple responses).
 
 Resolves the bearer secret to a principal and hands it to the route's function as context. API
-Gateway caches the answer per token for the configured TTL, so the usage an API key records here
-counts the calls that reached the authorizer.
+Gateway caches the answer per token for the configured TTL (AuthorizerCacheSeconds), so this runs
+once per token per TTL: what must count every call (rate limits, an API key's usage log) is
+counted in the functions, in agentplane.http.
 
 An unknown, expired or revoked secret is still let through, with an empty principal: HTTP APIs
 can only answer a refusal with a bare 403, while callers are owed a 401 problem document. The
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from agentplane.auth.tokens import resolve_principal
 from agentplane.errors import Unauthorized
-from agentplane.logic.api_keys import record_use
 from agentplane.observability import logger
+from agentplane.settings import get_settings
+
+# Validated at import: an authorizer deployed without its settings fails its cold start loudly.
+get_settings()
 
 
 def bearer_from_event(event: dict[str, Any]) -> str:
@@ -34,10 +36,4 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except Unauthorized:
         return {"isAuthorized": True, "context": {"principal": ""}}
     logger.append_keys(principal_kind=principal.kind, principal_id=principal.id)
-    if principal.kind == "api_key" and principal.workspace_id:
-        try:
-            record_use(principal.workspace_id, principal.token_id)
-        except (BotoCoreError, ClientError):
-            # The usage log is bookkeeping: a throttled write must not refuse a valid key.
-            logger.warning("could not record API key usage", exc_info=True)
     return {"isAuthorized": True, "context": principal.to_context()}

@@ -1,22 +1,20 @@
 """The API's own documentation: the OpenAPI document and a Swagger UI page.
 
 openapi.json is generated at build time from every function's resolver (`make openapi`), so this
-function serves a file and imports none of the others. It touches no AWS service either, so it
-skips agentplane.http (which loads boto3 for the store) and renders its rare failures with the
-same problem documents through agentplane.errors.
+function serves a file and imports none of the others. Like every function it answers through
+agentplane.http: its calls are rate limited by source IP (with the X-RateLimit-* headers), and its
+rare failures are the same problem documents.
 """
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler import Response
 
-from agentplane.errors import AppError, NotFound
+from agentplane.http import create_app, lambda_entry
 
 OPENAPI_FILE = Path(__file__).resolve().parent / "openapi.json"
 SWAGGER_UI_VERSION = "5.17.14"
@@ -48,27 +46,7 @@ SWAGGER_PAGE = f"""<!doctype html>
 # Deployed documents change only with a deployment; a few minutes of caching is safe.
 CACHE_CONTROL = "public, max-age=300"
 
-PROBLEM_JSON = "application/problem+json"
-
-app = APIGatewayHttpResolver()
-
-
-def _problem(error: AppError) -> Response[str]:
-    return Response(
-        status_code=error.status,
-        content_type=PROBLEM_JSON,
-        body=json.dumps(error.to_problem(app.current_event.path)),
-    )
-
-
-@app.not_found
-def _no_route(exc: NotFoundError) -> Response[str]:
-    return _problem(NotFound("no such route"))
-
-
-@app.exception_handler(Exception)
-def _unexpected(exc: Exception) -> Response[str]:
-    return _problem(AppError("an unexpected error occurred"))
+app = create_app()
 
 
 @cache
@@ -96,5 +74,4 @@ def get_swagger_ui() -> Response[Any]:
     )
 
 
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = lambda_entry(app)

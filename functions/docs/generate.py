@@ -27,7 +27,11 @@ DESCRIPTION = (
     "Control plane for teams of humans and AI coding agents.\n\n"
     'Success bodies are `{"data": ...}`; lists add `{"meta": {"next_cursor", "limit"}}`. Every error is an '
     "RFC 9457 `application/problem+json` document. Authenticate with `Authorization: Bearer <token>` (a session "
-    "token from login, a personal access token, a workspace API key or an agent key)."
+    "token from login, a personal access token, a workspace API key or an agent key).\n\n"
+    "Two answers come from API Gateway itself and are not problem documents: a request without an "
+    '`Authorization` header to an authenticated route gets `401 {"message":"Unauthorized"}`, and a path no '
+    'route matches gets `404 {"message":"Not Found"}`. Every other answer carries `X-RateLimit-Limit`, '
+    "`X-RateLimit-Remaining` and `X-RateLimit-Reset`."
 )
 
 

@@ -1,4 +1,7 @@
-"""Health probes, version, site status and public configuration constants."""
+"""Health probes, version, site status and public configuration constants.
+
+The probes answer under the base path (/api/v1/health, /ready, /version) and also at /api/...,
+where load balancers and uptime checks look for them."""
 
 from __future__ import annotations
 
@@ -24,8 +27,18 @@ def get_ready() -> Data[Ready]:
     return Data(data=health.ready())
 
 
+@app.get("/api/v1/ready")
+def get_ready_v1() -> Data[Ready]:
+    return Data(data=health.ready())
+
+
 @app.get("/api/version")
 def get_version() -> Data[Version]:
+    return Data(data=health.version())
+
+
+@app.get("/api/v1/version")
+def get_version_v1() -> Data[Version]:
     return Data(data=health.version())
 
 

@@ -18,6 +18,7 @@ from agentplane.http import (
     no_content,
     ok,
     page,
+    request_id,
     request_principal,
 )
 from agentplane.logic import me
@@ -43,7 +44,7 @@ def get_me() -> Data[Profile]:
 
 @app.patch(BASE, responses=PROBLEM_RESPONSES)
 def update_me(body: ProfileUpdate) -> Data[Profile]:
-    return ok(me.update_profile(request_principal(app), body))
+    return ok(me.update_profile(request_principal(app), body, request_id(app)))
 
 
 @app.get(f"{BASE}/workspaces", responses=PROBLEM_RESPONSES)
@@ -60,23 +61,23 @@ def list_personal_access_tokens(limit: Limit = 50, cursor: Cursor = None) -> Dat
 
 @app.post(f"{BASE}/personal-access-tokens", responses={201: {"description": "Created"}, **PROBLEM_RESPONSES})
 def create_personal_access_token(body: PersonalAccessTokenCreate) -> Response[Data[PersonalAccessTokenCreated]]:
-    return created(me.create_pat(request_principal(app), body))
+    return created(me.create_pat(request_principal(app), body, request_id(app)))
 
 
 @app.delete(f"{BASE}/personal-access-tokens/<pat_id>", responses={204: {"description": "Revoked"}, **PROBLEM_RESPONSES})
 def revoke_personal_access_token(pat_id: str) -> Response[Any]:
-    me.revoke_pat(request_principal(app), pat_id)
+    me.revoke_pat(request_principal(app), pat_id, request_id(app))
     return no_content()
 
 
 @app.post(f"{BASE}/devices", responses={201: {"description": "Registered"}, **PROBLEM_RESPONSES})
 def register_device(body: PushDeviceRegister) -> Response[Data[PushDevice]]:
-    return created(me.register_device(request_principal(app), body))
+    return created(me.register_device(request_principal(app), body, request_id(app)))
 
 
 @app.delete(f"{BASE}/devices/<device_id>", responses={204: {"description": "Unregistered"}, **PROBLEM_RESPONSES})
 def delete_device(device_id: str) -> Response[Any]:
-    me.delete_device(request_principal(app), device_id)
+    me.delete_device(request_principal(app), device_id, request_id(app))
     return no_content()
 
 

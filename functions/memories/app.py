@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from agentplane.access import workspace_access
 from agentplane.http import (
@@ -14,6 +14,7 @@ from agentplane.http import (
     Cursor,
     Data,
     DataList,
+    IfMatch,
     Limit,
     create_app,
     created,
@@ -32,7 +33,6 @@ app = create_app()
 MEMORIES = "/api/v1/workspaces/<ws>/memories"
 AGENT_MEMORIES = "/api/v1/workspaces/<ws>/agents/<name>/memories"
 DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}
-IfMatch = Annotated[int | None, Header(alias="if-match")]
 AgentName = Annotated[str, Path(pattern=AGENT_NAME_PATTERN, description="The agent's name")]
 MemoryKey = Annotated[str, Path(pattern=MEMORY_KEY_PATTERN, description="The memory's key within its agent")]
 MemoryId = Annotated[str, Path(max_length=64)]

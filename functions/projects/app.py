@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Header, Query
+from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from agentplane.access import workspace_access
 from agentplane.http import (
@@ -14,10 +14,12 @@ from agentplane.http import (
     Cursor,
     Data,
     DataList,
+    IfMatch,
     Limit,
     create_app,
     created,
     lambda_entry,
+    limit_group,
     no_content,
     ok,
     page,
@@ -49,7 +51,6 @@ BASE = "/api/v1/workspaces/<ws>/projects"
 PROJECT = f"{BASE}/<project_id>"
 SNAPSHOT = "/api/v1/workspaces/<ws>/snapshots/<snapshot_id>"
 RSS = "application/rss+xml"
-IfMatch = Annotated[int | None, Header(alias="if-match")]
 ACCEPTED = {202: {"description": "Maintenance run queued"}, **PROBLEM_RESPONSES}
 
 
@@ -89,19 +90,23 @@ def delete_project(ws: str, project_id: str) -> Response[Any]:
     return no_content()
 
 
-@app.post(f"{PROJECT}/clone", responses=ACCEPTED)
+# A maintenance run is started work like any run: it counts against the same 6-per-minute limit.
+run_start_limit = [limit_group("run-start")]
+
+
+@app.post(f"{PROJECT}/clone", middlewares=run_start_limit, responses=ACCEPTED)
 def clone_project(ws: str, project_id: str) -> Response[Data[MaintenanceRun]]:
     access = workspace_access(request_principal(app), ws, "projects:write")
     return accepted(projects.request_maintenance(access, project_id, MaintenanceAction.clone, request_id(app)))
 
 
-@app.post(f"{PROJECT}/pull", responses=ACCEPTED)
+@app.post(f"{PROJECT}/pull", middlewares=run_start_limit, responses=ACCEPTED)
 def pull_project(ws: str, project_id: str) -> Response[Data[MaintenanceRun]]:
     access = workspace_access(request_principal(app), ws, "projects:write")
     return accepted(projects.request_maintenance(access, project_id, MaintenanceAction.pull, request_id(app)))
 
 
-@app.post(f"{PROJECT}/index", responses=ACCEPTED)
+@app.post(f"{PROJECT}/index", middlewares=run_start_limit, responses=ACCEPTED)
 def index_project(ws: str, project_id: str) -> Response[Data[MaintenanceRun]]:
     access = workspace_access(request_principal(app), ws, "projects:write")
     return accepted(projects.request_maintenance(access, project_id, MaintenanceAction.reindex, request_id(app)))

@@ -23,14 +23,20 @@ poster = realtime.Poster(endpoint)
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
+# Who may still receive pushes is checked once per connection per batch of records.
+gate = realtime.PushGate()
+
+
 def push_record(record: DynamoDBRecord) -> None:
     image = deserialize((record.raw_event.get("dynamodb") or {}).get("NewImage"))
     if not image:
         return
-    result = realtime.fan_out(image, poster)
-    logger.debug("fanned out", extra={"pushed": result.pushed, "gone": result.gone})
+    result = realtime.fan_out(image, poster, gate)
+    logger.debug("fanned out", extra={"pushed": result.pushed, "gone": result.gone, "revoked": result.revoked})
 
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global gate
+    gate = realtime.PushGate()
     return process_partial_response(event=event, record_handler=push_record, processor=processor, context=context)

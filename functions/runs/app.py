@@ -58,12 +58,13 @@ def list_runs(
     status: Annotated[RunStatus | None, Query()] = None,
     project: Annotated[str | None, Query(max_length=100)] = None,
     agent: Annotated[str | None, Query(max_length=100)] = None,
+    schedule_id: Annotated[str | None, Query(max_length=100)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> DataList[Run]:
     access = workspace_access(request_principal(app), ws, "runs:read")
     items, next_cursor = runs.list_runs(
-        access, status=status, project_id=project, agent=agent, limit=limit, cursor=cursor
+        access, status=status, project_id=project, agent=agent, schedule_id=schedule_id, limit=limit, cursor=cursor
     )
     return page(items, next_cursor, limit)
 

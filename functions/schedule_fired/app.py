@@ -3,7 +3,9 @@
 schedule it creates. Submits the schedule's queue job or creates its run draft.
 
 Invoked by EventBridge Scheduler only (and by `make dev`'s local scheduler), never through the
-HTTP API. An error makes Scheduler retry; a repeated delivery of one firing makes nothing twice.
+HTTP API. An error makes Scheduler retry; a repeated delivery of one firing makes nothing twice. A
+schedule of a deleted workspace, or whose creator lost the right to do what it does, is disabled
+and removed from Scheduler instead of firing. Sample event: events/scheduled/schedule-fired.json.
 """
 
 from __future__ import annotations

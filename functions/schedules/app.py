@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Header, Query
+from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from agentplane.access import workspace_access
 from agentplane.http import (
@@ -14,6 +14,7 @@ from agentplane.http import (
     Cursor,
     Data,
     DataList,
+    IfMatch,
     Limit,
     create_app,
     created,
@@ -31,7 +32,6 @@ app = create_app()
 BASE = "/api/v1/workspaces/<ws>/schedules"
 CREATED = {201: {"description": "Created"}, **PROBLEM_RESPONSES}
 DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}
-IfMatch = Annotated[int | None, Header(alias="if-match")]
 
 
 @app.post(BASE, responses=CREATED)

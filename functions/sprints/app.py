@@ -6,7 +6,7 @@ from datetime import date
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from agentplane.access import workspace_access
 from agentplane.http import (
@@ -14,7 +14,9 @@ from agentplane.http import (
     Cursor,
     Data,
     DataList,
+    IfMatch,
     Limit,
+    PageMeta,
     create_app,
     created,
     lambda_entry,
@@ -31,6 +33,7 @@ from agentplane.models.sprints import (
     RetroCreate,
     Sprint,
     SprintAnalytics,
+    SprintBoardPage,
     SprintCreate,
     SprintReview,
     SprintStart,
@@ -38,7 +41,6 @@ from agentplane.models.sprints import (
     SprintUpdate,
     Velocity,
 )
-from agentplane.models.tasks import Task
 
 app = create_app()
 WS = "/api/v1/workspaces/<ws>"
@@ -80,15 +82,15 @@ def start_current_sprint(ws: str) -> Data[SprintStart]:
 
 
 @app.get(f"{BASE}/current/tasks", responses=PROBLEM_RESPONSES)
-def list_current_sprint_tasks(
+def current_sprint_board(
     ws: str,
     sprint: Annotated[int | None, Query(ge=0, le=MAX_SPRINT_NUMBER, description="Another sprint's number")] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
-) -> DataList[Task]:
+) -> SprintBoardPage:
     access = workspace_access(request_principal(app), ws, "tasks:read")
-    items, next_cursor = sprints.list_sprint_tasks(access, sprint, limit, cursor)
-    return page(items, next_cursor, limit)
+    board, next_cursor = sprints.sprint_board(access, sprint, limit, cursor)
+    return SprintBoardPage(data=board, meta=PageMeta(next_cursor=next_cursor, limit=limit))
 
 
 @app.get(f"{BASE}/analytics/velocity", responses=PROBLEM_RESPONSES)
@@ -116,7 +118,7 @@ def update_sprint(
     ws: str,
     number: SprintNumber,
     body: SprintUpdate,
-    if_match: Annotated[int | None, Header(alias="if-match")] = None,
+    if_match: IfMatch = None,
 ) -> Data[Sprint]:
     access = workspace_access(request_principal(app), ws, "tasks:write")
     return ok(sprints.update_sprint(access, number, body, if_match, request_id(app)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Header, Query
+from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from agentplane.access import workspace_access
 from agentplane.http import (
@@ -13,6 +13,7 @@ from agentplane.http import (
     Cursor,
     Data,
     DataList,
+    IfMatch,
     Limit,
     create_app,
     created,
@@ -52,7 +53,6 @@ STORIES = "/api/v1/workspaces/<ws>/stories"
 USER_TASKS = "/api/v1/workspaces/<ws>/user-tasks"
 CREATED = {201: {"description": "Created"}, **PROBLEM_RESPONSES}
 DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}
-IfMatch = Annotated[int | None, Header(alias="if-match")]
 
 
 @app.post(BASE, responses=CREATED)
@@ -201,7 +201,9 @@ def list_user_tasks(
 @app.get(f"{USER_TASKS}/blockers", responses=PROBLEM_RESPONSES)
 def list_user_task_blockers(
     ws: str,
-    sprint: Annotated[int | None, Query(ge=0, le=MAX_SPRINT, description="Only agent tasks of this sprint")] = None,
+    sprint: Annotated[
+        int | None, Query(ge=0, le=MAX_SPRINT, description="Sprint whose tasks count (default: the active sprint)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=50, description="User tasks read per page (default 20, max 50)")] = 20,
     cursor: Cursor = None,
 ) -> DataList[UserTaskBlocker]:

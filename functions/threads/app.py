@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from agentplane import ratelimit
 from agentplane.access import workspace_access
@@ -21,6 +21,7 @@ from agentplane.http import (
     Cursor,
     Data,
     DataList,
+    IfMatch,
     Limit,
     PageMeta,
     add_response_headers,
@@ -91,7 +92,7 @@ def update_thread(
     ws: str,
     thread_id: str,
     body: ThreadUpdate,
-    if_match: Annotated[int | None, Header(alias="if-match")] = None,
+    if_match: IfMatch = None,
 ) -> Data[Thread]:
     access = workspace_access(request_principal(app), ws, "tasks:write")
     return ok(threads.update_thread(access, thread_id, body, if_match, request_id(app)))

@@ -10,15 +10,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Header, Query
+from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from agentplane.access import workspace_access
-from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.http import (
     PROBLEM_RESPONSES,
     Cursor,
     Data,
     DataList,
+    IfMatch,
     Limit,
     create_app,
     created,
@@ -59,7 +59,6 @@ app = create_app()
 WS = "/api/v1/workspaces/<ws>"
 CREATED = {201: {"description": "Created"}, **PROBLEM_RESPONSES}
 DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}
-IfMatch = Annotated[int | None, Header(alias="if-match")]
 # Settings writes share a tighter per-user limit (20/min by default).
 settings_limit = [limit_group("settings-write")]
 
@@ -74,10 +73,8 @@ def create_workspace(body: WorkspaceCreate) -> Response[Data[Workspace]]:
 
 @app.get("/api/v1/workspaces", responses=PROBLEM_RESPONSES)
 def list_workspaces(limit: Limit = 50, cursor: Cursor = None) -> DataList[Membership]:
-    principal = request_principal(app)
-    scope = f"workspaces:{principal.user_id}"
-    items, last_key = workspaces.list_memberships(principal.user_id or "", limit, decode_cursor(cursor, scope, {}))
-    return page(items, encode_cursor(last_key, scope, {}), limit)
+    items, next_cursor = workspaces.list_workspaces(request_principal(app), limit, cursor)
+    return page(items, next_cursor, limit)
 
 
 @app.get(WS, responses=PROBLEM_RESPONSES)

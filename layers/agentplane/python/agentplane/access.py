@@ -3,6 +3,8 @@
 Reads trust the memberships the authorizer resolved (cached by API Gateway for a short TTL), so a
 GET costs no extra round trip. Writes re-check the membership inside their own transaction, so a
 member removed a moment ago cannot change anything even while their authorizer result is cached.
+An agent key has no membership: its writes re-check instead that its workspace still exists (a
+deleted workspace's keys are also revoked, see logic.workspaces.delete_workspace).
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ class Access:
 
     def transaction(self) -> Transaction:
         """A transaction whose first two operations re-check the caller's right to write: the
-        token is still live, and (for people) the membership still grants the scope."""
+        token is still live, and the membership still grants the scope (for an agent key, which
+        has none: the workspace has not been deleted)."""
         tx = get_store().transaction()
         tx.check(keys.token_key(self.principal.token_hash), live_token())
-        if self.principal.kind != "agent_key":
-            # Agent keys carry no membership: the live token is their whole right to act.
+        if self.principal.kind == "agent_key":
+            tx.check(keys.workspace_key(self.workspace_id), workspace_live())
+        else:
             assert self.principal.user_id is not None
             allowed = roles_with(self.scope) if self.scope else [r.value for r in Role]
             tx.check(keys.member_key(self.workspace_id, self.principal.user_id), attr_in("role", allowed))
@@ -54,7 +58,7 @@ class Access:
             guard_failed = index is not None and failure.reasons[index] == "ConditionalCheckFailed"
             if guard_failed and index == 0:
                 raise Unauthorized("the token is invalid, expired or revoked") from failure
-            if guard_failed and index == 1 and self.principal.kind != "agent_key":
+            if guard_failed and index == 1:
                 raise NotFound("workspace not found") from failure
             raise
 
@@ -66,6 +70,10 @@ def live_token() -> Expr:
         {"#pk": "PK", "#revoked": "revoked", "#exp": "expires_at"},
         {":now": now},
     )
+
+
+def workspace_live() -> Expr:
+    return Expr("attribute_exists(#pk) AND attribute_not_exists(#deleted)", {"#pk": "PK", "#deleted": "deleted_at"})
 
 
 def _check_scope(principal: Principal, role: Role, scope: str) -> None:

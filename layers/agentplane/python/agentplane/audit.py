@@ -1,4 +1,5 @@
-"""Audit events, written in the same transaction as the change they record."""
+"""Audit events, written in the same transaction as the change they record: a workspace's trail
+for what happens in it, and a person's own trail for changes to their account."""
 
 from __future__ import annotations
 
@@ -63,3 +64,19 @@ def record(
     details: Mapping[str, Any] | None = None,
 ) -> None:
     tx.put(audit_item(workspace_id, actor_id, action, target_type, target_id, request_id, details))
+
+
+def record_account(
+    tx: Transaction,
+    user_id: str,
+    action: str,
+    target_type: str,
+    target_id: str,
+    request_id: str = "",
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """An audit event of a change to a person's own account (tokens, profile, sessions): it
+    belongs to no workspace, so it goes to the person's own trail, in the same transaction."""
+    item = audit_item("", user_id, action, target_type, target_id, request_id, details)
+    del item["workspace_id"]
+    tx.put({**item, **keys.account_audit_key(user_id, item["id"]), "user_id": user_id})

@@ -1,23 +1,30 @@
 """The HTTP edge every function shares: resolver factory, the `{data, meta}` envelope, RFC 9457
-problems for every failure, rate-limit headers, `Idempotency-Key`, and the Lambda entry point."""
+problems for every failure, rate-limit headers, `Idempotency-Key`, and the Lambda entry point.
+
+Every invocation is counted against the caller's rate limit before the resolver runs (the
+principal's, or the source IP's for a call without one), so every answer the function gives,
+validation failures and unknown routes included, carries the X-RateLimit-* headers."""
 
 from __future__ import annotations
 
 import contextvars
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Generic, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from aws_lambda_powertools.logging import correlation_paths
-from pydantic import BaseModel, Field
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, BeforeValidator, Field
 
 from agentplane import idempotency, ratelimit
+from agentplane.access import workspace_access
 from agentplane.auth.principal import Principal
-from agentplane.errors import AppError, BadRequest, Conflict, NotFound, Unprocessable
+from agentplane.errors import AppError, BadRequest, Conflict, NotFound, Unauthorized, Unprocessable
 from agentplane.observability import logger, metrics
 from agentplane.settings import get_settings
 from agentplane.store import ConditionFailed, TransactionFailed
@@ -30,6 +37,29 @@ _extra_headers: contextvars.ContextVar[dict[str, str] | None] = contextvars.Cont
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size (default 50, max 200)")]
 Cursor = Annotated[str | None, Query(max_length=2048, description="Opaque cursor from meta.next_cursor")]
+
+# An entity tag as GET answers it in `ETag` ("3"), weak (W/"3") or bare (3); `*` matches any version.
+_ENTITY_TAG = re.compile(r'(?:W/)?"(\d{1,15})"|(\d{1,15})')
+
+
+def version_from_if_match(value: Any) -> int | None:
+    """The version an If-Match header names; a malformed one is a 400 (never a silent match)."""
+    if value is None or isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if text in ("", "*"):
+        return None
+    tag = _ENTITY_TAG.fullmatch(text)
+    if tag is None:
+        raise BadRequest(f'If-Match must be the resource\'s ETag, like "3", not {text[:40]!r}', field="if-match")
+    return int(tag.group(1) or tag.group(2))
+
+
+IfMatch = Annotated[
+    int | None,
+    BeforeValidator(version_from_if_match),
+    Header(alias="if-match", description='The version the change is based on: the ETag a GET answered ("3")'),
+]
 
 
 class PageMeta(BaseModel):
@@ -65,6 +95,11 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def ok(data: Any) -> Any:
+    """One resource as `{"data": …}`; a resource with a `version` also answers it as the ETag,
+    the value If-Match sends back."""
+    version = data.get("version") if isinstance(data, Mapping) else getattr(data, "version", None)
+    if isinstance(version, int) and not isinstance(version, bool):
+        add_response_headers({"ETag": f'"{version}"'})
     return {"data": data}
 
 
@@ -169,21 +204,21 @@ def add_response_headers(headers: Mapping[str, str]) -> None:
         current.update(headers)
 
 
-def _rate_limit_and_idempotency(
-    app: APIGatewayHttpResolver, next_middleware: Callable[..., Response[Any]]
-) -> Response[Any]:
-    event = app.current_event
+def _caller_id(app: APIGatewayHttpResolver) -> str:
+    """The principal's id; behind the authorizer an empty principal means a bad token, a 401
+    before any route code. Routes without the authorizer (register, login, ...) are the IP's."""
     authorizer = _request_context(app).get("authorizer")
-    # Behind the authorizer, an empty principal means a bad token: 401 before any route code.
-    principal = Principal.from_authorizer(authorizer) if authorizer else None
-    if principal is not None:
-        decision = ratelimit.hit_principal(principal.id, get_settings().rate_limit_per_minute)
-        add_response_headers(decision.headers())
+    return Principal.from_authorizer(authorizer).id if authorizer else f"ip:{source_ip(app)}"
+
+
+def _idempotency(app: APIGatewayHttpResolver, next_middleware: Callable[..., Response[Any]]) -> Response[Any]:
+    event = app.current_event
+    caller = _caller_id(app)
     key = (event.headers or {}).get("idempotency-key")
-    if principal is None or event.http_method != "POST" or not key:
+    if event.http_method != "POST" or not key:
         return next_middleware(app)
-    if len(key) > 255:
-        raise BadRequest("Idempotency-Key must be at most 255 characters")
+    if len(key) > idempotency.MAX_KEY_LENGTH:
+        raise BadRequest(f"Idempotency-Key must be at most {idempotency.MAX_KEY_LENGTH} characters")
 
     first_body: list[str] = []
 
@@ -195,9 +230,23 @@ def _rate_limit_and_idempotency(
         return {"status": response.status_code, "content_type": response.content_type, "body": _without_secrets(body)}
 
     route = f"{event.http_method} {event.path}"
-    stored = idempotency.run_once(principal.id, route, key, event.body, call)
+    stored = idempotency.run_once(caller, route, key, event.body, call)
     body = first_body[0] if first_body else stored["body"]
     return Response(status_code=stored["status"], content_type=stored["content_type"], body=body)
+
+
+# Path parameters are ids, names, slugs or secrets: letters, digits and `_.:-`, never this long.
+# Anything else cannot name a stored item, and must not reach DynamoDB as an over-size key.
+MAX_PATH_ID_LENGTH = 200
+_PATH_ID = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+def _guard_path_ids(app: APIGatewayHttpResolver, next_middleware: Callable[..., Response[Any]]) -> Response[Any]:
+    _caller_id(app)  # a bad token is a 401 whatever the path
+    for name, value in (app.current_event.path_parameters or {}).items():
+        if len(value) > MAX_PATH_ID_LENGTH or not _PATH_ID.fullmatch(value):
+            raise NotFound(f"no {name} like this exists: ids are up to {MAX_PATH_ID_LENGTH} letters, digits or _.:-")
+    return next_middleware(app)
 
 
 # Fields that carry a secret shown once (API keys, tokens, invites, shares).
@@ -225,22 +274,79 @@ def limit_group(group: str, by: str = "user") -> Callable[..., Response[Any]]:
             subject = source_ip(app)
         else:
             principal = request_principal(app)
+            workspace_id = (app.current_event.path_parameters or {}).get("ws")
+            if workspace_id:
+                # Access first: a caller refused with 404 spends none of the group's budget.
+                workspace_access(principal, workspace_id)
             subject = principal.user_id or principal.id
-        add_response_headers(ratelimit.hit_group(group, subject).headers())
+        if group == "auth":
+            decision = ratelimit.hit_exact(f"{group}:{subject}", get_settings().auth_rate_limit_per_minute)
+        else:
+            decision = ratelimit.hit_group(group, subject)
+        add_response_headers(decision.headers())
         return next_middleware(app)
 
     return middleware
 
 
 def create_app() -> APIGatewayHttpResolver:
+    """The function's resolver. Settings are validated here, at import: a function deployed
+    without its environment fails its cold start naming the setting, not later as a 500."""
+    get_settings()
     app = APIGatewayHttpResolver(enable_validation=True)
     register_error_handlers(app)
-    app.use(middlewares=[_rate_limit_and_idempotency])
+    app.use(middlewares=[_guard_path_ids, _idempotency])
     return app
 
 
+def _event_principal(event: Mapping[str, Any]) -> Principal | None:
+    authorizer = (event.get("requestContext") or {}).get("authorizer")
+    if not authorizer:
+        return None
+    try:
+        return Principal.from_authorizer(authorizer)
+    except Unauthorized:  # a refused token: the route answers 401, the call still counts (by IP)
+        return None
+
+
+def _admit(event: Mapping[str, Any]) -> None:
+    """Count the call against its caller's limit (raising RateLimited past it), and against the
+    usage log of the workspace key making it."""
+    principal = _event_principal(event)
+    if principal is None:
+        source = ((event.get("requestContext") or {}).get("http") or {}).get("sourceIp", "unknown")
+        subject = f"ip:{source}"
+    else:
+        subject = principal.id
+        if principal.kind in ("api_key", "agent_key") and principal.workspace_id:
+            _count_key_use(principal.workspace_id, principal.token_id)
+    add_response_headers(ratelimit.hit_principal(subject, get_settings().rate_limit_per_minute).headers())
+
+
+def _count_key_use(workspace_id: str, key_id: str) -> None:
+    # Imported on first use: only functions that workspace keys call pay for it.
+    from agentplane.logic.api_keys import count_request
+
+    try:
+        count_request(workspace_id, key_id)
+    except (BotoCoreError, ClientError):
+        # The usage log is bookkeeping: a throttled write must not refuse a valid key.
+        logger.warning("could not record API key usage", exc_info=True)
+
+
+def _problem_result(error: AppError, event: Mapping[str, Any]) -> dict[str, Any]:
+    """A problem answered before the resolver ran, in the Lambda proxy response shape."""
+    return {
+        "statusCode": error.status,
+        "headers": {"Content-Type": PROBLEM_JSON, **error.headers},
+        "body": json.dumps(error.to_problem(str(event.get("rawPath", ""))), default=str),
+        "isBase64Encoded": False,
+    }
+
+
 def lambda_entry(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """The function's handler: logging context, metrics, and the invocation's extra headers."""
+    """The function's handler: logging context, metrics, the rate limit (counted before the
+    resolver, so every answer carries its headers) and the invocation's extra headers."""
 
     @metrics.log_metrics(capture_cold_start_metric=True)
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
@@ -248,12 +354,21 @@ def lambda_entry(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Any],
         idempotency.register_lambda_context(context)
         token = _extra_headers.set({})
         try:
-            result = app.resolve(event, context)
+            try:
+                _admit(event)
+            except AppError as refused:  # over the limit
+                result = _problem_result(refused, event)
+            except Exception:
+                logger.exception("unexpected error")
+                result = _problem_result(AppError("an unexpected error occurred; it has been logged"), event)
+            else:
+                result = app.resolve(event, context)
             extra = _extra_headers.get() or {}
         finally:
             _extra_headers.reset(token)
         if extra:
-            result.setdefault("headers", {}).update(extra)
+            # Headers the answer set itself (a 429's own figures) win over the invocation's.
+            result["headers"] = {**extra, **(result.get("headers") or {})}
         return result
 
     return handler  # type: ignore[no-any-return]

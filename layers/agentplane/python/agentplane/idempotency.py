@@ -1,13 +1,20 @@
 """`Idempotency-Key` on acting POSTs, through Powertools idempotency with DynamoDB persistence.
 
 The key is scoped to the caller and the route, so two callers (or two routes) never share a
-result. The request body is validated against the stored one: the same key with another body is a
-422. Failures are not stored, so a request that failed can be retried with the same key.
+result; calls without a principal (register, login, ...) are scoped to their source IP. The
+request body is validated against the stored one: the same key with another body is a 422.
+Failures are not stored, so a request that failed can be retried with the same key.
+
+What is stored to compare bodies is a keyed digest (HMAC with the signing secret) of the body,
+never the body or a plain hash of it: bodies carry passwords, and a fast unkeyed hash of one could
+be brute-forced from the table.
 """
 
 from __future__ import annotations
 
 import contextvars
+import hashlib
+import hmac
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +23,8 @@ from typing import Any
 from agentplane import keys
 from agentplane.errors import Conflict, Unprocessable
 from agentplane.settings import get_settings
+
+MAX_KEY_LENGTH = 255
 
 _current_call: contextvars.ContextVar[Callable[[], dict[str, Any]]] = contextvars.ContextVar("idempotent_call")
 _lambda_context: Any = None
@@ -70,6 +79,17 @@ def reset() -> None:
     _wrapped = None
 
 
+def body_digest(body: str | None) -> str:
+    """A keyed digest of the body; JSON is compared by content, so key order and spacing do not
+    make a retry look like another request."""
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")) if body else ""
+    except ValueError:
+        canonical = body or ""
+    secret = get_settings().signing_secret.encode()
+    return hmac.new(secret, canonical.encode(), hashlib.sha256).hexdigest()
+
+
 def run_once(
     principal_id: str, route: str, idempotency_key: str, body: str | None, call: Callable[[], dict[str, Any]]
 ) -> dict[str, Any]:
@@ -82,13 +102,9 @@ def run_once(
     global _wrapped
     if _wrapped is None:
         _wrapped = _build()
-    try:
-        parsed_body: Any = json.loads(body) if body else None
-    except ValueError:
-        parsed_body = body
     token = _current_call.set(call)
     try:
-        request = {"principal": principal_id, "route": route, "key": idempotency_key, "body": parsed_body}
+        request = {"principal": principal_id, "route": route, "key": idempotency_key, "body": body_digest(body)}
         return _wrapped.function(request=request)
     except IdempotencyValidationError:
         raise Unprocessable("this Idempotency-Key was already used with a different request body") from None

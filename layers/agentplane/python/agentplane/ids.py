@@ -24,6 +24,20 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{_encode(millis, 10)}{_encode(rand, 16)}"
 
 
+def new_id_after(prefix: str, floor: str | None) -> str:
+    """A `new_id(prefix)` that sorts after `floor` (an id of the same prefix), even when this
+    clock is behind the one that minted `floor`: then it is `floor` plus a random step."""
+    minted = new_id(prefix)
+    if floor is None or minted > floor:
+        return minted
+    suffix = floor.removeprefix(f"{prefix}_")
+    value = 0
+    for char in suffix:
+        value = value * 32 + _CROCKFORD.index(char)
+    step = 1 + int.from_bytes(os.urandom(5), "big")
+    return f"{prefix}_{_encode(value + step, len(suffix))}"
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 

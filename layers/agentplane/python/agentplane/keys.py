@@ -84,6 +84,10 @@ def rate_key(bucket: str, window: int) -> Key:
     return key(f"{RATE}{bucket}", f"W#{window}")
 
 
+def rate_log_key(bucket: str) -> Key:
+    return key(f"{RATE}{bucket}", "LOG")
+
+
 # --- workspace-owned items --------------------------------------------------------------------
 WS = "WS#"
 
@@ -123,11 +127,17 @@ TEAM_PREFIX = "TEAM#"
 
 
 def team_member_key(ws_id: str, team_id: str, user_id: str) -> Key:
-    return key(ws_pk(ws_id), f"TEAMMEMBER#{team_id}#{user_id}")
+    """Right after its team's item, so one Query reads a team with its members."""
+    return key(ws_pk(ws_id), f"TEAM#{team_id}#MEMBER#{user_id}")
 
 
 def team_member_prefix(team_id: str) -> str:
-    return f"TEAMMEMBER#{team_id}#"
+    return f"TEAM#{team_id}#MEMBER#"
+
+
+def team_with_members(team_id: str) -> tuple[str, str]:
+    """The sort-key range (`sk_between`) of a team's item followed by its members."""
+    return f"TEAM#{team_id}", f"TEAM#{team_id}#MEMBER$"
 
 
 def common_env_key(ws_id: str) -> Key:
@@ -192,6 +202,15 @@ def push_token_claim_key(push_token_digest: str) -> Key:
     return unique_key("push_token", push_token_digest)
 
 
+def account_audit_pk(user_id: str) -> str:
+    """A person's own audit trail: changes to their account, which belong to no workspace."""
+    return f"{USER}{user_id}#AUDIT"
+
+
+def account_audit_key(user_id: str, audit_id: str) -> Key:
+    return key(account_audit_pk(user_id), audit_id)
+
+
 # @keys:api_keys
 def api_key_list_gsi(ws_id: str) -> str:
     """GSI1 partition: a workspace's API keys that are not deleted (revoked ones included)."""
@@ -211,6 +230,17 @@ def api_key_usage_key(ws_id: str, key_id: str, minute: str) -> Key:
     return key(api_key_usage_pk(ws_id, key_id), f"{API_KEY_USAGE_MINUTE}{minute}")
 
 
+def api_key_usage_upper_bound() -> str:
+    """A sort key after every minute bucket of a key (the top of a `sk_between` over them)."""
+    return f"{API_KEY_USAGE_MINUTE}~"
+
+
+def api_key_usage_total_key(ws_id: str, key_id: str) -> Key:
+    """A key's running total, whether it is deleted, and how far its minutes are folded in. Sorted
+    after every minute bucket, so one newest-first Query reads it with the latest minutes."""
+    return key(api_key_usage_pk(ws_id, key_id), "TOTAL")
+
+
 # @keys:workspaces
 def invite_pending_gsi(ws_id: str) -> str:
     """GSI1 partition: a workspace's pending invites (removed on accept or revoke)."""
@@ -222,9 +252,19 @@ def invite_email_key(ws_id: str, email: str) -> Key:
     return key(ws_pk(ws_id), f"INVITEEMAIL#{email.lower()}")
 
 
+def team_list_gsi(ws_id: str) -> str:
+    """GSI1 partition: a workspace's teams in creation order (their members share the base range)."""
+    return f"{WS}{ws_id}#TEAMS"
+
+
 def teams_of_member_gsi(ws_id: str, user_id: str) -> str:
     """GSI1 partition: the teams one member belongs to in one workspace (cleanup on removal)."""
     return f"{WS}{ws_id}#USERTEAMS#{user_id}"
+
+
+def member_of_user_sort_key(ws_id: str) -> str:
+    """GSI1 sort key of a membership in its user's partition (`member_of_user_gsi`)."""
+    return ws_pk(ws_id)
 
 
 # @keys:projects
@@ -320,6 +360,42 @@ def user_task_key(ws_id: str, user_task_id: str) -> Key:
     return key(ws_pk(ws_id), f"{USER_TASK_PREFIX}{user_task_id}")
 
 
+def agent_todo_pk(ws_id: str, agent: str) -> str:
+    """One agent's todo tasks (the task's assignee, else its owner): link items written in each
+    task's own transaction while it is todo, read in priority order by `next=true`."""
+    return f"{WS}{ws_id}#TODO#{agent}"
+
+
+def agent_todo_key(ws_id: str, agent: str, priority: str, task_id: str) -> Key:
+    """SK `<priority>#<task_id>`: p0 first, then the oldest task within a priority."""
+    return key(agent_todo_pk(ws_id, agent), f"{priority}#{task_id}")
+
+
+def task_day_pk(ws_id: str) -> str:
+    """A workspace's task counters per UTC day (SK `YYYY-MM-DD`): created, started and done tasks,
+    points and hourly figures, moved in each task's own transaction (daily analytics)."""
+    return f"{WS}{ws_id}#TASKDAYS"
+
+
+def task_day_key(ws_id: str, day: str) -> Key:
+    return key(task_day_pk(ws_id), day)
+
+
+def task_totals_key(ws_id: str) -> Key:
+    """A workspace's done tasks per UTC month (`done#YYYY-MM`), for running totals of completions."""
+    return key(ws_pk(ws_id), "TASKTOTALS")
+
+
+def task_done_pk(ws_id: str) -> str:
+    """A workspace's done tasks by completion time (SK `<completed_at>#<task_id>`): link items kept
+    in each task's own transaction, so one day's completions are one key range."""
+    return f"{WS}{ws_id}#TASKSDONE"
+
+
+def task_done_key(ws_id: str, completed_at: str, task_id: str) -> Key:
+    return key(task_done_pk(ws_id), f"{completed_at}#{task_id}")
+
+
 # @keys:sprints
 SPRINT_PREFIX = "SPRINT#"
 
@@ -327,6 +403,12 @@ SPRINT_PREFIX = "SPRINT#"
 def sprint_key(ws_id: str, number: int) -> Key:
     """A sprint, under its workspace; the zero-padded number keeps the partition in sprint order."""
     return key(ws_pk(ws_id), f"{SPRINT_PREFIX}{number:010d}")
+
+
+def sprint_stats_key(ws_id: str, number: int) -> Key:
+    """One sprint's task counters (totals, by status, agent, type, priority and completion day),
+    moved in each task's own transaction: sprint analytics and velocity read this one item."""
+    return key(ws_pk(ws_id), f"SPRINTSTATS#{number:010d}")
 
 
 def sprint_counter_key(ws_id: str) -> Key:
@@ -619,10 +701,13 @@ def queue_job_status_gsi(ws_id: str, status: str) -> str:
     return f"{WS}{ws_id}#QUEUESTATUS#{status}"
 
 
-def queue_ready_gsi(ws_id: str) -> str:
-    """GSI2 partition (sparse): a workspace's unfinished jobs (pending or claimed), ordered by
-    `queue_ready_sk`; finished and dead jobs leave it."""
-    return f"{WS}{ws_id}#QUEUEREADY"
+def queue_ready_gsi(ws_id: str, queue_name: str = "default") -> str:
+    """GSI2 partition (sparse): the unfinished jobs (pending or claimed) of one of a workspace's
+    queues, ordered by `queue_ready_sk`; finished and dead jobs leave it. The default queue keeps
+    the partition it had before queues had names."""
+    if queue_name == "default":
+        return f"{WS}{ws_id}#QUEUEREADY"
+    return f"{WS}{ws_id}#QUEUEREADY#{queue_name}"
 
 
 def queue_ready_sk(priority: int, next_at: str, job_id: str) -> str:

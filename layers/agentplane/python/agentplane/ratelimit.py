@@ -1,25 +1,30 @@
-"""Fixed-window rate limits kept in the table, shared by every Lambda instance.
+"""Rate limits kept in the table, shared by every Lambda instance.
 
 Two modes:
-- exact (`hit_exact`): one conditional UpdateItem per call; used for the small, strict limits
-  (auth by IP, run-start per user, settings writes) where the Nth+1 call must be refused.
-- the per-principal default (`hit_principal`): counts locally and folds the count into the table
-  every few calls, so an ordinary request does not pay a round trip for its limiter. Across N warm
-  instances it may admit up to N * SYNC_EVERY extra calls in a window: fine for a 600/min guard.
+- exact (`hit_exact`): a sliding log of the calls admitted in the last minute, so no 60 seconds
+  ever hold more than `limit` calls, window boundaries included. Used for the small, strict limits
+  (auth by IP, run-start per user, settings writes) where the Nth+1 call must be refused. While the
+  log has room a call costs one conditional UpdateItem; once it is full, a read prunes it.
+- the per-principal default (`hit_principal`): a fixed window that counts locally and folds the
+  count into the table every few calls, so an ordinary request does not pay a round trip for its
+  limiter. Across N warm instances it may admit up to N * SYNC_EVERY extra calls in a window: fine
+  for a 600/min guard.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
 
 from agentplane import keys
 from agentplane.errors import RateLimited
-from agentplane.store import ConditionFailed, Expr, Update, get_store
+from agentplane.store import ConditionFailed, Expr, Update, attr_eq, get_store
 
 WINDOW_SECONDS = 60
 SYNC_EVERY = 10
+_LOG_ATTEMPTS = 5
 
 # Named groups later families use: limit per minute, and what the counter is keyed by.
 GROUPS: dict[str, int] = {
@@ -43,6 +48,10 @@ class Decision:
         }
 
 
+def _now() -> float:
+    return time.time()
+
+
 def _window(now: float) -> tuple[int, int]:
     start = int(now) // WINDOW_SECONDS * WINDOW_SECONDS
     return start, start + WINDOW_SECONDS
@@ -50,23 +59,49 @@ def _window(now: float) -> tuple[int, int]:
 
 def _limited(detail: str, limit: int, reset: int) -> RateLimited:
     """A 429 carries the same X-RateLimit-* headers as every other answer, plus Retry-After."""
-    error = RateLimited(detail, max(1, reset - int(time.time())))
+    # `reset` is rounded up to a whole second, so it can sit a second past a full window from now.
+    error = RateLimited(detail, max(1, min(WINDOW_SECONDS, reset - int(_now()))))
     error.headers.update(Decision(limit=limit, remaining=0, reset=reset).headers())
     return error
 
 
 def hit_exact(bucket: str, limit: int) -> Decision:
-    """Count one call against `bucket`; raise RateLimited once `limit` calls were made this window."""
-    start, reset = _window(time.time())
-    try:
-        item = get_store().update(
-            keys.rate_key(bucket, start),
-            Update(set={keys.TTL: reset + WINDOW_SECONDS}, add={"count": 1}),
-            Expr("attribute_not_exists(#c) OR #c < :limit", {"#c": "count"}, {":limit": limit}),
-        )
-    except ConditionFailed:
-        raise _limited(f"rate limit of {limit} per minute reached for {bucket.split(':')[0]}", limit, reset) from None
-    return Decision(limit=limit, remaining=limit - int(item["count"]), reset=reset)
+    """Count one call against `bucket`; raise RateLimited if `limit` calls were admitted in the
+    last WINDOW_SECONDS."""
+    store = get_store()
+    key = keys.rate_log_key(bucket)
+    for _attempt in range(_LOG_ATTEMPTS):
+        now = _now()
+        try:
+            # Fast path: the log has room, so appending cannot exceed the limit.
+            item = store.update(
+                key,
+                Update(set={keys.TTL: int(now) + 2 * WINDOW_SECONDS}, add={"writes": 1}, append={"hits": [now]}),
+                Expr("attribute_not_exists(#h) OR size(#h) < :limit", {"#h": "hits"}, {":limit": limit}),
+            )
+            return _decision(item["hits"], limit, now)
+        except ConditionFailed as full:
+            current = full.current or {}
+        recent = [hit for hit in current.get("hits", []) if hit > now - WINDOW_SECONDS]
+        if len(recent) >= limit:
+            reset = math.ceil(min(recent) + WINDOW_SECONDS)
+            raise _limited(f"rate limit of {limit} per minute reached for {bucket.split(':')[0]}", limit, reset)
+        # The log is full of calls older than the window: drop them, unless someone else wrote first.
+        try:
+            item = store.update(
+                key,
+                Update(set={"hits": [*recent, now], keys.TTL: int(now) + 2 * WINDOW_SECONDS}, add={"writes": 1}),
+                attr_eq("writes", current.get("writes", 0)),
+            )
+            return _decision(item["hits"], limit, now)
+        except ConditionFailed:
+            continue
+    raise _limited(f"rate limit of {limit} per minute reached for {bucket.split(':')[0]}", limit, int(_now()) + 1)
+
+
+def _decision(hits: list[float], limit: int, now: float) -> Decision:
+    recent = [hit for hit in hits if hit > now - WINDOW_SECONDS]
+    return Decision(limit=limit, remaining=limit - len(recent), reset=math.ceil(min(recent) + WINDOW_SECONDS))
 
 
 def hit_group(group: str, subject: str) -> Decision:
@@ -86,7 +121,7 @@ _counters_lock = threading.Lock()
 
 
 def hit_principal(principal_id: str, limit: int) -> Decision:
-    start, reset = _window(time.time())
+    start, reset = _window(_now())
     with _counters_lock:
         counter = _counters.setdefault(principal_id, _LocalCounter())
     with counter.lock:

@@ -1,6 +1,8 @@
 """Runtime settings, read from the environment once and validated at import.
 
-A missing or malformed setting fails the cold start loudly instead of surfacing later as a 500.
+Every function validates them when its module is imported (`agentplane.http.create_app`, the
+authorizer), so a missing or malformed setting fails the cold start loudly, naming the setting,
+instead of surfacing later as a 500.
 """
 
 from __future__ import annotations
@@ -49,5 +51,6 @@ class SettingsError(RuntimeError):
 def get_settings() -> Settings:
     try:
         return Settings.model_validate(dict(os.environ))
-    except ValidationError as exc:  # pragma: no cover - exercised by the cold-start test
-        raise SettingsError(f"invalid agentplane settings: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise SettingsError(f"invalid agentplane settings: {problems}") from exc

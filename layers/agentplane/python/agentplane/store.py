@@ -120,11 +120,13 @@ def attr_eq(attr: str, value: Any) -> Expr:
 
 @dataclass
 class Update:
-    """SET/REMOVE/ADD clauses of an UpdateItem, built from plain dicts."""
+    """SET/REMOVE/ADD clauses of an UpdateItem, built from plain dicts (`append` adds to the end
+    of a list attribute, creating it if absent)."""
 
     set: Mapping[str, Any] = field(default_factory=dict)
     remove: Sequence[str] = ()
     add: Mapping[str, int | float] = field(default_factory=dict)
+    append: Mapping[str, Sequence[Any]] = field(default_factory=dict)
 
     def render(self) -> tuple[str, dict[str, str], dict[str, Any]]:
         names: dict[str, str] = {}
@@ -137,6 +139,11 @@ class Update:
             names[f"#s{i}"] = attr
             values[f":s{i}"] = value
             sets.append(f"#s{i} = :s{i}")
+        for i, (attr, tail) in enumerate(self.append.items()):
+            names[f"#l{i}"] = attr
+            values[f":l{i}"] = list(tail)
+            values[":empty_list"] = []
+            sets.append(f"#l{i} = list_append(if_not_exists(#l{i}, :empty_list), :l{i})")
         removes = list(self.remove) + [a for a, v in self.set.items() if v is None]
         if sets:
             clauses.append("SET " + ", ".join(sets))

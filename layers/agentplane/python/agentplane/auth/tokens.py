@@ -15,7 +15,7 @@ from agentplane.auth.principal import MAX_CONTEXT_MEMBERSHIPS, Principal
 from agentplane.auth.scopes import WILDCARD
 from agentplane.auth.secrets import hash_secret, new_secret
 from agentplane.errors import Unauthorized
-from agentplane.store import ConditionFailed, Transaction, Update, exists, get_store
+from agentplane.store import Transaction, TransactionFailed, Update, exists, get_store
 
 BEARER_KINDS = frozenset({"session", "pat", "api_key", "agent_key"})
 # A sliding session is pushed forward at most this often, so busy clients do not write per call.
@@ -99,15 +99,21 @@ def _slide(item: dict[str, Any]) -> None:
 
 
 def _record_use(item: dict[str, Any]) -> None:
-    """Personal access tokens show when they were last used, to spot forgotten ones."""
+    """Personal access tokens show when they were last used, to spot forgotten ones. The time goes
+    on the token record (which paces these writes) and on the user's listing of the token (which
+    the token list reads), in one transaction."""
     if item["kind"] != "pat":
         return
     now = int(time.time())
     if now - int(item.get("last_used_at") or 0) < LAST_USED_GRANULARITY_SECONDS:
         return
+    used = Update(set={"last_used_at": now})
+    tx = get_store().transaction()
+    tx.update(keys.key(item[keys.PK], item[keys.SK]), used, exists())
+    tx.update(keys.pat_key(item["user_id"], item["token_id"]), used, exists())
     try:
-        get_store().update(keys.key(item[keys.PK], item[keys.SK]), Update(set={"last_used_at": now}), exists())
-    except ConditionFailed:  # revoked and removed in the meantime: nothing to record
+        tx.commit()
+    except TransactionFailed:  # revoked and removed in the meantime, or a concurrent call recorded it
         return
 
 

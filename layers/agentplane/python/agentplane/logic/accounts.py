@@ -14,6 +14,7 @@ from agentplane.auth.scopes import WILDCARD, normalize_scopes
 from agentplane.auth.secrets import dummy_password_hash, hash_password, hash_secret, verify_password
 from agentplane.errors import Conflict, Forbidden, NotFound, Unauthorized
 from agentplane.ids import iso, new_id
+from agentplane.logic import api_keys
 from agentplane.models.auth import (
     ERASED_USERNAME,
     DeviceToken,
@@ -78,12 +79,12 @@ def require_person(principal: Principal, *, unrestricted: bool = False) -> str:
 
 
 def current_user(principal: Principal) -> User:
-    if principal.user_id is None:
-        raise NotFound("this token does not belong to a person")
-    return to_user(load_user(principal.user_id))
+    """The person behind a session or personal access token. A workspace key acts for a person
+    (or as an agent) without being one: it gets 403, as on /me, and never its maker's profile."""
+    return to_user(load_user(require_person(principal)))
 
 
-def register(body: RegisterRequest) -> User:
+def register(body: RegisterRequest, request_id: str = "") -> User:
     """Create an account. The first account ever registered becomes the site owner."""
     user_id = new_id("usr")
     at = iso()
@@ -108,6 +109,7 @@ def register(body: RegisterRequest) -> User:
         if claim_site_owner:
             tx.put({**keys.site_owner_key(), "user_id": user_id, "claimed_at": at}, not_exists())
         tx.put({**user, "site_owner": claim_site_owner}, not_exists())
+        audit.record_account(tx, user_id, "account.registered", "user", user_id, request_id)
         tx.commit()
 
     try:
@@ -211,7 +213,7 @@ def issue_personal_token(
     return record, secret
 
 
-def issue_device_token(body: DeviceTokenRequest) -> DeviceToken:
+def issue_device_token(body: DeviceTokenRequest, request_id: str = "") -> DeviceToken:
     """A named, scoped token for a device or CLI (listed with the user's personal access tokens)."""
     user = _authenticate(body.email, body.password)
     abilities = normalize_scopes(body.abilities)
@@ -219,6 +221,8 @@ def issue_device_token(body: DeviceTokenRequest) -> DeviceToken:
     record, secret = issue_personal_token(
         tx, user, name=body.name, scopes=abilities, expires_in_days=body.expires_in_days, origin="device"
     )
+    details = {"name": body.name, "scopes": abilities, "expires_at": record["expires_at"]}
+    audit.record_account(tx, user["id"], "device_token.created", "pat", record["id"], request_id, details)
     tx.commit()
     expires_at = record["expires_at"]
     return DeviceToken(
@@ -315,7 +319,7 @@ def _revoke_caller(tx: Transaction, principal: Principal) -> None:
         tx.update(keys.pat_key(principal.user_id, principal.token_id), Update(set={"revoked_at": iso()}))
 
 
-def logout(principal: Principal, all_devices: bool) -> None:
+def logout(principal: Principal, all_devices: bool, request_id: str = "") -> None:
     """End the caller's session (or token); with `all_devices`, also every other session and every
     device token. Personal access tokens made for automation are revoked only from /me."""
     if principal.user_id is None:
@@ -325,6 +329,10 @@ def logout(principal: Principal, all_devices: bool) -> None:
     tx = get_store().transaction()
     # The caller's own token goes first: even if a later chunk fails, the caller is logged out.
     _revoke_caller(tx, principal)
+    audit.record_account(
+        tx, principal.user_id, "session.logged_out", principal.kind, principal.token_id, request_id,
+        {"all_devices": all_devices},
+    )  # fmt: skip
     if all_devices:
         _revoke_sessions(tx, principal.user_id, keep=principal.token_hash)
         _revoke_pats(tx, principal.user_id, frozenset({"device"}), keep=principal.token_hash)
@@ -367,7 +375,7 @@ def _invalid_reset() -> Unauthorized:
     return Unauthorized("the reset token is invalid, expired or already used")
 
 
-def reset_password(body: ResetPasswordRequest) -> None:
+def reset_password(body: ResetPasswordRequest, request_id: str = "") -> None:
     """Set a new password with a reset secret. It ends every session and device token (whoever knew
     the old password is logged out) and voids every other reset secret issued before it."""
     record = tokens.lookup(body.token)
@@ -394,6 +402,7 @@ def reset_password(body: ResetPasswordRequest) -> None:
         # Two reset secrets used at once: only the first changes the password.
         exists() & attr_eq("password_hash", user["password_hash"]),
     )
+    audit.record_account(tx, user["id"], "password.reset", "user", user["id"], request_id)
     _revoke_sessions(tx, user["id"])
     _revoke_pats(tx, user["id"], frozenset({"device"}))
     try:
@@ -476,8 +485,12 @@ def erase_user(principal: Principal, password: str | None = None, request_id: st
                 ),
                 exists() & Expr("attribute_not_exists(deleted_at)"),
             )
-            details = {"reason": "its only member erased their account"}
+            # Its keys die with it: an agent key has no membership to lose.
+            revocations = api_keys.revocations_for_deleted_workspace(ws_id)
+            details = {"reason": "its only member erased their account", "api_keys_revoked": len(revocations)}
             audit.record(cleanup, ws_id, user_id, "workspace.deleted", "workspace", ws_id, request_id, details)
+            for revocation in revocations:
+                cleanup.operations.extend(revocation.operations)
         else:
             _leave_teams(cleanup, ws_id, user_id)
             audit.record(cleanup, ws_id, user_id, "member.erased", "user", user_id, request_id)

@@ -92,6 +92,7 @@ from agentplane.store import (
     TransactionFailed,
     Update,
     attr_eq,
+    attr_in,
     exists,
     get_store,
     not_exists,
@@ -109,8 +110,12 @@ API_KEY_ATTR = "api_key_sealed"
 PROGRESS_RETENTION = timedelta(hours=24)
 # A write that lost to another write of the same agent reads again and retries this often.
 _WRITE_ATTEMPTS = 25
-# In-progress tasks looked at (one paged Query) before deleting an agent.
-HELD_TASKS_READ_BUDGET = 2000
+# Before deleting an agent: the open tasks read at most (over the status index's open statuses),
+# in Query pages of _HELD_TASKS_PAGE, and the ones the refusal names.
+OPEN_TASK_STATUSES = tuple(status for status in TaskStatus if status != TaskStatus.done)
+HELD_TASKS_READ_BUDGET = 4000
+HELD_TASKS_SHOWN = 10
+_HELD_TASKS_PAGE = 200
 # Silent agents one check marks (a larger backlog is taken by the next check).
 STALL_CHECK_MAX = 500
 # The scheduled sweep: silent agents per shard per run, in Query pages of _PAGE.
@@ -128,7 +133,7 @@ COMPACT_MEMORIES = 30
 MAX_TEMPLATE_CONFIG_BYTES = 8192
 # Fields of an agent that only report what it is doing: writing them alone is a heartbeat.
 _TELEMETRY = frozenset({"last_seen_at", "activity", "ws_port", "current_task"})
-_CLEARABLE = ("display_name", "model", "emoji", "color", "activity", "current_task", "parent_agent")
+_CLEARABLE = ("display_name", "model", "emoji", "color", "activity", "current_task", "parent_agent", "interval_sec")
 _CONFIG_CLEARABLE = ("engine", "model", "execution_mode", "system_prompt")
 _TEMPLATE_CLEARABLE = (
     "icon", "category", "role", "model", "engine", "execution_mode", "system_prompt", "identity", "interval_sec",
@@ -265,41 +270,46 @@ def create_agent(access: Access, body: AgentCreate, request_id: str = "") -> Age
     fields = body.model_dump(exclude_none=True, exclude={"name"})
     if body.template_id:
         template = _load_template(ws, body.template_id, field="template_id")
-        for copied in ("role", "description", "model", "engine", "execution_mode", "system_prompt"):
+        for copied in ("role", "description", "model", "engine", "execution_mode", "system_prompt", "interval_sec"):
             if copied not in fields and template.get(copied) not in (None, ""):
                 fields[copied] = template[copied]
-    at = iso()
-
-    def decide(current: Item | None) -> _Change:
-        if current is not None:
-            raise Conflict(f"agent {body.name} already exists")
-        return _Change(
-            new=_new_agent(access, body.name, fields, at),
-            action="agent.created",
-            details={"name": body.name, "status": body.status.value},
-        )
-
-    return to_agent(_write(access, body.name, decide, request_id, at))
+    item = _new_agent(access, body.name, fields, iso())
+    # No read first: the put's condition is the uniqueness check.
+    tx = access.transaction()
+    put_index = len(tx.operations)
+    tx.put(item, not_exists())
+    audit.record(tx, ws, access.actor_id, "agent.created", "agent", item["id"], request_id,
+                 {"name": body.name, "status": body.status.value})  # fmt: skip
+    try:
+        access.commit(tx)
+    except TransactionFailed as failure:
+        # Taken, or being created by a concurrent request that collided with this one.
+        if failure.reasons[put_index] == "ConditionalCheckFailed" or get_store().get(keys.agent_key(ws, body.name)):
+            raise Conflict(f"agent {body.name} already exists") from failure
+        raise
+    return to_agent(item)
 
 
 def upsert_agent(access: Access, body: AgentUpsert, request_id: str = "") -> Agent:
     """The CLI's report and heartbeat: creates the agent when new, records last_seen_at, and answers
-    the agent with its `desired_state`. A heartbeat older than the one stored changes nothing, so
-    last_seen_at only moves forward however requests interleave."""
+    the agent with its `desired_state`. Every reported field (status, activity, parent, ws_port,
+    current task) is applied, whatever the order requests land in; only last_seen_at keeps the
+    later of the stored and the reported time, so it never moves backwards."""
     _check_name(body.name)
     at = iso()
     reported = body.model_dump(exclude_none=True, exclude={"name"})
 
-    def decide(current: Item | None) -> _Change | None:
+    def decide(current: Item | None) -> _Change:
         if current is None:
             status = body.status or AgentStatus.active
             new = _new_agent(access, body.name, {**reported, "status": status.value, "last_seen_at": at}, at)
             return _Change(new=new, action="agent.registered", details={"name": body.name, "status": status.value})
-        if str(current.get("last_seen_at") or "") > at:
-            return None  # a later heartbeat is stored already
         old = current["status"]
         status = body.status or (AgentStatus.active if old == AgentStatus.stalled else AgentStatus(old))
-        changes: Item = {**reported, "status": status.value, "last_seen_at": at}
+        # A request that waited behind a later heartbeat still reports its fields; its older time
+        # does not replace the stored one.
+        seen = max(str(current.get("last_seen_at") or ""), at)
+        changes: Item = {**reported, "status": status.value, "last_seen_at": seen}
         if current.get("desired_state") == DesiredState.restart and status == AgentStatus.starting:
             changes["desired_state"] = DesiredState.running.value  # the restart was carried out
         changed = sorted(k for k, v in changes.items() if k not in _TELEMETRY and current.get(k) != v)
@@ -354,24 +364,40 @@ def _fill(
     return Page(items=items, last_key=last)
 
 
+def parse_statuses(text: str | None) -> list[AgentStatus]:
+    """`?status=` as Orkosi sends it: one status or several, comma-separated."""
+    if text is None:
+        return []
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    allowed = {status.value for status in AgentStatus}
+    unknown = [name for name in names if name not in allowed]
+    if unknown or not names:
+        raise Unprocessable(
+            f"status must be one or more of {', '.join(sorted(allowed))}, comma-separated",
+            errors=[{"field": "status", "message": f"unknown status {name!r}"} for name in unknown]
+            or [{"field": "status", "message": "empty"}],
+        )
+    return [AgentStatus(name) for name in dict.fromkeys(names)]
+
+
 def list_agents(
     access: Access,
     *,
     include_all: bool,
-    status: AgentStatus | None,
+    statuses: list[AgentStatus],
     role: str | None,
     limit: int,
     cursor: str | None,
 ) -> tuple[list[Agent], str | None]:
-    """By name. Finished child agents are left out unless `include_all`."""
+    """By name. Finished child agents are left out unless `include_all`; `statuses` (any of them)
+    and `role` narrow the page."""
     ws = access.workspace_id
-    query = {"all": include_all, "status": status, "role": role}
+    wanted = sorted(status.value for status in statuses)
+    query = {"all": include_all, "status": ",".join(wanted) or None, "role": role}
     scope = f"agents:{ws}"
-    condition: Expr | None = None
-    for name, value in (("status", status.value if status else None), ("role", role)):
-        if value is not None:
-            expr = attr_eq(name, value)
-            condition = expr if condition is None else condition & expr
+    condition: Expr | None = attr_in("status", wanted) if wanted else None
+    if role is not None:
+        condition = attr_eq("role", role) if condition is None else condition & attr_eq("role", role)
     start = decode_cursor(cursor, scope, query)
     if include_all:
         page = _fill(keys.ws_pk(ws), sk_prefix=keys.AGENT_PREFIX, filter=condition, limit=limit, start=start)
@@ -461,29 +487,38 @@ def control_agent(
     return to_agent(_write(access, name, decide, request_id, at))
 
 
-def _held_tasks(ws: str, name: str) -> list[str]:
-    """In-progress tasks assigned to the agent (the status index, filtered; bounded)."""
+def _held_tasks(ws: str, name: str) -> tuple[list[str], bool]:
+    """Up to HELD_TASKS_SHOWN open tasks (every status but done) the agent is assignee or owner
+    of: bounded, filtered reads of the status index. Also whether every open task was read (False
+    when the read budget ran out first, so the answer is not known)."""
+    mine = Expr("#assignee = :me OR #owner = :me", {"#assignee": "assignee", "#owner": "owner"}, {":me": name})
     held: list[str] = []
-    start: dict[str, Any] | None = None
     read = 0
-    while read < HELD_TASKS_READ_BUDGET and len(held) < 10:
-        page = get_store().query(
-            keys.task_status_gsi(ws, TaskStatus.in_progress.value),
-            index=keys.GSI1,
-            limit=200,
-            start_key=start,
-            filter=attr_eq("assignee", name),
-        )
-        read += 200
-        held += [str(item["id"]) for item in page.items]
-        start = page.last_key
-        if not start:
+    for status in OPEN_TASK_STATUSES:
+        start: dict[str, Any] | None = None
+        while len(held) < HELD_TASKS_SHOWN:
+            if read >= HELD_TASKS_READ_BUDGET:
+                return held, False
+            page = get_store().query(
+                keys.task_status_gsi(ws, status.value),
+                index=keys.GSI1,
+                limit=_HELD_TASKS_PAGE,
+                start_key=start,
+                filter=mine,
+            )
+            read += _HELD_TASKS_PAGE
+            held += [str(item["id"]) for item in page.items]
+            start = page.last_key
+            if not start:
+                break
+        if len(held) >= HELD_TASKS_SHOWN:
             break
-    return held[:10]
+    return held[:HELD_TASKS_SHOWN], True
 
 
 def delete_agent(access: Access, name: str, request_id: str = "") -> None:
-    """Refused (409) for the manager, an agent at work, or one holding in-progress tasks."""
+    """Refused (409) for the manager, an agent at work, or one with open tasks (assignee or owner
+    of a task in any status but done)."""
     ws = access.workspace_id
     key = keys.agent_key(ws, name)
     for attempt in range(_WRITE_ATTEMPTS):
@@ -494,9 +529,15 @@ def delete_agent(access: Access, name: str, request_id: str = "") -> None:
             raise InvalidTransition(
                 f"agent {name} is {current['status']}; stop it before deleting it", current_status=current["status"]
             )
-        held = _held_tasks(ws, name)
+        held, complete = _held_tasks(ws, name)
         if held:
-            raise Conflict(f"agent {name} holds in-progress tasks; reassign them first", tasks=held)
+            raise Conflict(f"agent {name} has open tasks assigned; reassign them first", tasks=held)
+        if not complete:
+            raise Conflict(
+                f"agent {name} may have open tasks assigned: more than {HELD_TASKS_READ_BUDGET} open tasks "
+                "would have to be checked; reassign or close tasks first",
+                tasks=[],
+            )
         tx = access.transaction()
         tx.delete(key, exists() & attr_eq("revision", current["revision"]))
         tx.delete(keys.agent_latest_progress_key(ws, name))
@@ -641,29 +682,30 @@ def sweep_stalled_agents(timeout_seconds: int | None = None, moment: datetime | 
 
 
 def to_progress(item: Item) -> Progress:
-    return Progress.model_validate(item)
+    # Reports stored before the field took Toban's name kept it as `agent` (gone within a day).
+    return Progress.model_validate({**item, "agent_name": item.get("agent_name") or item.get("agent")})
 
 
 def report_progress(access: Access, body: ProgressCreate, request_id: str = "") -> Progress:
     """One progress report (kept 24 hours). The agent's "latest" item is replaced in the same
     transaction unless a newer report is already there."""
     ws = access.workspace_id
-    name = body.agent or access.principal.agent_name
+    name = body.agent_name or access.principal.agent_name
     if not name:
-        raise Unprocessable("name the reporting agent", errors=[{"field": "agent", "message": "required"}])
+        raise Unprocessable("name the reporting agent", errors=[{"field": "agent_name", "message": "required"}])
     # A read, not a condition in the transaction: agents heartbeat all the time, and a condition
     # on their item would make reports collide with those heartbeats.
     if get_store().get(keys.agent_key(ws, name)) is None:
-        raise Unprocessable(f"unknown agent {name}", errors=[{"field": "agent", "message": "no such agent"}])
+        raise Unprocessable(f"unknown agent {name}", errors=[{"field": "agent_name", "message": "no such agent"}])
     moment = now()
     progress_id = new_id("prg")
     entry: Item = {
         **keys.agent_progress_key(ws, name, progress_id),
         keys.ENTITY: PROGRESS_ENTITY,
-        **body.model_dump(exclude_none=True, exclude={"agent"}),
+        **body.model_dump(exclude_none=True, exclude={"agent_name"}),
         "id": progress_id,
         "workspace_id": ws,
-        "agent": name,
+        "agent_name": name,
         "reported_by": access.actor_id,
         "created_at": iso(moment),
         "expires_at": iso(moment + PROGRESS_RETENTION),

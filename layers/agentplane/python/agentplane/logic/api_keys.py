@@ -9,7 +9,9 @@ deleting it reaches every secret that still works, in the same transaction as it
 
 from __future__ import annotations
 
+import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -254,6 +256,7 @@ def create_api_key(access: Access, body: ApiKeyCreate, request_id: str = "") -> 
         "version": 1,
     }
     tx.put(item, not_exists())
+    tx.put(_usage_total_item(ws, key_id), not_exists())
     audit.record(
         tx,
         ws,
@@ -397,8 +400,56 @@ def delete_api_key(access: Access, key_id: str, request_id: str = "") -> None:
     if current["status"] != ApiKeyStatus.revoked:
         for token_hash in _working_hashes(current, now):
             _revoke_token(tx, access, token_hash, now)
+    # Its usage log answers 404 from now on, like the key.
+    tx.update(keys.api_key_usage_total_key(ws, key_id), Update(set={"deleted_at": at}))
     audit.record(tx, ws, access.actor_id, "api_key.deleted", "api_key", key_id, request_id)
     _commit(access, tx, ws, key_id, "deleted")
+
+
+@dataclass
+class KeyRevocation:
+    token_hashes: list[str]
+    operations: list[dict[str, Any]]
+
+
+def revocations_for_deleted_workspace(ws: str) -> list[KeyRevocation]:
+    """The operations that revoke every live key of a workspace being deleted, one group per key:
+    its secrets first, then its record. A key whose group did not commit is still live and is
+    found again when the deletion resumes, so every group may be committed on its own."""
+    now = _now()
+    at = iso()
+    groups: list[KeyRevocation] = []
+    start: dict[str, Any] | None = None
+    while True:
+        page = get_store().query(
+            keys.ws_pk(ws), sk_prefix=keys.API_KEY_PREFIX, limit=100, start_key=start, consistent=True
+        )
+        for item in page.items:
+            if item.get("deleted_at") or item["status"] == ApiKeyStatus.revoked:
+                continue
+            group = get_store().transaction()
+            hashes = _working_hashes(item, now)
+            for token_hash in hashes:
+                group.update(keys.token_key(token_hash), Update(set={"revoked": now}))
+            group.update(
+                keys.api_key_key(ws, item["id"]),
+                Update(
+                    set={
+                        "status": ApiKeyStatus.revoked.value,
+                        "revoked_at": at,
+                        "grace_tokens": [],
+                        "previous_key_expires_at": None,
+                        "updated_at": at,
+                        "version": item["version"] + 1,
+                    },
+                    remove=[keys.GSI2PK, keys.GSI2SK],
+                ),
+                exists() & attr_eq("version", item["version"]),
+            )
+            groups.append(KeyRevocation(hashes, group.operations))
+        if page.last_key is None:
+            return groups
+        start = page.last_key
 
 
 def _replace_secret(
@@ -502,17 +553,73 @@ def _bucket_minute(item: dict[str, Any]) -> str:
     return label.replace("Z", ":00Z")
 
 
-def record_use(workspace_id: str, key_id: str, now: int | None = None) -> None:
-    """Count one authenticated request of an API key (the authorizer calls this).
+# The first requests of a key each minute are written one by one, so a key used now and then
+# shows every call at once; past that, a busy key's requests are written in batches.
+USAGE_WRITTEN_AT_ONCE = 5
+USAGE_BATCH = 10
 
-    One UpdateItem per call on the key's bucket for the current minute. The first call of a minute
-    also stamps the key's last_used_at and folds minutes that have ended into its running total,
-    so the key's record is written at most once a minute however busy the key is.
+
+@dataclass
+class _PendingUse:
+    minute: int  # epoch of the minute being counted
+    written_at_once: int = 0
+    requests: int = 0  # counted, not yet written
+
+
+_pending: dict[tuple[str, str], _PendingUse] = {}
+_pending_lock = threading.Lock()
+
+
+def count_request(workspace_id: str, key_id: str, now: int | None = None) -> None:
+    """Count one request made with a workspace key (API key or agent key). Called on every call
+    that reaches a function, so the usage log is right however long the authorizer caches the key.
+
+    Per Lambda instance and minute, the first USAGE_WRITTEN_AT_ONCE requests of a key are written
+    at once; later ones every USAGE_BATCH requests, and what is left with the key's first request
+    of a later minute. A busy key's figures therefore trail by less than a batch per instance, and
+    an instance that is recycled loses at most that much.
     """
     now = _now() if now is None else now
-    minute = _minute_label(now)
+    minute = now - now % 60
+    writes: dict[int, int] = {}  # minute -> requests to add to its bucket
+    with _pending_lock:
+        pending = _pending.get((workspace_id, key_id))
+        if pending is None or pending.minute != minute:
+            if pending is not None and pending.requests:
+                # Into the minute they were made in, unless that one may be folded already: the
+                # running total only ever folds forward, so they go to this minute instead.
+                late = pending.minute <= now - FOLD_AFTER_SECONDS
+                writes[minute if late else pending.minute] = pending.requests
+            pending = _pending[(workspace_id, key_id)] = _PendingUse(minute)
+        if pending.written_at_once < USAGE_WRITTEN_AT_ONCE:
+            pending.written_at_once += 1
+            writes[minute] = writes.get(minute, 0) + 1
+        else:
+            pending.requests += 1
+            if pending.requests >= USAGE_BATCH:
+                writes[minute] = pending.requests
+                pending.requests = 0
+    for at, requests in sorted(writes.items()):
+        record_use(workspace_id, key_id, now=now, minute=at, requests=requests)
+
+
+def reset_pending_usage() -> None:
+    with _pending_lock:
+        _pending.clear()
+
+
+def record_use(
+    workspace_id: str, key_id: str, now: int | None = None, *, minute: int | None = None, requests: int = 1
+) -> None:
+    """Add `requests` to the key's bucket for `minute` (default: the minute of `now`).
+
+    One UpdateItem. The first write of a minute also stamps the key's last_used_at and folds
+    minutes that have ended into its running total, so the key's record is written at most once a
+    minute however busy the key is.
+    """
+    now = _now() if now is None else now
     bucket = get_store().update(
-        keys.api_key_usage_key(workspace_id, key_id, minute),
+        keys.api_key_usage_key(workspace_id, key_id, _minute_label(now if minute is None else minute)),
         Update(
             set={
                 keys.ENTITY: "api_key_usage",
@@ -520,26 +627,60 @@ def record_use(workspace_id: str, key_id: str, now: int | None = None) -> None:
                 "key_id": key_id,
                 keys.TTL: now + USAGE_TTL_SECONDS,
             },
-            add={"requests": 1},
+            add={"requests": requests},
         ),
     )
-    if int(bucket.get("requests", 0)) == 1:
+    if int(bucket.get("requests", 0)) == requests:
         _fold_usage(workspace_id, key_id, now)
 
 
+def _usage_total_item(ws: str, key_id: str, record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The key's usage total as first written: with the key, or (for a key made before totals were
+    kept beside its minutes) from what its record had folded."""
+    record = record or {}
+    return {
+        **keys.api_key_usage_total_key(ws, key_id),
+        keys.ENTITY: "api_key_usage_total",
+        "workspace_id": ws,
+        "key_id": key_id,
+        "request_total": int(record.get("request_total", 0)),
+        "usage_folded_through": record.get("usage_folded_through"),
+        "last_used_at": record.get("last_used_at"),
+    }
+
+
+def _usage_total(ws: str, key_id: str) -> dict[str, Any] | None:
+    """The key's usage total; None for an unknown or deleted key."""
+    total = get_store().get(keys.api_key_usage_total_key(ws, key_id))
+    if total is None:
+        record = get_store().get(keys.api_key_key(ws, key_id))
+        if record is None or record.get("deleted_at"):
+            return None
+        total = _usage_total_item(ws, key_id, record)
+        try:
+            get_store().put(total, not_exists())
+        except ConditionFailed:
+            total = get_store().get(keys.api_key_usage_total_key(ws, key_id))
+    if total is None or total.get("deleted_at"):
+        return None
+    return total
+
+
 def _fold_usage(ws: str, key_id: str, now: int) -> None:
-    record_key = keys.api_key_key(ws, key_id)
-    record = get_store().get(record_key)
-    if record is None or record.get("deleted_at"):
+    """Fold the minutes that have ended into the key's total and stamp its last use, on the total
+    and on the key's record (what key views show), in one transaction."""
+    total = _usage_total(ws, key_id)
+    if total is None:
         return
-    folded = record.get("usage_folded_through")
+    folded = total.get("usage_folded_through")
     upper = keys.api_key_usage_key(ws, key_id, _minute_label(now - FOLD_AFTER_SECONDS))["SK"]
     lower = folded or keys.API_KEY_USAGE_MINUTE
     page = get_store().query(
         keys.api_key_usage_pk(ws, key_id), sk_between=(lower, upper), limit=FOLD_BATCH + 1, consistent=True
     )
     ready = [item for item in page.items if item[keys.SK] != folded][:FOLD_BATCH]
-    changes: dict[str, Any] = {"last_used_at": _iso_epoch(now)}
+    last_used = {"last_used_at": _iso_epoch(now)}
+    changes: dict[str, Any] = dict(last_used)
     add: dict[str, int | float] = {}
     if ready:
         add["request_total"] = sum(int(item.get("requests", 0)) for item in ready)
@@ -549,32 +690,69 @@ def _fold_usage(ws: str, key_id: str, now: int) -> None:
         if folded is None
         else attr_eq("usage_folded_through", folded)
     )
+    tx = get_store().transaction()
+    tx.update(
+        keys.api_key_usage_total_key(ws, key_id), Update(set=changes, add=add), exists() & _not_deleted() & unchanged
+    )
+    tx.update(keys.api_key_key(ws, key_id), Update(set=last_used), exists() & _not_deleted())
     try:
-        get_store().update(record_key, Update(set=changes, add=add), exists() & _not_deleted() & unchanged)
-    except ConditionFailed:
-        # Another authorizer folded these minutes first; its total already holds them.
+        tx.commit()
+    except TransactionFailed:
+        # Another call folded these minutes first (its total already holds them), or the key is gone.
         return
 
 
+def _is_minute(item: dict[str, Any]) -> bool:
+    return str(item[keys.SK]).startswith(keys.API_KEY_USAGE_MINUTE)
+
+
 def get_usage(access: Access, key_id: str, *, limit: int, cursor: str | None) -> tuple[ApiKeyUsage, str | None]:
-    """The key's requests per minute, newest first, with its all-time total."""
+    """The key's requests per minute, newest first, with its all-time total.
+
+    The first page is one Query: the key's total sorts after its minutes, so it comes first, and
+    the minutes not yet folded into it are the newest ones, which follow."""
     ws = access.workspace_id
-    record = _load_live(ws, key_id)
     scope = f"api_key_usage:{ws}:{key_id}"
     start = decode_cursor(cursor, scope, {})
     store = get_store()
     pk = keys.api_key_usage_pk(ws, key_id)
-    page = store.query(pk, sk_prefix=keys.API_KEY_USAGE_MINUTE, newest_first=True, limit=limit, start_key=start)
-    folded = record.get("usage_folded_through")
-    lower = folded or keys.API_KEY_USAGE_MINUTE
-    recent = store.query(pk, sk_between=(lower, f"{keys.API_KEY_USAGE_MINUTE}~"), limit=FOLD_BATCH + 1, consistent=True)
-    unfolded = sum(int(item.get("requests", 0)) for item in recent.items if item[keys.SK] != folded)
+    total: dict[str, Any] | None = None
+    if start is None:
+        page = store.query(pk, newest_first=True, limit=limit + 1, consistent=True)
+        if page.items and page.items[0][keys.SK] == keys.api_key_usage_total_key(ws, key_id)["SK"]:
+            total = page.items[0]
+            if total.get("deleted_at"):
+                raise NotFound(f"API key {key_id} not found")
+    else:
+        page = store.query(pk, sk_prefix=keys.API_KEY_USAGE_MINUTE, newest_first=True, limit=limit, start_key=start)
+    if total is None:
+        stored = store.get(keys.api_key_usage_total_key(ws, key_id))
+        if stored is None:
+            # A key made before totals were kept beside its minutes: its record holds the total.
+            stored = _usage_total_item(ws, key_id, _load_live(ws, key_id))
+            if start is None:  # the page was read for a total that is not there: read it again
+                page = store.query(pk, sk_prefix=keys.API_KEY_USAGE_MINUTE, newest_first=True, limit=limit)
+        if stored.get("deleted_at"):
+            raise NotFound(f"API key {key_id} not found")
+        total = stored
+    buckets = [item for item in page.items if _is_minute(item)]
+    folded = total.get("usage_folded_through")
+    unfolded_seen = [item for item in buckets if folded is None or item[keys.SK] > folded]
+    if start is None and (len(unfolded_seen) < len(buckets) or page.last_key is None):
+        # Every minute newer than the folded ones was on this page.
+        unfolded = sum(int(item.get("requests", 0)) for item in unfolded_seen)
+    else:
+        lower = folded or keys.API_KEY_USAGE_MINUTE
+        recent = store.query(
+            pk, sk_between=(lower, keys.api_key_usage_upper_bound()), limit=FOLD_BATCH + 1, consistent=True
+        )
+        unfolded = sum(int(item.get("requests", 0)) for item in recent.items if item[keys.SK] != folded)
     usage = ApiKeyUsage(
         key_id=key_id,
-        total_requests=int(record.get("request_total", 0)) + unfolded,
-        last_used_at=record.get("last_used_at"),
+        total_requests=int(total.get("request_total", 0)) + unfolded,
+        last_used_at=total.get("last_used_at"),
         buckets=[
-            ApiKeyUsageBucket(minute=_bucket_minute(item), requests=int(item.get("requests", 0))) for item in page.items
+            ApiKeyUsageBucket(minute=_bucket_minute(item), requests=int(item.get("requests", 0))) for item in buckets
         ],
     )
     return usage, encode_cursor(page.last_key, scope, {})

@@ -18,6 +18,7 @@ from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from agentplane.ids import iso
 from agentplane.logic.projects import (
+    PROJECT_ID,
     changelog_item,
     check_version,
     live,
@@ -118,8 +119,13 @@ def list_docs(
 
 def get_doc(access: Access, project_id: str, slug: str) -> ProjectDoc:
     ws = access.workspace_id
-    load_live_project(ws, project_id)
-    item = get_store().get(keys.doc_key(ws, project_id, slug)) if _SLUG.match(slug) else None
+    if not (PROJECT_ID.match(project_id) and _SLUG.match(slug)):
+        load_live_project(ws, project_id)  # an unknown project is its own 404
+        raise NotFound(f"doc {slug} not found")
+    # The project and the doc in one BatchGetItem; a doc of a deleted project is gone with it.
+    project, item = get_store().get_many([keys.project_key(ws, project_id), keys.doc_key(ws, project_id, slug)])
+    if project is None or project.get("deleted_at"):
+        raise NotFound(f"project {project_id} not found")
     if item is None:
         raise NotFound(f"doc {slug} not found")
     content = load_bodies(ws, project_id, [item["content_sha256"]]).get(item["content_sha256"])

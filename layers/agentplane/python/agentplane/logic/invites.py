@@ -51,10 +51,10 @@ def _email_guard_free(at: int) -> Expr:
 
 def create_invite(access: Access, body: InviteCreate, request_id: str = "") -> InviteCreated:
     ws = access.workspace_id
-    load_workspace(ws)
     email = body.email.lower()
+    # Who holds the email, if anyone: whether they are a member already is checked in the transaction.
     account = get_store().get(keys.unique_key("email", email))
-    if account and get_store().get(keys.member_key(ws, account["user_id"])):
+    if account and account["user_id"] == access.principal.user_id:
         raise Conflict(f"{email} is already a member of this workspace")
     invite_id = new_id("inv")
     secret = new_secret("invite")
@@ -79,6 +79,14 @@ def create_invite(access: Access, body: InviteCreate, request_id: str = "") -> I
         "token_hash": hash_secret(secret),
     }
     tx = access.transaction()
+    workspace_index = member_index = None
+    if access.principal.kind != "agent_key":  # an agent key's guard already checks the workspace
+        # A workspace being deleted loses its members last: it is checked here, not read first.
+        workspace_index = len(tx.operations)
+        tx.check(keys.workspace_key(ws), exists() & not_deleted())
+    if account:
+        member_index = len(tx.operations)
+        tx.check(keys.member_key(ws, account["user_id"]), not_exists())
     tx.put(item, not_exists())
     guard_index = len(tx.operations)
     tx.put(
@@ -117,7 +125,12 @@ def create_invite(access: Access, body: InviteCreate, request_id: str = "") -> I
     try:
         access.commit(tx)
     except TransactionFailed as failure:
-        if failure.failed_index() == guard_index:
+        index = failure.failed_index()
+        if index is not None and index == workspace_index:
+            raise NotFound("workspace not found") from failure
+        if index is not None and index == member_index:
+            raise Conflict(f"{email} is already a member of this workspace") from failure
+        if index == guard_index:
             raise Conflict(f"an active invite for {email} already exists; revoke it first") from failure
         raise
     return InviteCreated.model_validate({**item, "token": secret})

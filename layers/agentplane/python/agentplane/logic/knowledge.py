@@ -8,6 +8,7 @@ a number and never skip one (a loser re-reads the counter and takes the next num
 from __future__ import annotations
 
 import random
+import re
 import time
 from typing import Any
 
@@ -37,6 +38,9 @@ _COUNTER_ATTEMPTS = 40
 _PROMPT_MAX_ADRS = 1000
 _PROMPT_FIELD_CHARS = 600
 _NOT_SUPERSEDED = (AdrStatus.proposed.value, AdrStatus.accepted.value, AdrStatus.deprecated.value)
+# Ids as minted (`agentplane.ids.new_id`): anything else names no ADR or rule and is never looked up.
+ADR_ID = re.compile(r"^adr_[0-9a-z]{26}$")
+RULE_ID = re.compile(r"^rule_[0-9a-z]{26}$")
 
 
 def _pause_before_retry(attempt: int) -> None:
@@ -57,7 +61,7 @@ def _to_adr(item: dict[str, Any]) -> Adr:
 
 
 def _load_adr(ws: str, adr_id: str) -> dict[str, Any]:
-    item = get_store().get(keys.adr_key(ws, adr_id))
+    item = get_store().get(keys.adr_key(ws, adr_id)) if ADR_ID.match(adr_id) else None
     if item is None:
         raise NotFound(f"ADR {adr_id} not found")
     return item
@@ -332,7 +336,7 @@ def _to_rule(item: dict[str, Any]) -> Rule:
 
 
 def _load_rule(ws: str, rule_id: str) -> dict[str, Any]:
-    item = get_store().get(keys.rule_key(ws, rule_id))
+    item = get_store().get(keys.rule_key(ws, rule_id)) if RULE_ID.match(rule_id) else None
     if item is None:
         raise NotFound(f"rule {rule_id} not found")
     return item
@@ -468,7 +472,11 @@ def _to_failure(item: dict[str, Any]) -> FailureRecord:
     return FailureRecord.model_validate(item)
 
 
-def record_failure(access: Access, body: FailureCreate, request_id: str = "") -> FailureRecord:
+def add_failure_writes(
+    tx: Transaction, access: Access, body: FailureCreate, request_id: str = "", *, source: str = "reported"
+) -> dict[str, Any]:
+    """Put a failure record and its audit row into `tx` (a rejected task records its failure in the
+    rejection's own transaction); returns the record as stored."""
     ws = access.workspace_id
     failure_id = new_id("fail")
     item = {
@@ -480,10 +488,10 @@ def record_failure(access: Access, body: FailureCreate, request_id: str = "") ->
         "id": failure_id,
         "workspace_id": ws,
         "agent": body.agent or access.principal.agent_name,
+        "source": source,
         "created_by": access.actor_id,
         "created_at": iso(),
     }
-    tx = access.transaction()
     tx.put(item, Expr("attribute_not_exists(PK)"))
     audit.record(
         tx,
@@ -493,8 +501,14 @@ def record_failure(access: Access, body: FailureCreate, request_id: str = "") ->
         "failure",
         failure_id,
         request_id,
-        {"title": body.title, "task_id": body.task_id},
+        {"title": body.title, "task_id": body.task_id, "source": source},
     )
+    return item
+
+
+def record_failure(access: Access, body: FailureCreate, request_id: str = "") -> FailureRecord:
+    tx = access.transaction()
+    item = add_failure_writes(tx, access, body, request_id)
     access.commit(tx)
     return _to_failure(item)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentplane import keys
+from agentplane import audit, keys
 from agentplane.access import live_token
 from agentplane.auth import tokens
 from agentplane.auth.principal import Principal
@@ -54,7 +54,7 @@ def get_profile(principal: Principal) -> Profile:
     return Profile.model_validate(accounts.load_user(user_id))
 
 
-def update_profile(principal: Principal, body: ProfileUpdate) -> Profile:
+def update_profile(principal: Principal, body: ProfileUpdate, request_id: str = "") -> Profile:
     """Change the fields sent. A new username is claimed and the old one released in the same
     transaction, so two people can never end up holding one name."""
     user_id = accounts.require_person(principal)
@@ -76,6 +76,8 @@ def update_profile(principal: Principal, body: ProfileUpdate) -> Profile:
         Update(set=changes),
         exists() & Expr("attribute_not_exists(erased_at)") & attr_eq("username", old_username),
     )
+    fields = sorted(body.model_fields_set)
+    audit.record_account(tx, user_id, "profile.updated", "user", user_id, request_id, {"fields": fields})
     try:
         tx.commit()
     except TransactionFailed as failure:
@@ -115,7 +117,9 @@ def _to_pat(record: dict[str, Any], last_used: int | None = None) -> PersonalAcc
     )
 
 
-def create_pat(principal: Principal, body: PersonalAccessTokenCreate) -> PersonalAccessTokenCreated:
+def create_pat(
+    principal: Principal, body: PersonalAccessTokenCreate, request_id: str = ""
+) -> PersonalAccessTokenCreated:
     """A new token for the caller. A token can only mint tokens within its own scopes, so a
     narrowly scoped token leaked from CI cannot turn itself into a wider one."""
     user_id = accounts.require_person(principal)
@@ -125,11 +129,15 @@ def create_pat(principal: Principal, body: PersonalAccessTokenCreate) -> Persona
             "a personal access token cannot create a token with scopes it does not have itself",
             allowed_scopes=sorted(principal.scopes),
         )
-    user = accounts.load_user(user_id)
+    # The caller's live token stands for their account (erasing it revokes every token): the
+    # transaction's liveness check is all the reading this needs.
+    user = {"id": user_id, "site_owner": principal.site_owner}
     tx = _guarded_transaction(principal)
     record, secret = accounts.issue_personal_token(
         tx, user, name=body.name, scopes=scopes, expires_in_days=body.expires_in_days, origin="personal"
     )
+    details = {"name": body.name, "scopes": scopes, "expires_at": record["expires_at"]}
+    audit.record_account(tx, user_id, "personal_access_token.created", "pat", record["id"], request_id, details)
     try:
         tx.commit()
     except TransactionFailed as failure:
@@ -149,15 +157,12 @@ def list_pats(principal: Principal, limit: int, cursor: str | None) -> tuple[lis
         newest_first=True,
         filter=Expr("attribute_not_exists(revoked_at)"),
     )
-    bearer_records = get_store().get_many([keys.token_key(item["token_hash"]) for item in page.items])
-    items = [
-        _to_pat(item, (bearer or {}).get("last_used_at"))
-        for item, bearer in zip(page.items, bearer_records, strict=True)
-    ]
+    # The authorizer stamps `last_used_at` on each listing item as the token is used.
+    items = [_to_pat(item, item.get("last_used_at")) for item in page.items]
     return items, encode_cursor(page.last_key, scope, {})
 
 
-def revoke_pat(principal: Principal, pat_id: str) -> None:
+def revoke_pat(principal: Principal, pat_id: str, request_id: str = "") -> None:
     """Revoke one of the caller's tokens; it stops working at once (the caller's own included)."""
     user_id = accounts.require_person(principal)
     pat_key = keys.pat_key(user_id, pat_id)
@@ -176,6 +181,9 @@ def revoke_pat(principal: Principal, pat_id: str) -> None:
         pat_key,
         Update(set={"revoked_at": now_iso, keys.TTL: epoch() + REVOKED_PAT_RETENTION_SECONDS}),
         exists() & Expr("attribute_not_exists(revoked_at)"),
+    )
+    audit.record_account(
+        tx, user_id, "personal_access_token.revoked", "pat", pat_id, request_id, {"name": record.get("name")}
     )
     try:
         tx.commit()
@@ -204,7 +212,7 @@ def _to_device(item: dict[str, Any]) -> PushDevice:
     )
 
 
-def register_device(principal: Principal, body: PushDeviceRegister) -> PushDevice:
+def register_device(principal: Principal, body: PushDeviceRegister, request_id: str = "") -> PushDevice:
     """Register (or refresh) a push token for notifications.
 
     A push token belongs to one person at a time: registering one another user holds moves it,
@@ -215,8 +223,7 @@ def register_device(principal: Principal, body: PushDeviceRegister) -> PushDevic
     device_id = device_id_for(body.push_token)
     device_key = keys.device_key(user_id, device_id)
     claim_key = keys.push_token_claim_key(digest)
-    existing = get_store().get(device_key)
-    claim = get_store().get(claim_key)
+    existing, claim = get_store().get_many([device_key, claim_key])
     at = iso()
     item = {
         **device_key,
@@ -238,6 +245,8 @@ def register_device(principal: Principal, body: PushDeviceRegister) -> PushDevic
         tx.put({**claim_key, "user_id": user_id, "device_id": device_id}, attr_eq("user_id", claim["user_id"]))
         if claim["user_id"] != user_id:
             tx.delete(keys.device_key(claim["user_id"], claim["device_id"]))
+    details = {"platform": body.platform.value, "name": body.name}
+    audit.record_account(tx, user_id, "push_device.registered", "device", device_id, request_id, details)
     try:
         tx.commit()
     except TransactionFailed as failure:
@@ -247,7 +256,7 @@ def register_device(principal: Principal, body: PushDeviceRegister) -> PushDevic
     return _to_device(item)
 
 
-def delete_device(principal: Principal, device_id: str) -> None:
+def delete_device(principal: Principal, device_id: str, request_id: str = "") -> None:
     user_id = accounts.require_person(principal)
     device_key = keys.device_key(user_id, device_id)
     device = get_store().get(device_key)
@@ -259,6 +268,7 @@ def delete_device(principal: Principal, device_id: str) -> None:
     claim = get_store().get(claim_key)
     if claim is not None and claim.get("user_id") == user_id:
         tx.delete(claim_key, attr_eq("user_id", user_id))
+    audit.record_account(tx, user_id, "push_device.removed", "device", device_id, request_id)
     try:
         tx.commit()
     except TransactionFailed as failure:

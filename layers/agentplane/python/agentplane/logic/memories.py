@@ -10,10 +10,15 @@ Items (keys under `@keys:memories`):
 - a pointer `memory_id_key(ws, id)` naming the agent and key, written and deleted in the memory's
   own transactions, so `…/memories/{id}/revalidate` finds a memory by id with two GetItems.
 
-Versions: creating needs no version (or 0) and a memory that does not exist yet; replacing or
-deleting needs the current version (a delete may leave it out). Each write is conditional on what
-it expects (absent, or that version), so of concurrent writers sending the same version exactly one
-wins and the others get a 409 with `current_version`, having changed nothing.
+Versions (optimistic locking is optional, as Toban's upsert "supports" it):
+- no version (in the body or If-Match): create the memory, or replace whatever is stored — last
+  writer wins. Still each write is conditional on the version it read (or on absence) and a writer
+  that lost a race reads again and replaces that, so concurrent writers are applied one after the
+  other, each moving the version by one: none is lost half-way and none is torn;
+- version 0: create only; the memory existing already is a 409;
+- version n: replace only version n; any other is a 409 with `current_version`. Of concurrent
+  writers sending the same version exactly one wins; the others change nothing.
+A delete may name the version (If-Match) the same way.
 
 A memory belongs to an agent name: writing one needs the agent to be registered, but deleting the
 agent leaves its memories (re-registering the name finds them again; they can still be listed and
@@ -42,7 +47,17 @@ from agentplane.errors import Conflict, NotFound, Unprocessable
 from agentplane.ids import iso, new_id, parse_iso
 from agentplane.models.agents import AGENT_NAME_PATTERN
 from agentplane.models.memories import MEMORY_KEY_PATTERN, Memory, MemoryPut, MemoryType
-from agentplane.store import Expr, Page, TransactionFailed, Update, attr_eq, exists, get_store, not_exists
+from agentplane.store import (
+    Expr,
+    Page,
+    Transaction,
+    TransactionFailed,
+    Update,
+    attr_eq,
+    exists,
+    get_store,
+    not_exists,
+)
 
 Item = dict[str, Any]
 
@@ -58,6 +73,8 @@ MAX_SEARCH_TERMS = 8
 # Memories an agent's context includes: its own, then the others' shared ones.
 CONTEXT_MEMORIES = 100
 _ATTEMPTS = 3
+# An unversioned (last-writer-wins) upsert that lost a race to another writer tries again this often.
+_WRITE_ATTEMPTS = 25
 _INDEX_ATTRS = (keys.GSI1PK, keys.GSI1SK, keys.GSI2PK, keys.GSI2SK, keys.GSI3PK, keys.GSI3SK)
 _INDEX_KEYS = {
     None: (),
@@ -121,7 +138,7 @@ def _require_agent(ws: str, agent_name: str) -> None:
 
 def _stale(agent_name: str, name: str, current: Item | None, expected: int | None) -> Conflict:
     version = int(current["version"]) if current else 0
-    wanted = "no version (or 0)" if not expected else f"version {expected}"
+    wanted = "version 0 (create only)" if not expected else f"version {expected}"
     state = f"is at version {version}" if current else "does not exist (version 0)"
     return Conflict(
         f"memory {name} of agent {agent_name} {state}; this write expected {wanted}", current_version=version
@@ -139,18 +156,50 @@ def _pause(attempt: int) -> None:
 def put_memory(
     access: Access, agent_name: str, name: str, body: MemoryPut, if_match: int | None = None, request_id: str = ""
 ) -> tuple[Memory, bool]:
-    """Create or replace one memory; returns it and whether it was created."""
+    """Create or replace one memory; returns it and whether it was created. Without a version the
+    write replaces whatever is stored (see the module docstring)."""
     ws = access.workspace_id
     _check_names(agent_name, name)
     _require_agent(ws, agent_name)
     expected = body.version if body.version is not None else if_match
     key = keys.memory_key(ws, agent_name, name)
-    current = get_store().get(key)
-    if current is None and expected:
-        raise _stale(agent_name, name, current, expected)
-    if current is not None and expected != current["version"]:
-        raise _stale(agent_name, name, current, expected)
-    at = iso()
+    for attempt in range(_WRITE_ATTEMPTS):
+        current = get_store().get(key)
+        if expected is not None and expected != (int(current["version"]) if current else 0):
+            raise _stale(agent_name, name, current, expected)
+        at = iso()
+        tx = access.transaction()
+        item = _stage_put(tx, access, agent_name, name, body, current, at)
+        audit.record(
+            tx,
+            ws,
+            access.actor_id,
+            "memory.created" if current is None else "memory.updated",
+            "memory",
+            item["id"],
+            request_id,
+            {"agent": agent_name, "key": name, "type": body.type.value, "version": item["version"]},
+        )
+        try:
+            access.commit(tx)
+        except TransactionFailed as failure:
+            # Another writer got there first: nothing of ours was applied.
+            now_item = get_store().get(key)
+            if expected is not None and expected != (int(now_item["version"]) if now_item else 0):
+                raise _stale(agent_name, name, now_item, expected) from failure
+            _pause(attempt)
+            continue  # unversioned (or a transient conflict): apply ours on top of what is there now
+        return to_memory(item, at), current is None
+    raise Conflict(f"memory {name} of agent {agent_name} kept changing while it was being written; retry")
+
+
+def _stage_put(
+    tx: Transaction, access: Access, agent_name: str, name: str, body: MemoryPut, current: Item | None, at: str
+) -> Item:
+    """Add to `tx` the conditional write that creates the memory (with its id pointer) or replaces
+    `current`; returns the memory as it will be."""
+    ws = access.workspace_id
+    key = keys.memory_key(ws, agent_name, name)
     fields: Item = {
         "type": body.type.value,
         "content": body.content,
@@ -162,7 +211,6 @@ def put_memory(
         "updated_by": access.actor_id,
         "updated_at": at,
     }
-    tx = access.transaction()
     if current is None:
         memory_id = new_id("mem")
         item: Item = {
@@ -190,31 +238,13 @@ def put_memory(
             },
             not_exists(),
         )
-        action = "memory.created"
-    else:
-        item = {**current, **fields, "version": current["version"] + 1}
-        attrs, absent = _index_attrs(ws, item)
-        changes = {**fields, **attrs, "version": item["version"]}
-        remove = [a for a in absent if a in current]
-        tx.update(key, Update(set=changes, remove=remove), exists() & attr_eq("version", current["version"]))
-        item = {k: v for k, v in {**item, **attrs}.items() if k not in remove and v is not None}
-        action = "memory.updated"
-    audit.record(
-        tx,
-        ws,
-        access.actor_id,
-        action,
-        "memory",
-        item["id"],
-        request_id,
-        {"agent": agent_name, "key": name, "type": body.type.value, "version": item["version"]},
-    )
-    try:
-        access.commit(tx)
-    except TransactionFailed as failure:
-        # Another writer got there first: nothing of ours was applied.
-        raise _stale(agent_name, name, get_store().get(key), expected) from failure
-    return to_memory(item, at), current is None
+        return item
+    item = {**current, **fields, "version": int(current["version"]) + 1}
+    attrs, absent = _index_attrs(ws, item)
+    changes = {**fields, **attrs, "version": item["version"]}
+    remove = [a for a in absent if a in current]
+    tx.update(key, Update(set=changes, remove=remove), exists() & attr_eq("version", current["version"]))
+    return {k: v for k, v in {**item, **attrs}.items() if k not in remove and v is not None}
 
 
 def delete_memory(

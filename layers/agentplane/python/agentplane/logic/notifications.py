@@ -4,13 +4,19 @@ The counter changes in the same transaction as every write that changes what is 
 read, read-all), so `unread-count` is one GetItem and never drifts. A notification sent to several
 members is one id delivered to each inbox; the table's stream carries every delivery (entity
 `notification`, with `workspace_id` and `user_id`) to whoever pushes them to live clients.
+
+An inbox's notifications land in id order: each delivery moves the counter's `last_id` up to its own
+id, on condition that it is greater (a delivery that would land behind a newer one is retried with a
+newer id). So once a reader has seen a notification, every one written later has a greater id, and
+"the notifications after id X" (SSE resume, WebSocket replay) never misses one.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from agentplane import audit, keys
@@ -18,7 +24,7 @@ from agentplane.access import Access
 from agentplane.auth.scopes import Role
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import Conflict, Forbidden, NotFound, Unprocessable
-from agentplane.ids import epoch, iso, new_id, now
+from agentplane.ids import epoch, iso, new_id, new_id_after, now
 from agentplane.models.notifications import (
     Notification,
     NotificationCreate,
@@ -78,8 +84,11 @@ def _deliver(
     fields: Mapping[str, Any],
     created_by: str,
     at: str,
-) -> None:
-    """Add one delivery per recipient to `tx`: the unread notification and +1 on their counter."""
+) -> list[int]:
+    """Add one delivery per recipient to `tx`: the unread notification and +1 on their counter,
+    whose `last_id` moves up to this id (refused if the inbox already holds a newer one). Returns
+    the indexes of the counter updates in `tx`."""
+    counters: list[int] = []
     for user_id in user_ids:
         tx.put(
             {
@@ -96,7 +105,36 @@ def _deliver(
             },
             not_exists(),
         )
-        tx.update(keys.notification_counter_key(ws, user_id), _counter_change(ws, user_id, +1))
+        counters.append(len(tx.operations))
+        arrival = _counter_change(ws, user_id, +1)
+        arrival = Update(set={**arrival.set, "last_id": notification_id}, add=arrival.add)
+        tx.update(keys.notification_counter_key(ws, user_id), arrival, _lands_after(notification_id))
+    return counters
+
+
+def _lands_after(notification_id: str) -> Expr:
+    return Expr("attribute_not_exists(#last) OR #last < :id", {"#last": "last_id"}, {":id": notification_id})
+
+
+def _newest_refusing(failure: TransactionFailed, counters: Sequence[int]) -> str | None:
+    """The newest id held by an inbox that refused a delivery as out of order (None: no inbox did)."""
+    refused = [
+        str((failure.items[i] or {}).get("last_id") or "")
+        for i in counters
+        if i < len(failure.reasons) and failure.reasons[i] == "ConditionalCheckFailed"
+    ]
+    return max(refused) if refused else None
+
+
+def _id_after(newest: str | None) -> str:
+    """A new notification id, greater than `newest` even if this clock is behind whoever wrote it."""
+    return new_id_after("ntf", newest)
+
+
+def newest_id(ws: str, user_id: str) -> str | None:
+    """The id of the newest notification in a member's inbox (every later one sorts after it)."""
+    counter = get_store().get(keys.notification_counter_key(ws, user_id))
+    return str(counter["last_id"]) if counter and counter.get("last_id") else None
 
 
 def _counter_change(ws: str, user_id: str, delta: int) -> Update:
@@ -154,16 +192,61 @@ def notify(
     if tx is not None and len(recipients) > MAX_RECIPIENTS_IN_CALLER_TX:
         raise ValueError(f"at most {MAX_RECIPIENTS_IN_CALLER_TX} recipients fit in the caller's transaction")
     fields = _fields(type, title[:200], body[:4000], data, link, source)
-    notification_id = new_id("ntf")
     at = iso()
     if tx is not None:
+        # The caller commits: start above what the inboxes hold, so only a delivery racing this
+        # one can refuse it (the caller then retries its transaction).
+        counters = get_store().get_many([keys.notification_counter_key(ws, u) for u in recipients])
+        held = [str(c["last_id"]) for c in counters if c and c.get("last_id")]
+        notification_id = _id_after(max(held) if held else None)
         _deliver(tx, ws, recipients, notification_id, fields, created_by, at)
-    else:
-        for chunk in _chunks(recipients, RECIPIENTS_PER_TRANSACTION):
-            own = get_store().transaction()
-            _deliver(own, ws, chunk, notification_id, fields, created_by, at)
-            own.commit()
-    return _created(ws, notification_id, fields, recipients, created_by, at)
+        return _created(ws, notification_id, fields, recipients, created_by, at)
+    first_id: str | None = None
+    for chunk in _chunks(recipients, RECIPIENTS_PER_TRANSACTION):
+        chunk_id = _commit_in_order(
+            first_id or new_id("ntf"),
+            partial(_delivery_tx, None, ws, chunk, fields, created_by, at),
+        )
+        first_id = first_id or chunk_id
+    return _created(ws, first_id or new_id("ntf"), fields, recipients, created_by, at)
+
+
+# A delivery refused as out of order is retried with a newer id this many times.
+_ORDER_ATTEMPTS = 5
+
+
+def _delivery_tx(
+    access: Access | None,
+    ws: str,
+    user_ids: Sequence[str],
+    fields: Mapping[str, Any],
+    created_by: str,
+    at: str,
+    notification_id: str,
+) -> tuple[Transaction, list[int]]:
+    tx = access.transaction() if access is not None else get_store().transaction()
+    return tx, _deliver(tx, ws, user_ids, notification_id, fields, created_by, at)
+
+
+def _commit_in_order(
+    notification_id: str,
+    build: Callable[[str], tuple[Transaction, list[int]]],
+    commit: Callable[[Transaction], None] = lambda tx: tx.commit(),
+) -> str:
+    """Commit the deliveries `build(id)` makes; when an inbox already holds a newer notification,
+    build them again with an id after it. Returns the id the deliveries landed with."""
+    for _attempt in range(_ORDER_ATTEMPTS):
+        tx, counters = build(notification_id)
+        try:
+            commit(tx)
+        except TransactionFailed as failure:
+            newest = _newest_refusing(failure, counters)
+            if newest is None:
+                raise
+            notification_id = _id_after(newest)
+            continue
+        return notification_id
+    raise Conflict("notifications to these members kept arriving at once; try again")
 
 
 def _member_ids(ws: str) -> list[str]:
@@ -190,28 +273,37 @@ def create_notification(access: Access, body: NotificationCreate, request_id: st
         )
     recipients = _member_ids(ws) if body.all_members else [body.user_id or actor]
     fields = _fields(body.type, body.title, body.body, body.data, body.link, body.source)
-    notification_id = new_id("ntf")
     at = iso()
     details = {"type": fields["type"], "title": body.title, "recipients": len(recipients)}
+    first_id: str | None = None
     for index, chunk in enumerate(_chunks(recipients, RECIPIENTS_PER_TRANSACTION)):
-        tx = access.transaction()
-        check_at = len(tx.operations)
-        if body.user_id is not None:
-            # The recipient must still be a member when the notification lands.
-            tx.check(keys.member_key(ws, body.user_id), exists())
-        _deliver(tx, ws, chunk, notification_id, fields, actor, at)
-        if index == 0:
-            audit.record(tx, ws, actor, "notification.created", "notification", notification_id, request_id, details)
+        check_at: list[int] = []
+
+        def build(
+            notification_id: str, chunk: Sequence[str] = chunk, index: int = index, check_at: list[int] = check_at
+        ) -> tuple[Transaction, list[int]]:
+            tx = access.transaction()
+            check_at[:] = [len(tx.operations)]
+            if body.user_id is not None:
+                # The recipient must still be a member when the notification lands.
+                tx.check(keys.member_key(ws, body.user_id), exists())
+            counters = _deliver(tx, ws, chunk, notification_id, fields, actor, at)
+            if index == 0:
+                audit.record(tx, ws, actor, "notification.created", "notification", notification_id, request_id,
+                             details)  # fmt: skip
+            return tx, counters
+
         try:
-            access.commit(tx)
+            chunk_id = _commit_in_order(first_id or new_id("ntf"), build, access.commit)
         except TransactionFailed as failure:
-            if body.user_id is not None and failure.failed_index() == check_at:
+            if body.user_id is not None and failure.failed_index() == check_at[0]:
                 raise Unprocessable(
                     f"user {body.user_id} is not a member of this workspace",
                     errors=[{"field": "user_id", "message": "not a member of this workspace"}],
                 ) from failure
             raise
-    return _created(ws, notification_id, fields, recipients, actor, at)
+        first_id = first_id or chunk_id
+    return _created(ws, first_id or new_id("ntf"), fields, recipients, actor, at)
 
 
 def list_notifications(

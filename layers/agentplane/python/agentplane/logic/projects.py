@@ -264,13 +264,18 @@ def maintenance_run_item(access: Access, project: Item, action: MaintenanceActio
 def request_maintenance(
     access: Access, project_id: str, action: MaintenanceAction, request_id: str = ""
 ) -> MaintenanceRun:
-    """Clone, pull or index: queue a maintenance run of the project."""
+    """Clone, pull or index: queue a maintenance run of the project.
+
+    The run is written already queued, in the request's one transaction, the way `start` queues a
+    draft: at the workspace's active-run cap the request is a 429 and writes nothing."""
+    from agentplane.logic import runs
+
     ws = access.workspace_id
     project = load_live_project(ws, project_id)
     run = maintenance_run_item(access, project, action)
     tx = access.transaction()
     tx.check(keys.project_key(ws, project_id), live())
-    tx.put(run, not_exists())
+    slot_index = runs.queue_new_run(tx, run)
     tx.put(
         changelog_item(
             ws, project_id, "maintenance.requested", run["title"] + " requested", access.actor_id, ("run", run["id"])
@@ -289,8 +294,11 @@ def request_maintenance(
     try:
         access.commit(tx)
     except TransactionFailed as failure:
+        if failure.failed_index() == slot_index:
+            raise runs.too_many_active() from failure
         raise NotFound(f"project {project_id} not found") from failure
-    return queue_maintenance_run(access, run, request_id)
+    runs.start_execution(run)
+    return MaintenanceRun.model_validate(run)
 
 
 def queue_maintenance_run(access: Access, run: Item, request_id: str = "") -> MaintenanceRun:

@@ -3,9 +3,10 @@ exactly one worker at a time, retried with exponential backoff, dead-lettered wh
 
 Items (keys under `@keys:queue`):
 - the job, `queue_job_key(ws, id)`, with its payload and result stored as JSON text (any JSON
-  object up to 64 KB round-trips exactly). It sits on two indexes:
+  object up to 64 KB round-trips exactly). It waits in one of the workspace's queues, its
+  `queue_name` (Orkosi's; `default` unless named), and sits on two indexes:
   - GSI1 `queue_job_status_gsi(ws, status)` / id: the jobs in one status (lists, health).
-  - GSI2 `queue_ready_gsi(ws)` / `queue_ready_sk(priority, next_at, id)`, while the job is
+  - GSI2 `queue_ready_gsi(ws, queue_name)` / `queue_ready_sk(priority, next_at, id)`, while the job is
     unfinished (pending or claimed). `next_at` is when the job can next be handed out: a pending
     job's `available_at` (now, later when delayed or backing off), a claimed job's
     `claim_expires_at`. So one key range per priority, `queue_ready_range(priority, now)`, holds
@@ -18,8 +19,9 @@ Items (keys under `@keys:queue`):
 - an idempotency guard, `queue_idempotency_key(ws, key)`, put (if absent) in the submit's
   transaction: the same key answers the job it first created, even under concurrent submits.
 
-Claiming: read the counters to learn which priorities have unfinished jobs, then, from priority 10
-down, Query the claimable key range (oldest first) and try each candidate with one conditional
+Claiming (from one queue, `default` unless the claim names another; `task_type`/`task_types` narrow
+it): read the counters to learn which priorities have unfinished jobs (in any queue), then, from
+priority 10 down, Query the queue's claimable key range (oldest first) and try each candidate with one conditional
 UpdateItem that succeeds only if the job is still in the state the index showed (pending and due,
 or claimed with an expired claim, at the same attempt count). A claimer that loses a candidate to
 another moves on to the next one, so each job goes to exactly one worker, however many claim at
@@ -62,6 +64,7 @@ from agentplane.errors import Conflict, InvalidTransition, NotFound, Unprocessab
 from agentplane.ids import iso, new_id
 from agentplane.ids import now as _system_now
 from agentplane.models.queue import (
+    DEFAULT_QUEUE,
     MAX_PRIORITY,
     MIN_PRIORITY,
     JobClaim,
@@ -121,7 +124,9 @@ def to_job(item: Item) -> QueueJob:
 
 
 def _fingerprint(body: JobSubmit) -> str:
-    canonical = json.dumps(body.model_dump(mode="json", exclude={"idempotency_key"}), sort_keys=True)
+    # The default queue is left out, so jobs submitted before queues had names keep their fingerprint.
+    left_out = {"idempotency_key"} | ({"queue_name"} if body.queue_name == DEFAULT_QUEUE else set())
+    canonical = json.dumps(body.model_dump(mode="json", exclude=left_out), sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -135,10 +140,11 @@ def new_job_item(ws: str, body: JobSubmit, created_by: str, at: datetime, source
         keys.ENTITY: JOB_ENTITY,
         keys.GSI1PK: keys.queue_job_status_gsi(ws, JobStatus.pending),
         keys.GSI1SK: job_id,
-        keys.GSI2PK: keys.queue_ready_gsi(ws),
+        keys.GSI2PK: keys.queue_ready_gsi(ws, body.queue_name),
         keys.GSI2SK: keys.queue_ready_sk(priority, available_at, job_id),
         "id": job_id,
         "workspace_id": ws,
+        "queue_name": body.queue_name,
         "task_type": body.task_type,
         "payload_json": _dump(body.payload),
         "priority": priority,
@@ -384,7 +390,8 @@ def claim_jobs(access: Access, body: JobClaim, request_id: str = "") -> JobClaim
     at = clock()
     moment = iso(at)
     counted = counters(ws)
-    only = attr_in("task_type", body.task_types) if body.task_types else None
+    wanted = body.wanted_task_types()
+    only = attr_in("task_type", wanted) if wanted else None
     claimed: list[Item] = []
     budget = CLAIM_READ_BUDGET
     for priority in range(MAX_PRIORITY, MIN_PRIORITY - 1, -1):
@@ -394,7 +401,8 @@ def claim_jobs(access: Access, body: JobClaim, request_id: str = "") -> JobClaim
         while len(claimed) < body.batch_size and budget > 0:
             step = min(budget, max(10, 2 * (body.batch_size - len(claimed))))
             page = get_store().query(
-                keys.queue_ready_gsi(ws), index=keys.GSI2, sk_between=keys.queue_ready_range(priority, moment),
+                keys.queue_ready_gsi(ws, body.queue_name), index=keys.GSI2,
+                sk_between=keys.queue_ready_range(priority, moment),
                 limit=step, start_key=start, filter=only,
             )  # fmt: skip
             budget -= step

@@ -4,22 +4,27 @@ A connection is checked once, on `$connect`, with the same bearer tokens as the 
 remembered for two hours (API Gateway's longest connection). Each subscription is stored twice:
 under its channel (`realtime_channel_pk`, so fan-out is one Query per channel) and under its
 connection (so a disconnect, or a post answered 410 Gone, removes every trace in one Query).
-Membership and the token are re-checked on every subscribe, never trusted from connect time.
+Membership and the token are re-checked on every subscribe, never trusted from connect time, and
+again when pushing (once per connection per fan-out batch): a member removed, or a token revoked or
+expired, after subscribing gets no more pushes and loses the subscription.
 
-Run channels deliver each event exactly once, in id order: a run subscription keeps a cursor
-(`delivered_through`), and whoever delivers a range of events (the subscribe's `since` replay or
-the stream fan-out) first moves the cursor over that range with a conditional write. A fan-out
-that finds the cursor behind the batch it carries fills the gap from the stored events, so events
-written while a subscription was being set up are never skipped. `workspace` and `notifications`
-pushes are live only, without a cursor.
+Run and notification channels deliver each event exactly once, in id order: the subscription keeps
+a cursor (`delivered_through`: a run event id, or a notification id), and whoever delivers a range
+(the subscribe's `since` replay or the stream fan-out) first moves the cursor over that range with
+a conditional write. A fan-out that finds the cursor behind the item it carries fills the gap from
+the table, so nothing written while a subscription was being set up is skipped. (An inbox's
+notifications are written in id order, see logic/notifications.py, so "after the cursor" is exact.)
+The `workspace` channel is live only, without a cursor: its events are numbered per run.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +39,7 @@ from agentplane.auth.principal import Principal
 from agentplane.auth.tokens import resolve_principal
 from agentplane.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from agentplane.ids import epoch, iso
+from agentplane.logic import notifications
 from agentplane.logic.run_events import events_of
 from agentplane.models.notifications import Notification
 from agentplane.models.realtime import Pong, Push, Replayed, Subscribe, Subscribed, Unsubscribe, Unsubscribed
@@ -256,6 +262,7 @@ class _Channel:
     key: str  # as stored: notifications carry the member's user id
     scope: str | None
     run_id: str | None = None
+    user_id: str | None = None  # whose notifications
 
 
 def _channel(name: str, principal: Principal) -> _Channel:
@@ -266,10 +273,34 @@ def _channel(name: str, principal: Principal) -> _Channel:
         return _Channel(name, keys.REALTIME_WORKSPACE_CHANNEL, "runs:read")
     if not principal.user_id:
         raise Forbidden("notifications belong to people; an agent key has none")
-    return _Channel(name, keys.realtime_notification_channel(principal.user_id), None)
+    user_id = principal.user_id
+    return _Channel(name, keys.realtime_notification_channel(user_id), None, user_id=user_id)
 
 
-def _subscriber_item(connection: Connection, ws: str, channel: _Channel, delivered_through: int | None) -> Item:
+_NOTIFICATION_ID = re.compile(r"^ntf_[0-9a-z]{26}$")
+_NOTIFICATION_ID_MAX = "ntf_" + "z" * 26
+
+
+def _start_of(ws: str, channel: _Channel, since: int | str | None) -> int | str | None:
+    """Where a new subscription's cursor starts: after `since`, or after the newest stored event."""
+    if channel.run_id is not None:
+        if since is not None and not isinstance(since, int):
+            raise BadRequest("`since` on a run channel is a run event id (an integer)")
+        last = _last_event_id(ws, channel.run_id)
+        return last if since is None else min(since, last)
+    if channel.user_id is not None:
+        if since is not None and not (isinstance(since, str) and _NOTIFICATION_ID.match(since)):
+            raise BadRequest("`since` on the notifications channel is a notification id (ntf_…)")
+        return since if since is not None else notifications.newest_id(ws, channel.user_id) or ""
+    if since is not None:
+        raise BadRequest(
+            "`since` does not apply to the workspace channel: its events are numbered per run; "
+            "subscribe to runs/<run id> with `since` to replay one run"
+        )
+    return None
+
+
+def _subscriber_item(connection: Connection, ws: str, channel: _Channel, delivered_through: int | str | None) -> Item:
     return {
         **keys.realtime_subscriber_key(ws, channel.key, connection.connection_id),
         keys.ENTITY: SUBSCRIBER_ENTITY,
@@ -304,25 +335,24 @@ def subscribe(connection_id: str, message: Subscribe, poster: Poster) -> Subscri
     ws = message.workspace_id
     channel = _channel(message.channel, principal)
     workspace_access(principal, ws, channel.scope)  # a non-member gets 404, a missing scope 403
-    if message.since is not None and channel.run_id is None:
-        raise BadRequest("`since` applies to run channels (runs/<run id>) only")
-    start: int | None = None
-    if channel.run_id is not None:
-        last = _last_event_id(ws, channel.run_id)
-        start = last if message.since is None else min(message.since, last)
+    start = _start_of(ws, channel, message.since)
     _store_subscription(connection, ws, channel, start, resubscribe_from=message.since)
-    acknowledged = Subscribed(channel=channel.name, workspace_id=ws, since=start)
+    acknowledged = Subscribed(channel=channel.name, workspace_id=ws, since=start if start != "" else None)
     poster.send(connection_id, control(acknowledged))
-    if channel.run_id is not None and start is not None:
+    replay: CatchUp | None = None
+    if channel.run_id is not None and isinstance(start, int):
         replay = _catch_up(poster, ws, channel.run_id, connection_id, start, max_events=MAX_REPLAY_EVENTS)
-        if message.since is not None:
-            done = Replayed(channel=channel.name, workspace_id=ws, through=replay.delivered, complete=not replay.capped)
-            poster.send(connection_id, control(done))
+    elif channel.user_id is not None and isinstance(start, str) and message.since is not None:
+        replay = _catch_up_notifications(poster, ws, channel.user_id, connection_id, start,
+                                         max_events=MAX_REPLAY_EVENTS)  # fmt: skip
+    if replay is not None and message.since is not None:
+        done = Replayed(channel=channel.name, workspace_id=ws, through=replay.delivered, complete=not replay.capped)
+        poster.send(connection_id, control(done))
     return acknowledged
 
 
-def _store_subscription(connection: Connection, ws: str, channel: _Channel, start: int | None, *,
-                        resubscribe_from: int | None) -> None:  # fmt: skip
+def _store_subscription(connection: Connection, ws: str, channel: _Channel, start: int | str | None, *,
+                        resubscribe_from: int | str | None) -> None:  # fmt: skip
     store = get_store()
     cid = connection.connection_id
     under_limit = exists() & _count_below(MAX_SUBSCRIPTIONS_PER_CONNECTION)
@@ -364,7 +394,7 @@ def _count_below(limit: int) -> Expr:
     return Expr("#count < :limit", {"#count": "subscription_count"}, {":limit": limit})
 
 
-def _rewind(ws: str, channel_key: str, connection_id: str, start: int) -> None:
+def _rewind(ws: str, channel_key: str, connection_id: str, start: int | str) -> None:
     try:
         get_store().update(
             keys.realtime_subscriber_key(ws, channel_key, connection_id),
@@ -380,11 +410,16 @@ def unsubscribe(connection_id: str, message: Unsubscribe) -> Unsubscribed:
     connection = _load_connection(connection_id)
     ws = message.workspace_id
     channel = _channel(message.channel, connection.principal)
+    _remove_subscription(connection_id, ws, channel.key)
+    return Unsubscribed(channel=channel.name, workspace_id=ws)
+
+
+def _remove_subscription(connection_id: str, ws: str, channel_key: str) -> None:
     store = get_store()
     for _attempt in range(_TRANSACTION_ATTEMPTS):
         tx = store.transaction()
-        tx.delete(keys.realtime_subscriber_key(ws, channel.key, connection_id), exists())
-        tx.delete(keys.realtime_connection_subscription_key(connection_id, ws, channel.key))
+        tx.delete(keys.realtime_subscriber_key(ws, channel_key, connection_id), exists())
+        tx.delete(keys.realtime_connection_subscription_key(connection_id, ws, channel_key))
         tx.update(keys.realtime_connection_key(connection_id), Update(add={"subscription_count": -1}), exists())
         try:
             tx.commit()
@@ -392,8 +427,7 @@ def unsubscribe(connection_id: str, message: Unsubscribe) -> Unsubscribed:
             if "TransactionConflict" in failure.reasons:
                 continue  # a concurrent write to the same items: try again
             # Not subscribed (or the connection is gone): there is nothing to stop.
-        break
-    return Unsubscribed(channel=channel.name, workspace_id=ws)
+        return
 
 
 def ping() -> Pong:
@@ -434,27 +468,27 @@ def run_event_push(run_id: str, event: Mapping[str, Any]) -> dict[str, Any]:
     return push.model_dump(mode="json")
 
 
-def _claim(ws: str, run_id: str, connection_id: str, delivered: int, through: int) -> int | None:
+def _claim(ws: str, channel_key: str, connection_id: str, delivered: Any, through: Any) -> Any:
     """Move a subscriber's cursor from `delivered` to `through`: None when this caller won the range,
     else where the cursor is now (another deliverer moved it). Raises KeyError when unsubscribed."""
     try:
         get_store().update(
-            keys.realtime_subscriber_key(ws, keys.realtime_run_channel(run_id), connection_id),
+            keys.realtime_subscriber_key(ws, channel_key, connection_id),
             Update(set={"delivered_through": through}),
             attr_eq("delivered_through", delivered),
         )
     except ConditionFailed as lost:
         if lost.current is None:
             raise KeyError(connection_id) from lost
-        return int(lost.current.get("delivered_through") or 0)
+        return lost.current.get("delivered_through")
     return None
 
 
-def _release(ws: str, run_id: str, connection_id: str, claimed_through: int, delivered: int) -> None:
+def _release(ws: str, channel_key: str, connection_id: str, claimed_through: Any, delivered: Any) -> None:
     """Give back the undelivered end of a claimed range, so the next deliverer sends it."""
     try:
         get_store().update(
-            keys.realtime_subscriber_key(ws, keys.realtime_run_channel(run_id), connection_id),
+            keys.realtime_subscriber_key(ws, channel_key, connection_id),
             Update(set={"delivered_through": delivered}),
             attr_eq("delivered_through", claimed_through),
         )
@@ -464,7 +498,7 @@ def _release(ws: str, run_id: str, connection_id: str, claimed_through: int, del
 
 @dataclass(frozen=True)
 class CatchUp:
-    delivered: int  # the subscriber's cursor as this call leaves it
+    delivered: int | str  # the subscriber's cursor as this call leaves it
     sent: int
     capped: bool  # stopped at its event budget; more may be stored
 
@@ -485,6 +519,7 @@ def _catch_up(
     `known` are events at hand (a stream batch); anything before them is read from the table. Each
     range is claimed on the subscriber's cursor before it is posted, so no event goes out twice.
     Raises ConnectionGone and DeliveryFailed."""
+    channel_key = keys.realtime_run_channel(run_id)
     sent = lost = 0
     while sent < max_events and lost < MAX_CLAIM_ATTEMPTS:
         if through is not None and delivered >= through:
@@ -506,36 +541,165 @@ def _catch_up(
             break
         last = int(chunk[-1]["id"])
         try:
-            moved = _claim(ws, run_id, connection_id, delivered, last)
+            moved = _claim(ws, channel_key, connection_id, delivered, last)
         except KeyError:
             break  # unsubscribed meanwhile
         if moved is not None:
-            delivered, lost = moved, lost + 1
+            delivered, lost = int(moved or 0), lost + 1
             continue
         for event in chunk:
             try:
                 poster.send(connection_id, run_event_push(run_id, event))
             except DeliveryFailed:
-                _release(ws, run_id, connection_id, last, int(event["id"]) - 1)
+                _release(ws, channel_key, connection_id, last, int(event["id"]) - 1)
                 raise
         sent += len(chunk)
         delivered = last
     return CatchUp(delivered, sent, capped=sent >= max_events)
 
 
+def notification_push(item: Mapping[str, Any]) -> dict[str, Any]:
+    notification = Notification.model_validate({**item, "read": bool(item.get("read_at"))})
+    return Push(
+        channel="notifications",
+        id=notification.id,
+        event=notification.type.value,
+        data=notification.model_dump(mode="json"),
+    ).model_dump(mode="json")
+
+
+def _catch_up_notifications(
+    poster: Poster,
+    ws: str,
+    user_id: str,
+    connection_id: str,
+    delivered: str,
+    *,
+    through: str | None = None,
+    max_events: int = MAX_EVENTS_PER_CLAIM,
+) -> CatchUp:
+    """Deliver a member's notifications after `delivered` (up to `through`, if given) to one
+    subscriber, claiming each range on its cursor first (as `_catch_up` does for run events)."""
+    channel_key = keys.realtime_notification_channel(user_id)
+    prefix = keys.notification_prefix()
+    sent = lost = 0
+    while sent < max_events and lost < MAX_CLAIM_ATTEMPTS:
+        if through is not None and delivered >= through:
+            break
+        budget = min(ITEMS_PER_READ, max_events - sent)
+        page = get_store().query(
+            keys.notification_inbox_pk(ws, user_id),
+            sk_between=(f"{prefix}{delivered}", f"{prefix}{through or _NOTIFICATION_ID_MAX}"),
+            limit=budget + 1,
+            consistent=True,
+        )
+        chunk = [item for item in page.items if str(item["id"]) > delivered][:budget]
+        if not chunk:
+            break
+        last = str(chunk[-1]["id"])
+        try:
+            moved = _claim(ws, channel_key, connection_id, delivered, last)
+        except KeyError:
+            break  # unsubscribed meanwhile
+        if moved is not None:
+            delivered, lost = str(moved or ""), lost + 1
+            continue
+        before = delivered
+        for item in chunk:
+            try:
+                poster.send(connection_id, notification_push(item))
+            except DeliveryFailed:
+                _release(ws, channel_key, connection_id, last, before)
+                raise
+            before = str(item["id"])
+        sent += len(chunk)
+        delivered = last
+    return CatchUp(delivered, sent, capped=sent >= max_events)
+
+
+# ------------------------------------------------------------------------ access at push time
+
+
+@dataclass
+class PushGate:
+    """Whether a subscriber may still receive a workspace's pushes, checked when pushing.
+
+    A connection whose token was revoked or expired (or that is no longer registered) and a member
+    removed from the workspace (or without the channel's scope any more) get nothing more. Each
+    (connection, workspace, scope) is checked once per gate: one gate serves one fan-out batch."""
+
+    _verdicts: dict[tuple[str, str, str | None], str | None] = field(default_factory=dict)
+
+    def refusal(self, connection_id: str, ws: str, scope: str | None) -> str | None:
+        """None when the push may go out; else "connection" (the token or connection is no longer
+        good) or "access" (no longer a member, or the scope is missing)."""
+        key = (connection_id, ws, scope)
+        if key not in self._verdicts:
+            self._verdicts[key] = _push_refusal(connection_id, ws, scope)
+        return self._verdicts[key]
+
+
+def _push_refusal(connection_id: str, ws: str, scope: str | None) -> str | None:
+    store = get_store()
+    item = store.get(keys.realtime_connection_key(connection_id))
+    if item is None or int(item.get("expires_at") or 0) <= epoch():
+        return "connection"
+    principal = _to_connection(item).principal
+    person = principal.kind != "agent_key" and principal.user_id is not None
+    wanted = [keys.token_key(principal.token_hash)]
+    if person:
+        assert principal.user_id is not None
+        wanted.append(keys.member_key(ws, principal.user_id))
+    token, *member = store.get_many(wanted)
+    expires_at = int((token or {}).get("expires_at") or 0)
+    if token is None or token.get("revoked") is not None or (expires_at and expires_at <= epoch()):
+        return "connection"
+    if person:
+        if not member or member[0] is None:
+            return "access"
+        principal = replace(principal, memberships={ws: str(member[0]["role"])})
+    try:
+        workspace_access(principal, ws, scope)
+    except (NotFound, Forbidden):
+        return "access"
+    return None
+
+
+def _admitted(gate: PushGate, subscriber: Mapping[str, Any], scope: str | None, poster: Poster,
+              result: FanoutResult) -> bool:  # fmt: skip
+    """Check a subscriber at push time; one refused is told so and loses what it may no longer have."""
+    connection_id, ws = str(subscriber["connection_id"]), str(subscriber["workspace_id"])
+    refusal = gate.refusal(connection_id, ws, scope)
+    if refusal is None:
+        return True
+    logger.info("subscriber lost access; removing it", extra={"connection_id": connection_id, "reason": refusal})
+    notice = Unsubscribed(channel=str(subscriber.get("channel") or ""), workspace_id=ws)
+    with suppress(ConnectionGone, DeliveryFailed):  # the removal below is what matters
+        poster.send(connection_id, control(notice))
+    if refusal == "connection":
+        _remove_connection(connection_id)
+    else:
+        _remove_subscription(connection_id, ws, str(subscriber["channel_key"]))
+    result.revoked += 1
+    return False
+
+
 @dataclass
 class FanoutResult:
     pushed: int = 0
     gone: int = 0
+    revoked: int = 0  # subscribers that lost access since subscribing, and were removed
 
 
-def fan_out(image: Mapping[str, Any], poster: Poster) -> FanoutResult:
-    """Push what a newly stored item carries to the live subscribers of its channels."""
+def fan_out(image: Mapping[str, Any], poster: Poster, gate: PushGate | None = None) -> FanoutResult:
+    """Push what a newly stored item carries to the subscribers of its channels that may still
+    have it (`gate`: one per fan-out batch, so each connection is checked once per batch)."""
+    gate = gate or PushGate()
     entity = image.get(keys.ENTITY)
     if entity == RUN_EVENTS_ENTITY:
-        return _fan_out_run_events(image, poster)
+        return _fan_out_run_events(image, poster, gate)
     if entity == NOTIFICATION_ENTITY:
-        return _fan_out_notification(image, poster)
+        return _fan_out_notification(image, poster, gate)
     return FanoutResult()
 
 
@@ -545,7 +709,7 @@ def _drop(connection_id: str, result: FanoutResult) -> None:
     result.gone += 1
 
 
-def _fan_out_run_events(image: Mapping[str, Any], poster: Poster) -> FanoutResult:
+def _fan_out_run_events(image: Mapping[str, Any], poster: Poster, gate: PushGate) -> FanoutResult:
     ws, run_id = str(image["workspace_id"]), str(image["run_id"])
     events = events_of([image])
     result = FanoutResult()
@@ -557,6 +721,8 @@ def _fan_out_run_events(image: Mapping[str, Any], poster: Poster) -> FanoutResul
     for subscriber in _subscribers(ws, keys.realtime_run_channel(run_id)):
         connection_id = str(subscriber["connection_id"])
         served.add(connection_id)
+        if not _admitted(gate, subscriber, "runs:read", poster, result):
+            continue
         delivered = int(subscriber.get("delivered_through") or 0)
         try:
             caught_up = _catch_up(poster, ws, run_id, connection_id, delivered, known=events, through=through)
@@ -570,7 +736,7 @@ def _fan_out_run_events(image: Mapping[str, Any], poster: Poster) -> FanoutResul
     # The workspace channel gets every run's events, live; a connection following this run already has them.
     for subscriber in _subscribers(ws, keys.REALTIME_WORKSPACE_CHANNEL):
         connection_id = str(subscriber["connection_id"])
-        if connection_id in served:
+        if not _admitted(gate, subscriber, "runs:read", poster, result) or connection_id in served:
             continue
         served.add(connection_id)
         result.pushed += _push_all(poster, connection_id, [run_event_push(run_id, e) for e in events], result)
@@ -593,16 +759,28 @@ def _push_all(poster: Poster, connection_id: str, messages: list[dict[str, Any]]
     return len(messages)
 
 
-def _fan_out_notification(image: Mapping[str, Any], poster: Poster) -> FanoutResult:
+def _fan_out_notification(image: Mapping[str, Any], poster: Poster, gate: PushGate) -> FanoutResult:
     ws, user_id = str(image["workspace_id"]), str(image["user_id"])
-    notification = Notification.model_validate({**image, "read": bool(image.get("read_at"))})
-    push = Push(
-        channel="notifications",
-        id=notification.id,
-        event=notification.type.value,
-        data=notification.model_dump(mode="json"),
-    ).model_dump(mode="json")
+    through = str(image["id"])
     result = FanoutResult()
+    failed: DeliveryFailed | None = None
     for subscriber in _subscribers(ws, keys.realtime_notification_channel(user_id)):
-        result.pushed += _push_all(poster, str(subscriber["connection_id"]), [push], result)
+        connection_id = str(subscriber["connection_id"])
+        if not _admitted(gate, subscriber, None, poster, result):
+            continue
+        delivered = subscriber.get("delivered_through")
+        if delivered is None:  # a live-only subscription (made before notifications had cursors)
+            result.pushed += _push_all(poster, connection_id, [notification_push(image)], result)
+            continue
+        try:
+            caught_up = _catch_up_notifications(poster, ws, user_id, connection_id, str(delivered), through=through)
+        except ConnectionGone:
+            _drop(connection_id, result)
+            continue
+        except DeliveryFailed as exc:
+            failed = failed or exc
+            continue
+        result.pushed += caught_up.sent
+    if failed is not None:
+        raise failed  # the record is retried; cursors make the retry send only what is missing
     return result

@@ -65,6 +65,7 @@ from agentplane.store import (
 HEARTBEAT_FRACTION = 3
 _MAX_ATTEMPTS = 8
 _LIVE = (RunStatus.running.value, RunStatus.paused.value)
+_TERMINAL_VALUES = tuple(sorted(status.value for status in TERMINAL))
 _TIMESTAMP_FIELDS = {
     RunStatus.queued: "queued_at",
     RunStatus.running: "started_at",
@@ -176,13 +177,16 @@ def list_runs(
     agent: str | None,
     limit: int,
     cursor: str | None,
+    schedule_id: str | None = None,
 ) -> tuple[list[Run], str | None]:
+    """Newest first, one Query on the workspace's (or the project's) run index; status, agent and
+    schedule narrow that page (a page may come back short, its cursor goes on)."""
     ws = access.workspace_id
-    query = {"status": status, "project_id": project_id, "agent": agent}
+    query = {"status": status, "project_id": project_id, "agent": agent, "schedule_id": schedule_id}
     scope = f"runs:{ws}"
     start = decode_cursor(cursor, scope, query)
     condition: Expr | None = None
-    for name, value in (("status", status), ("agent", agent)):
+    for name, value in (("status", status), ("agent", agent), ("schedule_id", schedule_id)):
         if value is not None:
             expr = attr_eq(name, str(value))
             condition = expr if condition is None else condition & expr
@@ -273,6 +277,8 @@ class Transition:
     reads_workspace: bool = False
     # Fields that depend on the run as read (added to `fields`).
     fields_for: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # A further condition that depends on the run as read (added to `condition`).
+    condition_for: Callable[[dict[str, Any]], Expr] | None = None
 
 
 def _target(transition: Transition, current: dict[str, Any]) -> RunStatus:
@@ -317,6 +323,8 @@ def _apply(
         condition = exists() & attr_eq("status", status.value) & attr_eq("last_event_id", event_id - 1)
         if transition.condition is not None:
             condition = condition & transition.condition
+        if transition.condition_for is not None:
+            condition = condition & transition.condition_for(current)
         tx.update(keys.run_key(ws, run_id), Update(set=changes), condition)
         counter_index = len(tx.operations)
         takes_slot = status not in ACTIVE and target in ACTIVE
@@ -327,8 +335,10 @@ def _apply(
             tx.update(keys.run_counter_key(ws), Update(add={"active": -1}))
         data = {"from": status.value, "to": target.value, **transition.event_data}
         tx.put(batch_item(ws, run_id, [event_record(event_id, "status_changed", data=data, at=at)]))
+        extra_from = len(tx.operations)
         if transition.extra is not None:
             transition.extra(tx, current, target)  # noqa: S610 - a callback, not Django
+        extra_to = len(tx.operations)
         audit.record(tx, ws, actor_id, f"run.{transition.action}", "run", run_id, request_id,
                      {"from": status.value, "to": target.value})  # fmt: skip
         try:
@@ -339,9 +349,11 @@ def _apply(
         except TransactionFailed as failure:
             failed = failure.failed_index()
             if failed == counter_index and takes_slot:
-                raise _too_many_active() from failure
+                raise too_many_active() from failure
             if failed == run_index or "TransactionConflict" in failure.reasons:
                 continue  # the run moved or an event was appended since we read it: look again
+            if failed is not None and extra_from <= failed < extra_to:
+                continue  # what the transition adds (a notification landing in order) lost a race
             raise
         after = {**current, **changes}
         if auto_push is not None:
@@ -373,7 +385,7 @@ def _signal(
         logger.info("run wait already resolved", extra={"run_id": item["id"], "phase": phase, "error": str(exc)})
 
 
-def _start_execution(item: dict[str, Any]) -> None:
+def start_execution(item: dict[str, Any]) -> None:
     arn = get_settings().run_state_machine_arn
     if not arn:
         logger.warning("RUN_STATE_MACHINE_ARN is not set; the run has no timers", extra={"run_id": item["id"]})
@@ -398,7 +410,7 @@ def start_run(access: Access, run_id: str, request_id: str = "") -> Run:
         Transition("start", frozenset({RunStatus.draft}), RunStatus.queued),
         access=access, actor_id=access.actor_id, request_id=request_id,
     )  # fmt: skip
-    _start_execution(after)
+    start_execution(after)
     return to_run(after, access)
 
 
@@ -430,10 +442,18 @@ def cancel_run(access: Access, run_id: str, request_id: str = "") -> Run:
         if current["created_by"] != access.actor_id:
             _notify_in(tx, current, "finished", f"Run '{current['title']}' cancelled")
 
+    def same_wait(current: dict[str, Any]) -> Expr:
+        # The cancel wins only if the execution still waits where we read it, so the wait we
+        # release below is the one it is in; if it moved meanwhile, we read the run again.
+        if current.get("task_token"):
+            return attr_eq("task_token", current["task_token"])
+        return Expr("attribute_not_exists(#token)", {"#token": "task_token"})
+
     before, after = _apply(
         access.workspace_id, run_id,
         Transition("cancel", non_terminal, RunStatus.cancelled,
-                   fields={"desired_state": RunDesiredState.cancel.value}, extra=tell_creator),
+                   fields={"desired_state": RunDesiredState.cancel.value}, extra=tell_creator,
+                   condition_for=same_wait),
         access=access, actor_id=access.actor_id, request_id=request_id,
     )  # fmt: skip
     _release_wait(before)
@@ -441,13 +461,12 @@ def cancel_run(access: Access, run_id: str, request_id: str = "") -> Run:
 
 
 def _release_wait(item: dict[str, Any]) -> None:
-    """The table already says cancelled; release the wait the execution is in, so it goes on to its
-    final bookkeeping. A wait recorded after this sees the cancelled run and releases itself (see
-    record_wait), so the execution is never left waiting and never needs StopExecution."""
-    if item["status"] == RunStatus.draft.value:
-        return  # never started: no execution
-    phase = item.get("task_phase") if item.get("task_token") else None
-    _signal(item, str(phase or "claim"), error="Cancelled")
+    """The table already says cancelled; fail the wait the execution was in when the cancel
+    committed (the cancel's condition made sure it was still that one), so it goes straight to its
+    final bookkeeping and ends. A wait recorded after the cancel sees the cancelled run and releases
+    itself (see record_wait), so the execution is never left waiting and never needs StopExecution."""
+    if item.get("task_token"):
+        _signal(item, str(item.get("task_phase")), error="Cancelled", fresh=True)
 
 
 def retry_run(access: Access, run_id: str, request_id: str = "") -> Run:
@@ -461,32 +480,42 @@ def retry_run(access: Access, run_id: str, request_id: str = "") -> Run:
             current_status=old["status"],
         )
     body = RunCreate.model_validate({k: old[k] for k in RunCreate.model_fields if old.get(k) is not None})
-    at = iso()
     # The new run is written already queued: one transaction links both runs, takes the active-run
     # slot, records the new run's first event and the audit row; then its execution starts.
-    new = new_run_item(ws, body, access.actor_id, status=RunStatus.queued, retry_of=run_id)
-    new.update({"queued_at": at, "last_event_id": 1})
+    new = new_run_item(ws, body, access.actor_id, retry_of=run_id)
     tx = access.transaction()
     tx.update(
         keys.run_key(ws, run_id),
-        Update(set={"retried_by": new["id"], "updated_at": at}),
+        Update(set={"retried_by": new["id"], "updated_at": new["created_at"]}),
         attr_eq("status", RunStatus.failed.value) & Expr("attribute_not_exists(retried_by)"),
     )
-    tx.put(new, Expr("attribute_not_exists(PK)"))
-    counter_index = len(tx.operations)
-    _take_slot(tx, ws)
-    first = event_record(1, "status_changed", data={"from": "draft", "to": "queued", "retry_of": run_id}, at=at)
-    tx.put(batch_item(ws, new["id"], [first]))
+    counter_index = queue_new_run(tx, new, event_data={"retry_of": run_id})
     audit.record(tx, ws, access.actor_id, "run.retried", "run", run_id, request_id, {"new_run_id": new["id"]})
     try:
         access.commit(tx)
     except TransactionFailed as failure:
         if failure.failed_index() == counter_index:
-            raise _too_many_active() from failure
+            raise too_many_active() from failure
         current = _load(ws, run_id)
         raise InvalidTransition(f"run {run_id} was retried already", current_status=current["status"]) from failure
-    _start_execution(new)
+    start_execution(new)
     return to_run(new, access)
+
+
+def queue_new_run(tx: Transaction, item: dict[str, Any], event_data: dict[str, Any] | None = None) -> int:
+    """Add a new run (a `new_run_item`-shaped draft) to `tx` already queued, as `start` would leave
+    it: the run, an active-run slot and its first event. Returns the index of the slot's operation:
+    the transaction failing there means the workspace is at its cap (`too_many_active`), and then
+    nothing of it was written. After the commit, `start_execution` starts its timers."""
+    ws = item["workspace_id"]
+    at = iso()
+    item.update({"status": RunStatus.queued.value, "queued_at": at, "updated_at": at, "last_event_id": 1})
+    tx.put(item, Expr("attribute_not_exists(PK)"))
+    slot_index = len(tx.operations)
+    _take_slot(tx, ws)
+    data = {"from": RunStatus.draft.value, "to": RunStatus.queued.value, **(event_data or {})}
+    tx.put(batch_item(ws, item["id"], [event_record(1, "status_changed", data=data, at=at)]))
+    return slot_index
 
 
 def _take_slot(tx: Transaction, ws: str) -> None:
@@ -502,7 +531,7 @@ def _take_slot(tx: Transaction, ws: str) -> None:
     )
 
 
-def _too_many_active() -> RateLimited:
+def too_many_active() -> RateLimited:
     return RateLimited(
         f"the workspace already has {get_settings().max_active_runs} active runs; wait for one to finish or cancel one",
         retry_after=30,
@@ -776,24 +805,28 @@ def expire_wait(ws: str, run_id: str, phase: str) -> dict[str, Any]:
             access=None, actor_id="system",
         )  # fmt: skip
     except InvalidTransition as exc:
-        return {"failed": False, "status": exc.extensions.get("current_status")}
+        # The run left the wait just as it timed out (the agent completed a gated run, say): the
+        # execution goes on from the run's current status (statemachine/run.asl.json).
+        return {"failed": False, "status": str(exc.extensions.get("current_status") or "")}
     if reason == "stalled":
         _notify(after, "stalled", f"Run '{after['title']}' stopped: its agent went silent")
-    return {"failed": True, "failure_reason": reason}
+    return {"failed": True, "failure_reason": reason, "status": after["status"]}
 
 
 def finalize_run(ws: str, run_id: str) -> dict[str, Any]:
-    """Final bookkeeping once the run is over: usage metering and the `finished` notification."""
+    """Final bookkeeping once the run is over: usage metering and the `finished` notification.
+
+    Only a finished run is finalized; a run that is still going (an execution that ended early on
+    an error) keeps its token and its chance to be finalized."""
     try:
         item = get_store().update(
             keys.run_key(ws, run_id),
             Update(set={"finalized_at": iso()}, remove=["task_token", "task_phase"]),
-            exists() & Expr("attribute_not_exists(finalized_at)"),
+            exists() & Expr("attribute_not_exists(finalized_at)") & attr_in("status", _TERMINAL_VALUES),
         )
-    except ConditionFailed:  # finalized already (a retried execution step): nothing more to do
-        return {"finalized": False}
-    if item["status"] not in {s.value for s in TERMINAL}:
-        return {"finalized": True, "status": item["status"]}
+    except ConditionFailed as refused:  # finalized already (a retried step), or not finished
+        current = refused.current or {}
+        return {"finalized": False, "status": current.get("status")}
     get_store().update(
         keys.run_usage_key(ws, item["finalized_at"][:7]),
         Update(add={f"runs_{item['status']}": 1}),

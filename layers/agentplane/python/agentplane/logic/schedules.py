@@ -20,9 +20,22 @@ leaves a schedule firing that nobody can see or manage:
 - create: the Scheduler schedule first, then the item; if the item cannot be written the Scheduler
   schedule is deleted again. A crash in between leaves a Scheduler schedule without an item, which
   the fired function deletes the first time it fires.
-- update: the item first (conditional on its version), then the Scheduler schedule; if Scheduler
-  refuses the change, the item is put back as it was and the caller gets a 422.
+- update: the item first (conditional on its version, with its `schedule.updated` audit row), then
+  the Scheduler schedule. Concurrent updates commit one after the other but may reach Scheduler in
+  any order, so each reads the item again after its push and pushes again while the stored
+  definition differs from its last push: Scheduler ends with the stored definition. If Scheduler
+  refuses the change, the item is put back as it was together with a `schedule.update_reverted`
+  audit row (one transaction), and the caller gets a 422.
 - delete: the item first, then the Scheduler schedule (an orphan again deletes itself).
+
+Who a firing acts as: `…/run`, the caller; a scheduled firing, the schedule's creator, who must
+still be allowed what the target takes (`tasks:write` for a queue job, `runs:start` for a run): a
+member whose role grants it, or the agent key that created the schedule, still active and holding
+it. A scheduled firing of a schedule whose workspace was deleted, or whose creator lost that right,
+makes nothing: the schedule is disabled with `last_error` saying why (audited as
+`schedule.disabled`) and its Scheduler schedule deleted, so it stops being invoked. The firing's
+transaction re-checks the workspace and the creator's right, so a change that lands meanwhile
+stops it too.
 
 Firing (the fired function, or `…/run`): the job or run draft, the schedule's `last_fired_at`,
 `fire_count` and `last_result`, and the audit rows are one transaction. Scheduler delivers at least
@@ -37,6 +50,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -46,10 +60,13 @@ from botocore.exceptions import ClientError
 
 from agentplane import audit, keys
 from agentplane.access import Access
+from agentplane.auth.scopes import roles_with
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import AppError, NotFound, PreconditionFailed, Unprocessable
 from agentplane.ids import epoch, iso, new_id
-from agentplane.logic import queue, runs
+from agentplane.keys import Key
+from agentplane.logic import api_keys, queue, runs
+from agentplane.models.api_keys import ApiKeyStatus
 from agentplane.models.queue import JobSubmit
 from agentplane.models.runs import RunCreate
 from agentplane.models.schedules import (
@@ -64,7 +81,17 @@ from agentplane.models.schedules import (
 )
 from agentplane.observability import logger
 from agentplane.settings import get_settings
-from agentplane.store import ConditionFailed, Expr, Transaction, TransactionFailed, Update, attr_eq, exists, get_store
+from agentplane.store import (
+    ConditionFailed,
+    Expr,
+    Transaction,
+    TransactionFailed,
+    Update,
+    attr_eq,
+    attr_in,
+    exists,
+    get_store,
+)
 
 Item = dict[str, Any]
 
@@ -75,6 +102,9 @@ FIRING_MARK_SECONDS = 7 * 24 * 3600
 RETRY_POLICY = {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 3600}
 # Fields whose change must reach the Scheduler schedule.
 _SCHEDULER_FIELDS = ("name", "expression", "timezone", "enabled")
+# Pushes one update makes at most to bring Scheduler in step with concurrent updates.
+_CONVERGE_ATTEMPTS = 5
+_RETIRE_ATTEMPTS = 3
 
 
 @lru_cache(maxsize=1)
@@ -265,9 +295,8 @@ def update_schedule(
     key = keys.schedule_key(ws, schedule_id)
     tx = access.transaction()
     tx.update(key, Update(set=changes), exists() & attr_eq("version", current["version"]))
-    fields = sorted(k for k in changes if k not in ("updated_at", "version"))
-    audit.record(tx, ws, access.actor_id, "schedule.updated", "schedule", schedule_id, request_id,
-                 {"fields": [f.removesuffix("_json") for f in fields]})  # fmt: skip
+    fields = sorted(k.removesuffix("_json") for k in changes if k not in ("updated_at", "version"))
+    audit.record(tx, ws, access.actor_id, "schedule.updated", "schedule", schedule_id, request_id, {"fields": fields})
     try:
         access.commit(tx)
     except TransactionFailed as failure:
@@ -275,18 +304,65 @@ def update_schedule(
             failure
         )
     updated = {**current, **changes}
-    if any(field in changes and changes[field] != current.get(field) for field in _SCHEDULER_FIELDS):
+    if _definition(updated) != _definition(current):
         try:
             _push(updated, create=False)
-        except Exception:
-            # Scheduler kept the old definition: so does the item.
-            previous = {name: current[name] for name in changes if name in current}
-            try:
-                get_store().update(key, Update(set=previous), attr_eq("version", changes["version"]))
-            except ConditionFailed:
-                logger.warning("schedule changed again before its update could be undone", extra={"id": schedule_id})
+        except Exception as error:
+            # Scheduler kept the old definition: so does the item, and the audit trail says so.
+            _revert(access, current, changes, fields, request_id, error)
             raise
+        _converge(ws, schedule_id, updated)
     return to_schedule(updated)
+
+
+def _definition(item: Item) -> tuple[Any, ...]:
+    """What the Scheduler schedule is made of."""
+    return tuple(item.get(name) for name in _SCHEDULER_FIELDS)
+
+
+def _converge(ws: str, schedule_id: str, pushed: Item) -> None:
+    """Make Scheduler hold the stored definition after a push. Concurrent updates commit in version
+    order but may push in any order; each updater reads the item again after its push and pushes
+    once more while the stored definition differs from its last push. The last push to land is
+    therefore always followed by a read that saw it current."""
+    for _ in range(_CONVERGE_ATTEMPTS):
+        stored = get_store().get(keys.schedule_key(ws, schedule_id))
+        if stored is None:
+            _remove_from_scheduler(schedule_id)  # deleted meanwhile: a push may have put it back
+            return
+        if _definition(stored) == _definition(pushed):
+            return
+        try:
+            _push(stored, create=False)
+        except Unprocessable:
+            return  # refused: the update that made it reverts itself
+        except Exception:
+            # Ours was accepted and is committed; the later update's own push still follows.
+            logger.exception("could not bring Scheduler in step with a later update", extra={"id": schedule_id})
+            return
+        pushed = stored
+    logger.warning("schedule kept changing while Scheduler was brought in step", extra={"id": schedule_id})
+
+
+def _revert(access: Access, current: Item, changes: Item, fields: list[str], request_id: str, error: Exception) -> None:
+    """Put back the fields of an update Scheduler refused, with an audit row that says it was undone,
+    in one transaction; only if nothing changed the schedule since."""
+    ws, schedule_id = access.workspace_id, current["id"]
+    previous = {name: current[name] for name in changes if name in current}
+    absent = [name for name in changes if name not in current]
+    tx = get_store().transaction()
+    tx.update(
+        keys.schedule_key(ws, schedule_id),
+        Update(set=previous, remove=absent),
+        exists() & attr_eq("version", changes["version"]),
+    )
+    reason = str(error)[:500]
+    audit.record(tx, ws, access.actor_id, "schedule.update_reverted", "schedule", schedule_id, request_id,
+                 {"fields": fields, "version": changes["version"], "reason": reason})  # fmt: skip
+    try:
+        tx.commit()
+    except TransactionFailed:
+        logger.warning("schedule changed again before its update could be undone", extra={"id": schedule_id})
 
 
 def delete_schedule(access: Access, schedule_id: str, request_id: str = "") -> None:
@@ -437,17 +513,113 @@ def run_schedule(access: Access, schedule_id: str, request_id: str = "") -> Sche
     return _fire(ws, item, firing, transaction=access.transaction, commit=access.commit, access=access)
 
 
+def _target_scope(item: Item) -> str:
+    """The scope firing the schedule's target takes: submitting a queue job, or starting a run."""
+    return "tasks:write" if to_schedule(item).target.type == "queue_job" else "runs:start"
+
+
+@dataclass(frozen=True)
+class _Actor:
+    """Who a scheduled firing acts as (the schedule's creator), and whether they still may."""
+
+    refusal: str | None
+    guard_key: Key | None = None
+    guard: Expr | None = None
+
+
+def _creator(ws: str, item: Item) -> _Actor:
+    """The creator must still be allowed what the target takes: a member whose role grants the
+    scope, or (for a schedule an agent key created) that key, active with the scope."""
+    creator, scope = str(item["created_by"]), _target_scope(item)
+    member = get_store().get(keys.member_key(ws, creator))
+    if member is not None:
+        if member.get("role") not in roles_with(scope):
+            return _Actor(f"the schedule's creator {creator} is no longer allowed to use {scope} here")
+        return _Actor(None, keys.member_key(ws, creator), attr_in("role", roles_with(scope)))
+    key_item = get_store().get(keys.api_key_key(ws, creator))
+    if key_item is not None and key_item.get("agent"):
+        usable = not key_item.get("deleted_at") and api_keys.status_of(key_item) == ApiKeyStatus.active
+        if usable and scope in (key_item.get("scopes") or []):
+            guard = attr_eq("status", ApiKeyStatus.active.value) & Expr("attribute_not_exists(deleted_at)")
+            return _Actor(None, keys.api_key_key(ws, creator), guard)
+        return _Actor(f"the agent key {creator} that created the schedule can no longer use {scope}")
+    return _Actor(f"the schedule's creator {creator} is no longer a member of the workspace")
+
+
+class _NotAllowed(Exception):
+    """A firing's guards failed at commit: the workspace was deleted or its creator lost access."""
+
+
+def _retire(ws: str, item: Item, reason: str) -> ScheduleFiring:
+    """A schedule that must not fire any more: disabled (with `last_error` saying why, and an audit
+    row, in one conditional write) and removed from Scheduler. Enabling it again puts it back in
+    Scheduler; it fires again only once its creator may do what it does."""
+    schedule_id = item["id"]
+    current: Item | None = item
+    for _ in range(_RETIRE_ATTEMPTS):
+        if current is None or not current.get("enabled"):
+            break  # deleted or disabled meanwhile
+        at = iso()
+        tx = get_store().transaction()
+        tx.update(
+            keys.schedule_key(ws, schedule_id),
+            Update(set={"enabled": False, "last_error": reason, "last_error_at": at, "updated_at": at},
+                   add={"version": 1}),
+            exists() & attr_eq("version", current["version"]),
+        )  # fmt: skip
+        audit.record(tx, ws, "system", "schedule.disabled", "schedule", schedule_id, "", {"reason": reason})
+        try:
+            tx.commit()
+            break
+        except TransactionFailed:
+            current = get_store().get(keys.schedule_key(ws, schedule_id))
+    _remove_from_scheduler(schedule_id)
+    return ScheduleFiring(schedule_id=schedule_id, fired=False, error=reason)
+
+
 def fire_scheduled(event: ScheduleFiredEvent) -> ScheduleFiring:
-    """One firing delivered by EventBridge Scheduler. The schedule's creator is the actor."""
+    """One firing delivered by EventBridge Scheduler, acting as the schedule's creator. A schedule
+    of a deleted workspace, or whose creator may no longer do what it does, does not fire: it is
+    disabled and leaves Scheduler (see `_retire`). The firing's transaction re-checks both, so
+    access lost while it was being prepared stops it too."""
     ws, schedule_id = event.workspace_id, event.schedule_id
-    item = get_store().get(keys.schedule_key(ws, schedule_id))
+    store = get_store()
+    item = store.get(keys.schedule_key(ws, schedule_id))
     if item is None:
         # A Scheduler schedule whose item is gone (deleted, or never written): remove it.
         _remove_from_scheduler(schedule_id)
         return ScheduleFiring(schedule_id=schedule_id, fired=False, error="schedule not found")
     if not item.get("enabled"):
         return ScheduleFiring(schedule_id=schedule_id, fired=False, error="schedule is disabled")
+    workspace = store.get(keys.workspace_key(ws))
+    if workspace is None or workspace.get("deleted_at"):
+        return _retire(ws, item, "the workspace was deleted")
+    actor = _creator(ws, item)
+    if actor.refusal is not None:
+        return _retire(ws, item, actor.refusal)
+    assert actor.guard_key is not None and actor.guard is not None
+    guard_key, guard = actor.guard_key, actor.guard
+
+    def transaction() -> Transaction:
+        tx = store.transaction()
+        tx.check(keys.workspace_key(ws), exists() & Expr("attribute_not_exists(deleted_at)"))
+        tx.check(guard_key, guard)
+        return tx
+
+    def commit(tx: Transaction) -> None:
+        try:
+            store.commit(tx)
+        except TransactionFailed as failure:
+            if "ConditionalCheckFailed" in failure.reasons[:2]:
+                raise _NotAllowed from failure
+            raise
+
     scheduled_time = _scheduled_time(event.scheduled_time)
     firing = _Firing(ws, item, item["created_by"], f"schedule:{scheduled_time or iso()}", scheduled_time, False)
-    store = get_store()
-    return _fire(ws, item, firing, transaction=store.transaction, commit=store.commit, access=None)
+    try:
+        return _fire(ws, item, firing, transaction=transaction, commit=commit, access=None)
+    except _NotAllowed:
+        workspace = store.get(keys.workspace_key(ws))
+        if workspace is None or workspace.get("deleted_at"):
+            return _retire(ws, item, "the workspace was deleted")
+        return _retire(ws, item, _creator(ws, item).refusal or "the schedule's creator lost access meanwhile")

@@ -9,6 +9,12 @@ id; at most MAX_TOKENS per item, the title's first. A change writes only the pos
 of them when the title changed) and deletes the ones it drops; a soft delete (`deleted_at` set) or
 a REMOVE drops them all. Only images are read, so replaying a record gives the same postings.
 
+A thread's messages go with the thread: when a thread is deleted, the indexer reads the thread's
+messages (Query on its partition, page by page) and drops their postings. Records of different
+items reach the indexer in no fixed order, so after indexing a thread message it reads the thread
+(one GetItem) and drops what it just wrote if the thread is gone: whichever record comes last, no
+message of a deleted thread stays findable.
+
 Reading: every query term must match. The longest term (likely the rarest) drives: one Query per
 result group on its partition, newest first, bounded by the limit; each candidate is kept only if
 a posting exists for every other term (BatchGetItem). No Scan, and never another workspace: the
@@ -21,7 +27,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from agentplane import keys
 from agentplane.access import Access
@@ -203,12 +209,9 @@ def index_change(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -
     return IndexChange(put=puts, delete=deletes)
 
 
-def apply_change(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> IndexChange:
-    """Write one item's index change. Puts and deletes are idempotent, so a retried record is safe;
-    records of one item arrive in order (one stream shard), so the last image wins."""
-    change = index_change(old, new)
+def _write(change: IndexChange) -> None:
+    """Puts and deletes, at most 100 to a transaction."""
     store = get_store()
-    # A transaction holds 100 operations; MAX_TOKENS keeps one change within one transaction.
     tx, count = store.transaction(), 0
     for item in change.put:
         tx.put(item)
@@ -223,6 +226,62 @@ def apply_change(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -
             tx.commit()
             tx = store.transaction()
     tx.commit()
+
+
+def _postings_of(image: Mapping[str, Any]) -> list[keys.Key]:
+    spec = indexed_spec(image)
+    if spec is None:
+        return []
+    ws, item_id = str(image["workspace_id"]), str(image["id"])
+    return [keys.search_posting_key(ws, token, spec.kind, item_id) for token in item_tokens(image)]
+
+
+def _thread_deleted(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
+    """The change takes a live thread away (soft delete, or the item removed)."""
+    if not old or old.get(keys.ENTITY) != "thread" or old.get("deleted_at"):
+        return False
+    return new is None or bool(new.get("deleted_at"))
+
+
+def _is_thread_message(image: Mapping[str, Any] | None, change: IndexChange) -> TypeGuard[Mapping[str, Any]]:
+    """The change indexed a thread message (which is findable only while its thread is live)."""
+    return bool(image and change.put and image.get(keys.ENTITY) == "thread_message" and image.get("thread_id"))
+
+
+def _thread_is_live(ws: str, thread_id: str) -> bool:
+    thread = get_store().get(keys.thread_key(ws, thread_id))
+    return thread is not None and not thread.get("deleted_at")
+
+
+def _drop_thread_messages(ws: str, thread_id: str) -> int:
+    """Drop the postings of every message of the thread; returns how many messages it read."""
+    start: dict[str, Any] | None = None
+    read = 0
+    while True:
+        page = get_store().query(
+            keys.thread_pk(ws, thread_id),
+            sk_prefix=keys.thread_message_prefix(),
+            limit=_PAGE,
+            start_key=start,
+            consistent=True,
+        )
+        read += len(page.items)
+        _write(IndexChange(put=[], delete=[key for message in page.items for key in _postings_of(message)]))
+        start = page.last_key
+        if start is None:
+            return read
+
+
+def apply_change(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> IndexChange:
+    """Write one item's index change. Puts and deletes are idempotent, so a retried record is safe;
+    records of one item arrive in order (one stream shard), so the last image wins."""
+    change = index_change(old, new)
+    _write(change)
+    if _thread_deleted(old, new):
+        assert old is not None
+        _drop_thread_messages(str(old["workspace_id"]), str(old["id"]))
+    elif _is_thread_message(new, change) and not _thread_is_live(str(new["workspace_id"]), str(new["thread_id"])):
+        _write(IndexChange(put=[], delete=_postings_of(new)))
     return change
 
 

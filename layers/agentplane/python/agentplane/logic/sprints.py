@@ -9,23 +9,30 @@ transition is one conditional write on the sprint's status (plus the counter whe
 or leaves `active`, so at most one sprint is active), audited in the same transaction. The active
 sprint is "the current sprint" of `sprints/current/...`.
 
-Analytics read a sprint's tasks with one bounded Query on GSI3 (tasks by sprint); velocity does that
-once per completed sprint it reports.
+Analytics read counters the tasks family moves in each task's own transaction
+(`logic/task_indexes.py`): a sprint's figures (summary, breakdowns, burndown) are one item, velocity
+is one BatchGetItem of the completed sprints' items, and daily analytics is a window of day items
+plus the month totals. Only the lists of tasks some answers carry are read from the tasks
+themselves, with one bounded Query on GSI3 (tasks by sprint).
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, timedelta
 from typing import Any
 
 from agentplane import audit, ids, keys
 from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
-from agentplane.errors import Conflict, InvalidTransition, NotFound, PreconditionFailed
+from agentplane.errors import Conflict, Forbidden, InvalidTransition, NotFound, PreconditionFailed
 from agentplane.ids import iso, new_id, parse_iso
+from agentplane.logic import agents, projects, task_indexes
 from agentplane.logic.activity import query_filled
+from agentplane.logic.task_indexes import SprintFigures, agent_of, completed_at, day_figures, sprint_figures
+from agentplane.logic.tasks import get_tasks
+from agentplane.models.agents import ACTIVE_STATUSES, AgentStatus, AgentUpdate, DesiredState
 from agentplane.models.sprints import (
     SPRINT_TRANSITIONS,
     AgentBreakdown,
@@ -37,8 +44,10 @@ from agentplane.models.sprints import (
     HourlyActivity,
     RetroComment,
     RetroCreate,
+    SkippedAgent,
     Sprint,
     SprintAnalytics,
+    SprintBoard,
     SprintCreate,
     SprintReview,
     SprintStart,
@@ -46,6 +55,7 @@ from agentplane.models.sprints import (
     SprintSummary,
     SprintTaskSummary,
     SprintUpdate,
+    StartedAgent,
     Velocity,
     VelocityEntry,
 )
@@ -63,11 +73,16 @@ _TASK_PAGE = 500
 MAX_BURNDOWN_DAYS = 366
 # Sprint items read while looking for the current or completed sprints (newest first).
 _SPRINT_READ_BUDGET = 1000
-# Task items each side of the daily analytics reads at most.
-DAILY_READ_CAP = 2000
+# Tasks daily analytics lists (the day's completions, in the order they were done).
+DAILY_TASKS_CAP = 200
 # Retrospective comments a review includes.
 REVIEW_RETRO_CAP = 200
-_TASK_ID_PREFIX = "task"
+# Agents `current/start` moves to starting (each its own conditional write), and what the board
+# of `current/tasks` shows of agents, progress reports, sprints and projects.
+START_AGENTS_CAP = 50
+BOARD_AGENTS = 100
+BOARD_SPRINTS = 20
+BOARD_PROJECTS = 100
 _DONE = "done"
 
 
@@ -101,6 +116,11 @@ def _active_number(ws: str) -> int | None:
     counter = _read_counter(ws)
     value = counter.get("active_number") if counter else None
     return int(value) if value is not None else None
+
+
+def active_sprint_number(ws: str) -> int | None:
+    """The number of the workspace's active sprint (the current sprint), if one is active."""
+    return _active_number(ws)
 
 
 def get_sprint(access: Access, number: int) -> Sprint:
@@ -168,11 +188,19 @@ def _sprint_task_items(ws: str, number: int) -> tuple[list[Item], bool]:
             return items, bool(probe.items)
 
 
-def list_sprint_tasks(
-    access: Access, sprint: int | None, limit: int, cursor: str | None
-) -> tuple[list[Task], str | None]:
-    """Tasks of the active sprint (`sprints/current/tasks`), or of the sprint number given: tasks
-    may be planned into a sprint before it is created, so that number need not exist yet."""
+def _may(access: Access, scope: str) -> bool:
+    try:
+        access.require(scope)
+    except Forbidden:
+        return False
+    return True
+
+
+def sprint_board(access: Access, sprint: int | None, limit: int, cursor: str | None) -> tuple[SprintBoard, str | None]:
+    """Toban's `sprints/current/tasks`: a page of the active sprint's tasks (or of the sprint number
+    given: tasks may be planned into a sprint before it is created, so that number need not exist
+    yet), with the workspace's agents and their latest progress, the latest sprints and the
+    projects (Toban's repositories). Each part is one bounded read; the cursor pages the tasks."""
     ws = access.workspace_id
     number = sprint if sprint is not None else _active_number(ws)
     if number is None:
@@ -185,8 +213,28 @@ def list_sprint_tasks(
         limit=limit,
         start_key=decode_cursor(cursor, scope, query),
     )
-    tasks = [Task.model_validate(item) for item in page.items if not item.get("deleted_at")]
-    return tasks, encode_cursor(page.last_key, scope, query)
+    item = get_store().get(keys.sprint_key(ws, number))
+    latest = get_store().query(keys.ws_pk(ws), sk_prefix=keys.SPRINT_PREFIX, limit=BOARD_SPRINTS, newest_first=True)
+    sees_agents = _may(access, "agents:read")
+    listed_agents = (
+        agents.list_agents(access, include_all=False, statuses=[], role=None, limit=BOARD_AGENTS, cursor=None)[0]
+        if sees_agents
+        else []
+    )
+    board = SprintBoard(
+        sprint=_to_sprint(item) if item else None,
+        number=number,
+        tasks=[Task.model_validate(task) for task in page.items if not task.get("deleted_at")],
+        agents=listed_agents,
+        progress=agents.latest_progress(access, BOARD_AGENTS, None)[0] if sees_agents else [],
+        sprints=[_to_sprint(listed) for listed in latest.items],
+        projects=(
+            projects.list_projects(access, limit=BOARD_PROJECTS, cursor=None)[0]
+            if _may(access, "projects:read")
+            else []
+        ),
+    )
+    return board, encode_cursor(page.last_key, scope, query)
 
 
 # --- create and move ----------------------------------------------------------------------------
@@ -352,13 +400,14 @@ def update_sprint(
 
 
 def start_current_sprint(access: Access, request_id: str = "") -> SprintStart:
-    """Toban's CLI entry point: activate the current sprint (the latest one not completed) and
-    answer it with its tasks. An already active sprint is answered as it is."""
+    """Toban's CLI entry point: activate the current sprint (the latest one not completed), set its
+    agents to `starting` and answer it with its agents and tasks. An already active sprint is
+    answered as it is; its agents are still set to starting (the CLI calls this at every start)."""
     ws = access.workspace_id
     for _ in range(_WRITE_ATTEMPTS):
         active = _active_number(ws)
         if active is not None:
-            return _start_answer(ws, _load_sprint(ws, active), started=False)
+            return _start_answer(access, _load_sprint(ws, active), started=False, request_id=request_id)
         candidate = next(
             iter(_sprints_newest_first(ws, Expr("#st <> :done", {"#st": "status"}, {":done": "completed"}))), None
         )
@@ -371,13 +420,61 @@ def start_current_sprint(access: Access, request_id: str = "") -> SprintStart:
             started = _write_sprint(access, candidate, {}, SprintStatus.active, request_id)
         except _WriteLost:
             continue  # someone else started or moved it: look again
-        return _start_answer(ws, started, started=True)
+        return _start_answer(access, started, started=True, request_id=request_id)
     raise Conflict("the current sprint is being changed by others; retry")
 
 
-def _start_answer(ws: str, sprint: Item, *, started: bool) -> SprintStart:
-    items, truncated = _sprint_task_items(ws, int(sprint["number"]))
-    return SprintStart(sprint=_to_sprint(sprint), started=started, tasks=_task_summaries(items), truncated=truncated)
+def _start_answer(access: Access, sprint: Item, *, started: bool, request_id: str) -> SprintStart:
+    ws = access.workspace_id
+    number = int(sprint["number"])
+    figures = sprint_figures(get_store().get(keys.sprint_stats_key(ws, number)))
+    names = sorted(
+        name for name, row in figures.agents.items() if name != task_indexes.UNASSIGNED and row.tasks > row.done
+    )[:START_AGENTS_CAP]
+    moved, skipped = _start_agents(access, names, request_id)
+    items, truncated = _sprint_task_items(ws, number)
+    return SprintStart(
+        sprint=_to_sprint(sprint),
+        started=started,
+        agents=moved,
+        skipped_agents=skipped,
+        tasks=_task_summaries(items),
+        truncated=truncated,
+    )
+
+
+def _start_agents(access: Access, names: list[str], request_id: str) -> tuple[list[StartedAgent], list[SkippedAgent]]:
+    """Toban sets the agents with open work in the sprint to `starting`, each with the agents
+    family's own conditional, audited write. One already at work, asked to stop, or not
+    registered is left as it is and listed as skipped, with the reason."""
+    if not names:
+        return [], []
+    if not _may(access, "agents:write"):
+        return [], [SkippedAgent(name=name, reason="missing_scope") for name in names]
+    moved: list[StartedAgent] = []
+    skipped: list[SkippedAgent] = []
+    for name in names:
+        try:
+            agent = agents.get_agent(access, name)
+        except NotFound:
+            skipped.append(SkippedAgent(name=name, reason="not_registered"))
+            continue
+        if agent.desired_state == DesiredState.stopped:
+            skipped.append(SkippedAgent(name=name, reason="stopped"))
+            continue
+        if agent.status in ACTIVE_STATUSES - {AgentStatus.starting}:
+            skipped.append(SkippedAgent(name=name, reason="already_running"))
+            continue
+        if agent.status != AgentStatus.starting:
+            try:
+                agent = agents.update_agent(
+                    access, name, AgentUpdate(status=AgentStatus.starting), request_id=request_id
+                )
+            except NotFound:  # removed since it was read
+                skipped.append(SkippedAgent(name=name, reason="not_registered"))
+                continue
+        moved.append(StartedAgent.model_validate(agent.model_dump()))
+    return moved, skipped
 
 
 # --- retrospectives -------------------------------------------------------------------------------
@@ -433,28 +530,8 @@ def list_retro_comments(
 # --- analytics ------------------------------------------------------------------------------------
 
 
-def _points(item: Item) -> int:
-    return int(item.get("story_points") or 0)
-
-
-def _is_done(item: Item) -> bool:
-    return bool(item.get("status") == _DONE)
-
-
-def _completed_at(item: Item) -> str | None:
-    """When a done task was finished (its last update for tasks written before completed_at existed)."""
-    if not _is_done(item):
-        return None
-    value = item.get("completed_at") or item.get("updated_at")
-    return str(value) if value else None
-
-
-def _agent_of(item: Item) -> str:
-    return str(item.get("assignee") or item.get("owner") or "unassigned")
-
-
 def _task_summaries(items: Iterable[Item]) -> list[SprintTaskSummary]:
-    return [SprintTaskSummary.model_validate({**item, "completed_at": _completed_at(item)}) for item in items]
+    return [SprintTaskSummary.model_validate({**item, "completed_at": completed_at(item)}) for item in items]
 
 
 def _percent(part: int, whole: int) -> int:
@@ -462,19 +539,19 @@ def _percent(part: int, whole: int) -> int:
     return (part * 200 + whole) // (2 * whole) if whole else 0
 
 
-def _summary(items: list[Item]) -> SprintSummary:
-    statuses = Counter(str(item.get("status")) for item in items)
-    done = statuses[_DONE]
+def _summary(figures: SprintFigures) -> SprintSummary:
+    statuses = figures.status_tasks
+    done = statuses.get(_DONE, 0)
     return SprintSummary(
-        total=len(items),
+        total=figures.tasks,
         done=done,
-        review=statuses["review"],
-        in_progress=statuses["in_progress"],
-        todo=statuses["todo"],
-        blocked=statuses["blocked"],
-        completion_rate=_percent(done, len(items)),
-        total_points=sum(_points(item) for item in items),
-        done_points=sum(_points(item) for item in items if _is_done(item)),
+        review=statuses.get("review", 0),
+        in_progress=statuses.get("in_progress", 0),
+        todo=statuses.get("todo", 0),
+        blocked=statuses.get("blocked", 0),
+        completion_rate=_percent(done, figures.tasks),
+        total_points=figures.points,
+        done_points=figures.status_points.get(_DONE, 0),
     )
 
 
@@ -482,7 +559,15 @@ def _day(value: str) -> date:
     return parse_iso(value).astimezone(UTC).date()
 
 
-def _burndown(sprint: Item, items: list[Item], today: date) -> list[BurndownDay]:
+def _sprint_and_figures(ws: str, number: int) -> tuple[Item, SprintFigures]:
+    """The sprint and its counters, in one BatchGetItem."""
+    sprint, stats = get_store().get_many([keys.sprint_key(ws, number), keys.sprint_stats_key(ws, number)])
+    if sprint is None:
+        raise NotFound(f"sprint {number} not found")
+    return sprint, sprint_figures(stats)
+
+
+def _burndown(sprint: Item, figures: SprintFigures, today: date) -> list[BurndownDay]:
     """Tasks and points still open at the end of each day, from the sprint's start to its end
     (completion) or today. A task finished before the sprint started counts as done on day one."""
     start = _day(sprint.get("started_at") or sprint["created_at"])
@@ -491,18 +576,13 @@ def _burndown(sprint: Item, items: list[Item], today: date) -> list[BurndownDay]
     first = max(start, end - timedelta(days=MAX_BURNDOWN_DAYS - 1))
     done_on: Counter[date] = Counter()
     points_on: Counter[date] = Counter()
-    for item in items:
-        finished = _completed_at(item)
-        if finished is None:
-            continue
-        day = max(_day(finished), start)
-        done_on[day] += 1
-        points_on[day] += _points(item)
-    total, total_points = len(items), sum(_points(item) for item in items)
-    done_before = sum(count for day, count in done_on.items() if day < first)
-    points_before = sum(points for day, points in points_on.items() if day < first)
+    for day_text, (count, points) in figures.done_by_day.items():
+        day = max(date.fromisoformat(day_text), start)
+        done_on[day] += count
+        points_on[day] += points
+    done_so_far = sum(count for day, count in done_on.items() if day < first)
+    points_so_far = sum(points for day, points in points_on.items() if day < first)
     days: list[BurndownDay] = []
-    done_so_far, points_so_far = done_before, points_before
     day = first
     while day <= end:
         done_so_far += done_on[day]
@@ -510,8 +590,8 @@ def _burndown(sprint: Item, items: list[Item], today: date) -> list[BurndownDay]
         days.append(
             BurndownDay(
                 date=day.isoformat(),
-                remaining=total - done_so_far,
-                remaining_points=total_points - points_so_far,
+                remaining=figures.tasks - done_so_far,
+                remaining_points=figures.points - points_so_far,
                 done=done_on[day],
             )
         )
@@ -521,23 +601,18 @@ def _burndown(sprint: Item, items: list[Item], today: date) -> list[BurndownDay]
 
 def sprint_analytics(access: Access, number: int) -> SprintAnalytics:
     ws = access.workspace_id
-    sprint = _load_sprint(ws, number)
+    sprint, figures = _sprint_and_figures(ws, number)
     items, truncated = _sprint_task_items(ws, number)
-    by_agent: dict[str, dict[str, int]] = defaultdict(lambda: {"total": 0, "done": 0, "points": 0, "done_points": 0})
-    for item in items:
-        row = by_agent[_agent_of(item)]
-        row["total"] += 1
-        row["points"] += _points(item)
-        if _is_done(item):
-            row["done"] += 1
-            row["done_points"] += _points(item)
     return SprintAnalytics(
         sprint=_to_sprint(sprint),
-        summary=_summary(items),
-        by_agent={name: AgentBreakdown(**row) for name, row in sorted(by_agent.items())},
-        by_type=dict(sorted(Counter(str(item.get("type")) for item in items).items())),
-        by_priority=dict(sorted(Counter(str(item.get("priority")) for item in items).items())),
-        burndown=_burndown(sprint, items, ids.now().date()),
+        summary=_summary(figures),
+        by_agent={
+            name: AgentBreakdown(total=row.tasks, done=row.done, points=row.points, done_points=row.done_points)
+            for name, row in sorted(figures.agents.items())
+        },
+        by_type=dict(sorted(figures.types.items())),
+        by_priority=dict(sorted(figures.priorities.items())),
+        burndown=_burndown(sprint, figures, ids.now().date()),
         tasks=_task_summaries(items),
         truncated=truncated,
     )
@@ -545,15 +620,15 @@ def sprint_analytics(access: Access, number: int) -> SprintAnalytics:
 
 def sprint_review(access: Access, number: int) -> SprintReview:
     ws = access.workspace_id
-    sprint = _load_sprint(ws, number)
+    sprint, figures = _sprint_and_figures(ws, number)
     items, truncated = _sprint_task_items(ws, number)
     by_owner: dict[str, list[SprintTaskSummary]] = defaultdict(list)
-    for summary in _task_summaries(items):
-        by_owner[summary.assignee or summary.owner or "unassigned"].append(summary)
+    for item, summary in zip(items, _task_summaries(items), strict=True):
+        by_owner[agent_of(item) or task_indexes.UNASSIGNED].append(summary)
     retro = get_store().query(keys.sprint_retro_pk(ws, number), limit=REVIEW_RETRO_CAP)
     return SprintReview(
         sprint=_to_sprint(sprint),
-        summary=_summary(items),
+        summary=_summary(figures),
         by_owner=dict(sorted(by_owner.items())),
         retro=[RetroComment.model_validate(item) for item in retro.items],
         truncated=truncated or retro.last_key is not None,
@@ -561,16 +636,19 @@ def sprint_review(access: Access, number: int) -> SprintReview:
 
 
 def velocity(access: Access, limit: int) -> Velocity:
-    """Done tasks and points of each of the last `limit` completed sprints, oldest first."""
+    """Done tasks and points of each of the last `limit` completed sprints, oldest first: their
+    counters in one BatchGetItem."""
     ws = access.workspace_id
     completed: list[Item] = []
     for sprint in _sprints_newest_first(ws, attr_eq("status", SprintStatus.completed.value)):
         completed.append(sprint)
         if len(completed) >= limit:
             break
+    completed.reverse()
+    stats = get_store().get_many([keys.sprint_stats_key(ws, int(sprint["number"])) for sprint in completed])
     entries = []
-    for sprint in reversed(completed):
-        summary = _summary(_sprint_task_items(ws, int(sprint["number"]))[0])
+    for sprint, counters in zip(completed, stats, strict=True):
+        summary = _summary(sprint_figures(counters))
         entries.append(
             VelocityEntry(
                 sprint=int(sprint["number"]),
@@ -586,106 +664,83 @@ def velocity(access: Access, limit: int) -> Velocity:
     return Velocity(velocity=entries, average_done_points=average)
 
 
-def _read_capped(
-    partition: str, index: str, *, sk_between: tuple[str, str] | None, filter: Expr | None
-) -> tuple[list[Item], bool]:
-    items: list[Item] = []
+def _day_items(ws: str, first: date, last: date) -> dict[str, Item]:
+    """The workspace's day counters from `first` to `last` (at most 90 + 31 days: one Query)."""
+    found: dict[str, Item] = {}
     start: dict[str, Any] | None = None
-    read = 0
-    while read < DAILY_READ_CAP:
+    for _ in range(3):
         page = get_store().query(
-            partition,
-            index=index,
-            sk_between=sk_between,
-            limit=min(_TASK_PAGE, DAILY_READ_CAP - read),
+            keys.task_day_pk(ws),
+            sk_between=(first.isoformat(), last.isoformat()),
+            limit=200,
             start_key=start,
-            filter=filter,
-            newest_first=True,
+            consistent=True,
         )
-        read += min(_TASK_PAGE, DAILY_READ_CAP - read)
-        items += page.items
+        found.update({str(item[keys.SK]): item for item in page.items})
         start = page.last_key
         if start is None:
-            return items, False
-    return items, True
+            break
+    return found
 
 
 def daily_analytics(access: Access, day: date | None, days: int) -> DailyAnalytics:
-    """Tasks created and completed per day over `days` days ending on `day` (default today), with
-    Toban's scorecard and hourly view of that last day.
+    """Tasks created, started and completed per day over `days` days ending on `day` (default
+    today), with Toban's scorecard, hourly view and task list of that last day.
 
-    Created: live tasks whose (time-ordered) ids fall in the window, one key-range Query on the
-    workspace's task list. Completed: tasks now done whose completed_at falls in the window, read
-    from the done-status index newest first. Each read stops after DAILY_READ_CAP items.
+    Figures come from counters: the window's day items (one Query, from the first of the window's
+    first month) and the month totals (one GetItem), which make `cumulative.total` a running total
+    of every task done since the workspace began. The day's tasks are one Query on the done tasks
+    by completion time, then one BatchGetItem.
     """
     ws = access.workspace_id
     last = day or ids.now().date()
     first = last - timedelta(days=days - 1)
-    window_start = datetime.combine(first, time.min, UTC)
-    window_end = datetime.combine(last, time.max, UTC)
-    created, created_cut = _read_capped(
-        keys.task_list_gsi(ws),
-        keys.GSI2,
-        sk_between=ids.id_range(_TASK_ID_PREFIX, window_start, window_end),
-        filter=None,
-    )
-    low, high = iso(window_start), iso(window_end)
-    finished_in_window = Expr(
-        "#c BETWEEN :lo AND :hi OR (attribute_not_exists(#c) AND #u BETWEEN :lo AND :hi)",
-        {"#c": "completed_at", "#u": "updated_at"},
-        {":lo": low, ":hi": high},
-    )
-    done, done_cut = _read_capped(
-        keys.task_status_gsi(ws, _DONE), keys.GSI1, sk_between=None, filter=finished_in_window
-    )
+    month_start = first.replace(day=1)
+    months = task_indexes.done_by_month(get_store().get(keys.task_totals_key(ws)))
+    stored = {name: day_figures(item) for name, item in _day_items(ws, month_start, last).items()}
+    running = sum(count for month, count in months.items() if month < month_start.isoformat()[:7])
+    running += sum(figures.done for name, figures in stored.items() if name < first.isoformat())
 
-    created_on = Counter(_day(str(item["created_at"])) for item in created if item.get("created_at"))
-    done_on: Counter[date] = Counter()
-    points_on: Counter[date] = Counter()
-    last_day_done: list[Item] = []
-    for item in done:
-        finished = _completed_at(item)
-        if finished is None:
-            continue
-        finished_day = _day(finished)
-        done_on[finished_day] += 1
-        points_on[finished_day] += _points(item)
-        if finished_day == last:
-            last_day_done.append(item)
-
-    daily, cumulative, running = [], [], 0
+    daily, cumulative = [], []
     for offset in range(days):
-        current = first + timedelta(days=offset)
-        running += done_on[current]
+        current = (first + timedelta(days=offset)).isoformat()
+        figures = stored.get(current) or day_figures(None)
+        running += figures.done
         daily.append(
             DailyCount(
-                date=current.isoformat(),
-                created=created_on[current],
-                completed=done_on[current],
-                points=points_on[current],
+                date=current,
+                created=figures.created,
+                started=figures.started,
+                completed=figures.done,
+                points=figures.done_points,
             )
         )
-        cumulative.append(CumulativeDay(date=current.isoformat(), total=running, daily=done_on[current]))
+        cumulative.append(CumulativeDay(date=current, total=running, daily=figures.done))
 
-    hourly_done = Counter(parse_iso(str(_completed_at(item))).astimezone(UTC).hour for item in last_day_done)
-    hourly_created = Counter(
-        parse_iso(str(item["created_at"])).astimezone(UTC).hour
-        for item in created
-        if item.get("created_at") and _day(str(item["created_at"])) == last
+    today = stored.get(last.isoformat()) or day_figures(None)
+    hourly, done_so_far = [], 0
+    for hour in range(24):
+        created, started, done = today.hour(hour)
+        done_so_far += done
+        hourly.append(HourlyActivity(hour=hour, done=done, started=started, total=done_so_far, created=created))
+
+    links = get_store().query(
+        keys.task_done_pk(ws), sk_prefix=f"{last.isoformat()}T", limit=DAILY_TASKS_CAP, consistent=True
     )
-    last_day_done.sort(key=lambda item: str(_completed_at(item)))
+    found = get_tasks(ws, [link["task_id"] for link in links.items])
+    done_tasks = [found[link["task_id"]] for link in links.items if link["task_id"] in found]
     return DailyAnalytics(
         date=last.isoformat(),
         days=days,
         scorecard=DailyScorecard(
-            tasks_done=len(last_day_done),
-            points=sum(_points(item) for item in last_day_done),
-            agents_active=len({_agent_of(item) for item in last_day_done} - {"unassigned"}),
-            types=dict(sorted(Counter(str(item.get("type")) for item in last_day_done).items())),
+            tasks_done=today.done,
+            points=today.done_points,
+            agents_active=len([name for name in today.agents if name != task_indexes.UNASSIGNED]),
+            types=dict(sorted(today.types.items())),
         ),
-        hourly=[HourlyActivity(hour=h, done=hourly_done[h], created=hourly_created[h]) for h in range(24)],
+        hourly=hourly,
         daily=daily,
         cumulative=cumulative,
-        tasks=_task_summaries(last_day_done),
-        truncated=created_cut or done_cut,
+        tasks=_task_summaries(done_tasks),
+        truncated=links.last_key is not None,
     )

@@ -17,7 +17,6 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -26,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agentplane import keys
 from agentplane.access import Access
 from agentplane.errors import BadRequest
-from agentplane.ids import id_range, now
+from agentplane.logic import notifications
 from agentplane.models.notifications import Notification
 from agentplane.store import get_store
 
@@ -37,10 +36,6 @@ MAX_EVENTS_PER_RESPONSE = 500
 MAX_NOTIFICATIONS_PER_RESPONSE = 100
 # Time kept back for the end of the Lambda's own timeout (the response must still be sent).
 _TIMEOUT_MARGIN_SECONDS = 2.0
-# A notification is streamed only once it is this old: its id is minted before it is written, so a
-# notification with a smaller id can land shortly after a larger one. Waiting this long means
-# every id at or below the last one streamed has been written, and resuming after it skips none.
-NOTIFICATION_SETTLE = timedelta(seconds=1)
 _NOTIFICATION_ID = re.compile(r"^ntf_[0-9a-z]{26}$")
 T = TypeVar("T")
 
@@ -112,25 +107,22 @@ def render(events: Iterable[ServerEvent], retry_ms: int | None = None) -> str:
 # ------------------------------------------------------------------------- notifications
 
 
-def _notification_bound(moment_offset: timedelta) -> tuple[str, str]:
-    moment = now() - moment_offset
-    return id_range("ntf", moment, moment)
-
-
 def stream_notifications(access: Access, last_event_id: str | None, budget: float) -> str:
-    """The caller's notifications newer than `last_event_id` (or, without one, than the moment of
-    connecting), as soon as at least one is available or the wait runs out."""
+    """The caller's notifications after `last_event_id` (or, without one, after the newest one at
+    the moment of connecting), as soon as at least one is available or the wait runs out.
+
+    An inbox's notifications are written in id order (see logic/notifications.py), so everything
+    after the last id a client saw is exactly what it has not seen: nothing is skipped or repeated."""
     ws, user_id = access.workspace_id, access.actor_id
     if last_event_id is not None and not _NOTIFICATION_ID.match(last_event_id):
         raise BadRequest("Last-Event-ID must be a notification id from this stream")
-    after = last_event_id or _notification_bound(NOTIFICATION_SETTLE)[0]
+    after = last_event_id or notifications.newest_id(ws, user_id) or ""
     prefix = keys.notification_prefix()
 
     def poll() -> list[dict[str, Any]] | None:
-        ready_up_to = _notification_bound(NOTIFICATION_SETTLE)[1]
         page = get_store().query(
             keys.notification_inbox_pk(ws, user_id),
-            sk_between=(f"{prefix}{after}", f"{prefix}{ready_up_to}"),
+            sk_between=(f"{prefix}{after}", f"{prefix}{_NOTIFICATION_ID_MAX}"),
             limit=MAX_NOTIFICATIONS_PER_RESPONSE + 1,
             consistent=True,
         )
@@ -143,3 +135,6 @@ def stream_notifications(access: Access, last_event_id: str | None, budget: floa
         notification = Notification.model_validate({**item, "read": bool(item.get("read_at"))})
         events.append(ServerEvent(notification.type.value, notification.model_dump(mode="json"), notification.id))
     return render(events)
+
+
+_NOTIFICATION_ID_MAX = "ntf_" + "z" * 26

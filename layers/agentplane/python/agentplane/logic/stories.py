@@ -5,6 +5,7 @@ Query under the workspace partition; creating a story also creates its first tas
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from agentplane import audit, keys
@@ -12,8 +13,8 @@ from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import Conflict, NotFound, PreconditionFailed
 from agentplane.ids import iso, new_id
-from agentplane.logic import tasks
-from agentplane.models.tasks import Story, StoryCreate, StoryStatus, StoryUpdate, Task, TaskStatus
+from agentplane.logic import task_indexes, tasks
+from agentplane.models.tasks import STORY_ID_PATTERN, Story, StoryCreate, StoryStatus, StoryUpdate, Task, TaskStatus
 from agentplane.store import Expr, TransactionFailed, Update, attr_eq, exists, get_store, not_exists
 
 Item = dict[str, Any]
@@ -22,6 +23,7 @@ Item = dict[str, Any]
 EMBEDDED_TASKS = 100
 # Deleting a story detaches its tasks in the same transaction, which bounds how many it may have.
 MAX_TASKS_TO_DETACH = 40
+STORY_ID = re.compile(STORY_ID_PATTERN)
 
 
 def _to_story(item: Item, story_tasks: list[Task] | None = None) -> Story:
@@ -29,7 +31,8 @@ def _to_story(item: Item, story_tasks: list[Task] | None = None) -> Story:
 
 
 def _load(ws: str, story_id: str) -> Item:
-    item = get_store().get(keys.story_key(ws, story_id))
+    # An id that could never have been minted is not looked up (nor sent to DynamoDB as a key).
+    item = get_store().get(keys.story_key(ws, story_id)) if STORY_ID.match(story_id) else None
     if item is None:
         raise NotFound(f"story {story_id} not found")
     return item
@@ -69,6 +72,7 @@ def create_story(access: Access, body: StoryCreate, request_id: str = "") -> Sto
         task = tasks.new_task_item(access, fields, at)
         # The story is written in this same transaction, so there is nothing to check it against.
         tasks.add_task_writes(tx, ws, task, check_story=False)
+        task_indexes.add_writes(tx, ws, None, task)
         audit.record(tx, ws, access.actor_id, "task.created", "task", task["id"], request_id, {"title": body.title})
         first_tasks.append(Task.model_validate(task))
     tasks.commit(access, tx)

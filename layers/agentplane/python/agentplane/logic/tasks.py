@@ -3,20 +3,28 @@ own transaction.
 
 Besides the task item, a task's transaction maintains:
 - GSI1 (tasks by status), GSI2 (all live tasks) and, while the task is in a sprint, GSI3 (tasks by
-  sprint, read by the sprints family);
+  sprint: `?sprint=` lists and the sprints family read it);
 - a link item per blocker (`keys.task_dependency_key`), so approving a task finds the tasks waiting
   on it with one Query instead of a scan;
-- a link item to its story (`keys.story_task_key`), so a story's tasks are one Query too.
+- a link item to its story (`keys.story_task_key`), so a story's tasks are one Query too;
+- the counters and links of `logic/task_indexes.py`: sprint and daily figures, each agent's todo
+  work in priority order (`next=true`), and done tasks by completion time.
 
 `blocked_by` is the dependency that counts (for `next=true` and for unblocking); `blocks` is kept as
-the caller wrote it and only adds candidates to unblock when the task is approved. A blocker that
-was deleted no longer blocks.
+the caller wrote it and only adds candidates to unblock when the task is done. A blocker that was
+deleted no longer blocks.
+
+Reaching done goes through review: a PATCH may move a task to `done` only from `review` (it then
+counts as the approval); from any other status it is a 409 with `current_status`. However a task
+reaches done, the tasks waiting only on it leave `blocked`.
 """
 
 from __future__ import annotations
 
+import random
 import re
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -26,20 +34,23 @@ from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import BadRequest, Conflict, InvalidTransition, NotFound, PreconditionFailed, Unprocessable
 from agentplane.ids import iso, new_id
+from agentplane.logic import knowledge, task_indexes
+from agentplane.logic.task_indexes import agent_of
+from agentplane.models.knowledge import FailureCreate
 from agentplane.models.tasks import (
+    TASK_ID_PATTERN,
     ReviewAction,
     ReviewActionKind,
     ReviewActionResult,
     ReviewReportCreate,
     Task,
     TaskCreate,
-    TaskPriority,
     TaskStatus,
     TaskSummary,
     TaskType,
     TaskUpdate,
 )
-from agentplane.store import Expr, Transaction, TransactionFailed, Update, attr_eq, exists, get_store
+from agentplane.store import Expr, Page, Transaction, TransactionFailed, Update, attr_eq, exists, get_store
 
 Item = dict[str, Any]
 
@@ -66,28 +77,48 @@ _CLEARABLE = (
 )
 # Internal attribute holding lower-cased title and description for `q`.
 SEARCH_TEXT = "search_text"
-# `next=true` reads at most this many todo tasks (oldest first) to pick the best one.
+TASK_ID = re.compile(TASK_ID_PATTERN)
+# `next=true` looks at most at this many of the agent's todo tasks, highest priority first.
 NEXT_READ_BUDGET = 1000
+_NEXT_PAGE = 50
+# A filtered list reads on until its page is full or it has read this many tasks (then the cursor
+# resumes where it stopped).
+LIST_READ_BUDGET = 1000
+_LIST_ROUND = 100
+# Concurrent changes that touch the same counter item collide (TransactionConflict); the same
+# transaction is sent again, as its conditions still decide who wins.
+_CONFLICT_ATTEMPTS = 6
 # Tasks waiting on one task that approving it looks at (link items read, oldest first).
 MAX_CHILDREN = 1000
 _TRANSITION_ATTEMPTS = 3
 _BATCH = 100
 
 
+def _only_conflicts(failure: TransactionFailed) -> bool:
+    """Cancelled only because another transaction was writing one of the same items (a counter)."""
+    return set(failure.reasons) - {"None", ""} == {"TransactionConflict"}
+
+
 def commit(access: Access, tx: Transaction) -> None:
     """Commit; a task grown past the table's 400 KB item limit is the caller's input, so a 422."""
     too_large = "the task would exceed the maximum stored size; shorten its texts"
-    try:
-        access.commit(tx)
-    except TransactionFailed as failure:
-        if "ValidationError" in failure.reasons:
-            raise Unprocessable(too_large) from failure
-        raise
-    except ClientError as error:
-        problem = error.response.get("Error", {})
-        if problem.get("Code") == "ValidationException" and "size" in str(problem.get("Message", "")).lower():
-            raise Unprocessable(too_large) from error
-        raise
+    for attempt in range(_CONFLICT_ATTEMPTS):
+        try:
+            access.commit(tx)
+            return
+        except TransactionFailed as failure:
+            if "ValidationError" in failure.reasons:
+                raise Unprocessable(too_large) from failure
+            if _only_conflicts(failure) and attempt + 1 < _CONFLICT_ATTEMPTS:
+                # Jitter only, so colliding writers spread out; not a security use of randomness.
+                time.sleep(random.uniform(0, 0.005 * (attempt + 1)))  # noqa: S311
+                continue
+            raise
+        except ClientError as error:
+            problem = error.response.get("Error", {})
+            if problem.get("Code") == "ValidationException" and "size" in str(problem.get("Message", "")).lower():
+                raise Unprocessable(too_large) from error
+            raise
 
 
 def infer_type(title: str, description: str) -> TaskType:
@@ -235,6 +266,7 @@ def create_task(access: Access, body: TaskCreate, request_id: str = "") -> Task:
     item = new_task_item(access, body.model_dump(exclude_none=True), iso())
     tx = access.transaction()
     story_check = add_task_writes(tx, ws, item)
+    task_indexes.add_writes(tx, ws, None, item)
     audit.record(tx, ws, access.actor_id, "task.created", "task", item["id"], request_id, {"title": body.title})
     try:
         commit(access, tx)
@@ -246,7 +278,8 @@ def create_task(access: Access, body: TaskCreate, request_id: str = "") -> Task:
 
 
 def load_live(ws: str, task_id: str) -> Item:
-    item = get_store().get(keys.task_key(ws, task_id))
+    # An id that could never have been minted is not looked up (nor sent to DynamoDB as a key).
+    item = get_store().get(keys.task_key(ws, task_id)) if TASK_ID.match(task_id) else None
     if item is None or item.get("deleted_at"):
         raise NotFound(f"task {task_id} not found")
     return item
@@ -282,6 +315,37 @@ def _filters(**values: Any) -> Expr | None:
     return condition
 
 
+_INDEX_KEY_ATTRS = {
+    keys.GSI1: (keys.GSI1PK, keys.GSI1SK),
+    keys.GSI2: (keys.GSI2PK, keys.GSI2SK),
+    keys.GSI3: (keys.GSI3PK, keys.GSI3SK),
+}
+
+
+def _filled_page(partition: str, index: str, *, limit: int, start: dict[str, Any] | None, filter: Expr | None) -> Page:
+    """Up to `limit` tasks of one index partition. Unfiltered this is one Query; filtered, Query
+    rounds go on until the page is full, the partition ends or LIST_READ_BUDGET tasks were read."""
+    if filter is None:
+        return get_store().query(partition, index=index, limit=limit, start_key=start)
+    items: list[Item] = []
+    last = start
+    read = 0
+    while read < LIST_READ_BUDGET:
+        page = get_store().query(partition, index=index, limit=_LIST_ROUND, start_key=last, filter=filter)
+        read += _LIST_ROUND
+        items += page.items
+        last = page.last_key
+        if len(items) >= limit:
+            if len(items) > limit:
+                items = items[:limit]
+                final = items[-1]
+                last = {name: final[name] for name in (keys.PK, keys.SK, *_INDEX_KEY_ATTRS[index])}
+            break
+        if last is None:
+            break
+    return Page(items=items, last_key=last)
+
+
 def list_tasks(
     access: Access,
     *,
@@ -295,8 +359,9 @@ def list_tasks(
     q: str | None = None,
     next_for_assignee: bool = False,
 ) -> tuple[list[Task], str | None]:
-    """One bounded Query (status index when `status` is given, else all live tasks); the other
-    filters narrow that page, so a page may hold fewer than `limit` tasks and still have a cursor."""
+    """In creation order. The narrowest index partition answers: the sprint's (GSI3) when `sprint`
+    is given, else the status's (GSI1), else all live tasks (GSI2); the other filters narrow it,
+    reading on until the page is full (bounded; the cursor resumes)."""
     ws = access.workspace_id
     if next_for_assignee:
         if cursor:
@@ -318,15 +383,17 @@ def list_tasks(
     }
     scope = f"tasks:{ws}"
     start = decode_cursor(cursor, scope, query)
-    condition = _filters(sprint=sprint, owner=owner, priority=priority, assignee=assignee, q=q or None)
-    if status is not None:
-        page = get_store().query(
-            keys.task_status_gsi(ws, status), index=keys.GSI1, limit=limit, start_key=start, filter=condition
-        )
+    common = {"owner": owner, "priority": priority, "assignee": assignee, "q": q or None}
+    if sprint is not None:
+        partition, index = keys.task_sprint_gsi(ws, sprint), keys.GSI3
+        condition = _filters(status=status, **common)
+    elif status is not None:
+        partition, index = keys.task_status_gsi(ws, status), keys.GSI1
+        condition = _filters(**common)
     else:
-        page = get_store().query(
-            keys.task_list_gsi(ws), index=keys.GSI2, limit=limit, start_key=start, filter=condition
-        )
+        partition, index = keys.task_list_gsi(ws), keys.GSI2
+        condition = _filters(**common)
+    page = _filled_page(partition, index, limit=limit, start=start, filter=condition)
     return [_to_task(item) for item in page.items], encode_cursor(page.last_key, scope, query)
 
 
@@ -351,32 +418,44 @@ def next_task(
     priority: str | None = None,
     q: str | None = None,
 ) -> Task | None:
-    """The assignee's highest-priority (then oldest) todo task whose blockers are all done."""
+    """The agent's highest-priority (then oldest) todo task whose blockers are all done. A task is
+    the agent's when the agent is its assignee, or its owner when it has no assignee.
+
+    The agent's todo links are read in priority order, a page at a time; each page's tasks and
+    their blockers are two BatchGetItems, and the first free task wins. At most NEXT_READ_BUDGET
+    links are looked at."""
     ws = access.workspace_id
     who = resolve_assignee(access, assignee)
-    condition = _filters(assignee=who, sprint=sprint, owner=owner, priority=priority, q=q.strip() if q else None)
-    candidates: list[Item] = []
+    text = q.strip().lower() if q and q.strip() else None
     start: dict[str, Any] | None = None
     read = 0
     while read < NEXT_READ_BUDGET:
-        step = min(200, NEXT_READ_BUDGET - read)
         page = get_store().query(
-            keys.task_status_gsi(ws, TaskStatus.todo), index=keys.GSI1, limit=step, start_key=start, filter=condition
+            keys.agent_todo_pk(ws, who),
+            sk_prefix=f"{priority}#" if priority else None,
+            limit=_NEXT_PAGE,
+            start_key=start,
+            consistent=True,
         )
-        candidates += page.items
-        read += step
+        read += _NEXT_PAGE
+        found = get_tasks(ws, [link["task_id"] for link in page.items])
+        candidates = [
+            task
+            for task in (found.get(link["task_id"]) for link in page.items)
+            if task is not None
+            and task["status"] == TaskStatus.todo
+            and agent_of(task) == who
+            and (sprint is None or task.get("sprint") == sprint)
+            and (owner is None or task.get("owner") == owner)
+            and (text is None or text in str(task.get(SEARCH_TEXT, "")))
+        ]
+        blockers = get_tasks(ws, [b for task in candidates for b in task.get("blocked_by") or []])
+        for task in candidates:
+            if _blockers_done(task, blockers):
+                return _to_task(task)
         start = page.last_key
         if not start:
             break
-    order = {p.value: i for i, p in enumerate(TaskPriority)}
-    candidates.sort(key=lambda t: (order.get(t.get("priority", "p3"), 9), t["id"]))
-    # Check blockers a batch of candidates at a time, stopping at the first free one.
-    for begin in range(0, len(candidates), 20):
-        batch = candidates[begin : begin + 20]
-        blockers = get_tasks(ws, [b for t in batch for b in t.get("blocked_by") or []])
-        for task in batch:
-            if _blockers_done(task, blockers):
-                return _to_task(task)
     return None
 
 
@@ -406,6 +485,17 @@ def update_task(
     new_story = changes.get("story_id")
     if new_story and new_story != current.get("story_id"):
         _require_story(ws, new_story)
+    status_moved = "status" in changes and changes["status"] != current["status"]
+    if status_moved and changes["status"] == TaskStatus.done:
+        if current["status"] != TaskStatus.review:
+            raise InvalidTransition(
+                f"task {task_id} is {current['status']}: a task reaches done through review "
+                "(send a review report, then approve)",
+                current_status=current["status"],
+            )
+        # Done from review is the approval, whichever route gives it.
+        changes.setdefault("reviewed_by", access.actor_id)
+        changes.setdefault("reviewed_at", at)
     changes.update(_status_side_effects(current, changes.get("status"), at, remove))
     if "status" in changes:
         changes[keys.GSI1PK] = keys.task_status_gsi(ws, changes["status"])
@@ -420,6 +510,7 @@ def update_task(
         changes[SEARCH_TEXT] = _search_text(title, description)
     changes["updated_at"] = at
     changes["version"] = current["version"] + 1
+    result = {k: v for k, v in {**current, **changes}.items() if k not in remove}
 
     tx = access.transaction()
     tx.update(
@@ -427,6 +518,7 @@ def update_task(
         Update(set=changes, remove=remove),
         exists() & attr_eq("version", current["version"]) & Expr("attribute_not_exists(deleted_at)"),
     )
+    task_indexes.add_writes(tx, ws, current, result)
     if "blocked_by" in changes:
         old = set(current.get("blocked_by") or [])
         new = set(changes["blocked_by"])
@@ -444,16 +536,12 @@ def update_task(
             tx.put(_story_link(ws, target_story, task_id))
             story_check = len(tx.operations)
             tx.check(keys.story_key(ws, target_story), exists())
-    audit.record(
-        tx,
-        ws,
-        access.actor_id,
-        "task.updated",
-        "task",
-        task_id,
-        request_id,
-        {"fields": sorted({k for k in changes if not k.startswith("GSI") and k != SEARCH_TEXT} | set(cleared))},
-    )
+    details: dict[str, Any] = {
+        "fields": sorted({k for k in changes if not k.startswith("GSI") and k != SEARCH_TEXT} | set(cleared))
+    }
+    if status_moved:
+        details.update({"from": current["status"], "to": changes["status"]})
+    audit.record(tx, ws, access.actor_id, "task.updated", "task", task_id, request_id, details)
     try:
         commit(access, tx)
     except TransactionFailed as failure:
@@ -461,7 +549,8 @@ def update_task(
             raise Unprocessable(f"story {target_story} was deleted") from failure
         # Someone else wrote between our read and our write: nothing of ours was applied.
         raise PreconditionFailed(f"task {task_id} changed while it was being updated; reload and retry") from failure
-    result = {k: v for k, v in {**current, **changes}.items() if k not in remove}
+    if status_moved and result["status"] == TaskStatus.done:
+        unblock_children(access, result, request_id)
     return _to_task(result)
 
 
@@ -481,26 +570,31 @@ def _status_side_effects(current: Item, new_status: str | None, at: str, remove:
 
 def delete_task(access: Access, task_id: str, request_id: str = "") -> None:
     ws = access.workspace_id
-    current = load_live(ws, task_id)
-    tx = access.transaction()
-    # Soft delete: the item stays for its audit trail but leaves every list index and link.
-    tx.update(
-        keys.task_key(ws, task_id),
-        Update(
-            set={"deleted_at": iso()},
-            remove=[keys.GSI1PK, keys.GSI1SK, keys.GSI2PK, keys.GSI2SK, keys.GSI3PK, keys.GSI3SK],
-        ),
-        exists() & Expr("attribute_not_exists(deleted_at)"),
-    )
-    for blocker_id in current.get("blocked_by") or []:
-        tx.delete(keys.task_dependency_key(ws, blocker_id, task_id))
-    if current.get("story_id"):
-        tx.delete(keys.story_task_key(ws, current["story_id"], task_id))
-    audit.record(tx, ws, access.actor_id, "task.deleted", "task", task_id, request_id)
-    try:
-        commit(access, tx)
-    except TransactionFailed as failure:
-        raise NotFound(f"task {task_id} not found") from failure
+    for _attempt in range(_TRANSITION_ATTEMPTS):
+        current = load_live(ws, task_id)
+        tx = access.transaction()
+        # Soft delete: the item stays for its audit trail but leaves every list index, link and
+        # count. The version read guards the counts: they subtract exactly what is deleted.
+        tx.update(
+            keys.task_key(ws, task_id),
+            Update(
+                set={"deleted_at": iso()},
+                remove=[keys.GSI1PK, keys.GSI1SK, keys.GSI2PK, keys.GSI2SK, keys.GSI3PK, keys.GSI3SK],
+            ),
+            exists() & Expr("attribute_not_exists(deleted_at)") & attr_eq("version", current["version"]),
+        )
+        for blocker_id in current.get("blocked_by") or []:
+            tx.delete(keys.task_dependency_key(ws, blocker_id, task_id))
+        if current.get("story_id"):
+            tx.delete(keys.story_task_key(ws, current["story_id"], task_id))
+        task_indexes.add_writes(tx, ws, current, None)
+        audit.record(tx, ws, access.actor_id, "task.deleted", "task", task_id, request_id)
+        try:
+            commit(access, tx)
+        except TransactionFailed:
+            continue  # deleted meanwhile (404 on the re-read) or changed: read it again
+        return
+    raise Conflict(f"task {task_id} kept changing while it was being deleted; retry")
 
 
 # --- review workflow ------------------------------------------------------------------------------
@@ -515,11 +609,13 @@ def _transition(
     request_id: str,
     extra: dict[str, Any] | None = None,
     details: dict[str, Any] | None = None,
+    also: Callable[[Transaction, Item], None] | None = None,
 ) -> Item:
     """Move a task between statuses with one conditional write (status and version unchanged since
-    it was read) and its audit row in the same transaction. A write that loses to another change of
-    status is refused with `current_status`; one that loses only to an edit of other fields is
-    retried on the fresh item."""
+    it was read) and its audit row in the same transaction; `also` adds writes that belong with the
+    move (it gets the task as moved). A write that loses to another change of status is refused
+    with `current_status`; one that loses only to an edit of other fields is retried on the fresh
+    item."""
     ws = access.workspace_id
     for _attempt in range(_TRANSITION_ATTEMPTS):
         current = load_live(ws, task_id)
@@ -534,6 +630,7 @@ def _transition(
         changes: dict[str, Any] = {**(extra or {}), "status": to, "updated_at": at, "version": current["version"] + 1}
         changes.update(_status_side_effects(current, to, at, remove))
         changes[keys.GSI1PK] = keys.task_status_gsi(ws, to)
+        moved = {k: v for k, v in {**current, **changes}.items() if k not in remove}
         tx = access.transaction()
         tx.update(
             keys.task_key(ws, task_id),
@@ -543,14 +640,17 @@ def _transition(
             & attr_eq("status", status)
             & attr_eq("version", current["version"]),
         )
+        task_indexes.add_writes(tx, ws, current, moved)
         audit.record(
             tx, ws, access.actor_id, action, "task", task_id, request_id, {"from": status, "to": to, **(details or {})}
         )
+        if also is not None:
+            also(tx, moved)
         try:
             commit(access, tx)
         except TransactionFailed:
             continue  # re-read: a changed status is refused above, a changed version is retried
-        return {k: v for k, v in {**current, **changes}.items() if k not in remove}
+        return moved
     raise Conflict(f"task {task_id} kept changing while it was being updated; retry")
 
 
@@ -601,7 +701,18 @@ def _approve(access: Access, task_id: str, comment: str | None, request_id: str)
 
 
 def reject_task(access: Access, task_id: str, reason: str, request_id: str = "") -> Task:
-    """review → in_progress, keeping the reason for the assignee to act on."""
+    """review → in_progress, keeping the reason for the assignee to act on. The rejection is also
+    recorded as a failure of the task (Toban), in the same transaction."""
+
+    def record_failure(tx: Transaction, task: Item) -> None:
+        failure = FailureCreate(
+            title=f"Rejected in review: {task['title']}"[:300],
+            cause=reason,
+            task_id=task_id,
+            agent=agent_of(task),
+        )
+        knowledge.add_failure_writes(tx, access, failure, request_id, source="review_rejection")
+
     item = _transition(
         access,
         task_id,
@@ -612,6 +723,7 @@ def reject_task(access: Access, task_id: str, reason: str, request_id: str = "")
         request_id=request_id,
         extra={"rejection_reason": reason, "reviewed_by": access.actor_id, "reviewed_at": iso()},
         details={"reason": reason[:500]},
+        also=record_failure,
     )
     return _to_task(item)
 
@@ -668,6 +780,7 @@ def _request_fix(access: Access, task_id: str, body: ReviewAction, request_id: s
         & attr_eq("version", current["version"]),
     )
     add_task_writes(tx, ws, fix)
+    task_indexes.add_writes(tx, ws, None, fix)
     audit.record(tx, ws, access.actor_id, "task.fix_requested", "task", task_id, request_id, {"fix_task": fix["id"]})
     audit.record(tx, ws, access.actor_id, "task.created", "task", fix["id"], request_id, {"title": fix["title"]})
     try:

@@ -4,10 +4,14 @@ Team structure is workspace configuration: every role reads it (`settings:read`)
 owners change it (`settings:write`). A team member must be a member of the workspace; leaving
 the workspace removes them from its teams. Each team counts its members (`member_count`) in the
 same transactions that add or remove them.
+
+A team's members sort right after the team's own item in the workspace's partition, so one Query
+reads a team with its members; the team list comes from an index that holds the teams alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from agentplane import audit, keys
@@ -15,7 +19,7 @@ from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from agentplane.ids import iso, new_id
-from agentplane.logic.workspaces import load_workspace
+from agentplane.logic.workspaces import not_deleted
 from agentplane.models.workspaces import Team, TeamCreate, TeamDetail, TeamMember, TeamMemberAdd, TeamUpdate
 from agentplane.store import Expr, TransactionFailed, Update, attr_eq, exists, get_store, not_exists
 
@@ -28,6 +32,8 @@ def team_item(ws_id: str, team_id: str, fields: dict[str, Any]) -> dict[str, Any
     return {
         **keys.team_key(ws_id, team_id),
         keys.ENTITY: "team",
+        keys.GSI1PK: keys.team_list_gsi(ws_id),
+        keys.GSI1SK: team_id,
         **fields,
         "id": team_id,
         "workspace_id": ws_id,
@@ -57,9 +63,45 @@ def load_team(ws_id: str, team_id: str) -> dict[str, Any]:
     return item
 
 
+def _team_and_members(
+    ws_id: str, team_id: str, limit: int, start: dict[str, Any] | None = None
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, Any] | None]:
+    """One Query over the team's item and the members after it (`start`: after that member).
+    The team is None when unknown, or when `start` skips it (members exist only while it does)."""
+    page = get_store().query(
+        keys.ws_pk(ws_id),
+        sk_between=keys.team_with_members(team_id),
+        limit=limit if start else limit + 1,
+        start_key=start,
+        consistent=True,
+    )
+    items = page.items
+    team = None
+    if items and items[0][keys.SK] == keys.team_key(ws_id, team_id)["SK"]:
+        team, items = items[0], items[1:]
+    return team, items, page.last_key
+
+
+def all_teams(ws_id: str) -> Iterator[dict[str, Any]]:
+    """Every team of a workspace, strongly consistent (export and import), skipping their members."""
+    start: dict[str, Any] | None = None
+    while True:
+        page = get_store().query(
+            keys.ws_pk(ws_id),
+            sk_prefix=keys.TEAM_PREFIX,
+            limit=100,
+            start_key=start,
+            consistent=True,
+            filter=attr_eq(keys.ENTITY, "team"),
+        )
+        yield from page.items
+        if page.last_key is None:
+            return
+        start = page.last_key
+
+
 def create_team(access: Access, body: TeamCreate, request_id: str = "") -> Team:
     ws = access.workspace_id
-    load_workspace(ws)
     team_id = new_id("team")
     at = iso()
     item = team_item(
@@ -76,8 +118,18 @@ def create_team(access: Access, body: TeamCreate, request_id: str = "") -> Team:
     )
     tx = access.transaction()
     tx.put(item, not_exists())
+    workspace_index = None
+    if access.principal.kind != "agent_key":  # an agent key's guard already checks the workspace
+        # A workspace being deleted loses its members last: it is checked here, not read first.
+        workspace_index = len(tx.operations)
+        tx.check(keys.workspace_key(ws), exists() & not_deleted())
     audit.record(tx, ws, access.actor_id, "team.created", "team", team_id, request_id, {"name": body.name})
-    access.commit(tx)
+    try:
+        access.commit(tx)
+    except TransactionFailed as failure:
+        if workspace_index is not None and failure.failed_index() == workspace_index:
+            raise NotFound("workspace not found") from failure
+        raise
     return Team.model_validate(item)
 
 
@@ -89,8 +141,8 @@ def list_teams(access: Access, name: str | None, limit: int, cursor: str | None)
     if name:
         condition = Expr("contains(#nl, :nl)", {"#nl": "name_lower"}, {":nl": name.lower()})
     page = get_store().query(
-        keys.ws_pk(ws),
-        sk_prefix=keys.TEAM_PREFIX,
+        keys.team_list_gsi(ws),
+        index=keys.GSI1,
         limit=limit,
         start_key=decode_cursor(cursor, scope, query),
         filter=condition,
@@ -100,13 +152,14 @@ def list_teams(access: Access, name: str | None, limit: int, cursor: str | None)
 
 def get_team(access: Access, team_id: str) -> TeamDetail:
     ws = access.workspace_id
-    item = load_team(ws, team_id)
-    page = get_store().query(keys.ws_pk(ws), sk_prefix=keys.team_member_prefix(team_id), limit=_DETAIL_MEMBERS)
+    item, members, last_key = _team_and_members(ws, team_id, _DETAIL_MEMBERS)
+    if item is None:
+        raise NotFound(f"team {team_id} not found")
     return TeamDetail.model_validate(
         {
             **item,
-            "members": [TeamMember.model_validate(m) for m in page.items],
-            "more_members": page.last_key is not None,
+            "members": [TeamMember.model_validate(m) for m in members],
+            "more_members": last_key is not None,
         }
     )
 
@@ -189,15 +242,14 @@ def list_team_members(
     access: Access, team_id: str, limit: int, cursor: str | None
 ) -> tuple[list[TeamMember], str | None]:
     ws = access.workspace_id
-    load_team(ws, team_id)
     scope = f"team-members:{ws}:{team_id}"
-    page = get_store().query(
-        keys.ws_pk(ws),
-        sk_prefix=keys.team_member_prefix(team_id),
-        limit=limit,
-        start_key=decode_cursor(cursor, scope, {}),
-    )
-    return [TeamMember.model_validate(m) for m in page.items], encode_cursor(page.last_key, scope, {})
+    start = decode_cursor(cursor, scope, {})
+    team, members, last_key = _team_and_members(ws, team_id, limit, start)
+    if start is None and team is None:
+        raise NotFound(f"team {team_id} not found")
+    if start is not None and not members:
+        load_team(ws, team_id)  # later pages skip the team's item: an empty one is a 404 if it is gone
+    return [TeamMember.model_validate(m) for m in members], encode_cursor(last_key, scope, {})
 
 
 def _not_a_member(user_id: str) -> Unprocessable:

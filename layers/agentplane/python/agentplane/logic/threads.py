@@ -8,6 +8,7 @@ concurrent posts can never take the same number (the loser re-reads and takes th
 from __future__ import annotations
 
 import random
+import re
 import time
 from datetime import timedelta
 from typing import Any
@@ -20,6 +21,8 @@ from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import Conflict, InvalidTransition, NotFound, PreconditionFailed
 from agentplane.ids import epoch, iso, new_id, now
 from agentplane.models.threads import (
+    SHARE_ID_PATTERN,
+    THREAD_ID_PATTERN,
     CreatedThreadShare,
     MessageMode,
     SharedThreadView,
@@ -40,6 +43,8 @@ PUBLIC_SHARE_PATH = "/api/v1/public/thread-shares/"
 # Concurrent posts to one thread retry this often before giving up with a 409.
 _COUNTER_ATTEMPTS = 40
 _LIVE = Expr("attribute_not_exists(#deleted)", {"#deleted": "deleted_at"})
+THREAD_ID = re.compile(THREAD_ID_PATTERN)
+SHARE_ID = re.compile(SHARE_ID_PATTERN)
 
 
 def _author(access: Access, given: str | None) -> str:
@@ -59,7 +64,8 @@ def _to_thread(item: dict[str, Any]) -> Thread:
 
 
 def _load_live_thread(ws: str, thread_id: str) -> dict[str, Any]:
-    item = get_store().get(keys.thread_key(ws, thread_id))
+    # An id that could never have been minted is not looked up (nor sent to DynamoDB as a key).
+    item = get_store().get(keys.thread_key(ws, thread_id)) if THREAD_ID.match(thread_id) else None
     if item is None or item.get("deleted_at"):
         raise NotFound(f"thread {thread_id} not found")
     return item
@@ -153,7 +159,8 @@ def update_thread(
 
 
 def delete_thread(access: Access, thread_id: str, request_id: str = "") -> None:
-    """Soft delete: the thread leaves lists, its messages become unreachable and its shares read 404."""
+    """Soft delete: the thread leaves lists, its messages become unreachable and its shares read 404.
+    The search indexer, seeing the thread deleted, drops the postings of its messages too."""
     ws = access.workspace_id
     _load_live_thread(ws, thread_id)
     tx = access.transaction()
@@ -269,7 +276,8 @@ def _to_share(item: dict[str, Any]) -> ThreadShare:
 def create_share(access: Access, thread_id: str, body: ThreadShareCreate, request_id: str = "") -> CreatedThreadShare:
     """A read-only link to the thread; the token is returned here once and stored only as a hash."""
     ws = access.workspace_id
-    _load_live_thread(ws, thread_id)
+    if not THREAD_ID.match(thread_id):
+        raise NotFound(f"thread {thread_id} not found")
     share_id = new_id("shr")
     secret = new_secret("share")
     created = now()
@@ -287,7 +295,8 @@ def create_share(access: Access, thread_id: str, body: ThreadShareCreate, reques
         "expires_at": iso(expires) if expires else None,
     }
     tx = access.transaction()
-    # The thread must still be there when the share is written.
+    # The thread is not read first: the transaction itself requires it live.
+    thread_check = len(tx.operations)
     tx.check(keys.thread_key(ws, thread_id), exists() & _LIVE)
     tx.put(item, Expr("attribute_not_exists(PK)"))
     tx.put(
@@ -317,7 +326,9 @@ def create_share(access: Access, thread_id: str, body: ThreadShareCreate, reques
     try:
         access.commit(tx)
     except TransactionFailed as failure:
-        raise NotFound(f"thread {thread_id} not found") from failure
+        if failure.failed_index() == thread_check:
+            raise NotFound(f"thread {thread_id} not found") from failure
+        raise
     return CreatedThreadShare.model_validate({**item, "token": secret, "path": f"{PUBLIC_SHARE_PATH}{secret}"})
 
 
@@ -343,7 +354,7 @@ def revoke_share(access: Access, thread_id: str, share_id: str, request_id: str 
     ws = access.workspace_id
     _load_live_thread(ws, thread_id)
     share_key = keys.thread_share_key(ws, thread_id, share_id)
-    share = get_store().get(share_key)
+    share = get_store().get(share_key) if SHARE_ID.match(share_id) else None
     if share is None:
         raise NotFound(f"share {share_id} not found")
     if share.get("revoked_at"):

@@ -31,8 +31,8 @@ from agentplane import audit, keys
 from agentplane.access import Access
 from agentplane.errors import Unprocessable
 from agentplane.ids import iso
-from agentplane.logic import tasks
-from agentplane.logic.teams import team_item, team_member_item
+from agentplane.logic import task_indexes, tasks
+from agentplane.logic.teams import all_teams, team_item, team_member_item
 from agentplane.logic.workspaces import (
     all_items,
     all_members,
@@ -137,9 +137,7 @@ def export_workspace(access: Access) -> WorkspaceExport:
             entries.append({"user_id": member["user_id"], "role": member["role"]})
         return {"id": team["id"], "name": team["name"], "description": team.get("description", ""), "members": entries}
 
-    teams = _collect(
-        all_items(keys.ws_pk(ws), keys.TEAM_PREFIX), MAX_EXPORT_TEAMS, budget, team_entry, "teams", truncated
-    )
+    teams = _collect(all_teams(ws), MAX_EXPORT_TEAMS, budget, team_entry, "teams", truncated)
     task_entries = _collect(_live_tasks(ws), MAX_EXPORT_TASKS, budget, _task_entry, "tasks", truncated)
     return WorkspaceExport(
         exported_at=iso(),
@@ -270,6 +268,8 @@ def _task_ops(
     ws = access.workspace_id
     ops: list[dict[str, Any]] = []
     doc_ids = {t.id for t in doc_tasks}
+    # Every task change moves the sprint/day counters; they are summed and written once each below.
+    changes: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = []
     if mode == "replace":
         for live in _live_tasks(ws):
             if live["id"] in doc_ids:
@@ -282,6 +282,8 @@ def _task_ops(
             )
             for pk, sk in sorted(_task_link_keys(ws, live)):
                 tx.delete(keys.key(pk, sk))
+            task_indexes.add_link_writes(tx, ws, live, None)
+            changes.append((live, None))
             ops += tx.operations
             stats["tasks_removed"] += 1
     for task in doc_tasks:
@@ -297,9 +299,13 @@ def _task_ops(
         if current is not None and not current.get("deleted_at"):
             for pk, sk in sorted(_task_link_keys(ws, current) - new_links):
                 task_tx.delete(keys.key(pk, sk))
+        task_indexes.add_link_writes(task_tx, ws, current, item)
+        changes.append((current, item))
         ops += task_tx.operations + writes
         stats["tasks_created" if current is None else "tasks_updated"] += 1
-    return ops
+    counters = scratch()
+    task_indexes.add_summed_counter_writes(counters, ws, changes)
+    return ops + counters.operations
 
 
 def _team_ops(
@@ -307,7 +313,7 @@ def _team_ops(
 ) -> list[dict[str, Any]]:
     ws = access.workspace_id
     actor = access.actor_id
-    existing = {t["id"]: t for t in all_items(keys.ws_pk(ws), keys.TEAM_PREFIX)}
+    existing = {t["id"]: t for t in all_teams(ws)}
     doc_ids = {t.id for t in doc_teams}
     tx = scratch()
     if mode == "replace":

@@ -1,8 +1,10 @@
 """User tasks: work for the humans of a workspace, kept apart from the agents' tasks (Toban). A user
-task's `related_tasks` are agent tasks it holds up until it is done; `blockers` lists them."""
+task's `related_tasks` are agent tasks it holds up until it is done; `blockers` lists the open user
+tasks holding up open tasks of the active sprint (or of the sprint asked for)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from agentplane import audit, keys
@@ -10,8 +12,9 @@ from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import NotFound, PreconditionFailed
 from agentplane.ids import iso, new_id
-from agentplane.logic import tasks
+from agentplane.logic import sprints, tasks
 from agentplane.models.tasks import (
+    USER_TASK_ID_PATTERN,
     TaskStatus,
     UserTask,
     UserTaskBlocker,
@@ -22,6 +25,7 @@ from agentplane.models.tasks import (
 from agentplane.store import Expr, TransactionFailed, Update, attr_eq, exists, get_store, not_exists
 
 Item = dict[str, Any]
+USER_TASK_ID = re.compile(USER_TASK_ID_PATTERN)
 
 
 def _to_user_task(item: Item) -> UserTask:
@@ -29,7 +33,8 @@ def _to_user_task(item: Item) -> UserTask:
 
 
 def _load(ws: str, user_task_id: str) -> Item:
-    item = get_store().get(keys.user_task_key(ws, user_task_id))
+    # An id that could never have been minted is not looked up (nor sent to DynamoDB as a key).
+    item = get_store().get(keys.user_task_key(ws, user_task_id)) if USER_TASK_ID.match(user_task_id) else None
     if item is None:
         raise NotFound(f"user task {user_task_id} not found")
     return item
@@ -145,12 +150,16 @@ def delete_user_task(access: Access, user_task_id: str, request_id: str = "") ->
 def list_blockers(
     access: Access, *, sprint: int | None, limit: int, cursor: str | None
 ) -> tuple[list[UserTaskBlocker], str | None]:
-    """Open user tasks (not done) that hold up open agent tasks (optionally of one sprint).
+    """Open user tasks (not done) that hold up open agent tasks of the active sprint, or of
+    `sprint` when given; with neither there is nothing to hold up.
 
     One page of user tasks is read per call; those holding up nothing are left out of it, so a
     page may be short and still carry a cursor."""
     ws = access.workspace_id
-    query = {"sprint": sprint}
+    number = sprint if sprint is not None else sprints.active_sprint_number(ws)
+    if number is None:
+        return [], None
+    query = {"sprint": number}
     scope = f"user-task-blockers:{ws}"
     start = decode_cursor(cursor, scope, query)
     page = get_store().query(
@@ -168,10 +177,8 @@ def list_blockers(
         held = [
             tasks.summarize(related[t])
             for t in item.get("related_tasks") or []
-            if t in related
-            and related[t]["status"] != TaskStatus.done
-            and (sprint is None or related[t].get("sprint") == sprint)
+            if t in related and related[t]["status"] != TaskStatus.done and related[t].get("sprint") == number
         ]
         if held:
-            blockers.append(UserTaskBlocker.model_validate({**item, "blocked_tasks": held}))
+            blockers.append(UserTaskBlocker.model_validate({**item, "blocked_sprint_tasks": held}))
     return blockers, encode_cursor(page.last_key, scope, query)

@@ -19,8 +19,10 @@ from agentplane import audit, crypto, keys
 from agentplane.access import Access, live_token
 from agentplane.auth.principal import Principal
 from agentplane.auth.scopes import Role, roles_with
+from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import Conflict, Forbidden, NotFound, PreconditionFailed, Unprocessable
 from agentplane.ids import iso, new_id
+from agentplane.logic import api_keys
 from agentplane.models.workspaces import (
     MAX_COMMON_ENV,
     CommonEnv,
@@ -61,7 +63,7 @@ def member_item(
         **keys.member_key(ws_id, user_id),
         keys.ENTITY: "member",
         keys.GSI1PK: keys.member_of_user_gsi(user_id),
-        keys.GSI1SK: f"{keys.WS}{ws_id}",
+        keys.GSI1SK: keys.member_of_user_sort_key(ws_id),
         "workspace_id": ws_id,
         "workspace_name": ws_name,
         "user_id": user_id,
@@ -208,6 +210,27 @@ def list_memberships(user_id: str, limit: int, start_key: dict[str, Any] | None)
     return [Membership.model_validate(item) for item in page.items], page.last_key
 
 
+def list_workspaces(principal: Principal, limit: int, cursor: str | None) -> tuple[list[Membership], str | None]:
+    """The workspaces the caller can reach: a person's memberships, or a workspace key's one
+    workspace (never the other workspaces of the person who made it)."""
+    scope = f"workspaces:{principal.id}"
+    start_key = decode_cursor(cursor, scope, {})
+    if principal.workspace_id is None:
+        items, last_key = list_memberships(principal.user_id or "", limit, start_key)
+        return items, encode_cursor(last_key, scope, {})
+    ws = principal.workspace_id
+    if principal.user_id is not None:
+        member = get_store().get(keys.member_key(ws, principal.user_id))
+        return ([Membership.model_validate(member)] if member else []), None
+    workspace, key = get_store().get_many([keys.workspace_key(ws), keys.api_key_key(ws, principal.token_id)])
+    if workspace is None or workspace.get("deleted_at") or key is None:
+        return [], None
+    agent = Membership(
+        workspace_id=ws, workspace_name=workspace["name"], user_id=None, role=Role.member, joined_at=key["created_at"]
+    )
+    return [agent], None
+
+
 def update_workspace(
     access: Access, body: WorkspaceUpdate, if_match: int | None = None, request_id: str = ""
 ) -> Workspace:
@@ -256,13 +279,15 @@ def rename_memberships(ws_id: str, name: str) -> None:
 
 
 def delete_workspace(access: Access, request_id: str = "") -> None:
-    """Soft delete (owner only). The workspace item keeps `deleted_at` for its audit trail, and
-    every membership is removed, so members get 404 everywhere and the workspace leaves their
-    lists.
+    """Soft delete (owner only). The workspace item keeps `deleted_at` for its audit trail, every
+    API key and agent key of it is revoked, and every membership is removed, so members get 404
+    everywhere, the workspace leaves their lists, and its keys stop working.
 
-    The first transaction marks the workspace deleted and removes up to ~95 other memberships;
-    larger workspaces lose the rest in further transactions, and the caller's own membership goes
-    last. Until then the owner can repeat the DELETE, which resumes the cleanup.
+    The first transaction marks the workspace deleted and revokes the keys and removes the other
+    memberships that fit in it; larger workspaces lose the rest in further transactions, and the
+    caller's own membership goes last. Until then the owner can repeat the DELETE, which resumes
+    the cleanup. Meanwhile no key can write: agent keys re-check the workspace in every write, API
+    keys their maker's membership.
     """
     ws = access.workspace_id
     tx = owner_transaction(access)
@@ -272,13 +297,20 @@ def delete_workspace(access: Access, request_id: str = "") -> None:
         raise NotFound("workspace not found")
     if not item.get("deleted_at"):
         others = [m["user_id"] for m in all_members(ws) if m["user_id"] != actor]
+        revocations = api_keys.revocations_for_deleted_workspace(ws)
         at = iso()
         tx.update(
             keys.workspace_key(ws),
             Update(set={"deleted_at": at, "deleted_by": access.actor_id, "updated_at": at}),
             exists() & not_deleted(),
         )
-        audit.record(tx, ws, access.actor_id, "workspace.deleted", "workspace", ws, request_id, {"name": item["name"]})
+        details = {"name": item["name"], "api_keys_revoked": len(revocations)}
+        audit.record(tx, ws, access.actor_id, "workspace.deleted", "workspace", ws, request_id, details)
+        for revocation in revocations:
+            # The caller's own token is already the transaction's first operation: its key goes later.
+            fits = len(tx.operations) + len(revocation.operations) <= MAX_TRANSACTION_ITEMS
+            if fits and access.principal.token_hash not in revocation.token_hashes:
+                tx.operations.extend(revocation.operations)
         room = MAX_TRANSACTION_ITEMS - len(tx.operations)
         for user_id in others[:room]:
             tx.delete(keys.member_key(ws, user_id))
@@ -288,7 +320,20 @@ def delete_workspace(access: Access, request_id: str = "") -> None:
             # A concurrent DELETE won: fall through and finish its cleanup.
             if failure_reason(failure, 2) != "ConditionalCheckFailed":
                 raise Conflict("the workspace changed while it was being deleted; try again") from failure
+    _revoke_keys(ws)
     _remove_memberships(ws, keep_last=actor)
+
+
+def _revoke_keys(ws_id: str) -> None:
+    """Revoke the keys the first transaction had no room for, one key per transaction."""
+    for revocation in api_keys.revocations_for_deleted_workspace(ws_id):
+        tx = get_store().transaction()
+        tx.operations.extend(revocation.operations)
+        try:
+            tx.commit()
+        except TransactionFailed as failure:
+            # The key changed meanwhile (rotated, revoked): the owner's retry of the DELETE finds it.
+            raise Conflict("a key changed while the workspace was being deleted; repeat the DELETE") from failure
 
 
 def _remove_memberships(ws_id: str, keep_last: str | None) -> None:

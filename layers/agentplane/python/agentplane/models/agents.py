@@ -33,6 +33,7 @@ TemplateSlug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=50)]
 Note = Annotated[str, StringConstraints(max_length=500)]
 PROGRESS_LIST_MAX = 20
+IntervalSeconds = Annotated[int, Field(ge=1, le=7 * 24 * 3600)]
 
 
 class AgentStatus(StrEnum):
@@ -94,6 +95,7 @@ class AgentCreate(Input):
     color: Color | None = None
     status: AgentStatus = AgentStatus.idle
     parent_agent: AgentName | None = Field(default=None, description="The agent that spawned this one")
+    interval_sec: IntervalSeconds | None = Field(default=None, description="How often the agent runs (Orkosi)")
     template_id: TemplateRef | None = Field(
         default=None, description="Fill role, description, model, engine, execution mode and prompt from a template"
     )
@@ -125,6 +127,7 @@ class AgentUpdate(Input):
     activity: Activity | None = None
     current_task: RefId | None = None
     parent_agent: AgentName | None = None
+    interval_sec: IntervalSeconds | None = None
     version: int | None = Field(default=None, ge=1, description="Expected current version (or send If-Match)")
 
 
@@ -162,6 +165,7 @@ class Agent(Output):
     activity: str | None = None
     current_task: str | None = None
     parent_agent: str | None = None
+    interval_sec: int | None = None
     ws_port: int | None = None
     last_seen_at: str | None = None
     desired_state: DesiredState = DesiredState.running
@@ -193,10 +197,10 @@ class StallCheckResult(Output):
 
 
 class ProgressCreate(Input):
-    agent: AgentName | None = Field(
+    agent_name: AgentName | None = Field(
         default=None,
-        validation_alias=AliasChoices("agent", "agent_name"),
-        description="The reporting agent (Toban's `agent_name` is accepted); defaults to the calling agent key's",
+        validation_alias=AliasChoices("agent_name", "agent"),
+        description="The reporting agent (`agent` is accepted too); defaults to the calling agent key's",
     )
     message: ProgressText | None = None
     percent: int | None = Field(default=None, ge=0, le=100)
@@ -210,7 +214,7 @@ class ProgressCreate(Input):
 class Progress(Output):
     id: str
     workspace_id: str
-    agent: str
+    agent_name: str
     message: str | None = None
     percent: int | None = None
     task_id: str | None = None
@@ -284,7 +288,7 @@ class AgentTemplateCreate(Input):
     execution_mode: ExecutionMode | None = None
     system_prompt: SystemPrompt | None = None
     identity: Description | None = None
-    interval_sec: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    interval_sec: IntervalSeconds | None = None
     tools: list[Tag] = Field(default_factory=list, max_length=50)
     capabilities: list[Tag] = Field(default_factory=list, max_length=50)
     config: dict[str, Any] = Field(default_factory=dict, description="Free-form JSON, at most 8 KB")
@@ -306,7 +310,7 @@ class AgentTemplateUpdate(Input):
     execution_mode: ExecutionMode | None = None
     system_prompt: SystemPrompt | None = None
     identity: Description | None = None
-    interval_sec: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    interval_sec: IntervalSeconds | None = None
     tools: list[Tag] | None = Field(default=None, max_length=50)
     capabilities: list[Tag] | None = Field(default=None, max_length=50)
     config: dict[str, Any] | None = None

@@ -10,11 +10,11 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 class Input(BaseModel):
     """A request body: unknown fields are refused, so a typo never silently does nothing."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, defer_build=True)
 
 
 class Output(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100)]

@@ -134,5 +134,8 @@ class FailureRecord(Output):
     task_id: str | None = None
     agent: str | None = None
     run_id: str | None = None
+    source: str = Field(
+        default="reported", description="`reported` (POST failures) or `review_rejection` (a task rejected in review)"
+    )
     created_by: str
     created_at: str

@@ -37,7 +37,10 @@ class MemoryPut(Input):
     version: int | None = Field(
         default=None,
         ge=0,
-        description="The version being replaced: none or 0 to create; the current version to update (else 409)",
+        description=(
+            "Optional optimistic lock (or send If-Match): the version being replaced (else 409), 0 to create only."
+            " Left out, the write creates the memory or replaces whatever is stored (last writer wins)"
+        ),
     )
 
 

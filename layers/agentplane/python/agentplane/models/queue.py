@@ -61,6 +61,9 @@ def _bounded_document(value: dict[str, Any]) -> dict[str, Any]:
 Document = Annotated[dict[str, Any], AfterValidator(_bounded_document)]
 TaskType = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$")]
 WorkerId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# A queue of the workspace (Orkosi's `queue_name`); part of a table key, so no '#'.
+QueueName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+DEFAULT_QUEUE = "default"
 # Printable ASCII without spaces: the key is part of a table key and of audit details.
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
 Priority = Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)] | NamedPriority
@@ -68,6 +71,9 @@ Priority = Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)] | NamedPriori
 
 class JobSubmit(Input):
     task_type: TaskType
+    queue_name: QueueName = Field(
+        default=DEFAULT_QUEUE, description="The workspace's queue the job waits in; claims take from one queue"
+    )
     payload: Document = Field(default_factory=dict, description="Any JSON object, at most 64 KB")
     priority: Priority = Field(
         default=DEFAULT_PRIORITY, description="0-10, higher is claimed first; or low (2), normal (5), high (8)"
@@ -90,9 +96,18 @@ class JobSubmit(Input):
 class JobClaim(Input):
     worker_id: WorkerId
     batch_size: int = Field(default=1, ge=1, le=MAX_CLAIM_BATCH)
+    queue_name: QueueName = Field(default=DEFAULT_QUEUE, description="The queue to claim from")
     task_types: list[TaskType] | None = Field(
         default=None, min_length=1, max_length=10, description="Only jobs of these task types"
     )
+    task_type: TaskType | None = Field(
+        default=None, description="Only jobs of this task type (Orkosi's form; adds to task_types)"
+    )
+
+    def wanted_task_types(self) -> list[str]:
+        """The task types to claim (empty: any)."""
+        wanted = [*(self.task_types or []), *([self.task_type] if self.task_type else [])]
+        return list(dict.fromkeys(wanted))
 
 
 class JobComplete(Input):
@@ -121,6 +136,7 @@ class JobSource(Output):
 class QueueJob(Output):
     id: str
     workspace_id: str
+    queue_name: str = DEFAULT_QUEUE
     task_type: str
     payload: dict[str, Any] = {}
     priority: int

@@ -18,6 +18,7 @@ from agentplane.models.common import Input, Output
 Channel = Annotated[
     str, StringConstraints(max_length=80, pattern=r"^(runs/run_[0-9a-z]{1,64}|workspace|notifications)$")
 ]
+NotificationId = Annotated[str, StringConstraints(pattern=r"^ntf_[0-9a-z]{26}$")]
 WorkspaceId = Annotated[str, StringConstraints(min_length=4, max_length=64, pattern=r"^ws_[0-9a-z]+$")]
 
 
@@ -25,11 +26,10 @@ class Subscribe(Input):
     action: Literal["subscribe"]
     channel: Channel
     workspace_id: WorkspaceId
-    since: int | None = Field(
+    since: Annotated[int, Field(ge=0, le=10**12 - 1)] | NotificationId | None = Field(
         default=None,
-        ge=0,
-        le=10**12 - 1,
-        description="Run channels only: replay the stored events with a greater id before live ones",
+        description="Replay the stored events after this one before live ones: a run event id on "
+        "runs/<id>, a notification id on notifications (the workspace channel has no replay)",
     )
 
 
@@ -60,8 +60,9 @@ class Subscribed(Output):
     type: Literal["subscribed"] = "subscribed"
     channel: str
     workspace_id: str
-    # Run channels: the last event id the subscriber has (live pushes continue after it).
-    since: int | None = None
+    # Run and notification channels: the last event id the subscriber has (live pushes continue
+    # after it); none on a notifications channel whose inbox is still empty.
+    since: int | str | None = None
 
 
 class Replayed(Output):
@@ -71,7 +72,7 @@ class Replayed(Output):
     type: Literal["replayed"] = "replayed"
     channel: str
     workspace_id: str
-    through: int
+    through: int | str
     complete: bool
 
 

@@ -144,6 +144,8 @@ class Run(Output):
     retry_of: str | None = None
     retried_by: str | None = None
     maintenance_action: str | None = None
+    # The schedule whose firing created the run (None for runs created by hand).
+    schedule_id: str | None = None
     review: RunReview | None = None
     committed_at: str | None = None
     pushed_at: str | None = None

@@ -11,7 +11,16 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, StringConstraints, field_validator
 
 from agentplane.models.common import Input, Output
-from agentplane.models.queue import DEFAULT_PRIORITY, MAX_ATTEMPTS_LIMIT, Document, Priority, QueueJob, TaskType
+from agentplane.models.queue import (
+    DEFAULT_PRIORITY,
+    DEFAULT_QUEUE,
+    MAX_ATTEMPTS_LIMIT,
+    Document,
+    Priority,
+    QueueJob,
+    QueueName,
+    TaskType,
+)
 from agentplane.models.queue import priority_number as _priority_number
 from agentplane.models.runs import Run, RunCreate
 
@@ -132,6 +141,7 @@ class QueueJobTarget(Input):
 
     type: Literal["queue_job"]
     task_type: TaskType
+    queue_name: QueueName = DEFAULT_QUEUE
     payload: Document = Field(default_factory=dict)
     priority: Priority = DEFAULT_PRIORITY
     max_attempts: int = Field(default=3, ge=1, le=MAX_ATTEMPTS_LIMIT)

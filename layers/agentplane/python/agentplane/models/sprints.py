@@ -6,10 +6,13 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
+from agentplane.http import PageMeta
+from agentplane.models.agents import Agent, AgentStatus, Progress
 from agentplane.models.common import Input, Output
-from agentplane.models.tasks import TaskPriority
+from agentplane.models.projects import Project
+from agentplane.models.tasks import Task, TaskPriority
 
 SprintName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Goal = Annotated[str, StringConstraints(max_length=2000)]
@@ -120,7 +123,9 @@ class SprintAnalytics(Output):
     by_priority: dict[str, int]
     burndown: list[BurndownDay]
     tasks: list[SprintTaskSummary]
-    truncated: bool = Field(description="True when the sprint holds more tasks than one analytics read covers")
+    truncated: bool = Field(
+        description="True when `tasks` lists only the first of the sprint's tasks (the figures count them all)"
+    )
 
 
 class SuggestedTask(Input):
@@ -164,11 +169,48 @@ class SprintReview(Output):
     truncated: bool
 
 
+class StartedAgent(Output):
+    name: str
+    status: AgentStatus
+    engine: str | None = None
+    execution_mode: str | None = None
+
+
+class SkippedAgent(Output):
+    name: str
+    reason: str = Field(
+        description="`not_registered` (no such agent), `already_running` (active or working), "
+        "`stopped` (asked to stop) or `missing_scope` (the caller cannot change agents)"
+    )
+
+
 class SprintStart(Output):
     sprint: Sprint
     started: bool = Field(description="False when the sprint was already active")
+    agents: list[StartedAgent] = Field(description="The sprint's agents, now `starting` (Toban)")
+    skipped_agents: list[SkippedAgent] = Field(
+        description="The sprint's agents left as they were (Toban's skippedAgents)"
+    )
     tasks: list[SprintTaskSummary]
     truncated: bool
+
+
+class SprintBoard(Output):
+    """Toban's `sprints/current/tasks`: the sprint's tasks (one page) with what a board shows
+    around them."""
+
+    sprint: Sprint | None = Field(description="None when the number asked for has no sprint yet")
+    number: int
+    tasks: list[Task]
+    agents: list[Agent] = Field(description="The workspace's agents (needs agents:read, else empty)")
+    progress: list[Progress] = Field(description="Each agent's latest progress report (needs agents:read)")
+    sprints: list[Sprint] = Field(description="The latest sprints, newest first")
+    projects: list[Project] = Field(description="The workspace's projects: Toban's repositories (needs projects:read)")
+
+
+class SprintBoardPage(BaseModel):
+    data: SprintBoard
+    meta: PageMeta = Field(description="`next_cursor` pages through the tasks")
 
 
 class VelocityEntry(Output):
@@ -195,20 +237,23 @@ class DailyScorecard(Output):
 
 class HourlyActivity(Output):
     hour: int
-    done: int
-    created: int
+    done: int = Field(description="Tasks done in this hour")
+    started: int = Field(description="Tasks first moved to in_progress in this hour")
+    total: int = Field(description="Tasks done that day up to the end of this hour")
+    created: int = Field(description="Tasks created in this hour")
 
 
 class DailyCount(Output):
     date: str
     created: int
+    started: int
     completed: int
     points: int
 
 
 class CumulativeDay(Output):
     date: str
-    total: int
+    total: int = Field(description="Tasks done up to the end of this day, since the workspace began")
     daily: int
 
 

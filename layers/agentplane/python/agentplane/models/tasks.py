@@ -12,8 +12,12 @@ from agentplane.models.common import Input, LongText, Output
 Title = Annotated[str, StringConstraints(min_length=1, max_length=300)]
 AgentName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=50)]
-TaskRef = Annotated[str, StringConstraints(pattern=r"^task_[0-9a-z]{26}$")]
-StoryRef = Annotated[str, StringConstraints(pattern=r"^story_[0-9a-z]{26}$")]
+# Ids as minted (`agentplane.ids.new_id`): anything else names no task, story or user task.
+TASK_ID_PATTERN = r"^task_[0-9a-z]{26}$"
+STORY_ID_PATTERN = r"^story_[0-9a-z]{26}$"
+USER_TASK_ID_PATTERN = r"^utask_[0-9a-z]{26}$"
+TaskRef = Annotated[str, StringConstraints(pattern=TASK_ID_PATTERN)]
+StoryRef = Annotated[str, StringConstraints(pattern=STORY_ID_PATTERN)]
 Commits = Annotated[str, StringConstraints(max_length=2000)]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=5000)]
 ReportText = Annotated[str, StringConstraints(max_length=10000)]
@@ -276,4 +280,6 @@ class UserTaskBlocker(Output):
     title: str
     status: UserTaskStatus
     related_tasks: list[str] = []
-    blocked_tasks: list[TaskSummary] = Field(description="Open agent tasks waiting on this user task")
+    blocked_sprint_tasks: list[TaskSummary] = Field(
+        description="Open tasks of the sprint (the active one unless `sprint` is given) waiting on this user task"
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import AliasChoices, BaseModel, Field, StringConstraints, model_validator
 
 from agentplane.http import PageMeta
 from agentplane.models.common import Input, LongText, Output
@@ -16,6 +16,9 @@ MessageContent = Annotated[str, StringConstraints(min_length=1, max_length=20000
 # Channels are agent names or 'team': letters, digits and . _ - only, so they can key a partition.
 Channel = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 TEAM_CHANNEL = "team"
+# Ids as minted (`agentplane.ids.new_id`): anything else names no thread or share.
+THREAD_ID_PATTERN = r"^thr_[0-9a-z]{26}$"
+SHARE_ID_PATTERN = r"^shr_[0-9a-z]{26}$"
 
 
 class ThreadStatus(StrEnum):
@@ -114,18 +117,27 @@ class MessageMode(StrEnum):
 
 
 class TeamMessageCreate(Input):
+    """Toban's `{"from", "to", "content"}`: `from` is the author, `to` an agent (a direct message)
+    or 'team'."""
+
     content: MessageContent
     channel: Channel | None = Field(
         default=None, description="An agent's name or 'team'; defaults to `to` for direct messages, else 'team'"
     )
-    mode: MessageMode | None = Field(default=None, description="'team' (everyone) or 'direct'; inferred from `to`")
-    author: Author | None = Field(default=None, description="Defaults to the calling agent's name or user id")
-    to: Channel | None = Field(default=None, description="The agent a direct message is for")
+    mode: MessageMode | None = Field(
+        default=None, description="'team' (everyone) or 'direct'; inferred from `to` ('team' or none: team)"
+    )
+    author: Author | None = Field(
+        default=None,
+        validation_alias=AliasChoices("author", "from"),
+        description="Who speaks (Toban's `from`); defaults to the calling agent's name or user id",
+    )
+    to: Channel | None = Field(default=None, description="The agent a direct message is for, or 'team'")
 
     @model_validator(mode="after")
     def _channel_matches_mode(self) -> TeamMessageCreate:
         if self.mode is None:
-            self.mode = MessageMode.direct if self.to else MessageMode.team
+            self.mode = MessageMode.direct if self.to and self.to != TEAM_CHANNEL else MessageMode.team
         if self.mode is MessageMode.direct and not (self.to or self.channel):
             raise ValueError("a direct message needs `to` or `channel`")
         if self.channel is None:

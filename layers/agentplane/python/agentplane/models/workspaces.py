@@ -58,11 +58,13 @@ class Workspace(Output):
 
 
 class Membership(Output):
-    """One of the caller's workspaces, as `GET /workspaces` and `GET /me/workspaces` list them."""
+    """One of the caller's workspaces, as `GET /workspaces` and `GET /me/workspaces` list them.
+    A workspace key lists only its own workspace: an API key with the role of the person it acts
+    for, an agent key (which acts for no person: `user_id` is null) as a member since its creation."""
 
     workspace_id: str
     workspace_name: str
-    user_id: str
+    user_id: str | None
     role: Role
     joined_at: str
 
