@@ -28,7 +28,7 @@ from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import Conflict, Forbidden, InvalidTransition, NotFound, PreconditionFailed
 from agentplane.ids import iso, new_id, parse_iso
-from agentplane.logic import agents, projects, task_indexes
+from agentplane.logic import projects, task_indexes
 from agentplane.logic.activity import query_filled
 from agentplane.logic.task_indexes import SprintFigures, agent_of, completed_at, day_figures, sprint_figures
 from agentplane.logic.tasks import get_tasks
@@ -215,6 +215,8 @@ def sprint_board(access: Access, sprint: int | None, limit: int, cursor: str | N
     )
     item = get_store().get(keys.sprint_key(ws, number))
     latest = get_store().query(keys.ws_pk(ws), sk_prefix=keys.SPRINT_PREFIX, limit=BOARD_SPRINTS, newest_first=True)
+    from agentplane.logic import agents  # the board and sprint start only: keeps the import light
+
     sees_agents = _may(access, "agents:read")
     listed_agents = (
         agents.list_agents(access, include_all=False, statuses=[], role=None, limit=BOARD_AGENTS, cursor=None)[0]
@@ -447,6 +449,8 @@ def _start_agents(access: Access, names: list[str], request_id: str) -> tuple[li
     """Toban sets the agents with open work in the sprint to `starting`, each with the agents
     family's own conditional, audited write. One already at work, asked to stop, or not
     registered is left as it is and listed as skipped, with the reason."""
+    from agentplane.logic import agents
+
     if not names:
         return [], []
     if not _may(access, "agents:write"):

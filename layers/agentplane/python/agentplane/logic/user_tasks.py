@@ -12,7 +12,7 @@ from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import NotFound, PreconditionFailed
 from agentplane.ids import iso, new_id
-from agentplane.logic import sprints, tasks
+from agentplane.logic import tasks
 from agentplane.models.tasks import (
     USER_TASK_ID_PATTERN,
     TaskStatus,
@@ -156,6 +156,8 @@ def list_blockers(
     One page of user tasks is read per call; those holding up nothing are left out of it, so a
     page may be short and still carry a cursor."""
     ws = access.workspace_id
+    from agentplane.logic import sprints  # only this route needs sprints (and what they import)
+
     number = sprint if sprint is not None else sprints.active_sprint_number(ws)
     if number is None:
         return [], None
