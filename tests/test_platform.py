@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 
 from devstack import template
 from devstack.lambdas import LAYER_PATH
+from tests.conftest import register_and_login
 
 ROOT = template.ROOT
 PROBLEM_JSON = "application/problem+json"
@@ -197,3 +199,33 @@ def test_make_dev_reset_wipes_the_local_data_folder(tmp_path: Path, monkeypatch)
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / ".local").exists()
     assert (tmp_path / "keep.txt").exists()
+
+
+def test_concurrent_requests_to_one_function_are_each_answered_from_their_own_event(api, user, workspace) -> None:
+    """The local stack runs concurrent invocations in one process, as separate instances; each is
+    answered from its own request (its caller, path and body), never from another's."""
+    from agentplane.auth.tokens import resolve_principal
+    from agentplane.logic.workspaces import create_workspace
+    from agentplane.models.workspaces import WorkspaceCreate
+
+    other = register_and_login(api)
+    theirs = create_workspace(resolve_principal(other["token"]), WorkspaceCreate(name="Other")).model_dump()
+    callers = [(user, workspace), (other, theirs)]
+    for _round in range(3):
+        plan = [(callers[n % 2], f"task {n} of {callers[n % 2][1]['id']}") for n in range(32)]
+        answers: list[Any] = [None] * len(plan)
+        start = threading.Barrier(len(plan))
+
+        def create(n: int) -> None:
+            (person, ws), title = plan[n]
+            start.wait()
+            answers[n] = api.post(f"/api/v1/workspaces/{ws['id']}/tasks", {"title": title}, token=person["token"])
+
+        threads = [threading.Thread(target=create, args=(n,)) for n in range(len(plan))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert [a.status for a in answers] == [201] * len(plan), [a.body for a in answers if a.status != 201]
+        assert [a.json["data"]["title"] for a in answers] == [title for _, title in plan]
+        assert [a.json["data"]["created_by"] for a in answers] == [p["user"]["id"] for (p, _), _ in plan]

@@ -33,6 +33,14 @@ class Access:
     def require(self, scope: str) -> None:
         _check_scope(self.principal, self.role, scope)
 
+    def may(self, scope: str) -> bool:
+        """Whether `require(scope)` would pass: for answers that show only what the caller may see."""
+        try:
+            self.require(scope)
+        except Forbidden:
+            return False
+        return True
+
     def transaction(self) -> Transaction:
         """A transaction whose first two operations re-check the caller's right to write: the
         token is still live, and the membership still grants the scope (for an agent key, which

@@ -29,7 +29,6 @@ from typing import Any
 
 from agentplane import keys
 from agentplane.access import Access
-from agentplane.errors import Forbidden
 from agentplane.ids import id_range, iso, parse_iso
 from agentplane.ids import now as _system_now
 from agentplane.logic import queue
@@ -88,14 +87,6 @@ def _read(
     return items, True
 
 
-def _may(access: Access, scope: str) -> bool:
-    try:
-        access.require(scope)
-    except Forbidden:
-        return False
-    return True
-
-
 def _status_counts(items: Iterable[Item], capped: bool) -> StatusCounts:
     counted = Counter(str(item.get("status")) for item in items)
     return StatusCounts(by_status=dict(counted), total=sum(counted.values()), capped=capped)
@@ -131,11 +122,11 @@ def dashboard_stats(access: Access) -> DashboardStats:
     stats.tasks = _task_counts(ws)
     stats.pending_review = stats.tasks.by_status.get(TaskStatus.review.value, 0)
     stats.queue = queue.stats(ws)
-    if _may(access, "agents:read"):
+    if access.may("agents:read"):
         stats.agents = _status_counts(*_agent_items(ws))
-    if _may(access, "runs:read"):
+    if access.may("runs:read"):
         stats.runs = _run_counts(ws)
-    if _may(access, "projects:read"):
+    if access.may("projects:read"):
         projects, capped = _read(keys.project_list_gsi(ws), index=keys.GSI1)
         stats.projects = Count(total=len(projects), capped=capped)
     return stats
@@ -175,7 +166,7 @@ def agent_efficiency(access: Access, days: int) -> AgentEfficiencyReport:
     in_progress = Counter(_agent_of(task) for task in working)
     agents = set(tasks_done) | set(in_progress)
     run_outcomes: dict[str, Counter[str]] = defaultdict(Counter)
-    runs_visible = _may(access, "runs:read")
+    runs_visible = access.may("runs:read")
     runs_capped = False
     if runs_visible:
         runs, runs_capped = _read(
@@ -185,7 +176,7 @@ def agent_efficiency(access: Access, days: int) -> AgentEfficiencyReport:
             if run.get("agent"):
                 run_outcomes[str(run["agent"])][str(run.get("status"))] += 1
         agents |= set(run_outcomes)
-    if _may(access, "agents:read"):
+    if access.may("agents:read"):
         registered, _ = _agent_items(ws)
         agents |= {str(item["name"]) for item in registered if item.get("name")}
     rows = []
@@ -242,7 +233,7 @@ def agent_queue_health(access: Access) -> AgentQueueHealthReport:
     holding = Counter(str(job.get("worker_id")) for job in claimed)
     silent = Counter(str(job.get("worker_id")) for job in expired)
     names = set(waits) | set(in_progress) | set(holding)
-    if _may(access, "agents:read"):
+    if access.may("agents:read"):
         registered, _ = _agent_items(ws)
         names |= {str(item["name"]) for item in registered if item.get("name")}
     rows = [

@@ -128,13 +128,7 @@ def actions_for(item: dict[str, Any], access: Access | None = None, auto_push: b
     reviewable = status == RunStatus.awaiting_approval or (status == RunStatus.completed and not review)
 
     def may(scope: str) -> bool:
-        if access is None:
-            return True
-        try:
-            access.require(scope)
-        except Forbidden:
-            return False
-        return True
+        return access is None or access.may(scope)
 
     control = may("runs:control")
     return RunActions(

@@ -31,7 +31,7 @@ from typing import Any, TypeGuard
 
 from agentplane import keys
 from agentplane.access import Access
-from agentplane.errors import Forbidden, Unprocessable
+from agentplane.errors import Unprocessable
 from agentplane.models.search import SearchGroups, SearchHit, SearchResults, SearchType
 from agentplane.store import Item, get_store
 
@@ -353,14 +353,7 @@ def readable_groups(access: Access, types: list[SearchType] | None) -> list[Sear
         for group in wanted:
             access.require(GROUP_SCOPES[group])
         return wanted
-    readable = []
-    for group in SearchType:
-        try:
-            access.require(GROUP_SCOPES[group])
-        except Forbidden:
-            continue
-        readable.append(group)
-    return readable
+    return [group for group in SearchType if access.may(GROUP_SCOPES[group])]
 
 
 def search(access: Access, query: str, types: list[SearchType] | None, limit: int) -> SearchResults:

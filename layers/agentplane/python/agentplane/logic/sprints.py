@@ -26,7 +26,7 @@ from typing import Any
 from agentplane import audit, ids, keys
 from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
-from agentplane.errors import Conflict, Forbidden, InvalidTransition, NotFound, PreconditionFailed
+from agentplane.errors import Conflict, InvalidTransition, NotFound, PreconditionFailed
 from agentplane.ids import iso, new_id, parse_iso
 from agentplane.logic import projects, task_indexes
 from agentplane.logic.activity import query_filled
@@ -188,14 +188,6 @@ def _sprint_task_items(ws: str, number: int) -> tuple[list[Item], bool]:
             return items, bool(probe.items)
 
 
-def _may(access: Access, scope: str) -> bool:
-    try:
-        access.require(scope)
-    except Forbidden:
-        return False
-    return True
-
-
 def sprint_board(access: Access, sprint: int | None, limit: int, cursor: str | None) -> tuple[SprintBoard, str | None]:
     """Toban's `sprints/current/tasks`: a page of the active sprint's tasks (or of the sprint number
     given: tasks may be planned into a sprint before it is created, so that number need not exist
@@ -217,7 +209,7 @@ def sprint_board(access: Access, sprint: int | None, limit: int, cursor: str | N
     latest = get_store().query(keys.ws_pk(ws), sk_prefix=keys.SPRINT_PREFIX, limit=BOARD_SPRINTS, newest_first=True)
     from agentplane.logic import agents  # the board and sprint start only: keeps the import light
 
-    sees_agents = _may(access, "agents:read")
+    sees_agents = access.may("agents:read")
     listed_agents = (
         agents.list_agents(access, include_all=False, statuses=[], role=None, limit=BOARD_AGENTS, cursor=None)[0]
         if sees_agents
@@ -231,9 +223,7 @@ def sprint_board(access: Access, sprint: int | None, limit: int, cursor: str | N
         progress=agents.latest_progress(access, BOARD_AGENTS, None)[0] if sees_agents else [],
         sprints=[_to_sprint(listed) for listed in latest.items],
         projects=(
-            projects.list_projects(access, limit=BOARD_PROJECTS, cursor=None)[0]
-            if _may(access, "projects:read")
-            else []
+            projects.list_projects(access, limit=BOARD_PROJECTS, cursor=None)[0] if access.may("projects:read") else []
         ),
     )
     return board, encode_cursor(page.last_key, scope, query)
@@ -453,7 +443,7 @@ def _start_agents(access: Access, names: list[str], request_id: str) -> tuple[li
 
     if not names:
         return [], []
-    if not _may(access, "agents:write"):
+    if not access.may("agents:write"):
         return [], [SkippedAgent(name=name, reason="missing_scope") for name in names]
     moved: list[StartedAgent] = []
     skipped: list[SkippedAgent] = []
