@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -503,6 +503,57 @@ class CatchUp:
     capped: bool  # stopped at its event budget; more may be stored
 
 
+def _deliver_claimed(
+    poster: Poster,
+    ws: str,
+    channel_key: str,
+    connection_id: str,
+    delivered: Any,
+    *,
+    next_chunk: Callable[[Any, int], list[dict[str, Any]]],
+    push_of: Callable[[dict[str, Any]], dict[str, Any]],
+    cursor: Callable[[Any], Any],
+    max_events: int,
+) -> CatchUp:
+    """Send a subscriber what follows its cursor, a range at a time: each range is claimed on the
+    cursor (a conditional write) before it is posted, so no item goes out twice, and a failed post
+    gives back the undelivered end of its range. `next_chunk(delivered, budget)` reads what follows
+    `delivered` (at most `budget` items); `cursor` turns an id as stored into a cursor value.
+    Raises ConnectionGone and DeliveryFailed."""
+    sent = lost = 0
+    while sent < max_events and lost < MAX_CLAIM_ATTEMPTS:
+        chunk = next_chunk(delivered, max_events - sent)
+        if not chunk:
+            break
+        last = cursor(chunk[-1]["id"])
+        try:
+            moved = _claim(ws, channel_key, connection_id, delivered, last)
+        except KeyError:
+            break  # unsubscribed meanwhile
+        if moved is not None:
+            delivered, lost = cursor(moved), lost + 1
+            continue
+        before = delivered
+        for item in chunk:
+            try:
+                poster.send(connection_id, push_of(item))
+            except DeliveryFailed:
+                _release(ws, channel_key, connection_id, last, before)
+                raise
+            before = cursor(item["id"])
+        sent += len(chunk)
+        delivered = last
+    return CatchUp(delivered, sent, capped=sent >= max_events)
+
+
+def _run_cursor(value: Any) -> int:
+    return int(value or 0)
+
+
+def _notification_cursor(value: Any) -> str:
+    return str(value or "")
+
+
 def _catch_up(
     poster: Poster,
     ws: str,
@@ -516,46 +567,31 @@ def _catch_up(
 ) -> CatchUp:
     """Deliver a run's events after `delivered` (up to `through`, if given) to one subscriber.
 
-    `known` are events at hand (a stream batch); anything before them is read from the table. Each
-    range is claimed on the subscriber's cursor before it is posted, so no event goes out twice.
+    `known` are events at hand (a stream batch); anything before them is read from the table.
     Raises ConnectionGone and DeliveryFailed."""
-    channel_key = keys.realtime_run_channel(run_id)
-    sent = lost = 0
-    while sent < max_events and lost < MAX_CLAIM_ATTEMPTS:
-        if through is not None and delivered >= through:
-            break
-        if known and int(known[0]["id"]) <= delivered + 1:
-            chunk = [e for e in known if int(e["id"]) > delivered]
+
+    def next_chunk(after: int, budget: int) -> list[dict[str, Any]]:
+        if through is not None and after >= through:
+            return []
+        if known and int(known[0]["id"]) <= after + 1:
+            chunk = [e for e in known if int(e["id"]) > after]
         else:
             page = get_store().query(
                 keys.run_events_pk(ws, run_id),
-                sk_between=(keys.run_events_sk(delivered + 1), keys.run_events_sk(keys.RUN_EVENTS_MAX_ID)),
+                sk_between=(keys.run_events_sk(after + 1), keys.run_events_sk(keys.RUN_EVENTS_MAX_ID)),
                 limit=ITEMS_PER_READ,
                 consistent=True,
             )
-            chunk = events_of(page.items, delivered)
+            chunk = events_of(page.items, after)
         if through is not None:
             chunk = [e for e in chunk if int(e["id"]) <= through]
-        chunk = chunk[: min(MAX_EVENTS_PER_CLAIM, max_events - sent)]
-        if not chunk:
-            break
-        last = int(chunk[-1]["id"])
-        try:
-            moved = _claim(ws, channel_key, connection_id, delivered, last)
-        except KeyError:
-            break  # unsubscribed meanwhile
-        if moved is not None:
-            delivered, lost = int(moved or 0), lost + 1
-            continue
-        for event in chunk:
-            try:
-                poster.send(connection_id, run_event_push(run_id, event))
-            except DeliveryFailed:
-                _release(ws, channel_key, connection_id, last, int(event["id"]) - 1)
-                raise
-        sent += len(chunk)
-        delivered = last
-    return CatchUp(delivered, sent, capped=sent >= max_events)
+        return chunk[: min(MAX_EVENTS_PER_CLAIM, budget)]
+
+    return _deliver_claimed(
+        poster, ws, keys.realtime_run_channel(run_id), connection_id, delivered,
+        next_chunk=next_chunk, push_of=lambda event: run_event_push(run_id, event), cursor=_run_cursor,
+        max_events=max_events,
+    )  # fmt: skip
 
 
 def notification_push(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -579,42 +615,25 @@ def _catch_up_notifications(
     max_events: int = MAX_EVENTS_PER_CLAIM,
 ) -> CatchUp:
     """Deliver a member's notifications after `delivered` (up to `through`, if given) to one
-    subscriber, claiming each range on its cursor first (as `_catch_up` does for run events)."""
-    channel_key = keys.realtime_notification_channel(user_id)
+    subscriber, in claimed ranges as `_catch_up` does for run events."""
     prefix = keys.notification_prefix()
-    sent = lost = 0
-    while sent < max_events and lost < MAX_CLAIM_ATTEMPTS:
-        if through is not None and delivered >= through:
-            break
-        budget = min(ITEMS_PER_READ, max_events - sent)
+
+    def next_chunk(after: str, budget: int) -> list[dict[str, Any]]:
+        if through is not None and after >= through:
+            return []
+        budget = min(ITEMS_PER_READ, budget)
         page = get_store().query(
             keys.notification_inbox_pk(ws, user_id),
-            sk_between=(f"{prefix}{delivered}", f"{prefix}{through or _NOTIFICATION_ID_MAX}"),
+            sk_between=(f"{prefix}{after}", f"{prefix}{through or _NOTIFICATION_ID_MAX}"),
             limit=budget + 1,
             consistent=True,
         )
-        chunk = [item for item in page.items if str(item["id"]) > delivered][:budget]
-        if not chunk:
-            break
-        last = str(chunk[-1]["id"])
-        try:
-            moved = _claim(ws, channel_key, connection_id, delivered, last)
-        except KeyError:
-            break  # unsubscribed meanwhile
-        if moved is not None:
-            delivered, lost = str(moved or ""), lost + 1
-            continue
-        before = delivered
-        for item in chunk:
-            try:
-                poster.send(connection_id, notification_push(item))
-            except DeliveryFailed:
-                _release(ws, channel_key, connection_id, last, before)
-                raise
-            before = str(item["id"])
-        sent += len(chunk)
-        delivered = last
-    return CatchUp(delivered, sent, capped=sent >= max_events)
+        return [item for item in page.items if str(item["id"]) > after][:budget]
+
+    return _deliver_claimed(
+        poster, ws, keys.realtime_notification_channel(user_id), connection_id, delivered,
+        next_chunk=next_chunk, push_of=notification_push, cursor=_notification_cursor, max_events=max_events,
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------ access at push time
