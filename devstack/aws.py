@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
-from devstack import template
+from devstack import motofixes, template
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -63,41 +63,8 @@ def set_offline_environment() -> None:
     os.environ.pop("AWS_ENDPOINT_URL", None)
 
 
-# moto's DynamoDB is not thread-safe: two threads can both pass a transaction's condition. DynamoDB
-# applies each write (and each TransactWriteItems) atomically, so the emulation does the same.
-_DYNAMODB_DATA_PLANE = (
-    "get_item", "batch_get_item", "put_item", "update_item", "delete_item", "batch_write_item",
-    "transact_write_items", "transact_get_items", "query", "scan",
-)  # fmt: skip
-_dynamodb_lock = threading.RLock()
-
-
-def _serialize_dynamodb() -> None:
-    from moto.dynamodb.models import DynamoDBBackend
-    from moto.dynamodb.responses import DynamoHandler
-
-    # The whole request, not only the backend call: moto builds the response from live items.
-    handle = DynamoHandler.call_action
-    if not getattr(handle, "_serialized", False):
-
-        def serialized_request(self: Any) -> Any:
-            with _dynamodb_lock:
-                return handle(self)
-
-        serialized_request._serialized = True  # type: ignore[attr-defined]
-        DynamoHandler.call_action = serialized_request  # type: ignore[method-assign]
-
-    for name in _DYNAMODB_DATA_PLANE:
-        original = getattr(DynamoDBBackend, name)
-        if getattr(original, "_serialized", False):
-            continue
-
-        def serialized(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
-            with _dynamodb_lock:
-                return __original(self, *args, **kwargs)
-
-        serialized._serialized = True  # type: ignore[attr-defined]
-        setattr(DynamoDBBackend, name, serialized)
+# The lock every DynamoDB request is served under (see motofixes); persistence and TTL take it too.
+_dynamodb_lock = motofixes.dynamodb_lock
 
 
 class _SharedSession(boto3.Session):
@@ -126,48 +93,9 @@ def _shared_session() -> boto3.Session:
     return _session[0]
 
 
-def _cache_asl_validation() -> None:
-    """Parsing an ASL definition costs moto ~0.6 s; the same definition validates the same way."""
-    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
-
-    validate = StepFunctionsParserBackend._validate_definition
-    if getattr(validate, "_cached", False):
-        return
-    valid: set[str] = set()
-
-    def cached(definition: str) -> None:
-        if definition not in valid:
-            validate(definition=definition)
-            valid.add(definition)
-
-    cached._cached = True  # type: ignore[attr-defined]
-    StepFunctionsParserBackend._validate_definition = staticmethod(cached)  # type: ignore[method-assign,assignment]
-
-
-def _skip_executions_not_yet_running() -> None:
-    """moto starts an execution's worker thread, and only that thread builds its environment: a
-    SendTaskSuccess/Failure/Heartbeat in between found `exec_worker.env` None and failed with an
-    AttributeError (a 500 locally). No task token can belong to such an execution yet, so the
-    token lookups skip it, as Step Functions would answer for a token it does not know."""
-    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
-
-    executions = StepFunctionsParserBackend._get_executions
-    if getattr(executions, "_skips_unstarted", False):
-        return
-
-    def started_executions(self: Any, execution_status: Any = None) -> list[Any]:
-        found = executions(self, execution_status)
-        return [e for e in found if e.exec_worker is not None and e.exec_worker.env is not None]
-
-    started_executions._skips_unstarted = True  # type: ignore[attr-defined]
-    StepFunctionsParserBackend._get_executions = started_executions  # type: ignore[method-assign]
-
-
 def start() -> Any:
     set_offline_environment()
-    _serialize_dynamodb()
-    _cache_asl_validation()
-    _skip_executions_not_yet_running()
+    motofixes.install()
     mock = mock_aws(config=MOTO_CONFIG)
     mock.start()
     boto3.DEFAULT_SESSION = _shared_session()  # moto's patch puts its own value back on stop

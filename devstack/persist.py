@@ -3,10 +3,10 @@
 Saved: every table's items, every bucket's objects, runtime EventBridge Scheduler schedules, the
 KMS keys' material (moto makes random material per start; restoring it keeps sealed secrets
 openable), the signing secret (made on first run) and the state machine executions still running,
-which start again from their input once the stack is back (their timers start over, so a run's
-heartbeat and queue timeouts keep being kept across a restart). Saved on a clean shutdown, and every few
-seconds while something changed. A Scan is fine here: this is the development tool, not a request
-path.
+which start again from their input once the stack is back. Every DynamoDB write is in the journal
+(devstack.journal) before it is answered, so a crash loses none; the table files are a snapshot
+the journal is compacted into, once a minute while writes go on and on a clean shutdown. The rest
+is saved every few seconds while something changed. Files are readable by their owner only.
 """
 
 from __future__ import annotations
@@ -19,16 +19,22 @@ import os
 import secrets
 import string
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from devstack import aws, template
+from devstack import aws, motofixes, template
 from devstack.template import ROOT
 
+if TYPE_CHECKING:
+    from devstack.journal import Journal
+
 log = logging.getLogger("devstack.persist")
+TABLE_SAVE_INTERVAL = 60.0
+JOURNAL_COMPACT_BYTES = 16 * 1024 * 1024
 
 
 def data_dir() -> Path:
@@ -40,7 +46,7 @@ def signing_secret(directory: Path) -> str:
     path = directory / "signing-secret"
     if path.exists():
         return path.read_text().strip()
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     secret = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(64))
     _write(path, secret.encode())
     path.chmod(0o600)
@@ -50,52 +56,104 @@ def signing_secret(directory: Path) -> str:
 # ---------------------------------------------------------------- files
 
 
+def private_dir(path: Path) -> Path:
+    """A directory only its owner can read (the data holds password hashes and sealed secrets),
+    as is every directory made on the way to it."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+    target = missing[0] if missing else path
+    target.chmod(0o700)
+    return target
+
+
 def _write(path: Path, data: bytes) -> None:
-    """Whole-file replacement, so a crash mid-save leaves the previous copy intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Whole-file replacement, on disk before it returns, readable by its owner only: a crash
+    mid-save leaves the previous copy intact."""
+    private_dir(path.parent)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(data)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.chmod(temporary, 0o600)
     os.replace(temporary, path)
+    fsync_dir(path.parent)
 
 
-def _encode(value: Any) -> Any:
+def fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def encode_value(value: Any) -> Any:
     if isinstance(value, bytes | bytearray):
         return {"$b64": base64.b64encode(bytes(value)).decode()}
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
     if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items()}
+        return {k: encode_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
-        return [_encode(v) for v in value]
+        return [encode_value(v) for v in value]
     return value
 
 
-def _decode(value: Any) -> Any:
+def decode_value(value: Any) -> Any:
     if isinstance(value, dict):
         if len(value) == 1 and isinstance(value.get("$b64"), str):
             return base64.b64decode(value["$b64"])
-        return {k: _decode(v) for k, v in value.items()}
+        return {k: decode_value(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_decode(v) for v in value]
+        return [decode_value(v) for v in value]
     return value
 
 
 def _write_json(path: Path, value: Any) -> None:
-    _write(path, json.dumps(_encode(value), separators=(",", ":")).encode())
+    _write(path, json.dumps(encode_value(value), separators=(",", ":")).encode())
 
 
 def _read_json(path: Path) -> Any:
-    return _decode(json.loads(path.read_text())) if path.exists() else None
+    return decode_value(json.loads(path.read_text())) if path.exists() else None
 
 
 def _of_type(resource_type: str) -> list[str]:
     return [logical_id for logical_id, r in template.resources().items() if r["Type"] == resource_type]
 
 
+def table_items(table_name: str, chunk: int = 500) -> list[dict[str, Any]]:
+    """Every item of a table, read from moto a chunk of partitions at a time under its lock (a
+    Scan through the API is ~20x slower and would hold up requests for the whole pass)."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    table = dynamodb_backends[aws.ACCOUNT][aws.REGION].tables.get(table_name)
+    if table is None:
+        return []
+    with aws._dynamodb_lock:
+        partitions = list(table.items)
+    items: list[dict[str, Any]] = []
+    for start in range(0, len(partitions), chunk):
+        with aws._dynamodb_lock:
+            for hash_key in partitions[start : start + chunk]:
+                partition = table.items.get(hash_key)
+                if partition is not None:
+                    found = partition.values() if table.range_key_attr else [partition]
+                    items.extend(item.to_json()["Attributes"] for item in found)
+    return items
+
+
 class Persistence:
-    def __init__(self, directory: Path, resources: aws.Resources) -> None:
+    def __init__(self, directory: Path, resources: aws.Resources, journal: Journal | None = None) -> None:
         self.directory = directory
         self.resources = resources
+        self.journal = journal
+        self._tables_saved_at = 0.0
         self._s3_cache: dict[tuple[str, str, str], str] = {}  # (bucket, key, etag) → content hash
         self._saved_fingerprint: Any = None
         self._lock = threading.Lock()
@@ -106,10 +164,12 @@ class Persistence:
 
     def restore(self) -> dict[str, int]:
         """Load what a previous run saved; returns counts of what came back."""
+        private_dir(self.directory)
         counts = {"keys": self._restore_kms(), "items": 0, "objects": 0, "schedules": 0}
         os.environ.update(aws.resolve_environment(self.resources))  # key ids may have changed
         for logical_id in _of_type("AWS::DynamoDB::Table"):
             counts["items"] += self._restore_table(logical_id)
+        counts["journaled"] = self.journal.replay() if self.journal else 0
         for logical_id in _of_type("AWS::S3::Bucket"):
             counts["objects"] += self._restore_bucket(logical_id)
         counts["schedules"] = self._restore_schedules()
@@ -154,14 +214,13 @@ class Persistence:
         return restored
 
     def _restore_table(self, logical_id: str) -> int:
+        from moto.dynamodb.models import dynamodb_backends
+
         items = _read_json(self.directory / "dynamodb" / f"{logical_id}.json") or []
-        client = boto3.client("dynamodb", region_name=aws.REGION)
-        name = self.resources.names[logical_id]
-        for start in range(0, len(items), 25):
-            requests = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
-            pending: dict[str, Any] = {name: requests}
-            while pending:
-                pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+        table = dynamodb_backends[aws.ACCOUNT][aws.REGION].tables[self.resources.names[logical_id]]
+        with aws._dynamodb_lock:
+            for item in items:
+                table.put_item(item)
         return len(items)
 
     def _restore_bucket(self, logical_id: str) -> int:
@@ -218,10 +277,7 @@ class Persistence:
             table = tables.get(self.resources.names.get(logical_id, ""))
             if table is None:
                 continue
-            if table.stream_shard is not None:
-                table_marks.append(len(table.stream_shard.items))  # every write adds a record
-            else:
-                table_marks.append(hash(json.dumps(_encode([i.to_json() for i in table.all_items()]))))
+            table_marks.append((id(table), motofixes.write_count(table)))
         buckets = s3_backends[aws.ACCOUNT]["aws"].buckets
         object_marks = []
         for logical_id in _of_type("AWS::S3::Bucket"):
@@ -248,12 +304,18 @@ class Persistence:
         backend = stepfunctions_parser_backends[aws.ACCOUNT][aws.REGION]
         return [e.exec_arn for m in list(backend.state_machines) for e in list(m.executions) if e.status == "RUNNING"]
 
-    def save(self) -> None:
+    def save(self, tables: bool = True) -> None:
+        """Save everything; with `tables` False, all but the tables (the journal holds their writes)."""
         with self._lock:
             fingerprint = self._current_fingerprint()
             self._save_kms()
-            for logical_id in _of_type("AWS::DynamoDB::Table"):
-                self._save_table(logical_id)
+            if tables or self.journal is None:
+                cut = self.journal.cut() if self.journal else None
+                for logical_id in _of_type("AWS::DynamoDB::Table"):
+                    self._save_table(logical_id)
+                if self.journal and cut is not None:
+                    self.journal.discard_through(cut)
+                self._tables_saved_at = time.monotonic()
             for logical_id in _of_type("AWS::S3::Bucket"):
                 self._save_bucket(logical_id)
             self._save_schedules()
@@ -272,7 +334,10 @@ class Persistence:
         fingerprint = self._current_fingerprint()
         if fingerprint is not None and fingerprint == self._saved_fingerprint:
             return False
-        self.save()
+        # Every table write is already on disk in the journal; the table files are rewritten (and
+        # the journal compacted into them) once a minute or once the journal has grown.
+        due = self.journal is None or time.monotonic() - self._tables_saved_at >= TABLE_SAVE_INTERVAL
+        self.save(tables=due or (self.journal is not None and self.journal.size() > JOURNAL_COMPACT_BYTES))
         return True
 
     def _save_kms(self) -> None:
@@ -289,11 +354,7 @@ class Persistence:
         path.chmod(0o600)
 
     def _save_table(self, logical_id: str) -> None:
-        client = boto3.client("dynamodb", region_name=aws.REGION)
-        items: list[dict[str, Any]] = []
-        for page in client.get_paginator("scan").paginate(TableName=self.resources.names[logical_id]):
-            items.extend(page.get("Items") or [])
-        _write_json(self.directory / "dynamodb" / f"{logical_id}.json", items)
+        _write_json(self.directory / "dynamodb" / f"{logical_id}.json", table_items(self.resources.names[logical_id]))
 
     def _save_bucket(self, logical_id: str) -> None:
         client = boto3.client("s3", region_name=aws.REGION)

@@ -7,9 +7,11 @@ CorsConfiguration, as API Gateway applies it before any route.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -56,6 +58,29 @@ class Cors:
         return headers
 
 
+_SERVER_ERRORS = {
+    400: "the request could not be read as HTTP/1.1",
+    414: "the request line is too long (at most 65,536 bytes): send long input in the body",
+    431: "the request headers are too large or too many",
+    505: "only HTTP/1.0 and HTTP/1.1 are served",
+}
+_TITLES = {405: "Method Not Allowed", 414: "URI Too Long", 431: "Request Header Fields Too Large"}
+
+
+def problem(status: int, detail: str, instance: str = "") -> HttpResponse:
+    """An RFC 9457 problem, the one error shape of the API, for answers the server gives itself."""
+    title = _TITLES.get(status) or HTTPStatus(status).phrase
+    slug = title.lower().replace(" ", "-")
+    body = {
+        "type": f"https://agentplane.dev/problems/{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance.split("?", 1)[0],
+    }
+    return HttpResponse(status, {"content-type": "application/problem+json"}, json.dumps(body))
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: LocalHttpServer
@@ -98,10 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
                 response = self.server.api.handle(self.command, self.path, headers, body, self.client_address[0])
             except Exception:
                 log.exception("%s %s failed", self.command, self.path)
-                # What API Gateway answers when the integration fails.
-                response = HttpResponse(
-                    500, {"content-type": "application/json"}, '{"message":"Internal Server Error"}'
-                )
+                response = problem(500, "the function failed; the local stack's log has the traceback", self.path)
             response.headers.update(cors.headers_for(origin, preflight=False))
         self._write(response)
         log.info("%s %s %s %.0fms", self.command, self.path, response.status, (time.perf_counter() - started) * 1000)
@@ -121,6 +143,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What http.server answers itself (a request line or headers too long, a method no route
+        can have, a malformed request) as a problem like every other answer, not an HTML page."""
+        self.close_connection = True  # the rest of a malformed request cannot be trusted
+        detail = _SERVER_ERRORS.get(code, message or explain or "the request could not be read")
+        response = problem(code, detail, getattr(self, "path", "") if code != 414 else "")
+        response.headers["connection"] = "close"
+        if code == 501:
+            response = problem(405, f"{self.command} is not a method of this API", getattr(self, "path", ""))
+            response.headers["allow"] = "GET, POST, PUT, PATCH, DELETE, OPTIONS, HEAD"
+        self._write(response)
+
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per request is logged by _serve instead
 
@@ -128,6 +162,9 @@ class _Handler(BaseHTTPRequestHandler):
 class LocalHttpServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver listens with a backlog of 5: a burst of 20 connections had some reset. API
+    # Gateway takes them all, so the local stack does too.
+    request_queue_size = 1024
 
     def __init__(self, api: HttpApi, host: str, port: int) -> None:
         self.api = api

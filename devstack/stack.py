@@ -11,6 +11,7 @@ from typing import Any
 
 from devstack import aws, persist, queues, stepfunctions, streams, template, websocket
 from devstack.gateway import HttpApi
+from devstack.journal import Journal
 from devstack.lambdas import Lambdas
 from devstack.schedules import Scheduler
 from devstack.server import LocalHttpServer
@@ -50,8 +51,11 @@ class LocalStack:
         self._mock = aws.start()
         self._stoppers.append(("moto", self._mock.stop))
         self.resources = aws.provision(persist.signing_secret(settings.data_dir), lambda_functions=True)
-        self.persistence = persist.Persistence(settings.data_dir, self.resources)
+        self.journal = Journal(settings.data_dir)
+        self.persistence = persist.Persistence(settings.data_dir, self.resources, self.journal)
         self.restored = self.persistence.restore()
+        self.journal.open()
+        self._stoppers.append(("journal", self.journal.close))
 
         self.lambdas = Lambdas(template.functions())
         stepfunctions.install_lambda_bridge(self.lambdas)

@@ -19,8 +19,9 @@ from datetime import datetime
 from typing import Any
 
 import boto3
+from moto.dynamodb.models import dynamodb_backends
 
-from devstack import aws, template
+from devstack import aws, motofixes, template
 from devstack.lambdas import Lambdas
 
 log = logging.getLogger("devstack.streams")
@@ -137,33 +138,10 @@ def to_lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
     return converted
 
 
-def follow_table_copies() -> None:
-    """Keep moto's shard iterators on the table's live stream.
-
-    moto rolls a failed TransactWriteItems back by putting a deep copy of the table in its place,
-    stream shard included; iterators made earlier would go on reading the discarded copy and never
-    see another record. Each read here first looks the table up again by name."""
-    from moto.dynamodbstreams.models import ShardIterator
-
-    if getattr(ShardIterator.get, "_follows_table", False):
-        return
-    original = ShardIterator.get
-
-    def get(self: Any, limit: int = 1000) -> dict[str, Any]:
-        table = self.streams_backend.dynamodb.tables.get(self.stream_shard.table.name)
-        if table is not None and table.stream_shard is not None:
-            self.stream_shard = table.stream_shard
-        return original(self, limit)  # type: ignore[no-any-return]
-
-    get._follows_table = True  # type: ignore[attr-defined]
-    ShardIterator.get = get  # type: ignore[method-assign]
-
-
 class Consumer:
     """One subscription: its shard iterators and the loop that feeds its function."""
 
     def __init__(self, subscription: Subscription, lambdas: Lambdas, retry_delay: float = 0.5) -> None:
-        follow_table_copies()
         self.subscription = subscription
         self.lambdas = lambdas
         self.retry_delay = retry_delay
@@ -173,7 +151,7 @@ class Consumer:
             region_name=aws.REGION,
             endpoint_url=f"https://streams.dynamodb.{aws.REGION}.amazonaws.com",
         )
-        self._iterators: dict[str, str | None] = {}
+        self.iterators: dict[str, str | None] = {}
         self._started = False
 
     def _discover(self) -> None:
@@ -181,10 +159,10 @@ class Consumer:
         description = self._client.describe_stream(StreamArn=self.subscription.stream_arn)["StreamDescription"]
         for shard in description.get("Shards") or []:
             shard_id = shard["ShardId"]
-            if shard_id in self._iterators:
+            if shard_id in self.iterators:
                 continue
             position = "TRIM_HORIZON" if self._started else "LATEST"
-            self._iterators[shard_id] = self._client.get_shard_iterator(
+            self.iterators[shard_id] = self._client.get_shard_iterator(
                 StreamArn=self.subscription.stream_arn, ShardId=shard_id, ShardIteratorType=position
             )["ShardIterator"]
         self._started = True
@@ -197,16 +175,16 @@ class Consumer:
         """Deliver everything new; the number of records handed to the function."""
         self._discover()
         delivered = 0
-        for shard_id, iterator in list(self._iterators.items()):
+        for shard_id, iterator in list(self.iterators.items()):
             while iterator:
                 page = self._client.get_records(ShardIterator=iterator, Limit=self.subscription.batch_size)
                 records = page.get("Records") or []
                 if not records:
-                    self._iterators[shard_id] = page.get("NextShardIterator")
+                    self.iterators[shard_id] = page.get("NextShardIterator")
                     break
                 delivered += self._deliver(records)
                 iterator = page.get("NextShardIterator")
-                self._iterators[shard_id] = iterator
+                self.iterators[shard_id] = iterator
         return delivered
 
     def _deliver(self, records: list[dict[str, Any]]) -> int:
@@ -275,9 +253,24 @@ class StreamFanout:
         while not self._stop.is_set():
             try:
                 consumer.poll()
+                self.trim(consumer.subscription.stream_arn)
             except Exception:
                 log.exception("reading the stream for %s failed", consumer.subscription.function.logical_id)
             self._stop.wait(self.interval)
+
+    def trim(self, stream_arn: str) -> int:
+        """Drop the stream records every consumer of this stream has read; the number dropped."""
+        positions = [
+            motofixes.iterator_position(iterator) if iterator else None
+            for consumer in self.consumers
+            if consumer.subscription.stream_arn == stream_arn
+            for iterator in list(consumer.iterators.values())
+        ]
+        if not positions or None in positions:
+            return 0  # a consumer between reads, or one whose shard ended: keep everything
+        table_name = stream_arn.split(":", 5)[5].split("/")[1]
+        table = dynamodb_backends[aws.ACCOUNT][aws.REGION].tables.get(table_name)
+        return motofixes.trim_stream(table, min(p for p in positions if p is not None)) if table else 0
 
     def stop(self) -> None:
         self._stop.set()

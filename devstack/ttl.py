@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
@@ -30,6 +31,33 @@ def ttl_tables(resources: aws.Resources) -> list[tuple[str, str, list[str]]]:
     return found
 
 
+def expired_keys(table_name: str, attribute: str, now: float, chunk: int = 500) -> list[dict[str, Any]]:
+    """The keys of items whose TTL passed, read from moto's items a partition chunk at a time, so
+    requests are not held up for a pass over the whole table (a Scan would hold the lock for it)."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    table = dynamodb_backends[aws.ACCOUNT][aws.REGION].tables.get(table_name)
+    if table is None:
+        return []
+    with aws._dynamodb_lock:
+        partitions = list(table.items)
+    found = []
+    for start in range(0, len(partitions), chunk):
+        with aws._dynamodb_lock:
+            for hash_key in partitions[start : start + chunk]:
+                partition = table.items.get(hash_key)
+                if partition is None:
+                    continue
+                for item in partition.values() if table.range_key_attr else [partition]:
+                    expires = item.attrs.get(attribute)
+                    if expires is not None and expires.type == "N" and float(expires.value) < now:
+                        key = {table.hash_key_attr: item.hash_key.to_json()}
+                        if table.range_key_attr:
+                            key[table.range_key_attr] = item.range_key.to_json()
+                        found.append(key)
+    return found
+
+
 class TtlSweeper:
     def __init__(self, resources: aws.Resources, interval: float = 30.0) -> None:
         self.tables = ttl_tables(resources)
@@ -42,32 +70,23 @@ class TtlSweeper:
         now = time.time() if now is None else now
         client = boto3.client("dynamodb", region_name=aws.REGION)
         deleted = 0
-        for table, attribute, keys in self.tables:
+        for table, attribute, _keys in self.tables:
             ttl_name = {"#ttl": attribute}
             now_value = {":now": {"N": str(int(now))}}
-            key_names = {f"#k{i}": key for i, key in enumerate(keys)}
-            pages = client.get_paginator("scan").paginate(
-                TableName=table,
-                FilterExpression="#ttl < :now",
-                ProjectionExpression=", ".join(key_names),
-                ExpressionAttributeNames={**ttl_name, **key_names},
-                ExpressionAttributeValues=now_value,
-            )
-            for page in pages:
-                for key in page.get("Items") or []:
-                    try:
-                        # Only if still expired: a write that extended it meanwhile wins.
-                        client.delete_item(
-                            TableName=table,
-                            Key=key,
-                            ConditionExpression="#ttl < :now",
-                            ExpressionAttributeNames=ttl_name,
-                            ExpressionAttributeValues=now_value,
-                        )
-                        deleted += 1
-                    except ClientError as error:
-                        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                            raise
+            for key in expired_keys(table, attribute, now):
+                try:
+                    # Only if still expired: a write that extended it meanwhile wins.
+                    client.delete_item(
+                        TableName=table,
+                        Key=key,
+                        ConditionExpression="#ttl < :now",
+                        ExpressionAttributeNames=ttl_name,
+                        ExpressionAttributeValues=now_value,
+                    )
+                    deleted += 1
+                except ClientError as error:
+                    if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                        raise
         return deleted
 
     def start(self) -> None:

@@ -204,6 +204,7 @@ class WebSocketGateway:
             self.port,
             process_request=self._connect,
             max_size=MAX_MESSAGE_BYTES,
+            backlog=1024,  # a burst of connections is queued, not reset
         ) as server:
             self.port = next(iter(server.sockets)).getsockname()[1]
             self._ready.set()

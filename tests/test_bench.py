@@ -98,3 +98,14 @@ def test_a_route_without_code_is_reported_as_skipped_not_failed() -> None:
     result = dynamo.run(scenario)
 
     assert result.verdict == "skipped"
+
+
+def test_a_short_soak_serves_every_round_and_reports_its_figures() -> None:
+    from bench import soak
+
+    result = soak.run(rounds=30)
+
+    assert result.errors == []
+    assert len(result.round_seconds) == 30
+    assert result.rss_end_mb > 0 and result.rss_restored_mb > 0
+    assert result.list_end_ms > 0

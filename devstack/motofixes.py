@@ -1,0 +1,568 @@
+"""Every change the local stack makes to moto, in one place, each tied to the pinned moto version.
+
+moto emulates one request at a time for tests; the local stack serves a working day from many
+threads. Each patch below names what moto does and why the stack cannot live with it. `install()`
+refuses to run on another moto version: a moved pin must be re-checked against these, not
+silently stop applying them.
+
+- serialized DynamoDB: moto's DynamoDB is not thread-safe; every request (and the stream reads)
+  runs under one lock, as DynamoDB applies each write atomically.
+- untracked models: `BaseModel.__new__` appends every model instance ever made (every item, query
+  result and stream record) to a class-level list cleared only when a mock stops. Never read.
+- item-sized transactions: `transact_write_items` deep-copies each named table (its stream
+  included) to roll back. Here it keeps a copy of only the items it names and the stream's length.
+- partition-sized queries: `Table.query` sorts the whole table, then filters it. Here a Query reads
+  the partition it names: the table's own items by hash key, or a per-index map kept on every write.
+- bounded streams: moto keeps every stream record and every shard iterator it hands out. Records
+  older than DynamoDB's 24 hours, or read by every local consumer, are trimmed; iterators expire
+  after 15 minutes as on AWS.
+- cached ASL validation, executions not yet running: see the functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+MOTO_VERSION = "5.2.5"
+STREAM_RETENTION = timedelta(hours=24)
+ITERATOR_LIFETIME = 15 * 60.0
+ITERATORS_KEPT = 1_000
+
+dynamodb_lock = threading.RLock()
+"""Held for every DynamoDB request and stream read; re-entrant, so a patch may take it again."""
+
+# Keys (table name, hash, range) written by this thread's current request, for the journal.
+WriteListener = Callable[[Any, Any, Any], None]
+_write_listeners: list[WriteListener] = []
+_partition = threading.local()  # the candidates one Table.query on this thread reads
+_APPLIED: set[tuple[type, str, str]] = set()
+_plain = threading.local()  # set by plain_moto(), for differential tests
+
+
+class MotoVersionError(RuntimeError):
+    pass
+
+
+def patch(owner: type, name: str, make: Callable[[Any], Any], wrap_static: bool = False) -> None:
+    """Replace owner.name with make(current), once per `make`: patches of one method stack."""
+    applied = (owner, name, make.__qualname__)
+    if applied in _APPLIED:
+        return
+    _APPLIED.add(applied)
+    current = owner.__dict__[name] if name in owner.__dict__ else getattr(owner, name)  # may be inherited
+    function = current.__func__ if isinstance(current, staticmethod) else current
+    replacement = make(function)
+    setattr(owner, name, staticmethod(replacement) if wrap_static else replacement)
+
+
+@contextlib.contextmanager
+def plain_moto() -> Iterator[None]:
+    """On this thread, queries and transactions take moto's own path (to compare against)."""
+    _plain.on = True
+    try:
+        yield
+    finally:
+        _plain.on = False
+
+
+def _is_plain() -> bool:
+    return bool(getattr(_plain, "on", False))
+
+
+def install() -> None:
+    import moto
+
+    if moto.__version__ != MOTO_VERSION:
+        raise MotoVersionError(
+            f"devstack/motofixes.py is written against moto {MOTO_VERSION}, found {moto.__version__}: "
+            "check each patch against the new version, then move MOTO_VERSION"
+        )
+    _untracked_models()
+    _write_hooks()
+    _item_sized_transactions()
+    _partition_sized_queries()
+    _bounded_streams()
+    _serialized_dynamodb()  # last, so the lock is taken outside every other patch
+    _cached_asl_validation()
+    _skip_executions_not_yet_running()
+
+
+# ---------------------------------------------------------------- locking and tracking
+
+
+def _untracked_models() -> None:
+    from moto.core.common_models import BaseModel
+
+    def untracked(_: Any) -> Any:
+        return lambda cls, *args, **kwargs: object.__new__(cls)
+
+    patch(BaseModel, "__new__", untracked, wrap_static=True)
+
+
+def _locked(function: Any) -> Any:
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with dynamodb_lock:
+            return function(*args, **kwargs)
+
+    return locked
+
+
+_DYNAMODB_DATA_PLANE = (
+    "get_item", "batch_get_item", "put_item", "update_item", "delete_item", "batch_write_item",
+    "transact_write_items", "transact_get_items", "query", "scan",
+)  # fmt: skip
+
+
+def _serialized_dynamodb() -> None:
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+
+    # The whole request, not only the backend call: moto builds the response from live items.
+    patch(DynamoHandler, "call_action", _locked)
+    patch(DynamoDBStreamsHandler, "call_action", _locked)  # a trim must not move records under a read
+    for name in _DYNAMODB_DATA_PLANE:
+        patch(DynamoDBBackend, name, _locked)
+
+
+# ---------------------------------------------------------------- writes: counters, indexes, listeners
+
+
+def on_write(listener: WriteListener) -> None:
+    """Call listener(table, hash_key, range_key) after every change to an item, under the lock."""
+    if listener not in _write_listeners:
+        _write_listeners.append(listener)
+
+
+def remove_write_listener(listener: WriteListener) -> None:
+    if listener in _write_listeners:
+        _write_listeners.remove(listener)
+
+
+def write_count(table: Any) -> int:
+    """How many item changes the table has seen since it was made (a cheap sign of change)."""
+    return int(table.__dict__.get("_writes", 0))
+
+
+def current_item(table: Any, hash_key: Any, range_key: Any) -> Any:
+    partition = table.items.get(hash_key)
+    if partition is None:
+        return None
+    return partition.get(range_key) if table.range_key_attr else partition
+
+
+def _written(table: Any, hash_key: Any, range_key: Any) -> None:
+    table._writes = write_count(table) + 1
+    if table.range_key_attr and not table.items.get(hash_key, True):
+        table.items.pop(hash_key, None)  # an emptied partition goes, as it does not exist in DynamoDB
+    _reindex(table, hash_key, range_key)
+    for listener in list(_write_listeners):
+        listener(table, hash_key, range_key)
+
+
+def _write_hooks() -> None:
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+    def put_item(put: Any) -> Any:
+        def hooked(self: Any, item_attrs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            item = put(self, item_attrs, *args, **kwargs)
+            _written(self, item.hash_key, item.range_key)
+            return item
+
+        return hooked
+
+    def delete_item(delete: Any) -> Any:
+        def hooked(self: Any, hash_key: Any, range_key: Any) -> Any:
+            try:
+                return delete(self, hash_key, range_key)
+            finally:
+                _written(self, hash_key, range_key)
+
+        return hooked
+
+    def get_item(get: Any) -> Any:
+        # Table.items is a defaultdict: moto's lookup of a missing item leaves an empty partition behind.
+        def hooked(self: Any, hash_key: Any, range_key: Any = None, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return get(self, hash_key, range_key, *args, **kwargs)
+            finally:
+                if self.range_key_attr and not self.items.get(hash_key, True):
+                    self.items.pop(hash_key, None)
+
+        return hooked
+
+    def update_item(update: Any) -> Any:
+        # moto changes the item in place, so the write is noted whether or not the update finished.
+        def hooked(self: Any, table_name: str, key: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            table = self.get_table(table_name)
+            try:
+                return update(self, table_name, key, *args, **kwargs)
+            finally:
+                with contextlib.suppress(Exception):  # a key moto refused: nothing was touched
+                    _written(table, *self.get_keys_value(table, key))
+
+        return hooked
+
+    patch(Table, "put_item", put_item)
+    patch(Table, "delete_item", delete_item)
+    patch(Table, "get_item", get_item)
+    patch(DynamoDBBackend, "update_item", update_item)
+
+
+# ---------------------------------------------------------------- transactions
+
+
+def _item_sized_transactions() -> None:
+    from moto.dynamodb.models import DynamoDBBackend
+
+    patch(DynamoDBBackend, "transact_write_items", _transact_write_items)
+
+
+def _transact_write_items(plain: Any) -> Any:
+    """moto 5.2.5's transact_write_items, with a rollback that restores only the named items."""
+    from moto.dynamodb.comparisons import get_filter_expression
+    from moto.dynamodb.exceptions import (
+        ConditionalCheckFailed,
+        MockValidationException,
+        MultipleTransactionsException,
+        TooManyTransactionsException,
+        TransactionCanceledException,
+        TransactWriteSingleOpException,
+    )
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        if _is_plain():
+            return plain(self, transact_items)  # type: ignore[no-any-return]
+        if len(transact_items) > 100:
+            raise TooManyTransactionsException()
+        before: list[tuple[Any, Any, Any, Any]] = []  # (table, hash, range, item copy or None)
+        stream_ends: dict[str, int] = {}
+        target_items: set[tuple[str, str]] = set()
+
+        def check_unicity(table_name: str, key: dict[str, Any]) -> None:
+            item = (str(table_name), str(dict(sorted(key.items()))))
+            if item in target_items:
+                raise MultipleTransactionsException()
+            target_items.add(item)
+
+        def remember(table: Any, key: dict[str, Any]) -> None:
+            if table.name not in stream_ends and table.stream_shard is not None:
+                shard = table.stream_shard
+                stream_ends[table.name] = shard.starting_sequence_number + len(shard.items)
+            hash_key, range_key = self.get_keys_value(table, key)
+            item = current_item(table, hash_key, range_key)
+            before.append((table, hash_key, range_key, copy.deepcopy(item)))
+
+        def roll_back() -> None:
+            for table, hash_key, range_key, item in reversed(before):
+                if item is None:
+                    if table.range_key_attr:
+                        table.items.get(hash_key, {}).pop(range_key, None)
+                    else:
+                        table.items.pop(hash_key, None)
+                elif table.range_key_attr:
+                    table.items[hash_key][range_key] = item
+                else:
+                    table.items[hash_key] = item
+                _written(table, hash_key, range_key)
+            for name, end in stream_ends.items():
+                shard = self.tables[name].stream_shard
+                del shard.items[max(0, end - shard.starting_sequence_number) :]
+
+        errors: list[tuple[str, str, dict[str, Any]] | tuple[None, None, None]] = []
+        for item in transact_items:
+            original_item: dict[str, Any] | None = None
+            if len(list(item.keys())) > 1:
+                raise TransactWriteSingleOpException
+            try:
+                op_type, op = next(iter(item.items()))
+                if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
+                    raise ValueError("Unsupported transaction operation")
+                table_name = op["TableName"]
+                condition_expression = op.get("ConditionExpression")
+                names = op.get("ExpressionAttributeNames")
+                values = op.get("ExpressionAttributeValues")
+                return_on_failure = op.get("ReturnValuesOnConditionCheckFailure")
+                if op_type == "Put":
+                    attrs = op["Item"]
+                    table = self.get_table(table_name)
+                    key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+                    if table.range_key_attr is not None:
+                        key[table.range_key_attr] = attrs[table.range_key_attr]
+                else:
+                    key = op["Key"]
+                check_unicity(table_name, key)
+                current = self.get_item(table_name, key)
+                if condition_expression is not None:
+                    condition_op = get_filter_expression(condition_expression, names, values)
+                    if not condition_op.expr(current):
+                        if return_on_failure == "ALL_OLD" and current:
+                            original_item = current.to_json()["Attributes"]
+                        raise ConditionalCheckFailed(item=original_item)
+                if op_type != "ConditionCheck":
+                    remember(self.get_table(table_name), key)
+                if op_type == "Put":
+                    self.put_item(
+                        table_name,
+                        op["Item"],
+                        condition_expression=condition_expression,
+                        expression_attribute_names=names,
+                        expression_attribute_values=values,
+                    )
+                elif op_type == "Delete":
+                    self.delete_item(
+                        table_name,
+                        key,
+                        condition_expression=condition_expression,
+                        expression_attribute_names=names,
+                        expression_attribute_values=values,
+                    )
+                elif op_type == "Update":
+                    self.update_item(
+                        table_name,
+                        key,
+                        update_expression=op["UpdateExpression"],
+                        condition_expression=condition_expression,
+                        expression_attribute_names=names,
+                        expression_attribute_values=values,
+                    )
+                errors.append((None, None, None))
+            except (MultipleTransactionsException, MockValidationException):
+                roll_back()
+                raise
+            except ConditionalCheckFailed as e:
+                errors.append(("ConditionalCheckFailed", str(e.message), original_item))  # type: ignore[arg-type]
+            except Exception as e:  # moto reports every other failure per item
+                errors.append((type(e).__name__, str(e), original_item))  # type: ignore[arg-type]
+        if any(code is not None for code, _, _ in errors):
+            roll_back()
+            raise TransactionCanceledException(errors)
+        return None
+
+    return transact_write_items
+
+
+# ---------------------------------------------------------------- queries
+
+
+class _IndexMap:
+    """One global secondary index as DynamoDB keeps it: index hash key → the items' table keys."""
+
+    def __init__(self, table: Any, index: Any) -> None:
+        self.hash_attr = next(k["AttributeName"] for k in index.schema if k["KeyType"] == "HASH")
+        self.partitions: dict[Any, set[tuple[Any, Any]]] = {}
+        self.placed: dict[tuple[Any, Any], Any] = {}
+        for partition in list(table.items.values()):
+            for item in partition.values() if table.range_key_attr else [partition]:
+                self.place(table, item.hash_key, item.range_key)
+
+    def place(self, table: Any, hash_key: Any, range_key: Any) -> None:
+        key = (hash_key, range_key)
+        previous = self.placed.pop(key, None)
+        if previous is not None:
+            members = self.partitions[previous]
+            members.discard(key)
+            if not members:
+                del self.partitions[previous]
+        item = current_item(table, hash_key, range_key)
+        value = item.attrs.get(self.hash_attr) if item is not None else None
+        if value is not None:
+            self.placed[key] = value
+            self.partitions.setdefault(value, set()).add(key)
+
+
+def _index_maps(table: Any) -> dict[str, _IndexMap]:
+    maps = table.__dict__.get("_index_maps")
+    if maps is None:
+        maps = {index.name: _IndexMap(table, index) for index in table.global_indexes or []}
+        table._index_maps = maps
+    return maps  # type: ignore[no-any-return]
+
+
+def _reindex(table: Any, hash_key: Any, range_key: Any) -> None:
+    for index_map in table.__dict__.get("_index_maps", {}).values():
+        index_map.place(table, hash_key, range_key)
+
+
+def _candidates(table: Any, hash_key: Any, index_name: str | None, hash_conditions: Any) -> list[Any] | None:
+    """The items one Query can match, or None when moto's own full pass must decide."""
+    if not table.range_key_attr:
+        return None
+    if not index_name:
+        return list((table.items.get(hash_key) or {}).values()) if hash_key is not None else None
+    index_map = _index_maps(table).get(index_name)
+    if index_map is None:
+        return None  # a local secondary index: rare here, left to moto
+    wanted = dict(hash_conditions or []).get(index_map.hash_attr, hash_key)
+    if wanted is None:
+        return None
+    return [current_item(table, h, r) for h, r in index_map.partitions.get(wanted, ())]
+
+
+def _partition_sized_queries() -> None:
+    from moto.dynamodb.models.table import Table
+
+    def query(plain: Any) -> Any:
+        signature = inspect.signature(plain)
+
+        def partitioned(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+            if _is_plain():
+                return plain(self, hash_key, *args, **kwargs)
+            named = signature.bind(self, hash_key, *args, **kwargs).arguments
+            candidates = _candidates(self, hash_key, named.get("index_name"), named.get("hash_key_conditions"))
+            if candidates is None:
+                return plain(self, hash_key, *args, **kwargs)
+            _partition.scope = (self, candidates)
+            try:
+                return plain(self, hash_key, *args, **kwargs)
+            finally:
+                _partition.scope = None
+
+        return partitioned
+
+    def all_items(every: Any) -> Any:
+        def scoped(self: Any) -> Any:
+            scope = getattr(_partition, "scope", None)
+            if scope is not None and scope[0] is self:
+                return scope[1]
+            return every(self)
+
+        return scoped
+
+    patch(Table, "query", query)
+    patch(Table, "all_items", all_items)
+
+
+# ---------------------------------------------------------------- streams
+
+
+class _ExpiringIterators(OrderedDict[str, Any]):
+    """moto's shard-iterator registry, forgetting iterators as DynamoDB does (15 minutes)."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        value._made = time.monotonic()
+        super().__setitem__(key, value)
+        horizon = time.monotonic() - ITERATOR_LIFETIME
+        while self and (len(self) > ITERATORS_KEPT or next(iter(self.values()))._made < horizon):
+            self.popitem(last=False)
+
+
+def iterator_position(iterator_arn: str) -> int | None:
+    """The sequence number a shard iterator reads from next, if moto still knows it."""
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    from devstack import aws
+
+    iterator = dynamodbstreams_backends[aws.ACCOUNT][aws.REGION].shard_iterators.get(iterator_arn)
+    return int(iterator.sequence_number) if iterator is not None else None
+
+
+def trim_stream(table: Any, before_sequence: int | None = None) -> int:
+    """Drop stream records before `before_sequence` (read by every consumer) and those past
+    DynamoDB's retention; the number dropped."""
+    from moto.core.utils import utcnow
+
+    shard = table.stream_shard
+    if shard is None:
+        return 0
+    with dynamodb_lock:
+        drop = 0
+        if before_sequence is not None:
+            drop = max(0, min(len(shard.items), before_sequence - shard.starting_sequence_number))
+        horizon = utcnow() - STREAM_RETENTION
+        while drop < len(shard.items) and shard.items[drop].record["dynamodb"]["ApproximateCreationDateTime"] < horizon:
+            drop += 1
+        if drop:
+            del shard.items[:drop]
+            shard.starting_sequence_number += drop
+        return drop
+
+
+def _bounded_streams() -> None:
+    from moto.dynamodb.models.table import StreamShard
+    from moto.dynamodbstreams.models import DynamoDBStreamsBackend
+
+    def backend_init(init: Any) -> Any:
+        def bounded(self: Any, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
+            self.shard_iterators = _ExpiringIterators()
+
+        return bounded
+
+    def add(plain: Any) -> Any:
+        def retained(self: Any, old: Any, new: Any) -> None:
+            plain(self, old, new)
+            first = self.items[0] if self.items else None
+            if first is not None and first.record["dynamodb"]["ApproximateCreationDateTime"] < _retention_horizon():
+                trim_stream(self.table)
+
+        return retained
+
+    def get(plain: Any) -> Any:
+        def from_horizon(self: Any, start: int, quantity: int) -> Any:
+            # An iterator older than the trim reads from the oldest record kept (AWS: TrimmedDataAccess).
+            return plain(self, max(start, self.starting_sequence_number), quantity)
+
+        return from_horizon
+
+    patch(DynamoDBStreamsBackend, "__init__", backend_init)
+    patch(StreamShard, "add", add)
+    patch(StreamShard, "get", get)
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    for account in list(dynamodbstreams_backends.values()):  # backends made before the patch
+        for backend in list(account.values()):
+            if not isinstance(backend.shard_iterators, _ExpiringIterators):
+                backend.shard_iterators = _ExpiringIterators(backend.shard_iterators)
+
+
+def _retention_horizon() -> Any:
+    from moto.core.utils import utcnow
+
+    return utcnow() - STREAM_RETENTION
+
+
+# ---------------------------------------------------------------- Step Functions
+
+
+def _cached_asl_validation() -> None:
+    """Parsing an ASL definition costs moto ~0.6 s; the same definition validates the same way."""
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    def cached(validate: Any) -> Any:
+        valid: set[str] = set()
+
+        def validate_once(definition: str) -> None:
+            if definition not in valid:
+                validate(definition=definition)
+                valid.add(definition)
+
+        return validate_once
+
+    patch(StepFunctionsParserBackend, "_validate_definition", cached, wrap_static=True)
+
+
+def _skip_executions_not_yet_running() -> None:
+    """moto starts an execution's worker thread, and only that thread builds its environment: a
+    SendTaskSuccess/Failure/Heartbeat in between found `exec_worker.env` None and failed with an
+    AttributeError (a 500 locally). No task token can belong to such an execution yet, so the
+    token lookups skip it, as Step Functions would answer for a token it does not know."""
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    def started(executions: Any) -> Any:
+        def started_executions(self: Any, execution_status: Any = None) -> list[Any]:
+            found = executions(self, execution_status)
+            return [e for e in found if e.exec_worker is not None and e.exec_worker.env is not None]
+
+        return started_executions
+
+    patch(StepFunctionsParserBackend, "_get_executions", started)

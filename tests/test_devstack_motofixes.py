@@ -1,0 +1,331 @@
+"""The local stack's changes to moto: same answers as plain moto, at the cost DynamoDB's would have."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import moto
+import pytest
+from botocore.exceptions import ClientError
+from moto.dynamodb.models import dynamodb_backends
+from moto.dynamodb.models.dynamo_type import Item
+
+from devstack import aws, motofixes
+
+TABLE = "fixes"
+STREAMS_ENDPOINT = f"https://streams.dynamodb.{aws.REGION}.amazonaws.com"
+
+
+@pytest.fixture
+def dynamo() -> Iterator[Any]:
+    mock = aws.start()
+    client = boto3.client("dynamodb", region_name=aws.REGION)
+    attributes = ("PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK")
+    client.create_table(
+        TableName=TABLE,
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in attributes],
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+        BillingMode="PAY_PER_REQUEST",
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": name,
+                "KeySchema": [
+                    {"AttributeName": f"{name}PK", "KeyType": "HASH"},
+                    {"AttributeName": f"{name}SK", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+            for name in ("GSI1", "GSI2")
+        ],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    try:
+        yield client
+    finally:
+        mock.stop()
+
+
+def table() -> Any:
+    return dynamodb_backends[aws.ACCOUNT][aws.REGION].tables[TABLE]
+
+
+def item(pk: str, sk: str, **attrs: str) -> dict[str, Any]:
+    return {"PK": {"S": pk}, "SK": {"S": sk}, **{k: {"S": v} for k, v in attrs.items()}}
+
+
+def everything(client: Any) -> list[dict[str, Any]]:
+    return sorted(client.scan(TableName=TABLE)["Items"], key=lambda i: (i["PK"]["S"], i["SK"]["S"]))
+
+
+def stream_length() -> int:
+    return len(table().stream_shard.items)
+
+
+def test_install_refuses_another_moto_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(moto, "__version__", "5.3.0")
+    with pytest.raises(motofixes.MotoVersionError, match=r"5\.2\.5"):
+        motofixes.install()
+
+
+def test_moto_models_are_not_kept_after_use(dynamo: Any) -> None:
+    for n in range(50):
+        dynamo.put_item(TableName=TABLE, Item=item("p", f"s{n}", GSI1PK="g", GSI1SK=f"{n}"))
+        dynamo.query(TableName=TABLE, KeyConditionExpression="PK = :p", ExpressionAttributeValues={":p": {"S": "p"}})
+    assert Item.instances_tracked == []
+
+
+def test_a_failed_transaction_restores_every_item_and_writes_no_stream_record(dynamo: Any) -> None:
+    dynamo.put_item(TableName=TABLE, Item=item("a", "1", GSI1PK="g", GSI1SK="1", v="old"))
+    dynamo.put_item(TableName=TABLE, Item=item("a", "2", GSI1PK="g", GSI1SK="2"))
+    before, records, live_table = everything(dynamo), stream_length(), table()
+    with pytest.raises(ClientError) as refused:
+        dynamo.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": TABLE, "Item": item("a", "3", GSI1PK="g", GSI1SK="3")}},
+                {
+                    "Update": {
+                        "TableName": TABLE,
+                        "Key": item("a", "1"),
+                        "UpdateExpression": "SET v = :v, GSI1PK = :g REMOVE GSI1SK",
+                        "ExpressionAttributeValues": {":v": {"S": "new"}, ":g": {"S": "moved"}},
+                    }
+                },
+                {"Delete": {"TableName": TABLE, "Key": item("a", "2")}},
+                {
+                    "ConditionCheck": {
+                        "TableName": TABLE,
+                        "Key": item("zz", "1"),
+                        "ConditionExpression": "attribute_exists(PK)",
+                    }
+                },
+            ]
+        )
+    assert refused.value.response["Error"]["Code"] == "TransactionCanceledException"
+    assert everything(dynamo) == before
+    assert stream_length() == records
+    assert table() is live_table  # not swapped for a copy: stream readers keep reading the live one
+    found = dynamo.query(
+        TableName=TABLE,
+        IndexName="GSI1",
+        KeyConditionExpression="GSI1PK = :g",
+        ExpressionAttributeValues={":g": {"S": "g"}},
+    )
+    assert [i["SK"]["S"] for i in found["Items"]] == ["1", "2"]  # the index is restored too
+
+
+def test_a_transaction_naming_one_item_twice_changes_nothing(dynamo: Any) -> None:
+    dynamo.put_item(TableName=TABLE, Item=item("a", "1", v="old"))
+    before, records = everything(dynamo), stream_length()
+    with pytest.raises(ClientError):
+        dynamo.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": TABLE, "Item": item("b", "1")}},
+                {"Put": {"TableName": TABLE, "Item": item("a", "1", v="new")}},
+                {"Delete": {"TableName": TABLE, "Key": item("a", "1")}},
+            ]
+        )
+    assert everything(dynamo) == before
+    assert stream_length() == records
+
+
+def test_a_successful_transaction_writes_one_record_per_item(dynamo: Any) -> None:
+    dynamo.put_item(TableName=TABLE, Item=item("a", "1"))
+    records = stream_length()
+    dynamo.transact_write_items(
+        TransactItems=[
+            {"Put": {"TableName": TABLE, "Item": item("a", "2")}},
+            {"Delete": {"TableName": TABLE, "Key": item("a", "1")}},
+            {
+                "ConditionCheck": {
+                    "TableName": TABLE,
+                    "Key": item("c", "1"),
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            },
+        ]
+    )
+    assert [i["SK"]["S"] for i in everything(dynamo)] == ["2"]
+    assert stream_length() == records + 2
+
+
+def _random_writes(client: Any, rng: random.Random, count: int) -> None:
+    partitions, groups = ["p0", "p1", "p2"], ["g0", "g1", "g2", "g3"]
+    for _ in range(count):
+        pk, sk = rng.choice(partitions), f"s{rng.randrange(12):02d}"
+        extra = {}
+        if rng.random() < 0.8:
+            extra.update(GSI1PK=rng.choice(groups), GSI1SK=f"{rng.randrange(30):02d}")
+        if rng.random() < 0.5:
+            extra.update(GSI2PK=rng.choice(groups), GSI2SK=f"{rng.randrange(30):02d}")
+        roll = rng.random()
+        if roll < 0.45:
+            client.put_item(TableName=TABLE, Item=item(pk, sk, **extra))
+        elif roll < 0.7:
+            client.update_item(
+                TableName=TABLE,
+                Key=item(pk, sk),
+                UpdateExpression="SET GSI1PK = :g, GSI1SK = :s REMOVE GSI2PK",
+                ExpressionAttributeValues={":g": {"S": rng.choice(groups)}, ":s": {"S": f"{rng.randrange(30):02d}"}},
+            )
+        elif roll < 0.85:
+            client.delete_item(TableName=TABLE, Key=item(pk, sk))
+        else:
+            writes = [{"Put": {"TableName": TABLE, "Item": item(pk, f"t{n}", **extra)}} for n in range(2)]
+            writes.append(
+                {
+                    "ConditionCheck": {
+                        "TableName": TABLE,
+                        "Key": item(rng.choice(partitions), "s00"),
+                        "ConditionExpression": "attribute_exists(PK)",
+                    }
+                }
+            )
+            try:
+                client.transact_write_items(TransactItems=writes)
+            except ClientError as error:
+                assert error.response["Error"]["Code"] == "TransactionCanceledException"
+
+
+def _queries(rng: random.Random) -> Iterator[dict[str, Any]]:
+    for _ in range(60):
+        index = rng.choice([None, "GSI1", "GSI2"])
+        hash_name = f"{index}PK" if index else "PK"
+        range_name = f"{index}SK" if index else "SK"
+        value = rng.choice(["g0", "g1", "g2", "g3"]) if index else rng.choice(["p0", "p1", "p2", "p9"])
+        query: dict[str, Any] = {
+            "TableName": TABLE,
+            "KeyConditionExpression": "#h = :h",
+            "ExpressionAttributeNames": {"#h": hash_name},
+            "ExpressionAttributeValues": {":h": {"S": value}},
+            "ScanIndexForward": rng.random() < 0.5,
+            "Limit": rng.choice([1, 3, 100]),
+        }
+        if index:
+            query["IndexName"] = index
+        if rng.random() < 0.4:
+            query["KeyConditionExpression"] += " AND begins_with(#r, :r)"
+            query["ExpressionAttributeNames"]["#r"] = range_name
+            query["ExpressionAttributeValues"][":r"] = {"S": rng.choice(["0", "1", "s0", "t"])}
+        yield query
+
+
+def _all_pages(client: Any, query: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    pages, start = [], None
+    while True:
+        page = client.query(**query, **({"ExclusiveStartKey": start} if start else {}))
+        pages.append(page["Items"])
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return pages
+
+
+def test_queries_answer_what_plain_moto_answers(dynamo: Any) -> None:
+    rng = random.Random(7)
+    compared = 0
+    for _ in range(4):
+        _random_writes(dynamo, rng, 60)
+        for query in _queries(rng):
+            partitioned = _all_pages(dynamo, query)
+            with motofixes.plain_moto():
+                plain = _all_pages(dynamo, query)
+            assert partitioned == plain, query
+            compared += sum(len(page) for page in plain)
+    assert compared > 200  # the comparison saw real results, not only empty pages
+
+
+def test_a_query_reads_only_the_partition_it_names(dynamo: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    for n in range(200):
+        dynamo.put_item(TableName=TABLE, Item=item(f"p{n}", "s", GSI1PK=f"g{n % 50}", GSI1SK=f"{n}"))
+    seen: list[int] = []
+    candidates = motofixes._candidates
+
+    def counting(*args: Any) -> Any:
+        found = candidates(*args)
+        seen.append(len(found))
+        return found
+
+    monkeypatch.setattr(motofixes, "_candidates", counting)
+    found = dynamo.query(
+        TableName=TABLE,
+        IndexName="GSI1",
+        KeyConditionExpression="GSI1PK = :g",
+        ExpressionAttributeValues={":g": {"S": "g7"}},
+    )
+    dynamo.query(TableName=TABLE, KeyConditionExpression="PK = :p", ExpressionAttributeValues={":p": {"S": "p3"}})
+    assert [i["GSI1SK"]["S"] for i in found["Items"]] == ["107", "157", "57", "7"]
+    assert seen == [4, 1]  # the items the query looked at, of 200
+
+
+def test_missing_items_leave_no_empty_partitions(dynamo: Any) -> None:
+    for n in range(20):
+        dynamo.get_item(TableName=TABLE, Key=item(f"nobody{n}", "x"))
+    dynamo.put_item(TableName=TABLE, Item=item("a", "1"))
+    dynamo.delete_item(TableName=TABLE, Key=item("a", "1"))
+    assert dict(table().items) == {}
+
+
+def test_every_write_counts(dynamo: Any) -> None:
+    start = motofixes.write_count(table())
+    dynamo.put_item(TableName=TABLE, Item=item("a", "1"))
+    dynamo.update_item(
+        TableName=TABLE, Key=item("a", "1"), UpdateExpression="SET v = :v", ExpressionAttributeValues={":v": {"S": "x"}}
+    )
+    dynamo.delete_item(TableName=TABLE, Key=item("a", "1"))
+    assert motofixes.write_count(table()) == start + 3
+
+
+def _streams() -> Any:
+    return boto3.client("dynamodbstreams", region_name=aws.REGION, endpoint_url=STREAMS_ENDPOINT)
+
+
+def _iterator(position: str) -> str:
+    streams = _streams()
+    arn = table().table_arn + "/stream/" + table().latest_stream_label
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    return streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType=position)["ShardIterator"]  # type: ignore[no-any-return]
+
+
+def test_stream_records_read_by_every_consumer_are_trimmed_and_numbering_goes_on(dynamo: Any) -> None:
+    for n in range(5):
+        dynamo.put_item(TableName=TABLE, Item=item("a", str(n)))
+    streams = _streams()
+    page = streams.get_records(ShardIterator=_iterator("TRIM_HORIZON"))
+    numbers = [int(r["dynamodb"]["SequenceNumber"]) for r in page["Records"]]
+    assert len(numbers) == 5
+    old_iterator = _iterator("TRIM_HORIZON")
+    assert motofixes.trim_stream(table(), motofixes.iterator_position(page["NextShardIterator"])) == 5
+    assert stream_length() == 0
+    dynamo.put_item(TableName=TABLE, Item=item("a", "late"))
+    after = streams.get_records(ShardIterator=page["NextShardIterator"])["Records"]
+    assert [int(r["dynamodb"]["SequenceNumber"]) for r in after] == [numbers[-1] + 1]
+    # An iterator from before the trim reads from the oldest record kept.
+    assert [r["dynamodb"]["Keys"]["SK"]["S"] for r in streams.get_records(ShardIterator=old_iterator)["Records"]] == [
+        "late"
+    ]
+    assert [
+        r["dynamodb"]["Keys"]["SK"]["S"]
+        for r in streams.get_records(ShardIterator=_iterator("TRIM_HORIZON"))["Records"]
+    ] == ["late"]
+
+
+def test_stream_records_older_than_a_day_are_dropped(dynamo: Any) -> None:
+    for n in range(3):
+        dynamo.put_item(TableName=TABLE, Item=item("a", str(n)))
+    for record in table().stream_shard.items[:2]:
+        record.record["dynamodb"]["ApproximateCreationDateTime"] -= timedelta(hours=25)
+    dynamo.put_item(TableName=TABLE, Item=item("a", "now"))
+    assert [r.record["dynamodb"]["Keys"]["SK"]["S"] for r in table().stream_shard.items] == ["2", "now"]
+
+
+def test_shard_iterators_are_not_kept_forever(dynamo: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(motofixes, "ITERATORS_KEPT", 10)
+    dynamo.put_item(TableName=TABLE, Item=item("a", "1"))
+    iterators = [_iterator("TRIM_HORIZON") for _ in range(30)]
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    assert len(dynamodbstreams_backends[aws.ACCOUNT][aws.REGION].shard_iterators) == 10
+    assert _streams().get_records(ShardIterator=iterators[-1])["Records"]
