@@ -25,8 +25,13 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 dev: $(VENV)/.installed
 	$(PY) -m devstack
 
+# Wipes the data `make dev` keeps: AGENTPLANE_DATA_DIR if set, else .local; never /, ~ or the repository.
 dev-reset:
-	rm -rf .local
+	@dir="$${AGENTPLANE_DATA_DIR-.local}"; \
+	if [ -z "$$dir" ]; then echo "make dev-reset: AGENTPLANE_DATA_DIR is set but empty; nothing wiped" >&2; exit 1; fi; \
+	real="$$(realpath -m -- "$$dir")"; \
+	case "$$real" in /|"$$(realpath -m ~)"|"$$(pwd -P)") echo "make dev-reset: refusing to wipe $$real" >&2; exit 1;; esac; \
+	rm -rf -- "$$dir" && echo "wiped $$real"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

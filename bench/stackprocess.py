@@ -38,15 +38,18 @@ class StackProcess:
             **environment,
         }
         self.process: subprocess.Popen[bytes] | None = None
+        self.output = data_dir / "stack.out"  # what it prints: the banner
 
     def start(self, timeout: float = 120.0) -> StackProcess:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "devstack"],
-            cwd=ROOT,
-            env=self.environment,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.output.open("wb") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "devstack"],
+                cwd=ROOT,
+                env=self.environment,
+                stdout=output,
+                stderr=subprocess.PIPE,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

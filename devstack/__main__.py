@@ -1,7 +1,8 @@
 """`make dev`: serve the whole API locally, from template.yaml, against in-process AWS.
 
-Environment: AGENTPLANE_HTTP_PORT (3000), AGENTPLANE_WS_PORT (3001), AGENTPLANE_HOST (127.0.0.1),
-AGENTPLANE_DATA_DIR (.local), AGENTPLANE_TEMPLATE (template.yaml), AGENTPLANE_LOG_LEVEL (INFO).
+Settings are environment variables, listed in the README (AGENTPLANE_HTTP_PORT, AGENTPLANE_WS_PORT,
+AGENTPLANE_HOST, AGENTPLANE_DATA_DIR, AGENTPLANE_SAVE_INTERVAL, AGENTPLANE_LOG_LEVEL), plus
+AGENTPLANE_TEMPLATE (template.yaml) for tests.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def main() -> int:
     for noisy in ("botocore", "boto3", "urllib3", "websockets", "moto"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    from devstack.stack import LocalStack, Settings
+    from devstack.stack import LocalStack, PortTaken, Settings
 
     stopping = threading.Event()
     first_signal_at: list[float] = []
@@ -45,8 +46,12 @@ def main() -> int:
     stack = LocalStack(Settings.from_environment())
     try:
         stack.start()
+    except PortTaken as exc:
+        print(f"make dev: {exc}", file=sys.stderr, flush=True)
+        stack.stop()
+        return 1
     except OSError as exc:
-        logging.getLogger("devstack").error("could not start: %s (is another `make dev` running?)", exc)
+        logging.getLogger("devstack").error("could not start: %s", exc)
         stack.stop()
         return 1
     print(stack.banner(), flush=True)

@@ -3,6 +3,7 @@ consumers, schedules, Step Functions and the data kept in `.local/`."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from dataclasses import dataclass, field
@@ -39,6 +40,22 @@ class Settings:
         )
 
 
+class PortTaken(OSError):
+    """A port the stack needs is in use; the message names it and the variable that moves it."""
+
+
+def _listening(variable: str, host: str, port: int, listen: Any) -> Any:
+    try:
+        return listen()
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise PortTaken(
+            f"port {port} on {host} is in use (another `make dev`?): stop it, or pick another port "
+            f"with {variable}=<port> make dev"
+        ) from exc
+
+
 class LocalStack:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -62,11 +79,19 @@ class LocalStack:
         self._stoppers.append(("lambda bridge", stepfunctions.uninstall_lambda_bridge))
         self.restored["executions"] = self.persistence.restart_executions()
 
-        self.http = LocalHttpServer(HttpApi(self.lambdas), settings.host, settings.http_port)
+        self.http = _listening(
+            "AGENTPLANE_HTTP_PORT",
+            settings.host,
+            settings.http_port,
+            lambda: LocalHttpServer(HttpApi(self.lambdas), settings.host, settings.http_port),
+        )
         self.http.start()
         self._stoppers.append(("HTTP API", self.http.stop))
 
-        self.websockets = websocket.start_gateways(self.lambdas, settings.host, settings.ws_port)
+        self.websockets = _listening(
+            "AGENTPLANE_WS_PORT", settings.host, settings.ws_port,
+            lambda: websocket.start_gateways(self.lambdas, settings.host, settings.ws_port),
+        )  # fmt: skip
         for gateway in self.websockets:
             self._stoppers.append((f"WebSocket API {gateway.api.logical_id}", gateway.stop))
         self._stoppers.append(("management API", websocket.uninstall_management_api))
@@ -126,7 +151,7 @@ class LocalStack:
             "",
             "First run? Register, then log in (the login answer holds your token):",
             f"  curl -s -X POST {api}/api/v1/auth/register -H 'Content-Type: application/json' \\",
-            """    -d '{"username":"dev","email":"dev@example.com","password":"correct horse battery",\\""",
+            """    -d '{"username":"dev","email":"dev@example.com","password":"correct horse battery",""",
             """         "terms_accepted":true,"privacy_accepted":true}'""",
             f"  curl -s -X POST {api}/api/v1/auth/login -H 'Content-Type: application/json' \\",
             """    -d '{"email":"dev@example.com","password":"correct horse battery"}'""",
