@@ -31,6 +31,7 @@ class Soak:
     rss_start_mb: float = 0.0
     rss_end_mb: float = 0.0
     rss_restored_mb: float = 0.0
+    throttled: int = 0
 
     @property
     def ratio(self) -> float:
@@ -76,6 +77,7 @@ def run(rounds: int = ROUNDS) -> Soak:
                 if n == max(50, rounds // 10):
                     soak.list_start_ms = _list_ms(client, tasks)
             soak.list_end_ms = _list_ms(client, tasks)
+            soak.throttled = client.throttled
             soak.rss_end_mb = stack.rss_mb()
         finally:
             stack.stop()
@@ -108,5 +110,8 @@ def report(rounds: int = ROUNDS) -> bool:
         f"{'ok' if growth_ok else 'MISSED'}"
     )
     print(f"  list 50 tasks   {soak.list_start_ms:.0f} ms near the start, {soak.list_end_ms:.0f} ms at the end")
+    print(
+        f"  throttled       {soak.throttled} answers 429 (600 calls a minute per caller), waited as told"
+    )
     print(f"  errors          {len(soak.errors)} {'ok' if not soak.errors else 'MISSED ' + ', '.join(soak.errors[:5])}")
     return ratio_ok and growth_ok and not soak.errors

@@ -91,14 +91,25 @@ class Answer:
 
 
 class Client:
-    """One keep-alive connection; reconnects once if the server closed it."""
+    """One keep-alive connection; reconnects once if the server closed it. A 429 is waited out as
+    its Retry-After says (counted in `throttled`), as a well-behaved client does."""
 
     def __init__(self, port: int, token: str | None = None) -> None:
         self.port = port
         self.token = token
+        self.throttled = 0
         self._connection: http.client.HTTPConnection | None = None
 
     def request(self, method: str, path: str, body: Any = None) -> Answer:
+        for _ in range(10):
+            answer, retry_after = self._once(method, path, body)
+            if answer.status != 429:
+                return answer
+            self.throttled += 1
+            time.sleep(retry_after)
+        return answer
+
+    def _once(self, method: str, path: str, body: Any) -> tuple[Answer, float]:
         headers = {"Content-Type": "application/json"} if body is not None else {}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -120,7 +131,8 @@ class Client:
                     raise
                 continue
             seconds = time.perf_counter() - started
-            return Answer(response.status, json.loads(raw) if raw else None, seconds)
+            retry_after = float(response.getheader("Retry-After") or 1)
+            return Answer(response.status, json.loads(raw) if raw else None, seconds), retry_after
         raise AssertionError("unreachable")
 
 

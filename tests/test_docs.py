@@ -4,6 +4,7 @@ access-pattern table generated from keys.py."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -100,8 +101,26 @@ def test_docs_page_is_swagger_ui_reading_the_document(api: Client) -> None:
 
     assert response.status == 200
     assert (response.header("content-type") or "").startswith("text/html")
-    assert "swagger-ui-dist@" in response.body
     assert 'url: "/api/openapi.json"' in response.body
+    # Everything the page loads comes from this API: it works offline.
+    loaded = re.findall(r'(?:src|href)="([^"]+)"', response.body)
+    assert loaded == ["/api/docs/swagger-ui.css", "/api/docs/swagger-ui-bundle.js"]
+    for path in loaded:
+        asset = api.get(path, token="")
+        assert asset.status == 200, path
+        assert len(asset.body) > 100_000
+    assert api.get("/api/docs/swagger-ui-bundle.js", token="").header("content-type").startswith("text/javascript")
+
+
+def test_an_unknown_docs_asset_is_a_404_problem(api: Client) -> None:
+    response = api.get("/api/docs/secrets.txt", token="")
+
+    assert response.status == 404
+    assert "secrets.txt" in response.json["detail"]
+
+
+def test_the_document_names_no_fixed_host_so_try_it_out_follows_the_request() -> None:
+    assert [server["url"] for server in _committed()["servers"]] == ["/"]
 
 
 def test_docs_answers_carry_the_rate_limit_headers_of_the_callers_ip(api: Client) -> None:

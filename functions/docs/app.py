@@ -14,31 +14,37 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
+from agentplane.errors import NotFound
 from agentplane.http import create_app, lambda_entry
 
 OPENAPI_FILE = Path(__file__).resolve().parent / "openapi.json"
-SWAGGER_UI_VERSION = "5.17.14"
-SWAGGER_UI_CDN = f"https://cdn.jsdelivr.net/npm/swagger-ui-dist@{SWAGGER_UI_VERSION}"
-SWAGGER_PAGE = f"""<!doctype html>
+# Swagger UI is served from this function (npm swagger-ui-dist 5.17.14, its LICENSE beside it,
+# source-map comments removed), so the page works offline and without a third-party CDN.
+SWAGGER_UI_DIR = Path(__file__).resolve().parent / "swagger-ui"
+SWAGGER_UI_ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+}
+SWAGGER_PAGE = """<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>agentplane API</title>
-  <link rel="stylesheet" href="{SWAGGER_UI_CDN}/swagger-ui.css">
+  <link rel="stylesheet" href="/api/docs/swagger-ui.css">
 </head>
 <body>
   <div id="swagger-ui"></div>
-  <script src="{SWAGGER_UI_CDN}/swagger-ui-bundle.js" crossorigin="anonymous"></script>
+  <script src="/api/docs/swagger-ui-bundle.js"></script>
   <script>
-    window.onload = () => {{
-      window.ui = SwaggerUIBundle({{
+    window.onload = () => {
+      window.ui = SwaggerUIBundle({
         url: "/api/openapi.json",
         dom_id: "#swagger-ui",
         deepLinking: true,
         persistAuthorization: true,
-      }});
-    }};
+      });
+    };
   </script>
 </body>
 </html>
@@ -70,6 +76,24 @@ def get_swagger_ui() -> Response[Any]:
         status_code=200,
         content_type="text/html; charset=utf-8",
         body=SWAGGER_PAGE,
+        headers={"Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@cache
+def swagger_asset(name: str) -> str:
+    return (SWAGGER_UI_DIR / name).read_text()
+
+
+@app.get("/api/docs/<asset>", include_in_schema=False)
+def get_swagger_asset(asset: str) -> Response[Any]:
+    content_type = SWAGGER_UI_ASSETS.get(asset)
+    if content_type is None:
+        raise NotFound(f"no documentation asset is named {asset!r}")
+    return Response(
+        status_code=200,
+        content_type=content_type,
+        body=swagger_asset(asset),
         headers={"Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"},
     )
 

@@ -145,8 +145,7 @@ def merge(parts: list[tuple[str, str, dict[str, Any]]], public: set[str]) -> dic
         "openapi": "3.1.0",
         "info": {"title": "agentplane API", "version": _service_version(), "description": DESCRIPTION},
         "servers": [
-            {"url": "/", "description": "The deployment serving this document"},
-            {"url": "http://127.0.0.1:3000", "description": "The local stack (`make dev`)"},
+            {"url": "/", "description": "Where this document was served from (a deployment or `make dev`)"},
         ],
         "security": [{BEARER: []}],
         "paths": {path: paths[path] for path in sorted(paths)},
