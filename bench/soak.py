@@ -110,8 +110,6 @@ def report(rounds: int = ROUNDS) -> bool:
         f"{'ok' if growth_ok else 'MISSED'}"
     )
     print(f"  list 50 tasks   {soak.list_start_ms:.0f} ms near the start, {soak.list_end_ms:.0f} ms at the end")
-    print(
-        f"  throttled       {soak.throttled} answers 429 (600 calls a minute per caller), waited as told"
-    )
+    print(f"  throttled       {soak.throttled} answers 429 (600 calls a minute per caller), waited as told")
     print(f"  errors          {len(soak.errors)} {'ok' if not soak.errors else 'MISSED ' + ', '.join(soak.errors[:5])}")
     return ratio_ok and growth_ok and not soak.errors
