@@ -34,11 +34,16 @@ class Soak:
     throttled: int = 0
 
     @property
+    def first_tenth_ms(self) -> float:
+        return statistics.median(self.round_seconds[: max(1, self.rounds // 10)]) * 1000
+
+    @property
+    def last_tenth_ms(self) -> float:
+        return statistics.median(self.round_seconds[-max(1, self.rounds // 10) :]) * 1000
+
+    @property
     def ratio(self) -> float:
-        tenth = max(1, self.rounds // 10)
-        first = statistics.median(self.round_seconds[:tenth])
-        last = statistics.median(self.round_seconds[-tenth:])
-        return last / first
+        return self.last_tenth_ms / self.first_tenth_ms
 
     @property
     def growth_mb(self) -> float:
@@ -94,11 +99,9 @@ def report(rounds: int = ROUNDS) -> bool:
     ratio_ok = soak.ratio <= RATIO_TARGET
     growth_ok = soak.growth_beyond_data_mb <= GROWTH_TARGET_MB
     print(f"soak: {rounds} rounds of create + patch + get of a task over HTTP, on a fresh `make dev`")
-    tenth = max(1, rounds // 10)
-    first = statistics.median(soak.round_seconds[:tenth]) * 1000
-    last = statistics.median(soak.round_seconds[-tenth:]) * 1000
     print(
-        f"  round median    first tenth {first:.0f} ms, last tenth {last:.0f} ms: {soak.ratio:.2f}x "
+        f"  round median    first tenth {soak.first_tenth_ms:.0f} ms, last tenth {soak.last_tenth_ms:.0f} ms: "
+        f"{soak.ratio:.2f}x "
         f"(target <= {RATIO_TARGET}x) {'ok' if ratio_ok else 'MISSED'}"
     )
     print(

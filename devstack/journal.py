@@ -32,13 +32,6 @@ _active: list[Journal] = []  # the journal of the running stack, if any
 _touched = threading.local()  # the keys this thread's current DynamoDB request changed
 
 
-def _key_of(table: Any, hash_key: Any, range_key: Any) -> dict[str, Any]:
-    key = {table.hash_key_attr: hash_key.to_json()}
-    if table.range_key_attr:
-        key[table.range_key_attr] = range_key.to_json()
-    return key
-
-
 def _noted(table: Any, hash_key: Any, range_key: Any) -> None:
     touched = getattr(_touched, "keys", None)
     if touched is not None:
@@ -116,14 +109,12 @@ class Journal:
 
     @staticmethod
     def _apply(payload: dict[str, Any]) -> int:
-        from moto.dynamodb.models import dynamodb_backends
         from moto.dynamodb.models.dynamo_type import DynamoType
 
-        tables = dynamodb_backends[aws.ACCOUNT][aws.REGION].tables
         applied = 0
         with aws._dynamodb_lock:
             for table_name, key, item in payload["w"]:
-                table = tables.get(table_name)
+                table = motofixes.table(table_name)
                 if table is None:
                     continue
                 if item is not None:
@@ -162,7 +153,7 @@ class Journal:
         for (table_name, hash_key, range_key), table in touched.items():
             item = motofixes.current_item(table, hash_key, range_key)
             state = item.to_json()["Attributes"] if item is not None else None
-            writes.append([table_name, _key_of(table, hash_key, range_key), state])
+            writes.append([table_name, motofixes.item_key(table, hash_key, range_key), state])
         with self._lock:
             if self._file is None:
                 return

@@ -152,6 +152,46 @@ def write_count(table: Any) -> int:
     return int(table.__dict__.get("_writes", 0))
 
 
+def table(name: str) -> Any:
+    """moto's table of that name in the stack's account and region, or None."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    from devstack import aws
+
+    return dynamodb_backends[aws.ACCOUNT][aws.REGION].tables.get(name)
+
+
+def item_key(table: Any, hash_key: Any, range_key: Any) -> dict[str, Any]:
+    """An item's key as DynamoDB JSON, as the API takes it."""
+    key = {table.hash_key_attr: hash_key.to_json()}
+    if table.range_key_attr:
+        key[table.range_key_attr] = range_key.to_json()
+    return key
+
+
+def read_items(table_name: str, pick: Callable[[Any, Any], Any], chunk: int = 500) -> list[Any]:
+    """pick(table, item) for every item of a table, leaving out None, read from moto's items a
+    chunk of partitions at a time under the lock: a pass over a large table does not hold up
+    requests for its whole length, as a Scan through the API would (and ~20x faster)."""
+    found = table(table_name)
+    if found is None:
+        return []
+    with dynamodb_lock:
+        partitions = list(found.items)
+    picked = []
+    for start in range(0, len(partitions), chunk):
+        with dynamodb_lock:
+            for hash_key in partitions[start : start + chunk]:
+                partition = found.items.get(hash_key)
+                if partition is None:
+                    continue
+                for item in partition.values() if found.range_key_attr else [partition]:
+                    value = pick(found, item)
+                    if value is not None:
+                        picked.append(value)
+    return picked
+
+
 def current_item(table: Any, hash_key: Any, range_key: Any) -> Any:
     partition = table.items.get(hash_key)
     if partition is None:
@@ -159,10 +199,15 @@ def current_item(table: Any, hash_key: Any, range_key: Any) -> Any:
     return partition.get(range_key) if table.range_key_attr else partition
 
 
+def _drop_if_empty(table: Any, hash_key: Any) -> None:
+    """Table.items is a defaultdict: a lookup or the last delete can leave an empty partition."""
+    if table.range_key_attr and not table.items.get(hash_key, True):
+        table.items.pop(hash_key, None)
+
+
 def _written(table: Any, hash_key: Any, range_key: Any) -> None:
     table._writes = write_count(table) + 1
-    if table.range_key_attr and not table.items.get(hash_key, True):
-        table.items.pop(hash_key, None)  # an emptied partition goes, as it does not exist in DynamoDB
+    _drop_if_empty(table, hash_key)
     _reindex(table, hash_key, range_key)
     for listener in list(_write_listeners):
         listener(table, hash_key, range_key)
@@ -190,13 +235,11 @@ def _write_hooks() -> None:
         return hooked
 
     def get_item(get: Any) -> Any:
-        # Table.items is a defaultdict: moto's lookup of a missing item leaves an empty partition behind.
         def hooked(self: Any, hash_key: Any, range_key: Any = None, *args: Any, **kwargs: Any) -> Any:
             try:
                 return get(self, hash_key, range_key, *args, **kwargs)
             finally:
-                if self.range_key_attr and not self.items.get(hash_key, True):
-                    self.items.pop(hash_key, None)
+                _drop_if_empty(self, hash_key)
 
         return hooked
 
@@ -310,31 +353,17 @@ def _transact_write_items(plain: Any) -> Any:
                         raise ConditionalCheckFailed(item=original_item)
                 if op_type != "ConditionCheck":
                     remember(self.get_table(table_name), key)
+                conditions = {
+                    "condition_expression": condition_expression,
+                    "expression_attribute_names": names,
+                    "expression_attribute_values": values,
+                }
                 if op_type == "Put":
-                    self.put_item(
-                        table_name,
-                        op["Item"],
-                        condition_expression=condition_expression,
-                        expression_attribute_names=names,
-                        expression_attribute_values=values,
-                    )
+                    self.put_item(table_name, op["Item"], **conditions)
                 elif op_type == "Delete":
-                    self.delete_item(
-                        table_name,
-                        key,
-                        condition_expression=condition_expression,
-                        expression_attribute_names=names,
-                        expression_attribute_values=values,
-                    )
+                    self.delete_item(table_name, key, **conditions)
                 elif op_type == "Update":
-                    self.update_item(
-                        table_name,
-                        key,
-                        update_expression=op["UpdateExpression"],
-                        condition_expression=condition_expression,
-                        expression_attribute_names=names,
-                        expression_attribute_values=values,
-                    )
+                    self.update_item(table_name, key, update_expression=op["UpdateExpression"], **conditions)
                 errors.append((None, None, None))
             except (MultipleTransactionsException, MockValidationException):
                 roll_back()
@@ -469,8 +498,6 @@ def iterator_position(iterator_arn: str) -> int | None:
 def trim_stream(table: Any, before_sequence: int | None = None) -> int:
     """Drop stream records before `before_sequence` (read by every consumer) and those past
     DynamoDB's retention; the number dropped."""
-    from moto.core.utils import utcnow
-
     shard = table.stream_shard
     if shard is None:
         return 0
@@ -478,7 +505,7 @@ def trim_stream(table: Any, before_sequence: int | None = None) -> int:
         drop = 0
         if before_sequence is not None:
             drop = max(0, min(len(shard.items), before_sequence - shard.starting_sequence_number))
-        horizon = utcnow() - STREAM_RETENTION
+        horizon = _retention_horizon()
         while drop < len(shard.items) and shard.items[drop].record["dynamodb"]["ApproximateCreationDateTime"] < horizon:
             drop += 1
         if drop:

@@ -127,27 +127,6 @@ def _of_type(resource_type: str) -> list[str]:
     return [logical_id for logical_id, r in template.resources().items() if r["Type"] == resource_type]
 
 
-def table_items(table_name: str, chunk: int = 500) -> list[dict[str, Any]]:
-    """Every item of a table, read from moto a chunk of partitions at a time under its lock (a
-    Scan through the API is ~20x slower and would hold up requests for the whole pass)."""
-    from moto.dynamodb.models import dynamodb_backends
-
-    table = dynamodb_backends[aws.ACCOUNT][aws.REGION].tables.get(table_name)
-    if table is None:
-        return []
-    with aws._dynamodb_lock:
-        partitions = list(table.items)
-    items: list[dict[str, Any]] = []
-    for start in range(0, len(partitions), chunk):
-        with aws._dynamodb_lock:
-            for hash_key in partitions[start : start + chunk]:
-                partition = table.items.get(hash_key)
-                if partition is not None:
-                    found = partition.values() if table.range_key_attr else [partition]
-                    items.extend(item.to_json()["Attributes"] for item in found)
-    return items
-
-
 class Persistence:
     def __init__(self, directory: Path, resources: aws.Resources, journal: Journal | None = None) -> None:
         self.directory = directory
@@ -214,10 +193,8 @@ class Persistence:
         return restored
 
     def _restore_table(self, logical_id: str) -> int:
-        from moto.dynamodb.models import dynamodb_backends
-
         items = _read_json(self.directory / "dynamodb" / f"{logical_id}.json") or []
-        table = dynamodb_backends[aws.ACCOUNT][aws.REGION].tables[self.resources.names[logical_id]]
+        table = motofixes.table(self.resources.names[logical_id])
         with aws._dynamodb_lock:
             for item in items:
                 table.put_item(item)
@@ -354,7 +331,10 @@ class Persistence:
         path.chmod(0o600)
 
     def _save_table(self, logical_id: str) -> None:
-        _write_json(self.directory / "dynamodb" / f"{logical_id}.json", table_items(self.resources.names[logical_id]))
+        _write_json(
+            self.directory / "dynamodb" / f"{logical_id}.json",
+            motofixes.read_items(self.resources.names[logical_id], lambda _, item: item.to_json()["Attributes"]),
+        )
 
     def _save_bucket(self, logical_id: str) -> None:
         client = boto3.client("s3", region_name=aws.REGION)

@@ -147,12 +147,15 @@ class _Handler(BaseHTTPRequestHandler):
         """What http.server answers itself (a request line or headers too long, a method no route
         can have, a malformed request) as a problem like every other answer, not an HTML page."""
         self.close_connection = True  # the rest of a malformed request cannot be trusted
-        detail = _SERVER_ERRORS.get(code, message or explain or "the request could not be read")
-        response = problem(code, detail, getattr(self, "path", "") if code != 414 else "")
-        response.headers["connection"] = "close"
-        if code == 501:
-            response = problem(405, f"{self.command} is not a method of this API", getattr(self, "path", ""))
+        path = getattr(self, "path", "") if code != 414 else ""  # a 414's path is the too-long part
+        if code == 501:  # http.server's answer to a method it has no do_ for
+            response = problem(405, f"{self.command} is not a method of this API", path)
             response.headers["allow"] = "GET, POST, PUT, PATCH, DELETE, OPTIONS, HEAD"
+        else:
+            response = problem(
+                code, _SERVER_ERRORS.get(code, message or explain or "the request could not be read"), path
+            )
+        response.headers["connection"] = "close"
         self._write(response)
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Any
 
 import boto3
-from moto.dynamodb.models import dynamodb_backends
 
 from devstack import aws, motofixes, template
 from devstack.lambdas import Lambdas
@@ -269,7 +268,7 @@ class StreamFanout:
         if not positions or None in positions:
             return 0  # a consumer between reads, or one whose shard ended: keep everything
         table_name = stream_arn.split(":", 5)[5].split("/")[1]
-        table = dynamodb_backends[aws.ACCOUNT][aws.REGION].tables.get(table_name)
+        table = motofixes.table(table_name)
         return motofixes.trim_stream(table, min(p for p in positions if p is not None)) if table else 0
 
     def stop(self) -> None:

@@ -12,13 +12,13 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from devstack import aws, template
+from devstack import aws, motofixes, template
 
 log = logging.getLogger("devstack.ttl")
 
 
-def ttl_tables(resources: aws.Resources) -> list[tuple[str, str, list[str]]]:
-    """(table name, TTL attribute, key attributes) for every table with TTL enabled."""
+def ttl_tables(resources: aws.Resources) -> list[tuple[str, str]]:
+    """(table name, TTL attribute) for every table with TTL enabled."""
     found = []
     for logical_id, resource in template.resources().items():
         if resource["Type"] != "AWS::DynamoDB::Table":
@@ -26,36 +26,20 @@ def ttl_tables(resources: aws.Resources) -> list[tuple[str, str, list[str]]]:
         props = resource.get("Properties") or {}
         ttl = props.get("TimeToLiveSpecification") or {}
         if ttl.get("Enabled") in (True, "true") and ttl.get("AttributeName") and logical_id in resources.names:
-            keys = [k["AttributeName"] for k in props["KeySchema"]]
-            found.append((resources.names[logical_id], str(ttl["AttributeName"]), keys))
+            found.append((resources.names[logical_id], str(ttl["AttributeName"])))
     return found
 
 
-def expired_keys(table_name: str, attribute: str, now: float, chunk: int = 500) -> list[dict[str, Any]]:
-    """The keys of items whose TTL passed, read from moto's items a partition chunk at a time, so
-    requests are not held up for a pass over the whole table (a Scan would hold the lock for it)."""
-    from moto.dynamodb.models import dynamodb_backends
+def expired_keys(table_name: str, attribute: str, now: float) -> list[dict[str, Any]]:
+    """The keys of the items whose TTL attribute is before `now`."""
 
-    table = dynamodb_backends[aws.ACCOUNT][aws.REGION].tables.get(table_name)
-    if table is None:
-        return []
-    with aws._dynamodb_lock:
-        partitions = list(table.items)
-    found = []
-    for start in range(0, len(partitions), chunk):
-        with aws._dynamodb_lock:
-            for hash_key in partitions[start : start + chunk]:
-                partition = table.items.get(hash_key)
-                if partition is None:
-                    continue
-                for item in partition.values() if table.range_key_attr else [partition]:
-                    expires = item.attrs.get(attribute)
-                    if expires is not None and expires.type == "N" and float(expires.value) < now:
-                        key = {table.hash_key_attr: item.hash_key.to_json()}
-                        if table.range_key_attr:
-                            key[table.range_key_attr] = item.range_key.to_json()
-                        found.append(key)
-    return found
+    def if_expired(table: Any, item: Any) -> dict[str, Any] | None:
+        expires = item.attrs.get(attribute)
+        if expires is not None and expires.type == "N" and float(expires.value) < now:
+            return motofixes.item_key(table, item.hash_key, item.range_key)
+        return None
+
+    return motofixes.read_items(table_name, if_expired)
 
 
 class TtlSweeper:
@@ -70,7 +54,7 @@ class TtlSweeper:
         now = time.time() if now is None else now
         client = boto3.client("dynamodb", region_name=aws.REGION)
         deleted = 0
-        for table, attribute, _keys in self.tables:
+        for table, attribute in self.tables:
             ttl_name = {"#ttl": attribute}
             now_value = {":now": {"N": str(int(now))}}
             for key in expired_keys(table, attribute, now):
