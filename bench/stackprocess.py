@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+BANNER_END = "Ctrl-C stops the stack"  # the banner's last line, printed once everything listens
 
 
 def free_port() -> int:
@@ -39,28 +40,29 @@ class StackProcess:
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.output = data_dir / "stack.out"  # what it prints: the banner
+        self.errors = data_dir / "stack.err"  # its log; a file, so a chatty stack never blocks on a full pipe
 
     def start(self, timeout: float = 120.0) -> StackProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        with self.output.open("wb") as output:
+        with self.output.open("wb") as output, self.errors.open("wb") as errors:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "devstack"],
-                cwd=ROOT,
-                env=self.environment,
-                stdout=output,
-                stderr=subprocess.PIPE,
+                [sys.executable, "-m", "devstack"], cwd=ROOT, env=self.environment, stdout=output, stderr=errors
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the stack exited: {self.process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            try:
-                if Client(self.port).request("GET", "/api/health").status == 200:
-                    return self
-            except OSError:
-                pass
+                raise RuntimeError(f"the stack exited: {self.errors.read_text()[-2000:]}")
+            # The servers listen before the banner is printed; ready means both.
+            if BANNER_END in self.output.read_text() and self._healthy():
+                return self
             time.sleep(0.2)
-        raise RuntimeError("the stack did not answer /api/health in time")
+        raise RuntimeError("the stack did not print its banner and answer /api/health in time")
+
+    def _healthy(self) -> bool:
+        try:
+            return Client(self.port).request("GET", "/api/health").status == 200
+        except OSError:
+            return False
 
     def rss_mb(self) -> float:
         assert self.process is not None
