@@ -40,8 +40,9 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
+# One worker per core; a test file stays on one worker, so a module's fixtures and files are its own.
 unit: $(VENV)/.installed $(SAM_VENV)/.installed
-	SAM_CLI=$(abspath $(SAM)) $(PY) -m pytest --cov --cov-report=term
+	SAM_CLI=$(abspath $(SAM)) $(PY) -m pytest --numprocesses=auto --dist=loadfile --cov --cov-report=term
 
 template: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(OFFLINE_AWS) $(SAM) validate --lint

@@ -93,6 +93,17 @@ def _shared_session() -> boto3.Session:
     return _session[0]
 
 
+_clients: dict[str, Any] = {}
+
+
+def client(service: str) -> Any:
+    """One client per service for the process: moto answers whichever mock is running, and making
+    a client costs ~8 ms, which provisioning a stack for every test would pay a few times over."""
+    if service not in _clients:
+        _clients[service] = _shared_session().client(service, region_name=REGION)
+    return _clients[service]
+
+
 def start() -> Any:
     set_offline_environment()
     motofixes.install()
@@ -104,7 +115,7 @@ def start() -> Any:
 
 def _table(resources: Resources, logical_id: str, props: dict[str, Any]) -> None:
     name = f"agentplane-{logical_id.lower()}"
-    client = boto3.client("dynamodb", region_name=REGION)
+    dynamodb = client("dynamodb")
     args: dict[str, Any] = {
         "TableName": name,
         "AttributeDefinitions": props["AttributeDefinitions"],
@@ -115,10 +126,10 @@ def _table(resources: Resources, logical_id: str, props: dict[str, Any]) -> None
         args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
     if props.get("StreamSpecification"):
         args["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
-    description = client.create_table(**args)["TableDescription"]
+    description = dynamodb.create_table(**args)["TableDescription"]
     ttl = props.get("TimeToLiveSpecification")
     if ttl:
-        client.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+        dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
     resources.names[logical_id] = name
     resources.arns[logical_id] = description["TableArn"]
     if description.get("LatestStreamArn"):
@@ -126,20 +137,20 @@ def _table(resources: Resources, logical_id: str, props: dict[str, Any]) -> None
 
 
 def _kms_key(resources: Resources, logical_id: str, props: dict[str, Any]) -> None:
-    key = boto3.client("kms", region_name=REGION).create_key(Description=props.get("Description", logical_id))
+    key = client("kms").create_key(Description=props.get("Description", logical_id))
     resources.names[logical_id] = key["KeyMetadata"]["KeyId"]
     resources.arns[logical_id] = key["KeyMetadata"]["Arn"]
 
 
 def _bucket(resources: Resources, logical_id: str, props: dict[str, Any]) -> None:
     name = f"agentplane-{logical_id.lower()}"
-    boto3.client("s3", region_name=REGION).create_bucket(Bucket=name)
+    client("s3").create_bucket(Bucket=name)
     resources.names[logical_id] = name
     resources.arns[logical_id] = f"arn:aws:s3:::{name}"
 
 
 def _queue(resources: Resources, logical_id: str, props: dict[str, Any]) -> None:
-    url = boto3.client("sqs", region_name=REGION).create_queue(QueueName=f"agentplane-{logical_id.lower()}")["QueueUrl"]
+    url = client("sqs").create_queue(QueueName=f"agentplane-{logical_id.lower()}")["QueueUrl"]
     resources.names[logical_id] = url
     resources.arns[logical_id] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:agentplane-{logical_id.lower()}"
 
@@ -197,7 +208,7 @@ def provision(signing_secret: str, lambda_functions: bool = False) -> Resources:
 
 
 def create_lambda_functions(resources: Resources) -> None:
-    iam = boto3.client("iam", region_name=REGION)
+    iam = client("iam")
     trust = {
         "Version": "2012-10-17",
         "Statement": [
@@ -208,9 +219,9 @@ def create_lambda_functions(resources: Resources) -> None:
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.writestr("app.py", "# the code runs in-process; see devstack.lambdas\n")
-    client = boto3.client("lambda", region_name=REGION)
+    functions = client("lambda")
     for logical_id, function in template.functions().items():
-        client.create_function(
+        functions.create_function(
             FunctionName=resources.names[logical_id],
             Runtime="python3.11",
             Role=role["Role"]["Arn"],

@@ -16,6 +16,9 @@ silently stop applying them.
 - bounded streams: moto keeps every stream record and every shard iterator it hands out. Records
   older than DynamoDB's 24 hours, or read by every local consumer, are trimmed; iterators expire
   after 15 minutes as on AWS.
+- resumable waits: a state's timeout counts from its entry and a heartbeat's from the last beat,
+  and both survive a restart (persist.restart_executions).
+- key pairs on first use: moto makes an RSA key pair for every KMS key, symmetric ones too.
 - cached ASL validation, executions not yet running: see the functions.
 """
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -93,6 +97,8 @@ def install() -> None:
     _serialized_dynamodb()  # last, so the lock is taken outside every other patch
     _cached_asl_validation()
     _skip_executions_not_yet_running()
+    _resumable_waits()
+    _key_pairs_on_first_use()
 
 
 # ---------------------------------------------------------------- locking and tracking
@@ -593,3 +599,180 @@ def _skip_executions_not_yet_running() -> None:
         return started_executions
 
     patch(StepFunctionsParserBackend, "_get_executions", started)
+
+
+# ---------------------------------------------------------------- waits that outlive the stack
+#
+# A restart starts each running execution again from its input (persist.restart_executions); the
+# states it already left resolve at once from the table. Without these patches the state it was
+# waiting in would start its timers over, so a silent agent is reported stalled late by the
+# downtime. Each execution's current state is kept with the wall-clock time it was entered and its
+# last heartbeat; a state's timeout counts from its entry and each heartbeat interval from the last
+# beat, and a restarted execution re-enters its saved state with the saved times.
+
+_waits: dict[str, dict[str, Any]] = {}  # execution ARN -> {"state", "entered_at", "last_beat"}
+_resumed: dict[tuple[str, str], dict[str, Any]] = {}  # (state machine ARN, execution name) -> saved wait
+_waits_lock = threading.Lock()
+_waits_changes = 0
+
+
+def execution_wait(execution_arn: str) -> dict[str, Any] | None:
+    """The state a running execution is in, when it entered it and its last heartbeat (epoch s)."""
+    with _waits_lock:
+        wait = _waits.get(execution_arn)
+        return dict(wait) if wait else None
+
+
+def resume_wait(state_machine_arn: str, execution_name: str, wait: dict[str, Any] | None) -> None:
+    """Before restarting an execution: its first entry into `wait["state"]` keeps the saved times."""
+    if wait:
+        with _waits_lock:
+            _resumed[(state_machine_arn, execution_name)] = dict(wait)
+
+
+def waits_changes() -> int:
+    """Counts entries, exits and heartbeats, so the saver knows when to write the waits again."""
+    return _waits_changes
+
+
+def _changed() -> None:
+    global _waits_changes
+    _waits_changes += 1
+
+
+def _context(env: Any) -> dict[str, Any]:
+    return env.states.context_object.context_object_data  # type: ignore[no-any-return]
+
+
+def _current_wait(env: Any) -> dict[str, Any] | None:
+    context = _context(env)
+    with _waits_lock:
+        wait = _waits.get(context["Execution"]["Id"])
+    return wait if wait and wait["state"] == context["State"]["Name"] else None
+
+
+def _resumable_waits() -> None:
+    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import Timeout
+    from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+        StateTaskServiceCallback,
+    )
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint, HeartbeatEndpoint
+
+    def entered(eval_state: Any) -> Any:
+        def eval_state_entered(self: Any, env: Any) -> None:
+            context = _context(env)
+            execution, state = context["Execution"]["Id"], context["State"]["Name"]
+            now = time.time()
+            with _waits_lock:
+                saved = _resumed.get((context["StateMachine"]["Id"], context["Execution"]["Name"]))
+                if saved and saved["state"] == state:
+                    del _resumed[(context["StateMachine"]["Id"], context["Execution"]["Name"])]
+                    wait = saved
+                else:
+                    wait = {"state": state, "entered_at": now, "last_beat": now}
+                _waits[execution] = wait
+                _changed()
+            try:
+                eval_state(self, env)
+            finally:
+                with _waits_lock:
+                    if _waits.get(execution) is wait:
+                        del _waits[execution]
+                    _changed()
+
+        return eval_state_entered
+
+    def from_entry(eval_body: Any) -> Any:
+        def timeout_from_entry(self: Any, env: Any) -> None:
+            eval_body(self, env)
+            wait = _current_wait(env)
+            if wait is not None:
+                seconds = env.stack.pop()
+                env.stack.append(max(0, math.ceil(seconds - (time.time() - wait["entered_at"]))))
+
+        return timeout_from_entry
+
+    def with_wait(eval_integration_pattern: Any) -> Any:
+        def integration_with_wait(self: Any, env: Any, *args: Any, **kwargs: Any) -> None:
+            token = _context(env).get("Task", {}).get("Token")
+            endpoint = env.callback_pool_manager.get(token) if token else None
+            if endpoint is not None:
+                endpoint.devstack_wait = _current_wait(env)
+            eval_integration_pattern(self, env, *args, **kwargs)
+
+        return integration_with_wait
+
+    def handing_on(setup_heartbeat_endpoint: Any) -> Any:
+        def setup_with_wait(self: Any, heartbeat_seconds: int) -> Any:
+            heartbeat = setup_heartbeat_endpoint(self, heartbeat_seconds)
+            heartbeat.devstack_wait = getattr(self, "devstack_wait", None)
+            return heartbeat
+
+        return setup_with_wait
+
+    def beat_recorded(notify_heartbeat: Any) -> Any:
+        def notify_heartbeat_recorded(self: Any) -> bool:
+            wait = getattr(self, "devstack_wait", None)
+            if wait is not None and self._heartbeat_endpoint is not None:
+                wait["last_beat"] = time.time()
+                _changed()
+            return bool(notify_heartbeat(self))
+
+        return notify_heartbeat_recorded
+
+    def until_beat_due(clear_and_wait: Any) -> Any:
+        def clear_and_wait_from_last_beat(self: Any) -> bool:
+            wait = getattr(self, "devstack_wait", None)
+            if wait is None:
+                return bool(clear_and_wait(self))
+            with self._mutex:
+                if self._next_heartbeat_event.is_set():
+                    self._next_heartbeat_event.clear()
+                    return True
+            left = self._heartbeat_seconds - (time.time() - wait["last_beat"])
+            return bool(self._next_heartbeat_event.wait(timeout=max(0.0, left)))
+
+        return clear_and_wait_from_last_beat
+
+    patch(ExecutionState, "_eval_state", entered)
+    patch(Timeout, "_eval_body", from_entry)
+    patch(StateTaskServiceCallback, "_eval_integration_pattern", with_wait)
+    patch(CallbackEndpoint, "setup_heartbeat_endpoint", handing_on)
+    patch(CallbackEndpoint, "notify_heartbeat", beat_recorded)
+    patch(HeartbeatEndpoint, "clear_and_wait", until_beat_due)
+
+
+# ---------------------------------------------------------------- KMS
+
+
+class _KeyPairOnFirstUse:
+    """Stands in for a KMS key's private key until something signs or reads the public key."""
+
+    def __init__(self, make: Callable[[str], Any], key_spec: str) -> None:
+        self._make = make
+        self._key_spec = key_spec
+        self._made: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # not made yet (a copy, say): nothing private to hand on
+            raise AttributeError(name)
+        if self._made is None:
+            self._made = self._make(self._key_spec)
+        return getattr(self._made, name)
+
+
+def _key_pairs_on_first_use() -> None:
+    """moto's `Key` makes an RSA-2048 key pair for every key, symmetric ones too (20-100 ms each,
+    most of what provisioning the stack costs); only Sign, Verify and GetPublicKey ever use it."""
+    from moto.kms import models
+
+    if getattr(models.generate_private_key, "on_first_use", False):
+        return
+    make = models.generate_private_key
+
+    def generate_on_first_use(key_spec: str) -> Any:
+        return _KeyPairOnFirstUse(make, key_spec)
+
+    generate_on_first_use.on_first_use = True  # type: ignore[attr-defined]
+    models.generate_private_key = generate_on_first_use

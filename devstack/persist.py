@@ -157,7 +157,8 @@ class Persistence:
 
     def restart_executions(self) -> int:
         """Start again every execution that was running when the stack last stopped (call once
-        their Lambda tasks can run). Each keeps its name and input."""
+        their Lambda tasks can run). Each keeps its name and input, and the state it was waiting in
+        keeps its clock: its timeout and heartbeat run on from where they were, downtime included."""
         saved = _read_json(self.directory / "executions.json") or []
         client = boto3.client("stepfunctions", region_name=aws.REGION)
         restarted = 0
@@ -165,6 +166,7 @@ class Persistence:
             arn = self.resources.arns.get(execution["state_machine"])
             if not arn:
                 continue
+            motofixes.resume_wait(arn, execution["name"], execution.get("wait"))
             try:
                 client.start_execution(stateMachineArn=arn, name=execution["name"], input=execution["input"])
                 restarted += 1
@@ -273,6 +275,7 @@ class Persistence:
             tuple(schedule_marks),
             len(scheduler.schedule_groups),
             tuple(sorted(self._running_execution_arns())),
+            motofixes.waits_changes(),
         )
 
     def _running_execution_arns(self) -> list[str]:
@@ -405,7 +408,12 @@ class Persistence:
                 for listed in page.get("executions", []):
                     described = client.describe_execution(executionArn=listed["executionArn"])
                     running.append(
-                        {"state_machine": machine.logical_id, "name": listed["name"], "input": described["input"]}
+                        {
+                            "state_machine": machine.logical_id,
+                            "name": listed["name"],
+                            "input": described["input"],
+                            "wait": motofixes.execution_wait(listed["executionArn"]),
+                        }
                     )
         _write_json(self.directory / "executions.json", running)
 

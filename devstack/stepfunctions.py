@@ -21,8 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-import boto3
-
 from devstack import aws, template
 from devstack.lambdas import Lambdas
 
@@ -43,7 +41,7 @@ def definition_for(machine: template.StateMachine, resources: aws.Resources) -> 
 
 
 def create_state_machines(resources: aws.Resources) -> None:
-    client = boto3.client("stepfunctions", region_name=aws.REGION)
+    client = aws.client("stepfunctions")
     for machine in template.state_machines():
         created = client.create_state_machine(
             name=machine.name,

@@ -114,7 +114,18 @@ def resources() -> dict[str, Any]:
     return load()["Resources"]
 
 
+_functions: list[tuple[dict[str, Any], dict[str, Function]]] = []  # (the loaded template, its functions)
+
+
 def functions() -> dict[str, Function]:
+    """Every function the template declares, by logical id (worked out once per loaded template)."""
+    loaded = load()
+    if not _functions or _functions[0][0] is not loaded:
+        _functions[:] = [(loaded, _declared_functions())]
+    return dict(_functions[0][1])
+
+
+def _declared_functions() -> dict[str, Function]:
     declared = {
         logical_id: resource["Properties"]
         for logical_id, resource in resources().items()

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from bench.stackprocess import BANNER_END
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "devstack" / "template.yaml"
 
@@ -78,17 +80,18 @@ def dev_stack(data_dir: Path, logs: Path, template: Path | None = None) -> Itera
         )
     running = Running(process, f"http://127.0.0.1:{http_port}", f"ws://127.0.0.1:{ws_port}", log)
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
                 raise AssertionError(f"the local stack exited early:\n{log.read_text()}")
             try:
-                if running.call("GET", "/api/health")[0] == 200:
+                # The servers listen before the banner is printed; ready means both.
+                if BANNER_END in log.read_text() and running.call("GET", "/api/health")[0] == 200:
                     break
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError(f"the local stack did not answer /api/health:\n{log.read_text()}")
+                raise AssertionError(f"the local stack is not ready (banner and /api/health):\n{log.read_text()}")
             time.sleep(0.1)
         yield running
     finally:
@@ -251,23 +254,29 @@ def test_dev_stack_runs_a_gated_run_live_and_fails_a_silent_agents_run_on_its_ow
 
 
 def test_a_live_runs_timers_survive_a_restart_of_the_dev_stack(tmp_path: Path) -> None:
-    """Executions are started again from their input when `make dev` comes back, so a run whose
-    agent went silent across the restart still fails as stalled on its own (no ghost runs)."""
+    """Executions are started again when `make dev` comes back, and the wait a run was in keeps its
+    clock: an agent that went silent before a stop is reported stalled one heartbeat timeout after
+    its last beat, as if the stack had never stopped, not a whole timeout after the restart."""
     data_dir = tmp_path / "data"
     account = {"username": "ops", "email": "ops@example.com", "password": "correct horse battery",
                "terms_accepted": True, "privacy_accepted": True}  # fmt: skip
+    timeout, downtime = 20, 6.0
     with dev_stack(data_dir, tmp_path) as stack:
         assert stack.call("POST", "/api/v1/auth/register", account)[0] == 201
         login = {"email": account["email"], "password": account["password"]}
         token = stack.call("POST", "/api/v1/auth/login", login)[1]["data"]["token"]
         ws = stack.call("POST", "/api/v1/workspaces", {"name": "Acme"}, token)[1]["data"]["id"]
         runs = f"/api/v1/workspaces/{ws}/runs"
-        body = {"title": "Across a restart", "prompt": "x", "heartbeat_timeout_seconds": 30}
+        body = {"title": "Across a restart", "prompt": "x", "heartbeat_timeout_seconds": timeout}
         run = f"{runs}/{stack.call('POST', runs, body, token)[1]['data']['id']}"
         assert stack.call("POST", f"{run}/start", None, token)[0] == 200
         assert stack.call("POST", f"{run}/claim", {"worker_id": "w1"}, token)[0] == 200
+        time.sleep(1)
+        assert stack.call("POST", f"{run}/heartbeat", {"worker_id": "w1"}, token)[0] == 200
+        last_beat = time.time()
         assert stack.interrupt() == 0
         assert "1 running executions" not in stack.log.read_text()  # the first start restored nothing
+    time.sleep(downtime)
 
     with dev_stack(data_dir, tmp_path) as stack:
         assert "1 running executions" in stack.log.read_text()
@@ -276,6 +285,9 @@ def test_a_live_runs_timers_survive_a_restart_of_the_dev_stack(tmp_path: Path) -
             answer = stack.call("GET", run, token=token)[1]["data"]
             if answer["status"] != "running":
                 break
-            time.sleep(0.5)
+            time.sleep(0.25)
+        stalled_after = time.time() - last_beat
         assert (answer["status"], answer["failure_reason"]) == ("failed", "stalled")
+        # On time within a few seconds; a timer started over would be at least `downtime` late.
+        assert timeout - 1 < stalled_after < timeout + downtime - 2, stalled_after
         assert stack.interrupt() == 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -329,3 +331,101 @@ def test_shard_iterators_are_not_kept_forever(dynamo: Any, monkeypatch: pytest.M
 
     assert len(dynamodbstreams_backends[aws.ACCOUNT][aws.REGION].shard_iterators) == 10
     assert _streams().get_records(ShardIterator=iterators[-1])["Records"]
+
+
+# ---------------------------------------------------------------- waits that outlive the stack
+
+
+@pytest.fixture
+def callbacks() -> Iterator[Any]:
+    """A state machine whose one state waits for a task token (sent to a queue), 2 s heartbeat."""
+    mock = aws.start()
+    sqs = boto3.client("sqs", region_name=aws.REGION)
+    queue = sqs.create_queue(QueueName="tokens")["QueueUrl"]
+    states = boto3.client("stepfunctions", region_name=aws.REGION)
+    definition = {
+        "StartAt": "Waiting",
+        "States": {
+            "Waiting": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}},
+                "HeartbeatSeconds": 2,
+                "TimeoutSeconds": 3,
+                "End": True,
+            }
+        },
+    }
+    machine = states.create_state_machine(
+        name="waits", definition=json.dumps(definition), roleArn=f"arn:aws:iam::{aws.ACCOUNT}:role/x"
+    )["stateMachineArn"]
+    try:
+        yield states, machine, sqs, queue
+    finally:
+        mock.stop()
+
+
+def ended(states: Any, execution: str, within: float = 10.0) -> tuple[str, float]:
+    """How the execution ended (its error, or SUCCEEDED) and how long after the call that took."""
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        described = states.describe_execution(executionArn=execution)
+        if described["status"] != "RUNNING":
+            return described.get("error", described["status"]), time.monotonic() - started
+        time.sleep(0.05)
+    raise AssertionError("the execution is still running")
+
+
+def test_a_restarted_wait_times_out_when_its_saved_heartbeat_runs_out(callbacks: Any) -> None:
+    states, machine, _, _ = callbacks
+    now = time.time()
+    motofixes.resume_wait(machine, "silent", {"state": "Waiting", "entered_at": now - 1, "last_beat": now - 1.5})
+    execution = states.start_execution(stateMachineArn=machine, name="silent")["executionArn"]
+    error, after = ended(states, execution)
+    assert error == "States.Timeout"  # moto names a heartbeat timeout so too
+    assert after < 1.4  # 0.5 s of the 2 s heartbeat were left (and 2 s of the timeout)
+
+
+def test_a_restarted_wait_times_out_when_its_saved_timeout_runs_out(callbacks: Any) -> None:
+    states, machine, _, _ = callbacks
+    now = time.time()
+    motofixes.resume_wait(machine, "late", {"state": "Waiting", "entered_at": now - 2.9, "last_beat": now})
+    execution = states.start_execution(stateMachineArn=machine, name="late")["executionArn"]
+    error, after = ended(states, execution)
+    assert error == "States.Timeout"
+    assert after < 1.5  # the 3 s timeout counts from the saved entry
+
+
+def test_a_wait_reports_its_state_and_last_beat_and_each_beat_restarts_the_interval(callbacks: Any) -> None:
+    states, machine, sqs, queue = callbacks
+    execution = states.start_execution(stateMachineArn=machine, name="beating")["executionArn"]
+    message = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5)["Messages"][0]
+    token = json.loads(message["Body"])["token"]
+    entered = motofixes.execution_wait(execution)
+    assert entered is not None and entered["state"] == "Waiting"
+    time.sleep(1.2)
+    states.send_task_heartbeat(taskToken=token)
+    beaten = motofixes.execution_wait(execution)
+    assert beaten is not None and beaten["last_beat"] - entered["last_beat"] >= 1.2
+    assert beaten["entered_at"] == entered["entered_at"]
+    time.sleep(1.2)  # 2.4 s after entry: alive only because the beat moved the deadline
+    assert states.describe_execution(executionArn=execution)["status"] == "RUNNING"
+    states.send_task_success(taskToken=token, output="{}")
+    assert ended(states, execution)[0] == "SUCCEEDED"
+    assert motofixes.execution_wait(execution) is None
+
+
+def test_kms_symmetric_keys_make_no_key_pair_and_signing_keys_still_sign(dynamo: Any) -> None:
+    from moto.kms.models import kms_backends
+
+    kms = boto3.client("kms", region_name=aws.REGION)
+    symmetric = kms.create_key()["KeyMetadata"]["KeyId"]
+    sealed = kms.encrypt(KeyId=symmetric, Plaintext=b"secret")["CiphertextBlob"]
+    assert kms.decrypt(CiphertextBlob=sealed)["Plaintext"] == b"secret"
+    assert kms_backends[aws.ACCOUNT][aws.REGION].keys[symmetric].private_key._made is None
+
+    signing = kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    signed = kms.sign(KeyId=signing, Message=b"m", SigningAlgorithm="RSASSA_PSS_SHA_256")["Signature"]
+    verified = kms.verify(KeyId=signing, Message=b"m", Signature=signed, SigningAlgorithm="RSASSA_PSS_SHA_256")
+    assert verified["SignatureValid"]
+    assert kms.get_public_key(KeyId=signing)["PublicKey"]
