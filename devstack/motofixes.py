@@ -606,10 +606,11 @@ def _skip_executions_not_yet_running() -> None:
 # A restart starts each running execution again from its input (persist.restart_executions); the
 # states it already left resolve at once from the table. Without these patches the state it was
 # waiting in would start its timers over, so a silent agent is reported stalled late by the
-# downtime. Each execution's current state is kept with the wall-clock time it was entered and its
-# last heartbeat; a state's timeout counts from its entry and each heartbeat interval from the last
+# downtime. Each execution's current state is kept with the wall-clock time it was entered (this
+# attempt: a Retry starts the timers over, as on AWS) and its last heartbeat; a state's timeout counts from its entry and each heartbeat interval from the last
 # beat, and a restarted execution re-enters its saved state with the saved times.
 
+# One wait per execution: the template's machines have no Parallel or Map states.
 _waits: dict[str, dict[str, Any]] = {}  # execution ARN -> {"state", "entered_at", "last_beat"}
 _resumed: dict[tuple[str, str], dict[str, Any]] = {}  # (state machine ARN, execution name) -> saved wait
 _waits_lock = threading.Lock()
@@ -659,8 +660,8 @@ def _resumable_waits() -> None:
     )
     from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint, HeartbeatEndpoint
 
-    def entered(eval_state: Any) -> Any:
-        def eval_state_entered(self: Any, env: Any) -> None:
+    def entered(evaluate_with_timeout: Any) -> Any:
+        def attempt_entered(self: Any, env: Any) -> None:
             context = _context(env)
             execution, state = context["Execution"]["Id"], context["State"]["Name"]
             now = time.time()
@@ -674,14 +675,14 @@ def _resumable_waits() -> None:
                 _waits[execution] = wait
                 _changed()
             try:
-                eval_state(self, env)
+                evaluate_with_timeout(self, env)
             finally:
                 with _waits_lock:
                     if _waits.get(execution) is wait:
                         del _waits[execution]
                     _changed()
 
-        return eval_state_entered
+        return attempt_entered
 
     def from_entry(eval_body: Any) -> Any:
         def timeout_from_entry(self: Any, env: Any) -> None:
@@ -735,7 +736,7 @@ def _resumable_waits() -> None:
 
         return clear_and_wait_from_last_beat
 
-    patch(ExecutionState, "_eval_state", entered)
+    patch(ExecutionState, "_evaluate_with_timeout", entered)  # once per attempt, as the timers are
     patch(Timeout, "_eval_body", from_entry)
     patch(StateTaskServiceCallback, "_eval_integration_pattern", with_wait)
     patch(CallbackEndpoint, "setup_heartbeat_endpoint", handing_on)
