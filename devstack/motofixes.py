@@ -11,8 +11,10 @@ silently stop applying them.
   result and stream record) to a class-level list cleared only when a mock stops. Never read.
 - item-sized transactions: `transact_write_items` deep-copies each named table (its stream
   included) to roll back. Here it keeps a copy of only the items it names and the stream's length.
-- partition-sized queries: `Table.query` sorts the whole table, then filters it. Here a Query reads
-  the partition it names: the table's own items by hash key, or a per-index map kept on every write.
+- page-sized queries: `Table.query` sorts the whole table, then filters it. Here a Query reads the
+  partition it names (the table's own items by hash key, or a per-index map kept on every write),
+  kept sorted between writes, and of that only the run its key condition, start key and limit
+  select, as DynamoDB reads a page.
 - bounded streams: moto keeps every stream record and every shard iterator it hands out. Records
   older than DynamoDB's 24 hours, or read by every local consumer, are trimmed; iterators expire
   after 15 minutes as on AWS.
@@ -24,6 +26,7 @@ silently stop applying them.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import copy
 import inspect
@@ -32,7 +35,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 MOTO_VERSION = "5.2.5"
@@ -92,7 +97,7 @@ def install() -> None:
     _untracked_models()
     _write_hooks()
     _item_sized_transactions()
-    _partition_sized_queries()
+    _page_sized_queries()
     _bounded_streams()
     _serialized_dynamodb()  # last, so the lock is taken outside every other patch
     _cached_asl_validation()
@@ -214,6 +219,7 @@ def _drop_if_empty(table: Any, hash_key: Any) -> None:
 def _written(table: Any, hash_key: Any, range_key: Any) -> None:
     table._writes = write_count(table) + 1
     _drop_if_empty(table, hash_key)
+    _sorted_partitions(table).pop((None, hash_key), None)
     _reindex(table, hash_key, range_key)
     for listener in list(_write_listeners):
         listener(table, hash_key, range_key)
@@ -393,6 +399,7 @@ class _IndexMap:
     """One global secondary index as DynamoDB keeps it: index hash key → the items' table keys."""
 
     def __init__(self, table: Any, index: Any) -> None:
+        self.name = index.name
         self.hash_attr = next(k["AttributeName"] for k in index.schema if k["KeyType"] == "HASH")
         self.partitions: dict[Any, set[tuple[Any, Any]]] = {}
         self.placed: dict[tuple[Any, Any], Any] = {}
@@ -403,7 +410,9 @@ class _IndexMap:
     def place(self, table: Any, hash_key: Any, range_key: Any) -> None:
         key = (hash_key, range_key)
         previous = self.placed.pop(key, None)
+        sorted_partitions = _sorted_partitions(table)
         if previous is not None:
+            sorted_partitions.pop((self.name, previous), None)
             members = self.partitions[previous]
             members.discard(key)
             if not members:
@@ -411,6 +420,7 @@ class _IndexMap:
         item = current_item(table, hash_key, range_key)
         value = item.attrs.get(self.hash_attr) if item is not None else None
         if value is not None:
+            sorted_partitions.pop((self.name, value), None)
             self.placed[key] = value
             self.partitions.setdefault(value, set()).add(key)
 
@@ -428,22 +438,170 @@ def _reindex(table: Any, hash_key: Any, range_key: Any) -> None:
         index_map.place(table, hash_key, range_key)
 
 
-def _candidates(table: Any, hash_key: Any, index_name: str | None, hash_conditions: Any) -> list[Any] | None:
-    """The items one Query can match, or None when moto's own full pass must decide."""
+def _partition_items(table: Any, hash_key: Any, index_name: str | None, hash_conditions: Any) -> tuple[Any, Any]:
+    """(the partition's key, its items) for one Query, or (None, None) when moto must decide."""
     if not table.range_key_attr:
-        return None
+        return None, None
     if not index_name:
-        return list((table.items.get(hash_key) or {}).values()) if hash_key is not None else None
+        if hash_key is None:
+            return None, None
+        return hash_key, list((table.items.get(hash_key) or {}).values())
     index_map = _index_maps(table).get(index_name)
     if index_map is None:
-        return None  # a local secondary index: rare here, left to moto
+        return None, None  # a local secondary index: rare here, left to moto
     wanted = dict(hash_conditions or []).get(index_map.hash_attr, hash_key)
     if wanted is None:
+        return None, None
+    return wanted, [current_item(table, h, r) for h, r in index_map.partitions.get(wanted, ())]
+
+
+class _Unsortable(Exception):
+    pass
+
+
+def _native(value: Any) -> Any:
+    if value is None:
+        raise _Unsortable
+    if value.type == "S":
+        return value.value
+    if value.type == "N":
+        return Decimal(value.value)
+    raise _Unsortable  # binary keys: left to moto
+
+
+@dataclass
+class _SortedPartition:
+    """One partition in the order moto sorts a Query's results (Table._generate_attr_to_sort_by)."""
+
+    items: list[Any]
+    keys: list[tuple[Any, ...]]  # each item's full sort key, natively comparable
+
+    @property
+    def ranges(self) -> list[Any]:
+        return [key[1] for key in self.keys]  # the range attribute after the one hash attribute
+
+
+def _sort_attributes(table: Any, index_name: str | None) -> list[str] | None:
+    if not index_name:
+        return [table.hash_key_attr, table.range_key_attr]
+    index = next(i for i in table.global_indexes if i.name == index_name)
+    hashes = [k["AttributeName"] for k in index.schema if k["KeyType"] == "HASH"]
+    ranges = [k["AttributeName"] for k in index.schema if k["KeyType"] == "RANGE"]
+    if len(hashes) != 1 or len(ranges) > 1:
+        return None  # multi-attribute keys: left to moto
+    return [*hashes, *(ranges or [table.range_key_attr]), table.hash_key_attr, table.range_key_attr]
+
+
+def _sorted_partitions(table: Any) -> dict[tuple[str | None, Any], _SortedPartition]:
+    cache = table.__dict__.get("_sorted")
+    if cache is None:
+        cache = table._sorted = {}
+    return cache  # type: ignore[no-any-return]
+
+
+def _sorted_partition(table: Any, index_name: str | None, partition: Any, items: list[Any]) -> _SortedPartition:
+    cache = _sorted_partitions(table)
+    found = cache.get((index_name, partition))
+    if found is None:
+        attributes = _sort_attributes(table, index_name)
+        if attributes is None:
+            raise _Unsortable
+        # An index holds only the items that have its range key, as moto's own pass does.
+        keyed = [(tuple(_native(i.attrs.get(a)) for a in attributes), i) for i in items if i.attrs.get(attributes[1])]
+        keyed.sort(key=lambda pair: pair[0])
+        found = cache[(index_name, partition)] = _SortedPartition([i for _, i in keyed], [k for k, _ in keyed])
+    return found
+
+
+def _first(count: int, past: Callable[[int], bool]) -> int:
+    """The first position in 0..count where `past` holds (it holds from there on)."""
+    low, high = 0, count
+    while low < high:
+        middle = (low + high) // 2
+        if past(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def _run_bounds(ranges: list[Any], comparison: str | None, values: list[Any]) -> tuple[int, int] | None:
+    """The positions [start, end) whose range attribute matches the key condition: in sorted order
+    every condition DynamoDB allows on a sort key matches one contiguous run."""
+    n = len(ranges)
+    if comparison is None:
+        return 0, n
+    v = [_native(value) for value in values]
+    at = ranges.__getitem__
+    if comparison == "BEGINS_WITH":
+        if not isinstance(v[0], str):
+            return None
+        prefix = v[0]
+        return (
+            _first(n, lambda i: at(i) >= prefix),
+            _first(n, lambda i: at(i) > prefix and not at(i).startswith(prefix)),
+        )
+    bounds: dict[str, tuple[Callable[[int], bool], Callable[[int], bool]]] = {
+        "EQ": (lambda i: at(i) >= v[0], lambda i: at(i) > v[0]),
+        "LT": (lambda i: True, lambda i: at(i) >= v[0]),
+        "LE": (lambda i: True, lambda i: at(i) > v[0]),
+        "GT": (lambda i: at(i) > v[0], lambda i: False),
+        "GE": (lambda i: at(i) >= v[0], lambda i: False),
+        "BETWEEN": (lambda i: at(i) >= v[0], lambda i: at(i) > v[-1]),
+    }
+    comparison = {"=": "EQ", "<": "LT", "<=": "LE", ">": "GT", ">=": "GE"}.get(comparison, comparison)
+    if comparison not in bounds:
         return None
-    return [current_item(table, h, r) for h, r in index_map.partitions.get(wanted, ())]
+    reached, beyond = bounds[comparison]
+    return _first(n, reached), _first(n, beyond)
 
 
-def _partition_sized_queries() -> None:
+def _candidates(table: Any, hash_key: Any, index_name: str | None, query: dict[str, Any]) -> list[Any] | None:
+    """The items one Query can return: its partition, and of that, when the query allows, only the
+    run its key condition, start key and limit select (what DynamoDB reads). None: moto decides."""
+    partition, items = _partition_items(table, hash_key, index_name, query.get("hash_key_conditions"))
+    if items is None:
+        return None
+    conditions = query.get("range_key_conditions") or []
+    if query.get("filter_kwargs") or len(conditions) > 1:
+        return items  # legacy filters or multi-attribute sort keys: the whole partition
+    try:
+        ordered = _sorted_partition(table, index_name, partition, items)
+        attributes = _sort_attributes(table, index_name) or []
+        if conditions and conditions[0][0] != attributes[1]:
+            return items
+        run = _run_bounds(ordered.ranges, query.get("range_comparison"), query.get("range_objs") or [])
+        if run is None:
+            return items
+        start, end = run
+        after = query.get("exclusive_start_key")
+        forward = query.get("scan_index_forward", True) is not False
+        if after:
+            from moto.dynamodb.models.dynamo_type import DynamoType
+
+            mark = tuple(_native(DynamoType(after[a]) if a in after else None) for a in attributes)
+            if forward:
+                start = max(start, bisect.bisect_right(ordered.keys, mark))
+            else:
+                end = min(end, bisect.bisect_left(ordered.keys, mark))
+    except _Unsortable:
+        return items
+    # moto hands out a next page when the limit is reached before the partition ends, even if no
+    # item after the run matches: the item next to the run keeps that answer.
+    if forward:
+        end = min(len(ordered.items), end + 1)
+    else:
+        start = max(0, start - 1)
+    limit = query.get("limit")
+    if limit:  # one more than asked, so moto knows there is a next page
+        if forward:
+            end = min(end, start + limit + 1)
+        else:
+            start = max(start, end - limit - 1)
+    return ordered.items[start : max(start, end)]
+
+
+def _page_sized_queries() -> None:
     from moto.dynamodb.models.table import Table
 
     def query(plain: Any) -> Any:
@@ -453,7 +611,7 @@ def _partition_sized_queries() -> None:
             if _is_plain():
                 return plain(self, hash_key, *args, **kwargs)
             named = signature.bind(self, hash_key, *args, **kwargs).arguments
-            candidates = _candidates(self, hash_key, named.get("index_name"), named.get("hash_key_conditions"))
+            candidates = _candidates(self, hash_key, named.get("index_name"), named)
             if candidates is None:
                 return plain(self, hash_key, *args, **kwargs)
             _partition.scope = (self, candidates)
@@ -607,8 +765,9 @@ def _skip_executions_not_yet_running() -> None:
 # states it already left resolve at once from the table. Without these patches the state it was
 # waiting in would start its timers over, so a silent agent is reported stalled late by the
 # downtime. Each execution's current state is kept with the wall-clock time it was entered (this
-# attempt: a Retry starts the timers over, as on AWS) and its last heartbeat; a state's timeout counts from its entry and each heartbeat interval from the last
-# beat, and a restarted execution re-enters its saved state with the saved times.
+# attempt: a Retry starts the timers over, as on AWS) and its last heartbeat; a state's timeout
+# counts from its entry and each heartbeat interval from the last beat, and a restarted execution
+# re-enters its saved state with the saved times.
 
 # One wait per execution: the template's machines have no Parallel or Map states.
 _waits: dict[str, dict[str, Any]] = {}  # execution ARN -> {"state", "entered_at", "last_beat"}

@@ -193,7 +193,7 @@ def _random_writes(client: Any, rng: random.Random, count: int) -> None:
 
 
 def _queries(rng: random.Random) -> Iterator[dict[str, Any]]:
-    for _ in range(60):
+    for _ in range(90):
         index = rng.choice([None, "GSI1", "GSI2"])
         hash_name = f"{index}PK" if index else "PK"
         range_name = f"{index}SK" if index else "SK"
@@ -208,10 +208,14 @@ def _queries(rng: random.Random) -> Iterator[dict[str, Any]]:
         }
         if index:
             query["IndexName"] = index
-        if rng.random() < 0.4:
-            query["KeyConditionExpression"] += " AND begins_with(#r, :r)"
+        if rng.random() < 0.6:
+            condition = rng.choice(["begins_with(#r, :r)", "#r = :r", "#r < :r", "#r <= :r", "#r > :r", "#r >= :r",
+                                    "#r BETWEEN :r AND :q"])  # fmt: skip
+            query["KeyConditionExpression"] += f" AND {condition}"
             query["ExpressionAttributeNames"]["#r"] = range_name
-            query["ExpressionAttributeValues"][":r"] = {"S": rng.choice(["0", "1", "s0", "t"])}
+            query["ExpressionAttributeValues"][":r"] = {"S": rng.choice(["0", "1", "15", "s0", "s05", "t"])}
+            if ":q" in condition:
+                query["ExpressionAttributeValues"][":q"] = {"S": rng.choice(["2", "25", "s1", "s08", "u"])}
         yield query
 
 
@@ -429,3 +433,29 @@ def test_kms_symmetric_keys_make_no_key_pair_and_signing_keys_still_sign(dynamo:
     verified = kms.verify(KeyId=signing, Message=b"m", Signature=signed, SigningAlgorithm="RSASSA_PSS_SHA_256")
     assert verified["SignatureValid"]
     assert kms.get_public_key(KeyId=signing)["PublicKey"]
+
+
+def test_a_limited_query_reads_its_page_not_its_partition(dynamo: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    for n in range(300):
+        dynamo.put_item(TableName=TABLE, Item=item("big", f"s{n:03d}", GSI1PK="all", GSI1SK=f"{n % 7}"))
+    seen: list[int] = []
+    candidates = motofixes._candidates
+
+    def counting(*args: Any) -> Any:
+        found = candidates(*args)
+        seen.append(len(found))
+        return found
+
+    monkeypatch.setattr(motofixes, "_candidates", counting)
+    for query in (
+        {"KeyConditionExpression": "PK = :p AND begins_with(SK, :s)",
+         "ExpressionAttributeValues": {":p": {"S": "big"}, ":s": {"S": "s1"}}, "ScanIndexForward": False},
+        {"IndexName": "GSI1", "KeyConditionExpression": "GSI1PK = :p AND GSI1SK >= :s",
+         "ExpressionAttributeValues": {":p": {"S": "all"}, ":s": {"S": "5"}}},
+    ):  # fmt: skip
+        seen.clear()
+        pages = _all_pages(dynamo, {"TableName": TABLE, "Limit": 10, **query})
+        with motofixes.plain_moto():
+            assert pages == _all_pages(dynamo, {"TableName": TABLE, "Limit": 10, **query})
+        assert sum(len(page) for page in pages) in (100, 85)  # s100..s199; n % 7 in (5, 6)
+        assert max(seen) <= 12, seen  # a page and its neighbours, of 300
