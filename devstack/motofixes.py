@@ -30,6 +30,7 @@ import bisect
 import contextlib
 import copy
 import inspect
+import logging
 import math
 import threading
 import time
@@ -790,6 +791,19 @@ def resume_wait(state_machine_arn: str, execution_name: str, wait: dict[str, Any
             _resumed[(state_machine_arn, execution_name)] = dict(wait)
 
 
+_execution_listeners: list[Callable[[], None]] = []
+
+
+def on_execution_started(listener: Callable[[], None]) -> None:
+    """Call `listener` in each StartExecution, once the execution runs and before the answer."""
+    _execution_listeners.append(listener)
+
+
+def remove_execution_listener(listener: Callable[[], None]) -> None:
+    with contextlib.suppress(ValueError):
+        _execution_listeners.remove(listener)
+
+
 def waits_changes() -> int:
     """Counts entries, exits and heartbeats, so the saver knows when to write the waits again."""
     return _waits_changes
@@ -901,6 +915,22 @@ def _resumable_waits() -> None:
     patch(CallbackEndpoint, "setup_heartbeat_endpoint", handing_on)
     patch(CallbackEndpoint, "notify_heartbeat", beat_recorded)
     patch(HeartbeatEndpoint, "clear_and_wait", until_beat_due)
+
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    def noted(start_execution: Any) -> Any:
+        def start_execution_noted(self: Any, *args: Any, **kwargs: Any) -> Any:
+            execution = start_execution(self, *args, **kwargs)
+            for listener in list(_execution_listeners):
+                try:
+                    listener()
+                except Exception:  # the execution runs either way; the saver tries again
+                    logging.getLogger(__name__).exception("noting a started execution failed")
+            return execution
+
+        return start_execution_noted
+
+    patch(StepFunctionsParserBackend, "start_execution", noted)
 
 
 # ---------------------------------------------------------------- KMS

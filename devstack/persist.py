@@ -136,6 +136,7 @@ class Persistence:
         self._s3_cache: dict[tuple[str, str, str], str] = {}  # (bucket, key, etag) → content hash
         self._saved_fingerprint: Any = None
         self._lock = threading.Lock()
+        self._executions_lock = threading.Lock()  # executions.json alone, written as each one starts
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -398,28 +399,33 @@ class Persistence:
         _write_json(self.directory / "scheduler.json", {"groups": groups, "schedules": schedules})
 
     def _save_executions(self) -> None:
-        client = boto3.client("stepfunctions", region_name=aws.REGION)
-        running = []
-        for machine in template.state_machines():
-            arn = self.resources.arns.get(machine.logical_id)
-            if not arn:
-                continue
-            for page in client.get_paginator("list_executions").paginate(stateMachineArn=arn, statusFilter="RUNNING"):
-                for listed in page.get("executions", []):
-                    described = client.describe_execution(executionArn=listed["executionArn"])
-                    running.append(
-                        {
-                            "state_machine": machine.logical_id,
-                            "name": listed["name"],
-                            "input": described["input"],
-                            "wait": motofixes.execution_wait(listed["executionArn"]),
-                        }
-                    )
-        _write_json(self.directory / "executions.json", running)
+        """Every running execution with its input and the wait it is in, read from moto itself (this
+        also runs inside a StartExecution, where a call through boto3 would re-enter moto)."""
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        backend = stepfunctions_parser_backends[aws.ACCOUNT][aws.REGION]
+        logical_ids = {self.resources.arns.get(m.logical_id): m.logical_id for m in template.state_machines()}
+        with self._executions_lock:
+            running = [
+                {
+                    "state_machine": logical_ids[machine.arn],
+                    "name": execution.name,
+                    "input": execution.execution_input,
+                    "wait": motofixes.execution_wait(execution.exec_arn),
+                }
+                for machine in list(backend.state_machines)
+                if machine.arn in logical_ids
+                for execution in list(machine.executions)
+                if execution.status == "RUNNING"
+            ]
+            _write_json(self.directory / "executions.json", running)
 
     # --- the background saver
 
     def start(self, interval: float = 3.0) -> None:
+        # A started execution is on disk before StartExecution answers: a crash right after a run
+        # starts must not leave the run without its timers.
+        motofixes.on_execution_started(self._save_executions)
         self._thread = threading.Thread(target=self._run, args=(interval,), name="persist", daemon=True)
         self._thread.start()
 
@@ -433,6 +439,7 @@ class Persistence:
     def stop(self) -> None:
         """Stop the background saver and save one last time."""
         self._stop.set()
+        motofixes.remove_execution_listener(self._save_executions)
         if self._thread:
             self._thread.join(timeout=10)
         self.save()

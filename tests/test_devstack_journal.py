@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from bench import crash
+from bench.stackprocess import StackProcess, signed_in
 from devstack import aws, persist, template
 from devstack.journal import Journal
 
@@ -165,3 +167,27 @@ def test_tasks_answered_201_survive_a_kill_9() -> None:
     result = crash.run(clients=3, seconds=3.0)
     assert len(result.acknowledged) > 20
     assert result.lost == []
+
+
+@pytest.mark.e2e
+def test_a_run_started_just_before_a_kill_9_keeps_its_timers(tmp_path: Path) -> None:
+    """The execution behind a started run is on disk before the start is answered: after a crash
+    the run still times out on its own, instead of staying queued with no timer at all."""
+    environment = {"AGENTPLANE_SAVE_INTERVAL": "600"}  # nothing saved in the background meanwhile
+    stack = StackProcess(tmp_path / "data", **environment).start()
+    try:
+        client, workspace = signed_in(stack.port, "crashy")
+        runs = f"/api/v1/workspaces/{workspace}/runs"
+        created = client.request("POST", runs, {"title": "Just started", "prompt": "x", "queue_timeout_seconds": 5})
+        run = f"{runs}/{created.json['data']['id']}"
+        assert client.request("POST", f"{run}/start").status == 200
+        stack.kill()
+        stack = StackProcess(tmp_path / "data", **environment).start()
+        client.port, client._connection = stack.port, None
+        deadline = time.monotonic() + 60
+        while (current := client.request("GET", run).json["data"])["status"] == "queued":
+            assert time.monotonic() < deadline, current
+            time.sleep(0.5)
+        assert (current["status"], current["failure_reason"]) == ("failed", "queue_timeout")
+    finally:
+        stack.stop()
