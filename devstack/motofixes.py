@@ -104,6 +104,7 @@ def install() -> None:
     _cached_asl_validation()
     _skip_executions_not_yet_running()
     _resumable_waits()
+    _started_executions_noted()
     _key_pairs_on_first_use()
 
 
@@ -475,11 +476,7 @@ class _SortedPartition:
     """One partition in the order moto sorts a Query's results (Table._generate_attr_to_sort_by)."""
 
     items: list[Any]
-    keys: list[tuple[Any, ...]]  # each item's full sort key, natively comparable
-
-    @property
-    def ranges(self) -> list[Any]:
-        return [key[1] for key in self.keys]  # the range attribute after the one hash attribute
+    keys: list[tuple[Any, ...]]  # each item's full sort key, natively comparable; [1] is its range
 
 
 def _sort_attributes(table: Any, index_name: str | None) -> list[str] | None:
@@ -500,13 +497,12 @@ def _sorted_partitions(table: Any) -> dict[tuple[str | None, Any], _SortedPartit
     return cache  # type: ignore[no-any-return]
 
 
-def _sorted_partition(table: Any, index_name: str | None, partition: Any, items: list[Any]) -> _SortedPartition:
+def _sorted_partition(
+    table: Any, index_name: str | None, partition: Any, items: list[Any], attributes: list[str]
+) -> _SortedPartition:
     cache = _sorted_partitions(table)
     found = cache.get((index_name, partition))
     if found is None:
-        attributes = _sort_attributes(table, index_name)
-        if attributes is None:
-            raise _Unsortable
         # An index holds only the items that have its range key, as moto's own pass does.
         keyed = [(tuple(_native(i.attrs.get(a)) for a in attributes), i) for i in items if i.attrs.get(attributes[1])]
         keyed.sort(key=lambda pair: pair[0])
@@ -526,14 +522,17 @@ def _first(count: int, past: Callable[[int], bool]) -> int:
     return low
 
 
-def _run_bounds(ranges: list[Any], comparison: str | None, values: list[Any]) -> tuple[int, int] | None:
+def _run_bounds(keys: list[tuple[Any, ...]], comparison: str | None, values: list[Any]) -> tuple[int, int] | None:
     """The positions [start, end) whose range attribute matches the key condition: in sorted order
     every condition DynamoDB allows on a sort key matches one contiguous run."""
-    n = len(ranges)
+    n = len(keys)
     if comparison is None:
         return 0, n
     v = [_native(value) for value in values]
-    at = ranges.__getitem__
+
+    def at(i: int) -> Any:
+        return keys[i][1]
+
     if comparison == "BEGINS_WITH":
         if not isinstance(v[0], str):
             return None
@@ -566,12 +565,12 @@ def _candidates(table: Any, hash_key: Any, index_name: str | None, query: dict[s
     conditions = query.get("range_key_conditions") or []
     if query.get("filter_kwargs") or len(conditions) > 1:
         return items  # legacy filters or multi-attribute sort keys: the whole partition
+    attributes = _sort_attributes(table, index_name)
+    if attributes is None or (conditions and conditions[0][0] != attributes[1]):
+        return items
     try:
-        ordered = _sorted_partition(table, index_name, partition, items)
-        attributes = _sort_attributes(table, index_name) or []
-        if conditions and conditions[0][0] != attributes[1]:
-            return items
-        run = _run_bounds(ordered.ranges, query.get("range_comparison"), query.get("range_objs") or [])
+        ordered = _sorted_partition(table, index_name, partition, items, attributes)
+        run = _run_bounds(ordered.keys, query.get("range_comparison"), query.get("range_objs") or [])
         if run is None:
             return items
         start, end = run
@@ -838,11 +837,11 @@ def _resumable_waits() -> None:
             context = _context(env)
             execution, state = context["Execution"]["Id"], context["State"]["Name"]
             now = time.time()
+            resumed = (context["StateMachine"]["Id"], context["Execution"]["Name"])
             with _waits_lock:
-                saved = _resumed.get((context["StateMachine"]["Id"], context["Execution"]["Name"]))
+                saved = _resumed.get(resumed)
                 if saved and saved["state"] == state:
-                    del _resumed[(context["StateMachine"]["Id"], context["Execution"]["Name"])]
-                    wait = saved
+                    wait = _resumed.pop(resumed)
                 else:
                     wait = {"state": state, "entered_at": now, "last_beat": now}
                 _waits[execution] = wait
@@ -916,6 +915,9 @@ def _resumable_waits() -> None:
     patch(CallbackEndpoint, "notify_heartbeat", beat_recorded)
     patch(HeartbeatEndpoint, "clear_and_wait", until_beat_due)
 
+
+def _started_executions_noted() -> None:
+    """Each StartExecution tells the listeners (the saver) before it answers."""
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
     def noted(start_execution: Any) -> Any:

@@ -161,7 +161,7 @@ class Persistence:
         their Lambda tasks can run). Each keeps its name and input, and the state it was waiting in
         keeps its clock: its timeout and heartbeat run on from where they were, downtime included."""
         saved = _read_json(self.directory / "executions.json") or []
-        client = boto3.client("stepfunctions", region_name=aws.REGION)
+        client = aws.client("stepfunctions")
         restarted = 0
         for execution in saved:
             arn = self.resources.arns.get(execution["state_machine"])
@@ -275,15 +275,25 @@ class Persistence:
             tuple(object_marks),
             tuple(schedule_marks),
             len(scheduler.schedule_groups),
-            tuple(sorted(self._running_execution_arns())),
+            tuple(sorted(execution.exec_arn for _, execution in self._running_executions())),
             motofixes.waits_changes(),
         )
 
-    def _running_execution_arns(self) -> list[str]:
+    def _running_executions(self) -> list[tuple[str, Any]]:
+        """(logical id of its state machine, moto's execution) for each running execution of the
+        template's machines, read from moto itself (this also runs inside a StartExecution, where a
+        call through boto3 would re-enter moto)."""
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
         backend = stepfunctions_parser_backends[aws.ACCOUNT][aws.REGION]
-        return [e.exec_arn for m in list(backend.state_machines) for e in list(m.executions) if e.status == "RUNNING"]
+        logical_ids = {self.resources.arns.get(m.logical_id): m.logical_id for m in template.state_machines()}
+        return [
+            (logical_ids[machine.arn], execution)
+            for machine in list(backend.state_machines)
+            if machine.arn in logical_ids
+            for execution in list(machine.executions)
+            if execution.status == "RUNNING"
+        ]
 
     def save(self, tables: bool = True) -> None:
         """Save everything; with `tables` False, all but the tables (the journal holds their writes)."""
@@ -399,24 +409,16 @@ class Persistence:
         _write_json(self.directory / "scheduler.json", {"groups": groups, "schedules": schedules})
 
     def _save_executions(self) -> None:
-        """Every running execution with its input and the wait it is in, read from moto itself (this
-        also runs inside a StartExecution, where a call through boto3 would re-enter moto)."""
-        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
-
-        backend = stepfunctions_parser_backends[aws.ACCOUNT][aws.REGION]
-        logical_ids = {self.resources.arns.get(m.logical_id): m.logical_id for m in template.state_machines()}
+        """Every running execution with its input and the wait it is in."""
         with self._executions_lock:
             running = [
                 {
-                    "state_machine": logical_ids[machine.arn],
+                    "state_machine": logical_id,
                     "name": execution.name,
                     "input": execution.execution_input,
                     "wait": motofixes.execution_wait(execution.exec_arn),
                 }
-                for machine in list(backend.state_machines)
-                if machine.arn in logical_ids
-                for execution in list(machine.executions)
-                if execution.status == "RUNNING"
+                for logical_id, execution in self._running_executions()
             ]
             _write_json(self.directory / "executions.json", running)
 

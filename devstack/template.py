@@ -65,6 +65,7 @@ def use(path: Path | str | None = None) -> None:
     global _current
     _current = Path(path).resolve() if path else TEMPLATE
     load.cache_clear()
+    _declared_functions.cache_clear()
 
 
 def path() -> Path:
@@ -114,17 +115,12 @@ def resources() -> dict[str, Any]:
     return load()["Resources"]
 
 
-_functions: list[tuple[dict[str, Any], dict[str, Function]]] = []  # (the loaded template, its functions)
-
-
 def functions() -> dict[str, Function]:
     """Every function the template declares, by logical id (worked out once per loaded template)."""
-    loaded = load()
-    if not _functions or _functions[0][0] is not loaded:
-        _functions[:] = [(loaded, _declared_functions())]
-    return dict(_functions[0][1])
+    return dict(_declared_functions())
 
 
+@lru_cache(maxsize=1)
 def _declared_functions() -> dict[str, Function]:
     declared = {
         logical_id: resource["Properties"]

@@ -243,18 +243,24 @@ def test_queries_answer_what_plain_moto_answers(dynamo: Any) -> None:
     assert compared > 200  # the comparison saw real results, not only empty pages
 
 
-def test_a_query_reads_only_the_partition_it_names(dynamo: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    for n in range(200):
-        dynamo.put_item(TableName=TABLE, Item=item(f"p{n}", "s", GSI1PK=f"g{n % 50}", GSI1SK=f"{n}"))
-    seen: list[int] = []
+@pytest.fixture
+def seen(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many items each Query looked at."""
+    looked_at: list[int] = []
     candidates = motofixes._candidates
 
     def counting(*args: Any) -> Any:
         found = candidates(*args)
-        seen.append(len(found))
+        looked_at.append(len(found))
         return found
 
     monkeypatch.setattr(motofixes, "_candidates", counting)
+    return looked_at
+
+
+def test_a_query_reads_only_the_partition_it_names(dynamo: Any, seen: list[int]) -> None:
+    for n in range(200):
+        dynamo.put_item(TableName=TABLE, Item=item(f"p{n}", "s", GSI1PK=f"g{n % 50}", GSI1SK=f"{n}"))
     found = dynamo.query(
         TableName=TABLE,
         IndexName="GSI1",
@@ -435,18 +441,9 @@ def test_kms_symmetric_keys_make_no_key_pair_and_signing_keys_still_sign(dynamo:
     assert kms.get_public_key(KeyId=signing)["PublicKey"]
 
 
-def test_a_limited_query_reads_its_page_not_its_partition(dynamo: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_limited_query_reads_its_page_not_its_partition(dynamo: Any, seen: list[int]) -> None:
     for n in range(300):
         dynamo.put_item(TableName=TABLE, Item=item("big", f"s{n:03d}", GSI1PK="all", GSI1SK=f"{n % 7}"))
-    seen: list[int] = []
-    candidates = motofixes._candidates
-
-    def counting(*args: Any) -> Any:
-        found = candidates(*args)
-        seen.append(len(found))
-        return found
-
-    monkeypatch.setattr(motofixes, "_candidates", counting)
     for query in (
         {"KeyConditionExpression": "PK = :p AND begins_with(SK, :s)",
          "ExpressionAttributeValues": {":p": {"S": "big"}, ":s": {"S": "s1"}}, "ScanIndexForward": False},
