@@ -2,13 +2,24 @@
 
 Every scenario gets a fresh emulated stack (moto + the template), builds what the route needs
 through the API itself (a registered user, a workspace, a task...), then sends one request through
-the emulated API Gateway with the real authorizer. Calls made while the authorizer runs and while
-the route's function runs are counted apart: API Gateway caches the authorizer's answer per token
-(AuthorizerCacheSeconds), so steady-state traffic pays only the handler's calls.
+the emulated API Gateway. The function checks the caller's token itself on every call (its record,
+and on a workspace's routes the workspace and the membership); the report shows how that check
+travelled apart from the route's own calls:
 
-Before the measured request the authorizer cache is emptied (so its cost shows, and the principal
-includes everything set up) and the per-principal rate-limit counters are reset (the limiter folds
-its count into the table on every SYNC_EVERY-th call, not on this one).
+- `in read`: inside the route's first read (a GetItem became one BatchGetItem holding both),
+- `beside`: its own BatchGetItem, sent from another thread as the route's Query went out,
+- `before`: its own BatchGetItem ahead of a write (a write checks first, then runs),
+- `after`: its own BatchGetItem when the route read nothing.
+
+`round trips` counts the calls one after another: a check beside a Query adds none. Before the
+measured request the caller has made one read, as steady traffic has (so the function has seen the
+token), and the per-principal rate-limit counters are reset (the limiter folds its count into the
+table on every SYNC_EVERY-th call, not on this one).
+
+Before the functions checked tokens themselves, an authorizer cached by API Gateway for 60 s read
+the token and the caller's memberships (GetItem + Query) once per token per minute and the routes
+made only their own calls: the same round trips for reads as now, and a revoked token read on
+for up to a minute.
 """
 
 from __future__ import annotations
@@ -18,6 +29,8 @@ import contextvars
 import io
 import json
 import re
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,7 +44,7 @@ from devstack.lambdas import Lambdas, ensure_layer_on_path
 
 SIGNING_SECRET = "bench-signing-secret-0123456789abcdef"
 PASSWORD = "correct horse battery"
-AUTHORIZER = "AuthorizerFunction"
+CHECK_THREAD = "deferred-check"
 _invoking: contextvars.ContextVar[str | None] = contextvars.ContextVar("invoking", default=None)
 
 
@@ -492,6 +505,14 @@ class Call:
     function: str
     operation: str
     detail: str = ""  # what a transaction holds, e.g. "2 ConditionCheck + 2 Put"
+    keys: tuple[tuple[str, str], ...] = ()  # what a BatchGetItem asked for, as (PK, SK)
+    # How a token check went out, if this call is one on its own: "beside" the route's call (from
+    # the store's check thread) or "alone" (before a write, or when the route read nothing).
+    check: str = ""
+
+    @property
+    def beside(self) -> bool:
+        return self.check == "beside"
 
 
 @dataclass
@@ -499,6 +520,9 @@ class Counter:
     active: bool = False
     calls: list[Call] = field(default_factory=list)
     _transaction: str = ""
+    # The keys a BatchGetItem is about to ask for, per thread: a check's call from the store's
+    # check thread must not lend its keys to the Query the request thread sends meanwhile.
+    _batch: threading.local = field(default_factory=threading.local)
 
     def hook(self, model: Any, **_: Any) -> None:
         """`before-call.dynamodb`: once per API call, whatever its retries."""
@@ -506,7 +530,17 @@ class Counter:
         if not self.active or function is None:
             return
         detail = self._transaction if model.name == "TransactWriteItems" else ""
-        self.calls.append(Call(function, model.name, detail))
+        keys = getattr(self._batch, "keys", ()) if model.name == "BatchGetItem" else ()
+        self.calls.append(Call(function, model.name, detail, keys, _check_alone()))
+        self._batch.keys = ()
+
+    def batch_hook(self, params: dict[str, Any], **_: Any) -> None:
+        """`before-parameter-build.dynamodb.BatchGetItem`: the keys asked for."""
+        self._batch.keys = tuple(
+            (key["PK"]["S"], key["SK"]["S"])
+            for request in (params.get("RequestItems") or {}).values()
+            for key in request.get("Keys", [])
+        )
 
     def transaction_hook(self, params: dict[str, Any], **_: Any) -> None:
         """`before-parameter-build.dynamodb.TransactWriteItems`: what the transaction holds."""
@@ -515,6 +549,18 @@ class Counter:
             for kind in item:
                 kinds[kind] = kinds.get(kind, 0) + 1
         self._transaction = " + ".join(f"{n} {kind}" for kind, n in kinds.items())
+
+
+def _check_alone() -> str:
+    """Whether the call being made is a token check on its own, told by who is making it."""
+    if threading.current_thread().name.startswith(CHECK_THREAD):
+        return "beside"
+    frame = sys._getframe()
+    while frame is not None:
+        if frame.f_code.co_name == "settle_deferred" or frame.f_code.co_name == "_confirm_before_write":
+            return "alone"
+        frame = frame.f_back  # type: ignore[assignment]
+    return ""
 
 
 class CountingLambdas(Lambdas):
@@ -545,17 +591,19 @@ def local_stack() -> Iterator[tuple[HttpApi, Counter]]:
         # Clients made from the default session from here on (the store's included) carry the hook.
         events.register("before-call.dynamodb", counter.hook)
         events.register("before-parameter-build.dynamodb.TransactWriteItems", counter.transaction_hook)
+        events.register("before-parameter-build.dynamodb.BatchGetItem", counter.batch_hook)
         store.reset_store()
         crypto.reset()
         idempotency.reset()
         ratelimit.reset_local_counters()
         _reset_service_clients()
         with quiet_functions():
-            yield HttpApi(CountingLambdas(template.functions()), cache_seconds=60), counter
+            yield HttpApi(CountingLambdas(template.functions())), counter
     finally:
         # The boto3 session outlives the mock (devstack keeps one per process): drop this counter.
         events.unregister("before-call.dynamodb", counter.hook)
         events.unregister("before-parameter-build.dynamodb.TransactWriteItems", counter.transaction_hook)
+        events.unregister("before-parameter-build.dynamodb.BatchGetItem", counter.batch_hook)
         stepfunctions.end_running_executions()  # no execution of this stack runs on into the next
         mock.stop()
         store.reset_store()
@@ -979,13 +1027,47 @@ BUILDERS: dict[str, Callable[[World], None]] = {
 class Result:
     scenario: Scenario
     status: int | None = None
-    authorizer: list[Call] = field(default_factory=list)
-    handler: list[Call] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+    check_keys: frozenset[tuple[str, str]] = frozenset()  # the caller's token, workspace, membership
     skipped: str | None = None
+
+    @staticmethod
+    def _is_check(call: Call) -> bool:
+        return bool(call.check)
+
+    @property
+    def handler(self) -> list[Call]:
+        """The route's own calls: the check's own BatchGetItem left out, and a GetItem that took the
+        check along (a BatchGetItem of the item and the check's keys) counted as the GetItem it is."""
+        own = []
+        for call in self.calls:
+            if self._is_check(call):
+                continue
+            carried = [key for key in call.keys if key in self.check_keys]
+            if carried and len(call.keys) - len(carried) <= 1:
+                call = Call(call.function, "GetItem")
+            own.append(call)
+        return own
 
     @property
     def handler_ops(self) -> list[str]:
         return [call.operation for call in self.handler]
+
+    @property
+    def check(self) -> str:
+        """How the token check travelled (see the module docstring)."""
+        for index, call in enumerate(self.calls):
+            if self._is_check(call):
+                if call.beside:
+                    return "beside"
+                return "before" if index < len(self.calls) - 1 else "after"
+            if any(key in self.check_keys for key in call.keys):
+                return "in read"
+        return "none"
+
+    @property
+    def round_trips(self) -> int:
+        return sum(1 for call in self.calls if not call.beside)
 
     @property
     def verdict(self) -> str:
@@ -999,6 +1081,34 @@ class Result:
         if target is None:
             return "-"
         return "ok" if target.met_by(self.handler_ops) else "MISSED"
+
+
+def _check_keys(world: World, token: str | None) -> frozenset[tuple[str, str]]:
+    from agentplane import keys
+    from agentplane.auth.secrets import hash_secret
+
+    if not token:
+        return frozenset()
+    wanted = [keys.token_key(hash_secret(token))]
+    ws = world.values.get("ws")
+    if ws:
+        wanted.append(keys.workspace_key(ws))
+        for user_id in (world.values.get("user_id"), world.values.get("member_id")):
+            if user_id:
+                wanted.append(keys.member_key(ws, user_id))
+    return frozenset((key["PK"], key["SK"]) for key in wanted)
+
+
+def _seen_by_the_functions(world: World, token: str | None) -> None:
+    """One read as the caller, as steady traffic has: the functions have seen this token."""
+    from agentplane.auth import caller
+
+    caller.forget_all()
+    if not token:
+        return
+    world.request("GET", "/api/v1/me", None, token)
+    if "ws" in world.values:
+        world.request("GET", WS, None, token)
 
 
 def run(scenario: Scenario) -> Result:
@@ -1024,15 +1134,15 @@ def run(scenario: Scenario) -> Result:
             return result
         from agentplane import ratelimit
 
-        http.clear_authorizer_cache()
+        token = None if scenario.anonymous else world.values[scenario.caller]
+        _seen_by_the_functions(world, token)
         ratelimit.reset_local_counters()
         counter.active = True
-        token = None if scenario.anonymous else world.values[scenario.caller]
         response = world.request(scenario.method, scenario.path, body, token, scenario.query)
         counter.active = False
         result.status = response.status
-        result.authorizer = [call for call in counter.calls if call.function == AUTHORIZER]
-        result.handler = [call for call in counter.calls if call.function != AUTHORIZER]
+        result.calls = list(counter.calls)
+        result.check_keys = _check_keys(world, token)
     return result
 
 
@@ -1050,19 +1160,34 @@ def _describe(calls: list[Call]) -> str:
 def report(scenarios: list[Scenario] | None = None) -> bool:
     with contextlib.redirect_stdout(io.StringIO()):  # the cold-start metric is printed, not logged
         results = [run(scenario) for scenario in scenarios or SCENARIOS]
-    print("DynamoDB calls per request (fresh data per route; authorizer on a cache miss, counted apart)\n")
-    rows = [("route", "status", "authorizer", "handler", "target", "verdict")]
+    print("DynamoDB calls per request (fresh data per route; the caller's token already seen by the functions)\n")
+    rows = [("route", "status", "token check", "round trips", "route's calls", "target", "verdict")]
     for r in results:
         if r.skipped:
-            rows.append((r.scenario.route_key, "-", "", "", "", f"skipped: {r.skipped}"))
+            rows.append((r.scenario.route_key, "-", "", "", "", "", f"skipped: {r.skipped}"))
             continue
         target = r.scenario.target.label if r.scenario.target else "-"
         rows.append(
-            (r.scenario.route_key, str(r.status), _describe(r.authorizer), _describe(r.handler), target, r.verdict)
+            (
+                r.scenario.route_key,
+                str(r.status),
+                r.check,
+                str(r.round_trips),
+                _describe(r.handler),
+                target,
+                r.verdict,
+            )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    widths = [max(len(row[i]) for row in rows) for i in range(6)]
     for row in rows:
-        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[5])
+        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[6])
+    measured = [r for r in results if not r.skipped and r.status is not None and r.status < 400]
+    reads = [r for r in measured if r.scenario.method == "GET" and not r.scenario.anonymous]
+    extra = [r for r in reads if r.round_trips > len(r.handler)]
+    print(
+        f"\n  reads: {len(reads)} measured; the token check added a round trip to {len(extra)} of them"
+        + (f" ({', '.join(r.scenario.route_key for r in extra)})" if extra else "")
+    )
     covered = {r.scenario.route_key for r in results}
     unmeasured = [route.route_key for route in template.http_routes() if route.route_key not in covered]
     if unmeasured and scenarios is None:

@@ -24,6 +24,7 @@ from devstack.lambdas import ensure_layer_on_path
 IMPORT_ENVIRONMENT = {
     "TABLE_NAME": "agentplane-table",
     "SIGNING_SECRET": "offline-signing-secret-0123456789",
+    "RUN_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:agentplane-runs",
     "AWS_DEFAULT_REGION": "us-east-1",
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_DISABLED": "true",
@@ -36,6 +37,7 @@ class RouteInfo:
     path: str  # template style: /api/v1/workspaces/{ws}
     function: template.Function
     handler: Any  # the route's Python function
+    public: bool = False  # reached without a token (`security=PUBLIC` on the route)
 
     @property
     def route_key(self) -> str:
@@ -95,7 +97,17 @@ def resolver_routes(logical_id: str) -> list[RouteInfo]:
         return []
     function = template.functions()[logical_id]
     registered = [*resolver._static_routes, *resolver._dynamic_routes]
-    return [RouteInfo(route.method.upper(), template_path(route.path), function, route.func) for route in registered]
+    return [
+        RouteInfo(route.method.upper(), template_path(route.path), function, route.func, route.security == [])
+        for route in registered
+    ]
+
+
+def public_route_keys() -> set[str]:
+    """Route keys of every route reached without a token, from the code that serves them."""
+    return {
+        served.route_key for logical_id in http_functions() for served in resolver_routes(logical_id) if served.public
+    }
 
 
 def find_route(method: str, path: str) -> RouteInfo | None:

@@ -2,7 +2,8 @@
 (`python -m devstack.events`) writes events/<family>-<route-event-name>.json.
 
 Each is what API Gateway hands the function, so `sam local invoke <Function> -e events/<file>`
-runs the route: a sample authorizer context on protected routes, well-formed sample ids in the path
+runs the route: a sample bearer token on protected routes (a token the function checks itself: it
+answers 401 unless that token exists in the table it reads), well-formed sample ids in the path
 and, for POST/PUT/PATCH, a small body the route's pydantic model accepts. The files are stable
 across runs (fixed request ids and times), so regenerating changes only what the code changed.
 
@@ -36,6 +37,8 @@ SAMPLE_IP = "203.0.113.10"  # TEST-NET-3: never a real caller
 SAMPLE_USER = "usr_" + "0" * 26
 SAMPLE_WORKSPACE = apps.sample_path_value("ws")
 BODY_METHODS = ("POST", "PUT", "PATCH")
+SAMPLE_TOKEN = "aps_sample-token"
+UNMATCHED_SAMPLE_PATH = "/api/v1/no-such-route"
 
 
 def kebab(name: str) -> str:
@@ -54,25 +57,12 @@ def route_events() -> dict[str, tuple[template.HttpRoute, str]]:
             if event["Type"] != "HttpApi":
                 continue
             props = event["Properties"]
-            route = routes[(logical_id, props["Method"].upper(), props["Path"])]
+            if "Path" not in props:
+                route = routes[(logical_id, "ANY", template.DEFAULT_ROUTE)]
+            else:
+                route = routes[(logical_id, props["Method"].upper(), props["Path"])]
             found[f"{kebab(function.name)}-{kebab(event_name)}.json"] = (route, event_name)
     return found
-
-
-def sample_authorizer() -> dict[str, Any]:
-    """What the authorizer hands a protected route: a session of a user who owns the sample workspace."""
-    ensure_layer_on_path()
-    from agentplane.auth.principal import Principal
-
-    principal = Principal(
-        kind="session",
-        id=SAMPLE_USER,
-        user_id=SAMPLE_USER,
-        token_id="ses_" + "0" * 26,
-        token_hash="0" * 64,
-        memberships={SAMPLE_WORKSPACE: "owner"},
-    )
-    return {"lambda": principal.to_context()}
 
 
 def sample_body(route: template.HttpRoute) -> str | None:
@@ -85,16 +75,18 @@ def sample_body(route: template.HttpRoute) -> str | None:
 
 def build(route: template.HttpRoute, gateway: HttpApi) -> dict[str, Any]:
     params = {name: apps.sample_path_value(name) for name in re.findall(r"\{(\w+)\+?\}", route.path)}
-    path = route.path
+    path = UNMATCHED_SAMPLE_PATH if route.path == template.DEFAULT_ROUTE else route.path
     for name, value in params.items():
         path = re.sub(r"\{" + name + r"\+?\}", value, path)
     body = sample_body(route)
     headers = {"Host": "api.example.com", "User-Agent": "curl/8.5.0", "Accept": "application/json"}
     if body is not None:
         headers["Content-Type"] = "application/json"
-    if route.authorized:
-        headers["Authorization"] = "Bearer sample-token"
-    event = gateway.build_event(route, params, route.method, path, "", headers, body, SAMPLE_IP)
+    served = apps.find_route(route.method, route.path)
+    if served is not None and not served.public:
+        headers["Authorization"] = f"Bearer {SAMPLE_TOKEN}"
+    method = "GET" if route.method == "ANY" else route.method
+    event = gateway.build_event(route, params, method, path, "", headers, body, SAMPLE_IP)
     context = event["requestContext"]
     context.update(
         requestId=str(uuid.uuid5(uuid.NAMESPACE_URL, route.route_key)),
@@ -103,14 +95,12 @@ def build(route: template.HttpRoute, gateway: HttpApi) -> dict[str, Any]:
         domainName="api.example.com",
         domainPrefix="api",
     )
-    if route.authorized:
-        context["authorizer"] = sample_authorizer()
     return event
 
 
 def generate() -> dict[str, str]:
     """File name -> JSON text of every event the template's routes call for."""
-    gateway = HttpApi(Lambdas({}), cache_seconds=0)
+    gateway = HttpApi(Lambdas({}))
     return {
         name: json.dumps(build(route, gateway), indent=2) + "\n" for name, (route, _) in sorted(route_events().items())
     }

@@ -1,12 +1,11 @@
-"""The HTTP API, emulated: route matching, API Gateway v2 events, the Lambda authorizer and its
-cache, and the response mapping, all driven by template.yaml."""
+"""The HTTP API, emulated: route matching (the $default route included), API Gateway v2 events
+and the response mapping, all driven by template.yaml. There is no authorizer: the functions
+check the bearer token themselves."""
 
 from __future__ import annotations
 
 import base64
 import json
-import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,22 +40,14 @@ class HttpResponse:
 
 
 def _not_found() -> HttpResponse:
-    # What API Gateway answers for a path no route matches.
+    # What API Gateway answers for a path no route matches, when the API has no $default route.
     return HttpResponse(404, {"content-type": "application/json"}, '{"message":"Not Found"}')
 
 
 class HttpApi:
-    def __init__(self, lambdas: Lambdas, cache_seconds: int | None = None) -> None:
+    def __init__(self, lambdas: Lambdas) -> None:
         self.lambdas = lambdas
         self.routes = template.http_routes()
-        self.authorizer = template.functions().get("AuthorizerFunction")
-        self.cache_seconds = template.authorizer_cache_seconds() if cache_seconds is None else cache_seconds
-        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._cache_lock = threading.Lock()
-
-    def clear_authorizer_cache(self) -> None:
-        with self._cache_lock:
-            self._cache.clear()
 
     def match(self, method: str, path: str) -> tuple[template.HttpRoute, dict[str, str]] | None:
         for route in self.routes:
@@ -66,35 +57,6 @@ class HttpApi:
             if found:
                 return route, found.groupdict()
         return None
-
-    def _authorize(self, route: template.HttpRoute, event: dict[str, Any]) -> dict[str, Any] | None:
-        identity = event["headers"].get("authorization")
-        if not identity or self.authorizer is None:
-            return None  # API Gateway answers 401 itself when the identity source is missing
-        now = time.time()
-        with self._cache_lock:
-            cached = self._cache.get(identity)
-        if cached and cached[0] > now:
-            return cached[1]
-        auth_event = {
-            "version": "2.0",
-            "type": "REQUEST",
-            "routeArn": f"arn:aws:execute-api:us-east-1:123456789012:local/$default/{route.method}{route.path}",
-            "identitySource": [identity],
-            "routeKey": route.route_key,
-            "rawPath": event["rawPath"],
-            "rawQueryString": event["rawQueryString"],
-            "cookies": event.get("cookies"),
-            "headers": event["headers"],
-            "queryStringParameters": event.get("queryStringParameters"),
-            "requestContext": event["requestContext"],
-            "pathParameters": event.get("pathParameters"),
-        }
-        result = self.lambdas.invoke(self.authorizer, auth_event)
-        if self.cache_seconds > 0:
-            with self._cache_lock:
-                self._cache[identity] = (now + self.cache_seconds, result)
-        return result
 
     def build_event(
         self,
@@ -171,14 +133,6 @@ class HttpApi:
             return _not_found()
         route, params = matched
         event = self.build_event(route, params, method.upper(), path, parts.query, headers or {}, body, source_ip)
-        if route.authorized:
-            decision = self._authorize(route, event)
-            # API Gateway's own refusals are bare JSON messages, not problem documents.
-            if decision is None:
-                return HttpResponse(401, {"content-type": "application/json"}, '{"message":"Unauthorized"}')
-            if not decision.get("isAuthorized"):
-                return HttpResponse(403, {"content-type": "application/json"}, '{"message":"Forbidden"}')
-            event["requestContext"]["authorizer"] = {"lambda": decision.get("context") or {}}
         result = self.lambdas.invoke(route.function, event)
         return self._to_response(result)
 

@@ -93,22 +93,26 @@ class Function:
         return self.function_name or self.name
 
 
+DEFAULT_ROUTE = "$default"
+
+
 @dataclass(frozen=True)
 class HttpRoute:
-    method: str
-    path: str  # as in the template: /api/v1/workspaces/{ws}
+    method: str  # ANY for the $default route
+    path: str  # as in the template: /api/v1/workspaces/{ws}, or $default
     function: Function
-    authorized: bool
 
     @property
     def pattern(self) -> re.Pattern[str]:
+        if self.path == DEFAULT_ROUTE:
+            return re.compile(r"^.*$", re.S)
         regex = re.sub(r"\{(\w+)\+\}", r"(?P<\1>.+)", self.path)
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", regex)
         return re.compile(f"^{regex}$")
 
     @property
     def route_key(self) -> str:
-        return f"{self.method} {self.path}"
+        return DEFAULT_ROUTE if self.path == DEFAULT_ROUTE else f"{self.method} {self.path}"
 
 
 def resources() -> dict[str, Any]:
@@ -147,10 +151,12 @@ def http_routes() -> list[HttpRoute]:
             if event["Type"] != "HttpApi":
                 continue
             props = event["Properties"]
-            auth = (props.get("Auth") or {}).get("Authorizer")
-            routes.append(HttpRoute(props["Method"].upper(), props["Path"], function, auth != "NONE"))
-    # Literal segments win over parameters, as in API Gateway.
-    routes.sort(key=lambda r: (r.path.count("{"), -len(r.path)))
+            if "Path" not in props:  # SAM's $default route: whatever no other route matches
+                routes.append(HttpRoute("ANY", DEFAULT_ROUTE, function))
+                continue
+            routes.append(HttpRoute(props["Method"].upper(), props["Path"], function))
+    # Literal segments win over parameters, as in API Gateway; $default comes last.
+    routes.sort(key=lambda r: (r.path == DEFAULT_ROUTE, r.path.count("{"), -len(r.path)))
     return routes
 
 
@@ -162,11 +168,6 @@ def function_events(event_type: str) -> list[tuple[Function, dict[str, Any]]]:
             if event["Type"] == event_type:
                 found.append((function, event.get("Properties") or {}))
     return found
-
-
-def authorizer_cache_seconds() -> int:
-    parameter = (load().get("Parameters") or {}).get("AuthorizerCacheSeconds")
-    return int(parameter["Default"]) if parameter else 0
 
 
 def global_environment() -> dict[str, Any]:

@@ -70,6 +70,7 @@ class Client:
 @pytest.fixture
 def stack() -> Iterator[aws.Resources]:
     from agentplane import crypto, idempotency, ratelimit, store
+    from agentplane.auth import caller
     from agentplane.settings import get_settings
 
     mock = aws.start()
@@ -80,6 +81,7 @@ def stack() -> Iterator[aws.Resources]:
         crypto.reset()
         idempotency.reset()
         ratelimit.reset_local_counters()
+        caller.forget_all()
         _reset_service_clients()
         yield resources
     finally:
@@ -118,9 +120,7 @@ def executions(stack: aws.Resources, lambdas: Lambdas) -> Iterator[aws.Resources
 
 @pytest.fixture
 def api(lambdas: Lambdas) -> Client:
-    # No authorizer cache by default, so each test sees token changes at once; the cache
-    # itself has its own tests.
-    return Client(HttpApi(lambdas, cache_seconds=0))
+    return Client(HttpApi(lambdas))
 
 
 _serial = itertools.count(1)

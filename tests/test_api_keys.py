@@ -714,12 +714,10 @@ def test_agent_keys_refuse_an_expiry_and_scopes_beyond_an_agents(api, user, work
     assert api.get(f"{base}/api-keys").json["data"] == []
 
 
-def test_usage_counts_every_request_while_the_authorizer_caches_the_key(lambdas, user, workspace):
+def test_usage_counts_every_request_of_a_key(api, user, workspace):
     from agentplane.logic.api_keys import USAGE_BATCH, USAGE_WRITTEN_AT_ONCE
-    from devstack.gateway import HttpApi
-    from tests.conftest import Client
 
-    cached = Client(HttpApi(lambdas, cache_seconds=60))
+    cached = api
     cached.token = user["token"]
     key = create_key(cached, workspace, scopes=["tasks:read"])
     calls = USAGE_WRITTEN_AT_ONCE + USAGE_BATCH

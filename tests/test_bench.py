@@ -10,12 +10,14 @@ TEAM = "/api/v1/workspaces/{ws}/teams/{team_id}"
 PATS = "/api/v1/me/personal-access-tokens"
 
 
-def test_reading_one_task_costs_one_get_item_beyond_the_cached_authorizer() -> None:
+def test_reading_one_task_is_one_round_trip_that_also_checks_the_token() -> None:
     result = dynamo.run(dynamo.find("GET", f"{TASKS}/{{task_id}}"))
 
     assert result.status == 200, result.skipped
-    # Membership comes from the authorizer's context, so the handler reads only the task.
+    # The task, the token, the workspace and the membership in one BatchGetItem.
     assert result.handler_ops == ["GetItem"]
+    assert result.check == "in read" and result.round_trips == 1
+    assert [call.operation for call in result.calls] == ["BatchGetItem"] and len(result.calls[0].keys) == 4
 
 
 def test_creating_a_task_is_one_transaction_holding_its_guards_and_audit_row() -> None:
@@ -27,13 +29,16 @@ def test_creating_a_task_is_one_transaction_holding_its_guards_and_audit_row() -
     # (no separate reads); the two puts are the task and its audit row, the update the day's
     # task counters (daily analytics).
     assert result.handler[0].detail == "2 ConditionCheck + 2 Put + 1 Update"
+    # A write checks the token and membership first (one BatchGetItem), then runs.
+    assert result.check == "before" and result.round_trips == 2
 
 
-def test_listing_tasks_is_one_query() -> None:
+def test_listing_tasks_is_one_query_with_the_token_check_beside_it() -> None:
     result = dynamo.run(dynamo.find("GET", TASKS))
 
     assert result.status == 200, result.skipped
     assert result.handler_ops == ["Query"]
+    assert result.check == "beside" and result.round_trips == 1
 
 
 def test_appending_a_batch_of_100_run_events_is_one_read_and_one_batched_write() -> None:
@@ -57,7 +62,7 @@ def test_listing_personal_access_tokens_is_one_query_with_their_last_use() -> No
     result = dynamo.run(dynamo.find("GET", PATS))
 
     assert result.status == 200, result.skipped
-    # The authorizer stamps last use on each listing item, so no token record is read back.
+    # A token's use is stamped on its listing item as it is checked, so no token record is read back.
     assert result.handler_ops == ["Query"]
 
 
@@ -86,10 +91,11 @@ def test_an_api_keys_usage_page_with_its_total_is_one_query() -> None:
     assert result.handler_ops == ["Query"]
 
 
-def test_the_authorizer_reads_the_token_and_memberships_once_per_cache_miss() -> None:
-    result = dynamo.run(dynamo.find("GET", f"{TASKS}/{{task_id}}"))
+def test_a_route_that_reads_nothing_still_checks_the_token_before_answering() -> None:
+    result = dynamo.run(dynamo.find("GET", "/api/v1/auth/me"))
 
-    assert [call.operation for call in result.authorizer] == ["GetItem", "Query"]
+    assert result.status == 200, result.skipped
+    assert result.check in ("in read", "after") and result.round_trips == 1
 
 
 def test_a_route_without_code_is_reported_as_skipped_not_failed() -> None:

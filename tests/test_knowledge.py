@@ -291,27 +291,39 @@ def test_bad_rule_input_is_a_problem_and_writes_nothing(api, user, workspace):
 
 def test_failures_are_recorded_and_listed_newest_first_with_filters(api, user, workspace):
     api.token = user["token"]
+    task_id = api.post(ws_path(workspace, "tasks"), {"title": "Login tests"}).json["data"]["id"]
     first = api.post(
         ws_path(workspace, "failures"),
         {
             "title": "Login tests failed",
             "cause": "Mocked clock drifted",
             "lesson": "Freeze time in auth tests",
-            "task_id": "task_123",
+            "task_id": task_id,
             "agent": "builder",
         },
     )
     assert first.status == 201, first.body
     assert first.json["data"]["id"].startswith("fail_")
-    api.post(ws_path(workspace, "failures"), {"title": "Review rejected", "agent": "reviewer", "run_id": "run_9"})
+    api.post(ws_path(workspace, "failures"), {"title": "Review rejected", "agent": "reviewer"})
     api.post(ws_path(workspace, "failures"), {"title": "Deploy failed", "agent": "builder"})
     listed = collect(api, ws_path(workspace, "failures"))
     assert [f["title"] for f in listed] == ["Deploy failed", "Review rejected", "Login tests failed"]
     builder = api.get(ws_path(workspace, "failures?agent=builder")).json["data"]
     assert [f["title"] for f in builder] == ["Deploy failed", "Login tests failed"]
-    by_task = api.get(ws_path(workspace, "failures?task_id=task_123")).json["data"]
+    by_task = api.get(ws_path(workspace, f"failures?task_id={task_id}")).json["data"]
     assert by_task[0]["lesson"] == "Freeze time in auth tests"
     assert "failure.recorded" in audit_actions(workspace)
+
+
+def test_a_failure_naming_another_workspaces_task_or_run_is_422_and_records_nothing(api, user, workspace):
+    api.token = user["token"]
+    other = api.post("/api/v1/workspaces", {"name": "Elsewhere"}).json["data"]
+    foreign = api.post(f"/api/v1/workspaces/{other['id']}/tasks", {"title": "theirs"}).json["data"]["id"]
+    for body, field in (({"task_id": foreign}, "task_id"), ({"run_id": "run_unknown1"}, "run_id")):
+        refused = api.post(ws_path(workspace, "failures"), {"title": "borrowed", **body})
+        assert refused.status == 422 and refused.json["field"] == field, refused.body
+    assert api.get(ws_path(workspace, "failures")).json["data"] == []
+    assert "failure.recorded" not in audit_actions(workspace)
 
 
 def test_bad_failure_input_is_a_problem(api, user, workspace):

@@ -183,14 +183,13 @@ def test_one_person_renaming_twice_at_once_gets_one_name(api, user):
     assert newcomer(api, name=loser)["user"]["username"] == loser
 
 
-def test_a_token_revoked_while_the_authorizer_caches_it_cannot_write(lambdas, user):
-    from devstack.gateway import HttpApi
-    from tests.conftest import Client
-
-    cached = Client(HttpApi(lambdas, cache_seconds=300))
-    pat = cached.post(PATS, {"name": "soon revoked"}, token=user["token"]).json["data"]
-    assert cached.get(ME, token=pat["token"]).status == 200  # now in the authorizer's cache
-    assert cached.delete(f"{PATS}/{pat['id']}", token=user["token"]).status == 204
+def test_a_deleted_token_is_refused_on_the_very_next_read_and_write(api, user):
+    pat = api.post(PATS, {"name": "soon revoked"}, token=user["token"]).json["data"]
+    assert api.get(ME, token=pat["token"]).status == 200  # this function has now seen the token
+    assert api.delete(f"{PATS}/{pat['id']}", token=user["token"]).status == 204
+    refused = api.get(ME, token=pat["token"])
+    assert is_problem(refused, 401) and refused.json["detail"] == "the token is invalid, expired or revoked"
+    cached = api
     assert is_problem(cached.patch(ME, {"display_name": "x"}, token=pat["token"]), 401)
     assert is_problem(cached.post(PATS, {"name": "y"}, token=pat["token"]), 401)
     assert is_problem(cached.post(DEVICES, {"platform": "ios", "push_token": "t"}, token=pat["token"]), 401)
@@ -275,15 +274,23 @@ def test_personal_access_token_scopes_cap_what_it_can_do(api, user, workspace):
     assert refused.json["required_scope"] == "tasks:write"
 
 
-def test_a_scoped_token_cannot_mint_a_wider_token(api, user):
+def test_a_scoped_token_cannot_act_on_the_account(api, user):
     reader = api.post(PATS, {"name": "reader", "scopes": ["tasks:read", "runs:read"]}, token=user["token"]).json["data"]
-    wider = api.post(PATS, {"name": "wider", "scopes": ["tasks:write"]}, token=reader["token"])
-    assert is_problem(wider, 403)
-    everything = api.post(PATS, {"name": "all"}, token=reader["token"])
-    assert is_problem(everything, 403)
-    narrower = api.post(PATS, {"name": "narrow", "scopes": ["runs:read"]}, token=reader["token"])
-    assert narrower.status == 201
+    wide = api.post(PATS, {"name": "wide"}, token=user["token"]).json["data"]
+    device = {"platform": "ios", "push_token": "b" * 64, "name": "attacker's phone"}
+    attempts = [
+        api.post(PATS, {"name": "narrow", "scopes": ["runs:read"]}, token=reader["token"]),
+        api.post(PATS, {"name": "all"}, token=reader["token"]),
+        api.get(PATS, token=reader["token"]),
+        api.delete(f"{PATS}/{wide['id']}", token=reader["token"]),
+        api.patch(ME, {"display_name": "renamed"}, token=reader["token"]),
+        api.post(DEVICES, device, token=reader["token"]),
+    ]
+    for attempt in attempts:
+        assert is_problem(attempt, 403) and "every scope" in attempt.json["detail"], attempt.body
+    # Nothing changed; and the token still does what it was made for: reading who it is.
     assert len(api.get(PATS, token=user["token"]).json["data"]) == 2
+    assert api.get(ME, token=reader["token"]).json["data"]["display_name"] is None
 
 
 @pytest.mark.parametrize(

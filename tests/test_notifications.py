@@ -389,3 +389,10 @@ def test_bad_input_is_a_problem_and_writes_nothing(api, user, workspace):
     assert api.get(f"{inbox(workspace)}?read=maybe").status == 422
     assert api.get(inbox(workspace)).json["data"] == []
     assert unread(api, workspace, user["token"]) == 0
+
+
+def test_a_notification_addressed_to_oneself_by_user_id_is_delivered(api, user, workspace):
+    base = f"/api/v1/workspaces/{workspace['id']}/notifications"
+    sent = api.post(base, {"title": "Note to self", "user_id": user["user"]["id"]}, token=user["token"])
+    assert sent.status == 201, sent.body
+    assert [n["title"] for n in api.get(base, token=user["token"]).json["data"]] == ["Note to self"]

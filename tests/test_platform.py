@@ -41,12 +41,35 @@ def import_without_settings(function: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("function", ["workspaces", "authorizer"])
+@pytest.mark.parametrize("function", ["workspaces", "health"])
 def test_a_function_without_its_settings_fails_at_import_naming_them(function):
     result = import_without_settings(function)
     assert result.returncode != 0
     assert "SettingsError" in result.stderr
     assert "TABLE_NAME" in result.stderr and "SIGNING_SECRET" in result.stderr
+
+
+@pytest.mark.parametrize("function", ["runs", "projects"])
+def test_a_function_that_starts_runs_fails_at_import_without_the_state_machine(function):
+    environment = {k: v for k, v in os.environ.items() if k != "RUN_STATE_MACHINE_ARN" and not k.startswith("COV")}
+    environment.update(TABLE_NAME="agentplane-table", SIGNING_SECRET="a-signing-secret-of-some-length")
+    probe = "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import app"
+    code = str(ROOT / "functions" / function)
+    result = subprocess.run(
+        [sys.executable, "-c", probe, code, str(LAYER_PATH)], env=environment, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "SettingsError" in result.stderr and "RUN_STATE_MACHINE_ARN" in result.stderr
+
+
+def test_every_function_that_starts_runs_is_given_the_state_machine_by_the_template():
+    from devstack import template
+
+    for logical_id in ("RunsFunction", "ProjectsFunction"):
+        props = template.resources()[logical_id]["Properties"]
+        variables = (props.get("Environment") or {}).get("Variables") or {}
+        assert variables.get("RUN_STATE_MACHINE_ARN") == {"Ref": "RunStateMachine"}, logical_id
+        assert any("StepFunctionsExecutionPolicy" in policy for policy in props["Policies"]), logical_id
 
 
 @pytest.fixture
@@ -109,21 +132,24 @@ def test_the_601st_request_of_a_principal_in_a_minute_is_429(api, user, monkeypa
 # --- path ids ---------------------------------------------------------------------------------------
 
 
-def test_path_ids_too_long_or_with_foreign_characters_are_404_before_any_read(lambdas, user, workspace, monkeypatch):
+def test_path_ids_too_long_or_with_foreign_characters_are_404_before_any_read(api, user, workspace, monkeypatch):
     from agentplane.store import Store
-    from devstack.gateway import HttpApi
-    from tests.conftest import Client
 
-    cached = Client(HttpApi(lambdas, cache_seconds=60))
+    cached = api
     cached.token = user["token"]
     ws = workspace["id"]
-    assert cached.get(f"/api/v1/workspaces/{ws}").status == 200  # the authorizer's answer is now cached
+    malformed = ("a" * 300, "key_$1", "team_'or'1", "x" * 201)
 
-    def no_reads(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("a malformed path id reached DynamoDB")
+    def reads_no_malformed_key(real: Any) -> Any:
+        def read(self: Store, *args: Any, **kwargs: Any) -> Any:
+            # The caller's token (and workspace) are read to answer the 401/404; no path id is.
+            assert not any(bad in repr(args) for bad in malformed), "a malformed path id reached DynamoDB"
+            return real(self, *args, **kwargs)
 
-    for method in ("get", "get_many", "query"):
-        monkeypatch.setattr(Store, method, no_reads)
+        return read
+
+    for method in ("get", "get_many", "query", "_batch_get"):
+        monkeypatch.setattr(Store, method, reads_no_malformed_key(getattr(Store, method)))
     paths = [
         f"/api/v1/workspaces/ws_{'a' * 300}",
         f"/api/v1/workspaces/{ws}/api-keys/key_$1",

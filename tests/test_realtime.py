@@ -243,6 +243,25 @@ def test_member_subscribes_to_a_run_and_is_told_where_live_events_start(api, use
     assert socket.silent()  # no `since`: nothing is replayed
 
 
+def test_a_run_channel_named_as_the_contract_writes_it_finds_its_workspace(api, user, workspace, sockets):
+    other = api.post("/api/v1/workspaces", {"name": "Second"}, token=user["token"]).json["data"]
+    run = started_run(api, workspace, user["token"])
+    socket = sockets(user["token"])
+    socket.send({"action": "subscribe", "channel": f"runs/{run['id']}"})
+    ack = socket.recv()
+    assert ack["type"] == "subscribed" and ack["workspace_id"] == workspace["id"], ack
+    assert subscribers(workspace, f"runs/{run['id']}") == [socket.connection_id]
+    # With two workspaces, the workspace channel needs to be told which one.
+    socket.send({"action": "subscribe", "channel": "workspace"})
+    error = socket.recv()
+    assert error["type"] == "error" and error["status"] == 422 and "workspace_id" in error["detail"]
+    assert subscribers(other, "workspace") == []
+    # A stranger's run id is not found among their own workspaces.
+    stranger = sockets(register_and_login(api)["token"])
+    stranger.send({"action": "subscribe", "channel": f"runs/{run['id']}"})
+    assert stranger.recv()["status"] == 404
+
+
 def test_non_member_subscription_is_refused_as_not_found_and_nothing_is_stored(api, user, workspace, sockets):
     run = started_run(api, workspace, user["token"])
     stranger = register_and_login(api)

@@ -369,6 +369,20 @@ def test_device_token_without_git_push_ability_gets_403_naming_it(api, user, wor
     assert api.post(f"{runs_path(workspace)}/{run['id']}/push").status == 200
 
 
+def test_a_device_token_with_exactly_the_git_abilities_commits_and_pushes(api, user, workspace):
+    api.token = user["token"]
+    get_store().update(keys.workspace_key(workspace["id"]), Update(set={"auto_push": True}))
+    run = running_run(api, workspace)
+    act(api, workspace, run, "complete", {"worker_id": "w1"})
+    act(api, workspace, run, "approve")
+    committer = device_token(api, user, "git:commit")
+    pusher = device_token(api, user, "git:push")
+    assert api.post(f"{runs_path(workspace)}/{run['id']}/commit", token=committer).status == 200
+    assert api.post(f"{runs_path(workspace)}/{run['id']}/push", token=pusher).status == 200
+    stored = stored_run(workspace, run)
+    assert stored.get("committed_at") and stored.get("pushed_at")
+
+
 @pytest.mark.parametrize("answer_lands", ["before the wait is recorded", "while the wait is recorded"])
 def test_an_agent_finishing_while_the_work_wait_is_set_up_moves_the_execution_on(
     api, user, workspace, monkeypatch, answer_lands

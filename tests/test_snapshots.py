@@ -182,7 +182,8 @@ def test_restore_puts_back_fields_and_docs_after_a_restore_checkpoint(api, user,
 
     checkpoint = api.get(snapshot_path(workspace, result["checkpoint_snapshot_id"])).json["data"]
     assert checkpoint["kind"] == "restore_checkpoint"
-    assert checkpoint["label"] == "restore checkpoint"
+    assert checkpoint["description"] == "restore checkpoint"
+    assert checkpoint["label"].startswith("before restoring ")
     assert checkpoint["restored_from"] == snapshot["id"]
     assert checkpoint["state"]["project"]["name"] == "Renamed"
     assert [d["slug"] for d in checkpoint["state"]["docs"]] == ["architecture", "extra", "readme"]

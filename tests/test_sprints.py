@@ -536,7 +536,8 @@ def test_sprint_figures_follow_tasks_moved_reopened_repointed_reassigned_and_del
     complete_sprint(api, workspace, 1)
     assert api.get(f"{sprints_path(workspace)}/1/review").json["data"]["summary"]["done_points"] == 8
     move_task(api, workspace, b, "done")  # finished after the sprint closed: velocity still counts it
-    [row] = api.get(f"{sprints_path(workspace)}/analytics/velocity").json["data"]["velocity"]
+    row, still_open = api.get(f"{sprints_path(workspace)}/analytics/velocity").json["data"]["velocity"]
+    assert still_open["sprint"] == 2 and still_open["status"] != "completed"
     assert {k: v for k, v in row.items() if k != "completed_at"} == {
         "sprint": 1,
         "status": "completed",
@@ -591,7 +592,7 @@ def test_burndown_counts_down_day_by_day_from_the_sprint_start(api, user, worksp
     ]
 
 
-def test_velocity_reports_done_points_of_each_completed_sprint(api, user, workspace):
+def test_velocity_lists_the_last_sprints_of_any_status_and_averages_the_completed(api, user, workspace):
     api.token = user["token"]
     new_sprint(api, workspace)
     s1 = [new_task(api, workspace, 1, title=f"S1-{p}", story_points=p) for p in (3, 5, 8)]
@@ -609,14 +610,17 @@ def test_velocity_reports_done_points_of_each_completed_sprint(api, user, worksp
     assert response.status == 200, response.body
     data = response.json["data"]
     rows = [{k: v for k, v in row.items() if k != "completed_at"} for row in data["velocity"]]
+    open_status = api.get(f"{sprints_path(workspace)}/3").json["data"]["status"]
+    assert open_status != "completed"
     assert rows == [
         {"sprint": 1, "status": "completed", "total": 3, "done": 2, "total_points": 16, "done_points": 8},
         {"sprint": 2, "status": "completed", "total": 2, "done": 2, "total_points": 5, "done_points": 5},
+        {"sprint": 3, "status": open_status, "total": 1, "done": 1, "total_points": 40, "done_points": 40},
     ]
-    assert all(row["completed_at"] for row in data["velocity"])
-    assert data["average_done_points"] == 6.5
-    latest = api.get(f"/api/v1/workspaces/{workspace['id']}/analytics/velocity?limit=1").json["data"]
-    assert [row["sprint"] for row in latest["velocity"]] == [2]
+    assert [bool(row["completed_at"]) for row in data["velocity"]] == [True, True, False]
+    assert data["average_done_points"] == 6.5  # the completed sprints' average
+    latest = api.get(f"/api/v1/workspaces/{workspace['id']}/analytics/velocity?limit=2").json["data"]
+    assert [row["sprint"] for row in latest["velocity"]] == [2, 3]
     assert api.get(f"{sprints_path(workspace)}/analytics/velocity?limit=0").status == 422
 
 

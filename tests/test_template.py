@@ -106,7 +106,11 @@ def test_template_routes_are_exactly_the_routes_the_code_serves(logical_id: str)
     function = template.functions()[logical_id]
     if apps.load_app(logical_id) is None:
         pytest.fail(f"{logical_id}: {function.code_uri.relative_to(ROOT)} has no Powertools `app`")
-    declared = {route.route_key for route in template.http_routes() if route.function.logical_id == logical_id}
+    declared = {
+        route.route_key
+        for route in template.http_routes()
+        if route.function.logical_id == logical_id and route.path != template.DEFAULT_ROUTE
+    }
     served = {route.route_key for route in apps.resolver_routes(logical_id)}
     unserved, unrouted = sorted(declared - served), sorted(served - declared)
     assert not unserved, f"{logical_id}: in template.yaml but not served by its resolver: {unserved}"

@@ -153,7 +153,7 @@ def test_invalid_document_is_refused_whole_and_writes_nothing(api, user, workspa
             "tasks": [good_task],
             "teams": [{"id": "team_" + "5" * 26, "name": "T", "members": [{"user_id": stranger["user"]["id"]}]}],
         },
-        {"tasks": [good_task], "agents": []},
+        {"tasks": [good_task], "repositories": []},
     ]
     for document in cases:
         refused = do_import(api, user, workspace, document)
@@ -230,3 +230,70 @@ def test_imported_tasks_count_in_sprint_analytics_and_reach_their_agents_queue(a
     summary = api.get(f"{ws_path(workspace)}/sprints/1/analytics").json["data"]["summary"]
     assert (summary["total"], summary["done"], summary["todo"]) == (1, 1, 0)
     assert api.get(f"{ws_path(workspace)}/tasks?next=true&assignee=builder").json["data"] == []
+
+
+TOBAN_DOCUMENT = {
+    "version": 1,
+    "exported_at": "2026-01-01T00:00:00.000Z",
+    "workspace": {"name": "My Project", "description": "...", "language": "en", "workflow": "scrum"},
+    "agents": [
+        {"name": "builder", "engine": "claude-code", "execution_mode": "local", "system_prompt": None},
+        {"name": "reviewer", "engine": "codex", "execution_mode": "local", "system_prompt": "Review carefully"},
+    ],
+    "task_templates": [
+        {"title": "Setup repo", "description": "...", "priority": "p0", "owner": "builder", "labels": "[]"},
+        {"title": "Write the README", "description": "", "priority": "p2", "owner": None, "labels": '["docs"]'},
+    ],
+}
+
+
+def test_a_toban_document_with_agents_and_task_templates_imports_and_exports_again(api, user, workspace):
+    imported = do_import(api, user, workspace, TOBAN_DOCUMENT)
+    assert imported.status == 200, imported.body
+    stats = imported.json["data"]["stats"]
+    assert stats["agents_imported"] == 2 and stats["templates_imported"] == 2
+    agents = api.get(f"{ws_path(workspace)}/agents", token=user["token"]).json["data"]
+    assert [(a["name"], a["engine"]) for a in agents] == [("builder", "claude-code"), ("reviewer", "codex")]
+
+    document = export(api, user, workspace)
+    assert document["agents"] == [
+        {"name": "builder", "role": "builder", "engine": "claude-code", "execution_mode": "local"},
+        {"name": "reviewer", "role": "reviewer", "engine": "codex", "execution_mode": "local",
+         "system_prompt": "Review carefully"},
+    ]  # fmt: skip
+    assert sorted(document["task_templates"], key=lambda t: t["title"]) == [
+        {"title": "Setup repo", "description": "...", "priority": "p0", "owner": "builder", "labels": []},
+        {"title": "Write the README", "description": "", "priority": "p2", "labels": ["docs"]},
+    ]
+    again = do_import(api, user, workspace, TOBAN_DOCUMENT).json["data"]["stats"]
+    assert again.get("agents_imported", 0) == 0 and again.get("templates_imported", 0) == 0  # converged
+
+
+def test_an_export_never_carries_an_agents_key_or_config(api, user, workspace):
+    api.token = user["token"]
+    api.post(f"{ws_path(workspace)}/agents", {"name": "builder"})
+    configured = api.put(f"{ws_path(workspace)}/agents/builder/config", {"api_key": "sk-secret-value-12345678901234"})
+    assert configured.status == 200, configured.body
+    key = api.post(f"{ws_path(workspace)}/api-keys", {"name": "agent", "agent": "builder"}).json["data"]["key"]
+    text = api.get(f"{ws_path(workspace)}/export").body
+    assert "sk-secret-value" not in text and key not in text
+    assert "config" not in export(api, user, workspace)["agents"][0]
+
+
+def test_replace_removes_templates_not_in_the_document_but_never_an_agent(api, user, workspace):
+    assert do_import(api, user, workspace, TOBAN_DOCUMENT).status == 200
+    smaller = {"mode": "replace", "agents": [], "task_templates": TOBAN_DOCUMENT["task_templates"][:1]}
+    stats = do_import(api, user, workspace, smaller).json["data"]["stats"]
+    assert stats["templates_removed"] == 1
+    document = export(api, user, workspace)
+    assert [t["title"] for t in document["task_templates"]] == ["Setup repo"]
+    assert [a["name"] for a in document["agents"]] == ["builder", "reviewer"]
+
+
+def test_a_document_with_a_bad_agent_or_template_imports_nothing(api, user, workspace):
+    bad = {**TOBAN_DOCUMENT, "agents": [{"name": "builder"}, {"name": "builder"}]}
+    assert do_import(api, user, workspace, bad).status == 422
+    worse = {**TOBAN_DOCUMENT, "task_templates": [{"title": "x", "labels": "not json"}]}
+    assert do_import(api, user, workspace, worse).status == 422
+    document = export(api, user, workspace)
+    assert document["agents"] == [] and document["task_templates"] == []

@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from agentplane.http import (
     PROBLEM_RESPONSES,
+    PUBLIC,
     Data,
     create_app,
     created,
@@ -39,33 +40,43 @@ app = create_app()
 per_ip = [limit_group("auth", by="ip")]
 
 
-@app.post("/api/v1/auth/register", middlewares=per_ip, responses={201: {"description": "Created"}, **PROBLEM_RESPONSES})
+@app.post(
+    "/api/v1/auth/register",
+    middlewares=per_ip,
+    security=PUBLIC,
+    responses={201: {"description": "Created"}, **PROBLEM_RESPONSES},
+)
 def register(body: RegisterRequest) -> Response[Data[User]]:
     return created(accounts.register(body, request_id(app)))
 
 
-@app.post("/api/v1/auth/login", middlewares=per_ip, responses=PROBLEM_RESPONSES)
+@app.post("/api/v1/auth/login", middlewares=per_ip, security=PUBLIC, responses=PROBLEM_RESPONSES)
 def login(body: LoginRequest) -> Data[Session]:
     return ok(accounts.login(body))
 
 
-@app.post("/api/v1/auth/token", middlewares=per_ip, responses={201: {"description": "Created"}, **PROBLEM_RESPONSES})
+@app.post(
+    "/api/v1/auth/token",
+    middlewares=per_ip,
+    security=PUBLIC,
+    responses={201: {"description": "Created"}, **PROBLEM_RESPONSES},
+)
 def device_token(body: DeviceTokenRequest) -> Response[Data[DeviceToken]]:
     return created(accounts.issue_device_token(body, request_id(app)))
 
 
-@app.post("/api/v1/auth/refresh", middlewares=per_ip, responses=PROBLEM_RESPONSES)
+@app.post("/api/v1/auth/refresh", middlewares=per_ip, security=PUBLIC, responses=PROBLEM_RESPONSES)
 def refresh(body: RefreshRequest) -> Data[Session]:
     return ok(accounts.refresh_session(body.refresh_token))
 
 
-@app.post("/api/v1/auth/forgot-password", middlewares=per_ip, responses=PROBLEM_RESPONSES)
+@app.post("/api/v1/auth/forgot-password", middlewares=per_ip, security=PUBLIC, responses=PROBLEM_RESPONSES)
 def forgot_password(body: ForgotPasswordRequest) -> Data[Message]:
     accounts.forgot_password(body.email)
     return ok(Message(message="if an account exists for this email, a reset link has been sent"))
 
 
-@app.post("/api/v1/auth/reset-password", middlewares=per_ip, responses=PROBLEM_RESPONSES)
+@app.post("/api/v1/auth/reset-password", middlewares=per_ip, security=PUBLIC, responses=PROBLEM_RESPONSES)
 def reset_password(body: ResetPasswordRequest) -> Data[Message]:
     accounts.reset_password(body, request_id(app))
     return ok(Message(message="password changed; every session was logged out"))

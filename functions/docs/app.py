@@ -15,7 +15,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 
 from agentplane.errors import NotFound
-from agentplane.http import create_app, lambda_entry
+from agentplane.http import PUBLIC, create_app, lambda_entry
 
 OPENAPI_FILE = Path(__file__).resolve().parent / "openapi.json"
 # Swagger UI is served from this function (npm swagger-ui-dist 5.17.14, its LICENSE beside it,
@@ -60,7 +60,7 @@ def openapi_document() -> str:
     return OPENAPI_FILE.read_text()
 
 
-@app.get("/api/openapi.json", include_in_schema=False)
+@app.get("/api/openapi.json", include_in_schema=False, security=PUBLIC)
 def get_openapi() -> Response[Any]:
     return Response(
         status_code=200,
@@ -70,7 +70,7 @@ def get_openapi() -> Response[Any]:
     )
 
 
-@app.get("/api/docs", include_in_schema=False)
+@app.get("/api/docs", include_in_schema=False, security=PUBLIC)
 def get_swagger_ui() -> Response[Any]:
     return Response(
         status_code=200,
@@ -85,7 +85,7 @@ def swagger_asset(name: str) -> str:
     return (SWAGGER_UI_DIR / name).read_text()
 
 
-@app.get("/api/docs/<asset>", include_in_schema=False)
+@app.get("/api/docs/<asset>", include_in_schema=False, security=PUBLIC)
 def get_swagger_asset(asset: str) -> Response[Any]:
     content_type = SWAGGER_UI_ASSETS.get(asset)
     if content_type is None:

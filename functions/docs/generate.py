@@ -28,10 +28,9 @@ DESCRIPTION = (
     'Success bodies are `{"data": ...}`; lists add `{"meta": {"next_cursor", "limit"}}`. Every error is an '
     "RFC 9457 `application/problem+json` document. Authenticate with `Authorization: Bearer <token>` (a session "
     "token from login, a personal access token, a workspace API key or an agent key).\n\n"
-    "Two answers come from API Gateway itself and are not problem documents: a request without an "
-    '`Authorization` header to an authenticated route gets `401 {"message":"Unauthorized"}`, and a path no '
-    'route matches gets `404 {"message":"Not Found"}`. Every other answer carries `X-RateLimit-Limit`, '
-    "`X-RateLimit-Remaining` and `X-RateLimit-Reset`."
+    "A missing, invalid or revoked token is a 401 problem on the very next request, and a path no route "
+    "matches is a 404 problem. Every answer carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and "
+    "`X-RateLimit-Reset`."
 )
 
 
@@ -92,6 +91,8 @@ def _fix_operation(operation: dict[str, Any], family: str, public: bool) -> None
     if public:
         operation["security"] = []  # reached without a token
     responses = operation.setdefault("responses", {})
+    if "204" in responses:
+        responses["204"].pop("content", None)  # no body, so no media type (Powertools adds one)
     # Validation failures leave as problems (agentplane.http), not as Powertools' default shape.
     if "422" in responses:
         content = responses["422"].get("content") or {}
@@ -166,8 +167,8 @@ def merge(parts: list[tuple[str, str, dict[str, Any]]], public: set[str]) -> dic
 
 
 def generate() -> dict[str, Any]:
-    public = {route.route_key for route in template.http_routes() if not route.authorized}
-    return merge(resolver_schemas(), public)
+    parts = resolver_schemas()
+    return merge(parts, apps.public_route_keys())
 
 
 def render(doc: dict[str, Any]) -> str:

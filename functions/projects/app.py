@@ -26,7 +26,7 @@ from agentplane.http import (
     request_id,
     request_principal,
 )
-from agentplane.logic import docs, projects, snapshots
+from agentplane.logic import docs, projects, runs, snapshots
 from agentplane.models.projects import (
     MaintenanceAction,
     MaintenanceRun,
@@ -46,7 +46,7 @@ from agentplane.models.projects import (
     SnapshotRestoreResult,
 )
 
-app = create_app()
+app = create_app(requires=runs.STARTS_RUNS)
 BASE = "/api/v1/workspaces/<ws>/projects"
 PROJECT = f"{BASE}/<project_id>"
 SNAPSHOT = "/api/v1/workspaces/<ws>/snapshots/<snapshot_id>"

@@ -39,7 +39,7 @@ from agentplane.models.runs import (
     RunStatus,
 )
 
-app = create_app()
+app = create_app(requires=runs.STARTS_RUNS)
 BASE = "/api/v1/workspaces/<ws>/runs"
 RUN = f"{BASE}/<run_id>"
 # Starting work is the expensive call: 6 per minute per user (429 with Retry-After beyond).
@@ -119,13 +119,13 @@ def reject_run(ws: str, run_id: str, body: RunNotes | None = None) -> Data[Run]:
 
 @app.post(f"{RUN}/commit", responses=PROBLEM_RESPONSES)
 def commit_run(ws: str, run_id: str, body: CommitRequest | None = None) -> Data[Run]:
-    access = workspace_access(request_principal(app), ws, "runs:read")
+    access = workspace_access(request_principal(app), ws, "git:commit")
     return ok(runs.commit_run(access, run_id, body or CommitRequest(), request_id(app)))
 
 
 @app.post(f"{RUN}/push", responses=PROBLEM_RESPONSES)
 def push_run(ws: str, run_id: str) -> Data[Run]:
-    access = workspace_access(request_principal(app), ws, "runs:read")
+    access = workspace_access(request_principal(app), ws, "git:push")
     return ok(runs.push_run(access, run_id, request_id(app)))
 
 

@@ -18,6 +18,7 @@ from agentplane import ratelimit
 from agentplane.access import workspace_access
 from agentplane.http import (
     PROBLEM_RESPONSES,
+    PUBLIC,
     Cursor,
     Data,
     DataList,
@@ -142,6 +143,7 @@ def revoke_thread_share(ws: str, thread_id: str, share_id: str) -> Response[Any]
     "/api/v1/public/thread-shares/<token>",
     middlewares=[per_ip_public_reads],
     responses=PROBLEM_RESPONSES,
+    security=PUBLIC,
 )
 def read_shared_thread(
     token: Annotated[str, Path(max_length=512)], limit: Limit = 50, cursor: Cursor = None

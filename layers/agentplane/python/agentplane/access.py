@@ -1,10 +1,11 @@
 """Workspace access: is the caller a member, with which role, and may this token do this?
 
-Reads trust the memberships the authorizer resolved (cached by API Gateway for a short TTL), so a
-GET costs no extra round trip. Writes re-check the membership inside their own transaction, so a
-member removed a moment ago cannot change anything even while their authorizer result is cached.
-An agent key has no membership: its writes re-check instead that its workspace still exists (a
-deleted workspace's keys are also revoked, see logic.workspaces.delete_workspace).
+Every request reads its token and its membership of the path's workspace afresh (see
+agentplane.auth.caller), so a revoked token or a removed member is refused on the very next call.
+Writes also re-check both inside their own transaction, so a member removed while the write is in
+flight cannot change anything. An agent key has no membership: its writes re-check instead that
+its workspace still exists (a deleted workspace's keys are also revoked, see
+logic.workspaces.delete_workspace).
 """
 
 from __future__ import annotations
@@ -67,8 +68,20 @@ class Access:
             if guard_failed and index == 0:
                 raise Unauthorized("the token is invalid, expired or revoked") from failure
             if guard_failed and index == 1:
-                raise NotFound("workspace not found") from failure
+                raise self._membership_lost() from failure
             raise
+
+    def _membership_lost(self) -> Forbidden | NotFound:
+        """Why the membership guard failed: a role changed under the write (403 naming the scope),
+        or no membership (or workspace) at all any more (404, as for any non-member)."""
+        if self.principal.user_id and self.scope:
+            member = get_store().get(keys.member_key(self.workspace_id, self.principal.user_id))
+            if member is not None:
+                role = Role(member["role"])
+                return Forbidden(
+                    f"the '{role.value}' role cannot use '{self.scope}'", required_scope=self.scope, role=role.value
+                )
+        return NotFound("workspace not found")
 
 
 def live_token() -> Expr:
@@ -100,8 +113,10 @@ def workspace_access(principal: Principal, workspace_id: str, scope: str | None 
         role = Role.member
     else:
         role_name = principal.memberships.get(workspace_id)
+        if role_name is None and principal.checked_workspace == workspace_id:
+            raise NotFound("workspace not found")  # this request read the membership: there is none
         if role_name is None:
-            # Not in the cached snapshot: a workspace joined or created since the token was cached.
+            # A workspace this request did not check up front (one found through an item, say).
             assert principal.user_id is not None
             member = get_store().get(keys.member_key(workspace_id, principal.user_id))
             if member is None:

@@ -48,7 +48,7 @@ def decode_cursor(cursor: str | None, scope: str, query: Mapping[str, Any]) -> d
         payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except (ValueError, TypeError) as exc:
         raise InvalidCursor("the cursor is malformed") from exc
-    if not hmac.compare_digest(signature, _sign(payload)):
+    if not hmac.compare_digest(signature.encode(), _sign(payload).encode()):  # bytes: any text compares
         raise InvalidCursor("the cursor was not issued by this API")
     data = json.loads(payload)
     if data.get("s") != _scope_digest(scope, query):

@@ -70,6 +70,10 @@ class InvalidTransition(Conflict):
         super().__init__(detail, current_status=current_status, **extensions)
 
 
+class UnsupportedMediaType(AppError):
+    status, title, type_slug = 415, "Unsupported Media Type", "unsupported-media-type"
+
+
 class PreconditionFailed(AppError):
     status, title, type_slug = 412, "Precondition Failed", "precondition-failed"
 

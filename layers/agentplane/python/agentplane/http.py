@@ -7,6 +7,7 @@ validation failures and unknown routes included, carries the X-RateLimit-* heade
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import re
@@ -21,19 +22,26 @@ from aws_lambda_powertools.logging import correlation_paths
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, BeforeValidator, Field
 
-from agentplane import idempotency, ratelimit
+from agentplane import idempotency, ratelimit, request_body
 from agentplane.access import workspace_access
+from agentplane.auth import caller
 from agentplane.auth.principal import Principal
 from agentplane.errors import AppError, BadRequest, Conflict, NotFound, Unauthorized, Unprocessable
+from agentplane.ids import MAX_PATH_ID_LENGTH, is_path_id
 from agentplane.observability import logger, metrics
-from agentplane.settings import get_settings
-from agentplane.store import ConditionFailed, TransactionFailed
+from agentplane.settings import get_settings, require_settings
+from agentplane.store import ConditionFailed, TransactionFailed, defer_check, get_store
 
 PROBLEM_JSON = "application/problem+json"
 T = TypeVar("T")
 
 # Headers to add to whatever response this invocation ends with (rate-limit figures).
 _extra_headers: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("extra_headers", default=None)
+# Who this invocation's request comes from (agentplane.auth.caller), authenticated before routing.
+_caller: contextvars.ContextVar[caller.Caller | None] = contextvars.ContextVar("caller", default=None)
+
+# `security=PUBLIC` on a route: reached without a token (and documented so).
+PUBLIC: list[dict[str, list[str]]] = []
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size (default 50, max 200)")]
 Cursor = Annotated[str | None, Query(max_length=2048, description="Opaque cursor from meta.next_cursor")]
@@ -108,7 +116,7 @@ def created(data: Any) -> Response[Any]:
 
 
 def no_content() -> Response[Any]:
-    return Response(status_code=204, content_type="application/json", body="")
+    return Response(status_code=204, body="")  # no body, so no Content-Type
 
 
 def page(items: list[Any], next_cursor: str | None, limit: int) -> Any:
@@ -165,6 +173,11 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
         error.title = "Error"
         return problem_response(error, instance())
 
+    @app.exception_handler(caller.AccessChanged)
+    def _access_changed(exc: caller.AccessChanged) -> Response[str]:
+        # lambda_entry answers the request again as the caller now is; this body is never sent.
+        return problem_response(Unauthorized(caller.REFUSED), instance())
+
     @app.exception_handler(TransactionFailed)
     def _lost_race(exc: TransactionFailed) -> Response[str]:
         # A write lost to a concurrent one and the route had no better answer: nothing was applied.
@@ -186,8 +199,8 @@ def _request_context(app: APIGatewayHttpResolver) -> dict[str, Any]:
 
 
 def request_principal(app: APIGatewayHttpResolver) -> Principal:
-    """The authenticated caller (401 on routes reached without the authorizer's context)."""
-    return Principal.from_authorizer(_request_context(app).get("authorizer"))
+    """The authenticated caller (a 401 problem saying why when there is none)."""
+    return (_caller.get() or caller.Caller()).require()
 
 
 def request_id(app: APIGatewayHttpResolver) -> str:
@@ -204,11 +217,20 @@ def add_response_headers(headers: Mapping[str, str]) -> None:
         current.update(headers)
 
 
+def _is_public(app: APIGatewayHttpResolver) -> bool:
+    """Whether the matched route is reached without a token; a path no route matches is too,
+    so that it answers 404 whoever asks."""
+    route = app.context.get("_route")
+    if route is None or route.security == PUBLIC:
+        return True
+    return route not in app._static_routes and route not in app._dynamic_routes
+
+
 def _caller_id(app: APIGatewayHttpResolver) -> str:
-    """The principal's id; behind the authorizer an empty principal means a bad token, a 401
-    before any route code. Routes without the authorizer (register, login, ...) are the IP's."""
-    authorizer = _request_context(app).get("authorizer")
-    return Principal.from_authorizer(authorizer).id if authorizer else f"ip:{source_ip(app)}"
+    """The principal's id; public routes (register, login, ...) are the IP's."""
+    who = _caller.get()
+    principal = who.principal if who is not None else None
+    return principal.id if principal is not None and not _is_public(app) else f"ip:{source_ip(app)}"
 
 
 def _idempotency(app: APIGatewayHttpResolver, next_middleware: Callable[..., Response[Any]]) -> Response[Any]:
@@ -235,16 +257,11 @@ def _idempotency(app: APIGatewayHttpResolver, next_middleware: Callable[..., Res
     return Response(status_code=stored["status"], content_type=stored["content_type"], body=body)
 
 
-# Path parameters are ids, names, slugs or secrets: letters, digits and `_.:-`, never this long.
-# Anything else cannot name a stored item, and must not reach DynamoDB as an over-size key.
-MAX_PATH_ID_LENGTH = 200
-_PATH_ID = re.compile(r"[A-Za-z0-9_.:-]+")
-
-
 def _guard_path_ids(app: APIGatewayHttpResolver, next_middleware: Callable[..., Response[Any]]) -> Response[Any]:
-    _caller_id(app)  # a bad token is a 401 whatever the path
+    if not _is_public(app):
+        request_principal(app)  # a missing or refused token is a 401 whatever the path
     for name, value in (app.current_event.path_parameters or {}).items():
-        if len(value) > MAX_PATH_ID_LENGTH or not _PATH_ID.fullmatch(value):
+        if not is_path_id(value):
             raise NotFound(f"no {name} like this exists: ids are up to {MAX_PATH_ID_LENGTH} letters, digits or _.:-")
     return next_middleware(app)
 
@@ -289,38 +306,33 @@ def limit_group(group: str, by: str = "user") -> Callable[..., Response[Any]]:
     return middleware
 
 
-def create_app() -> APIGatewayHttpResolver:
-    """The function's resolver. Settings are validated here, at import: a function deployed
-    without its environment fails its cold start naming the setting, not later as a 500."""
+def create_app(*, requires: tuple[str, ...] = ()) -> APIGatewayHttpResolver:
+    """The function's resolver. Settings are validated here, at import, with the ones this
+    function `requires` set: a function deployed without its environment fails its cold start
+    naming the setting, not later as a 500 or a silent degradation."""
     get_settings()
+    require_settings(*requires)
     app = APIGatewayHttpResolver(enable_validation=True)
     register_error_handlers(app)
     app.use(middlewares=[_guard_path_ids, _idempotency])
     return app
 
 
-def _event_principal(event: Mapping[str, Any]) -> Principal | None:
-    authorizer = (event.get("requestContext") or {}).get("authorizer")
-    if not authorizer:
-        return None
-    try:
-        return Principal.from_authorizer(authorizer)
-    except Unauthorized:  # a refused token: the route answers 401, the call still counts (by IP)
-        return None
-
-
-def _admit(event: Mapping[str, Any]) -> None:
-    """Count the call against its caller's limit (raising RateLimited past it), and against the
-    usage log of the workspace key making it."""
-    principal = _event_principal(event)
+def _admit(event: Mapping[str, Any], principal: Principal | None) -> None:
+    """Count the call against its caller's limit (raising RateLimited past it): the principal's,
+    or for a call without a valid token (the route answers 401 or is public) the source IP's."""
     if principal is None:
         source = ((event.get("requestContext") or {}).get("http") or {}).get("sourceIp", "unknown")
         subject = f"ip:{source}"
     else:
         subject = principal.id
-        if principal.kind in ("api_key", "agent_key") and principal.workspace_id:
-            _count_key_use(principal.workspace_id, principal.token_id)
     add_response_headers(ratelimit.hit_principal(subject, get_settings().rate_limit_per_minute).headers())
+
+
+def _count_use(principal: Principal | None) -> None:
+    """A workspace key's call goes into its usage log once the key has been checked."""
+    if principal is not None and principal.kind in ("api_key", "agent_key") and principal.workspace_id:
+        _count_key_use(principal.workspace_id, principal.token_id)
 
 
 def _count_key_use(workspace_id: str, key_id: str) -> None:
@@ -344,6 +356,31 @@ def _problem_result(error: AppError, event: Mapping[str, Any]) -> dict[str, Any]
     }
 
 
+def _resolve(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any, who: caller.Caller) -> dict[str, Any]:
+    """Route the request as `who`. A read answered on an assumed principal is only sent once its
+    check passed; if the check found the token or membership changed, the request is answered
+    again as the table says the caller is now."""
+    result = _resolve_as(app, event, context, who)
+    if caller.take_changed():
+        defer_check(None)
+        who = caller.authenticate(event, assume=False)
+        result = _resolve_as(app, event, context, who)
+    _count_use(who.principal)
+    return result
+
+
+def _resolve_as(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any, who: caller.Caller) -> dict[str, Any]:
+    token = _caller.set(who)
+    try:
+        result = app.resolve(event, context)
+        # A read that never touched the table is checked now; a failed check is noted by it.
+        with contextlib.suppress(caller.AccessChanged):
+            get_store().settle_deferred()
+        return result
+    finally:
+        _caller.reset(token)
+
+
 def lambda_entry(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """The function's handler: logging context, metrics, the rate limit (counted before the
     resolver, so every answer carries its headers) and the invocation's extra headers."""
@@ -353,19 +390,24 @@ def lambda_entry(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Any],
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         idempotency.register_lambda_context(context)
         token = _extra_headers.set({})
+        caller.take_changed()  # nothing carried over from this thread's previous invocation
         try:
             try:
-                _admit(event)
-            except AppError as refused:  # over the limit
+                who = caller.authenticate(event)
+                _admit(event, who.principal)
+                request_body.admit(event)
+                defer_check(who.check)  # after the limiter, whose own writes need no check
+            except AppError as refused:  # over the limit, or a body no route could read
                 result = _problem_result(refused, event)
             except Exception:
                 logger.exception("unexpected error")
                 result = _problem_result(AppError("an unexpected error occurred; it has been logged"), event)
             else:
-                result = app.resolve(event, context)
+                result = _resolve(app, event, context, who)
             extra = _extra_headers.get() or {}
         finally:
             _extra_headers.reset(token)
+            defer_check(None)
         if extra:
             # Headers the answer set itself (a 429's own figures) win over the invocation's.
             result["headers"] = {**extra, **(result.get("headers") or {})}

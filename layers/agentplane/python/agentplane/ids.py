@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import UTC, datetime
+
+# Path parameters are ids, names, slugs or secrets: letters, digits and `_.:-`, never this long.
+# Anything else cannot name a stored item, and must not reach DynamoDB as an over-size key.
+MAX_PATH_ID_LENGTH = 200
+_PATH_ID = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+def is_path_id(value: str) -> bool:
+    return len(value) <= MAX_PATH_ID_LENGTH and _PATH_ID.fullmatch(value) is not None
+
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 

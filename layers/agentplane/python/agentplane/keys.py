@@ -242,6 +242,14 @@ def api_key_usage_total_key(ws_id: str, key_id: str) -> Key:
 
 
 # @keys:workspaces
+TASK_TEMPLATE_PREFIX = "TASKTEMPLATE#"
+
+
+def task_template_key(ws_id: str, template_id: str) -> Key:
+    """A task template (Toban's `task_templates`), kept by workspace export and import."""
+    return key(ws_pk(ws_id), f"{TASK_TEMPLATE_PREFIX}{template_id}")
+
+
 def invite_pending_gsi(ws_id: str) -> str:
     """GSI1 partition: a workspace's pending invites (removed on accept or revoke)."""
     return f"{WS}{ws_id}#PENDINGINVITES"

@@ -47,6 +47,15 @@ class SettingsError(RuntimeError):
     """Raised at import when the environment does not describe a valid deployment."""
 
 
+def require_settings(*names: str) -> None:
+    """Fail the cold start when a setting this function cannot work without is empty (a function
+    that starts runs needs RUN_STATE_MACHINE_ARN: without it, runs would have no timers)."""
+    settings = get_settings()
+    missing = [Settings.model_fields[name].alias or name for name in names if not getattr(settings, name)]
+    if missing:
+        raise SettingsError(f"invalid agentplane settings: {', '.join(missing)} must be set for this function")
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     try:

@@ -4,11 +4,17 @@ Items are plain dicts whose keys come from `agentplane.keys`. Writes that change
 condition; a failed condition surfaces as `ConditionFailed` carrying the item as it is now, so the
 caller can say why (for example a 409 with `current_status`). Reads on request paths are GetItem,
 BatchGetItem or Query, never Scan.
+
+A request can leave a read to be checked before it sees any data (its caller's token and
+membership, see `defer_check`): the check's keys go out with the request's first read, in the same
+BatchGetItem as a GetItem or beside a Query, so checking costs no round trip of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextvars
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -30,6 +36,7 @@ Item = dict[str, Any]
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
+MAX_BATCH_GET_KEYS = 100
 _INDEX_KEYS = {None: (PK, SK), GSI1: (GSI1PK, GSI1SK), GSI2: (GSI2PK, GSI2SK), GSI3: (GSI3PK, GSI3SK)}
 
 
@@ -183,6 +190,31 @@ def _expression_args(update: Update | None, condition: Expr | None) -> dict[str,
     return args
 
 
+@dataclass(frozen=True)
+class DeferredCheck:
+    """Keys to read before the request sees data, and what must hold of them (`verify` raises)."""
+
+    keys: list[Key]
+    verify: Callable[[list[Item | None]], None]
+
+
+_deferred: contextvars.ContextVar[DeferredCheck | None] = contextvars.ContextVar("deferred_check", default=None)
+# Runs a deferred check's BatchGetItem while the request's Query is in flight.
+_beside = ThreadPoolExecutor(max_workers=4, thread_name_prefix="deferred-check")
+
+
+def defer_check(check: DeferredCheck | None) -> None:
+    """Send `check` with this request's first read (or before its first write)."""
+    _deferred.set(check)
+
+
+def _take_deferred() -> DeferredCheck | None:
+    check = _deferred.get()
+    if check is not None:
+        _deferred.set(None)
+    return check
+
+
 @dataclass
 class Page:
     items: list[Item]
@@ -239,12 +271,36 @@ class Store:
             self._client = boto3.client("dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 4}))
         return self._client
 
+    def settle_deferred(self) -> None:
+        """Run a check still waiting for a read (before a write, or when the request ends)."""
+        check = _take_deferred()
+        if check is not None:
+            check.verify(self._batch_get(check.keys))
+
     def get(self, key: Key, consistent: bool = True) -> Item | None:
+        check = _take_deferred()
+        if check is not None:
+            found = self._batch_get([key, *check.keys])
+            check.verify(found[1:])
+            return found[0]
         response = self.client.get_item(TableName=self.table_name, Key=serialize(key), ConsistentRead=consistent)
         return deserialize(response.get("Item"))
 
     def get_many(self, keys: Sequence[Key]) -> list[Item | None]:
         """BatchGetItem in one round trip (up to 100 keys); results line up with `keys`."""
+        check = _take_deferred()
+        if check is None:
+            return self._batch_get(keys)
+        if len(keys) + len(check.keys) <= MAX_BATCH_GET_KEYS:
+            found = self._batch_get([*keys, *check.keys])
+            check.verify(found[len(keys) :])
+            return found[: len(keys)]
+        checked = _beside.submit(contextvars.copy_context().run, self._batch_get, check.keys)
+        found = self._batch_get(keys)
+        check.verify(checked.result())
+        return found
+
+    def _batch_get(self, keys: Sequence[Key]) -> list[Item | None]:
         if not keys:
             return []
         unique = list({(k["PK"], k["SK"]): k for k in keys}.values())
@@ -259,11 +315,13 @@ class Store:
         return [found.get((k["PK"], k["SK"])) for k in keys]
 
     def put(self, item: Item, condition: Expr | None = None) -> None:
+        self.settle_deferred()
         args = {"TableName": self.table_name, "Item": serialize(item), **_expression_args(None, condition)}
         self._conditional(self.client.put_item, args)
 
     def update(self, key: Key, update: Update, condition: Expr | None = None) -> Item:
         """UpdateItem returning the item as stored afterwards."""
+        self.settle_deferred()
         args = {
             "TableName": self.table_name,
             "Key": serialize(key),
@@ -274,6 +332,7 @@ class Store:
         return deserialize(response.get("Attributes")) or {}
 
     def delete(self, key: Key, condition: Expr | None = None) -> None:
+        self.settle_deferred()
         args = {"TableName": self.table_name, "Key": serialize(key), **_expression_args(None, condition)}
         self._conditional(self.client.delete_item, args)
 
@@ -321,7 +380,13 @@ class Store:
         args["ExpressionAttributeValues"] = serialize(values)
         if start_key:
             args["ExclusiveStartKey"] = serialize(start_key)
+        check = _take_deferred()
+        checked = (
+            _beside.submit(contextvars.copy_context().run, self._batch_get, check.keys) if check is not None else None
+        )
         response = self.client.query(**args)
+        if check is not None and checked is not None:
+            check.verify(checked.result())
         items = [deserialize(raw) or {} for raw in response.get("Items", [])]
         return Page(items=items, last_key=deserialize(response.get("LastEvaluatedKey")))
 
@@ -329,6 +394,7 @@ class Store:
         return Transaction(self)
 
     def commit(self, tx: Transaction) -> None:
+        self.settle_deferred()
         if not tx.operations:
             return
         try:

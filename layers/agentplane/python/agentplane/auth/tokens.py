@@ -2,7 +2,7 @@
 
 Each secret maps to one `TOKEN#<sha256>` item holding what the secret may do. Lookups are a single
 strongly consistent GetItem, so a key works the moment it is shown and stops the moment it is
-revoked (subject only to the authorizer's short cache).
+revoked; every request reads it again (agentplane.auth.caller).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from agentplane import keys
-from agentplane.auth.principal import MAX_CONTEXT_MEMBERSHIPS, Principal
+from agentplane.auth.principal import Principal
 from agentplane.auth.scopes import WILDCARD
 from agentplane.auth.secrets import hash_secret, new_secret
 from agentplane.errors import Unauthorized
@@ -117,40 +117,39 @@ def _record_use(item: dict[str, Any]) -> None:
         return
 
 
-def _memberships(user_id: str) -> tuple[dict[str, str], bool]:
-    page = get_store().query(keys.member_of_user_gsi(user_id), index=keys.GSI1, limit=MAX_CONTEXT_MEMBERSHIPS)
-    roles = {item["workspace_id"]: item["role"] for item in page.items}
-    return roles, page.last_key is None
-
-
-def resolve_principal(secret: str) -> Principal:
-    """What the authorizer does with a presented bearer secret."""
-    item = lookup(secret)
-    if item is None or item["kind"] not in BEARER_KINDS:
-        raise Unauthorized("the token is invalid, expired or revoked")
-    _slide(item)
-    _record_use(item)
-    user_id = item.get("user_id")
-    memberships: dict[str, str] = {}
-    complete = True
-    if user_id:
-        memberships, complete = _memberships(user_id)
-    bound = item.get("workspace_id")
-    if bound:
-        memberships = {bound: memberships[bound]} if bound in memberships else {}
-        if item["kind"] == "api_key" and bound not in memberships:
-            # The key's creator left the workspace: the key dies with their membership.
-            raise Unauthorized("the token is invalid, expired or revoked")
+def principal_of(item: dict[str, Any]) -> Principal:
+    """Who a live token record speaks for (memberships not included: they are checked apart)."""
     return Principal(
         kind=item["kind"],
         id=item["principal_id"],
-        user_id=user_id,
+        user_id=item.get("user_id"),
         token_id=item["token_id"],
         token_hash=item[keys.PK].removeprefix(keys.TOKEN),
         scopes=frozenset(item.get("scopes") or [WILDCARD]),
-        workspace_id=bound,
+        workspace_id=item.get("workspace_id"),
         agent_name=item.get("agent_name"),
         site_owner=bool(item.get("site_owner")),
-        memberships=memberships,
-        memberships_complete=complete,
     )
+
+
+def is_live(item: dict[str, Any] | None) -> bool:
+    """Whether a token record still lets its secret in: present, not revoked, not expired."""
+    if item is None or item.get("revoked") is not None or item.get("kind") not in BEARER_KINDS:
+        return False
+    expires_at = item.get("expires_at")
+    return not (expires_at and int(expires_at) <= int(time.time()))
+
+
+def note_use(item: dict[str, Any]) -> None:
+    """What a successful call does to its token: a session slides, a PAT records its last use."""
+    _slide(item)
+    _record_use(item)
+
+
+def resolve_principal(secret: str) -> Principal:
+    """The principal a presented bearer secret speaks for, read now (one GetItem)."""
+    item = lookup(secret)
+    if item is None or item["kind"] not in BEARER_KINDS:
+        raise Unauthorized("the token is invalid, expired or revoked")
+    note_use(item)
+    return principal_of(item)

@@ -486,7 +486,7 @@ def erase_user(principal: Principal, password: str | None = None, request_id: st
                 exists() & Expr("attribute_not_exists(deleted_at)"),
             )
             # Its keys die with it: an agent key has no membership to lose.
-            revocations = api_keys.revocations_for_deleted_workspace(ws_id)
+            revocations = api_keys.live_key_revocations(ws_id)
             details = {"reason": "its only member erased their account", "api_keys_revoked": len(revocations)}
             audit.record(cleanup, ws_id, user_id, "workspace.deleted", "workspace", ws_id, request_id, details)
             for revocation in revocations:

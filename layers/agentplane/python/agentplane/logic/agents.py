@@ -42,7 +42,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,7 +53,7 @@ from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import Conflict, InvalidTransition, NotFound, PreconditionFailed, Unprocessable
 from agentplane.ids import epoch, iso, new_id, now
 from agentplane.logic import knowledge, memories, notifications
-from agentplane.logic.workspaces import all_members
+from agentplane.logic.workspaces import all_items, all_members
 from agentplane.models.agents import (
     ACTIVE_STATUSES,
     FINISHED_STATUSES,
@@ -288,6 +288,39 @@ def create_agent(access: Access, body: AgentCreate, request_id: str = "") -> Age
             raise Conflict(f"agent {body.name} already exists") from failure
         raise
     return to_agent(item)
+
+
+# What a workspace export carries of an agent: its definition, never its keys, config or state.
+DEFINITION_FIELDS = (
+    "display_name", "role", "description", "model", "engine", "execution_mode", "system_prompt",
+    "emoji", "color", "parent_agent", "interval_sec",
+)  # fmt: skip
+
+
+def definitions(ws: str) -> Iterator[Item]:
+    """Every agent of the workspace as an export entry, by name."""
+    for item in all_items(keys.ws_pk(ws), keys.AGENT_PREFIX):
+        yield {"name": item["name"], **{f: item[f] for f in DEFINITION_FIELDS if item.get(f) not in (None, "")}}
+
+
+def add_definition_writes(tx: Transaction, access: Access, definition: Item, current: Item | None, at: str) -> str:
+    """Create the agent a document defines, or set the fields it states on the one that exists
+    (its keys, config and live state untouched); answers "created", "updated" or "unchanged"."""
+    name = str(definition["name"])
+    _check_name(name)
+    fields = {k: v for k, v in definition.items() if k != "name" and v is not None}
+    if current is None:
+        tx.put(_new_agent(access, name, {"status": AgentStatus.idle.value, **fields}, at), not_exists())
+        return "created"
+    changes = {k: v for k, v in fields.items() if current.get(k) != v}
+    if not changes:
+        return "unchanged"
+    changes.update(updated_at=at, version=current["version"] + 1, revision=current["revision"] + 1)
+    attrs, absent = _index_attrs(access.workspace_id, {**current, **changes})  # a new parent may unlist it
+    remove = [attr for attr in absent if attr in current]
+    key = keys.agent_key(access.workspace_id, name)
+    tx.update(key, Update(set={**changes, **attrs}, remove=remove), exists() & attr_eq("revision", current["revision"]))
+    return "updated"
 
 
 def upsert_agent(access: Access, body: AgentUpsert, request_id: str = "") -> Agent:

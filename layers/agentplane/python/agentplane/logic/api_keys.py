@@ -412,10 +412,11 @@ class KeyRevocation:
     operations: list[dict[str, Any]]
 
 
-def revocations_for_deleted_workspace(ws: str) -> list[KeyRevocation]:
-    """The operations that revoke every live key of a workspace being deleted, one group per key:
-    its secrets first, then its record. A key whose group did not commit is still live and is
-    found again when the deletion resumes, so every group may be committed on its own."""
+def live_key_revocations(ws: str, made_by: str | None = None) -> list[KeyRevocation]:
+    """The operations that revoke every live key of a workspace (being deleted), or every API key
+    one member made (leaving it), one group per key: its secrets first, then its record. A key
+    whose group did not commit is still live and is found again when the caller resumes, so every
+    group may be committed on its own."""
     now = _now()
     at = iso()
     groups: list[KeyRevocation] = []
@@ -426,6 +427,8 @@ def revocations_for_deleted_workspace(ws: str) -> list[KeyRevocation]:
         )
         for item in page.items:
             if item.get("deleted_at") or item["status"] == ApiKeyStatus.revoked:
+                continue
+            if made_by is not None and item.get("user_id") != made_by:
                 continue
             group = get_store().transaction()
             hashes = _working_hashes(item, now)
@@ -450,6 +453,26 @@ def revocations_for_deleted_workspace(ws: str) -> list[KeyRevocation]:
         if page.last_key is None:
             return groups
         start = page.last_key
+
+
+def revoke_keys_made_by(ws: str, user_id: str) -> int:
+    """Revoke the API keys a member made, as they leave the workspace: listed `revoked`, and
+    dead for good even if they are added again. One key per transaction; a key that changed
+    meanwhile is found again by the next pass (at most three)."""
+    revoked = 0
+    for _ in range(3):
+        pending = live_key_revocations(ws, made_by=user_id)
+        if not pending:
+            return revoked
+        for revocation in pending:
+            tx = get_store().transaction()
+            tx.operations.extend(revocation.operations)
+            try:
+                tx.commit()
+                revoked += 1
+            except TransactionFailed:
+                continue
+    return revoked
 
 
 def _replace_secret(

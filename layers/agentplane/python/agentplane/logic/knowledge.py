@@ -507,9 +507,27 @@ def add_failure_writes(
 
 
 def record_failure(access: Access, body: FailureCreate, request_id: str = "") -> FailureRecord:
+    """Record a failure; the task and run it names must be this workspace's (checked in the write)."""
+    ws = access.workspace_id
     tx = access.transaction()
+    references: list[tuple[str, str]] = []
+    for field, value, key in (
+        ("task_id", body.task_id, keys.task_key(ws, body.task_id) if body.task_id else None),
+        ("run_id", body.run_id, keys.run_key(ws, body.run_id) if body.run_id else None),
+    ):
+        if key is not None and value is not None:
+            tx.check(key, exists() & Expr("attribute_not_exists(deleted_at)"))
+            references.append((field, value))
+    first_reference = len(tx.operations) - len(references)
     item = add_failure_writes(tx, access, body, request_id)
-    access.commit(tx)
+    try:
+        access.commit(tx)
+    except TransactionFailed as failure:
+        index = failure.failed_index()
+        if index is not None and first_reference <= index < first_reference + len(references):
+            field, value = references[index - first_reference]
+            raise Unprocessable(f"{field} {value} names nothing in this workspace", field=field) from failure
+        raise
     return _to_failure(item)
 
 

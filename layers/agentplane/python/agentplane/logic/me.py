@@ -1,7 +1,10 @@
 """The caller's own account: profile, workspaces, personal access tokens and push devices.
 
 Every route here acts as the person themself, so only sessions and personal access tokens reach
-it (`accounts.require_person`). Writes re-check in their own transaction that the caller's token is
+it (`accounts.require_person`). Reading the profile and the workspace list is open to any of them;
+changing the account (profile, tokens, push devices) needs a session or a token with every scope:
+a token scoped to `tasks:read` cannot list or revoke the owner's other tokens, rename them, or
+register a phone to receive their pushes. Writes re-check in their own transaction that the caller's token is
 still live, as workspace writes do.
 """
 
@@ -16,7 +19,7 @@ from agentplane.auth.principal import Principal
 from agentplane.auth.scopes import WILDCARD, normalize_scopes
 from agentplane.auth.secrets import hash_secret, secret_hint
 from agentplane.cursor import decode_cursor, encode_cursor
-from agentplane.errors import Conflict, Forbidden, NotFound, Unauthorized
+from agentplane.errors import Conflict, NotFound, Unauthorized
 from agentplane.ids import epoch, iso
 from agentplane.logic import accounts, workspaces
 from agentplane.models.me import (
@@ -57,7 +60,7 @@ def get_profile(principal: Principal) -> Profile:
 def update_profile(principal: Principal, body: ProfileUpdate, request_id: str = "") -> Profile:
     """Change the fields sent. A new username is claimed and the old one released in the same
     transaction, so two people can never end up holding one name."""
-    user_id = accounts.require_person(principal)
+    user_id = accounts.require_person(principal, unrestricted=True)
     user = accounts.load_user(user_id)
     changes: dict[str, Any] = {name: getattr(body, name) for name in body.model_fields_set}
     if not changes:
@@ -120,15 +123,10 @@ def _to_pat(record: dict[str, Any], last_used: int | None = None) -> PersonalAcc
 def create_pat(
     principal: Principal, body: PersonalAccessTokenCreate, request_id: str = ""
 ) -> PersonalAccessTokenCreated:
-    """A new token for the caller. A token can only mint tokens within its own scopes, so a
-    narrowly scoped token leaked from CI cannot turn itself into a wider one."""
-    user_id = accounts.require_person(principal)
+    """A new token for the caller. Only an unrestricted session or token mints tokens, so a
+    scoped token leaked from CI can neither widen itself nor outlive its own revocation."""
+    user_id = accounts.require_person(principal, unrestricted=True)
     scopes = normalize_scopes(body.scopes)
-    if WILDCARD not in principal.scopes and (WILDCARD in scopes or not set(scopes) <= principal.scopes):
-        raise Forbidden(
-            "a personal access token cannot create a token with scopes it does not have itself",
-            allowed_scopes=sorted(principal.scopes),
-        )
     # The caller's live token stands for their account (erasing it revokes every token): the
     # transaction's liveness check is all the reading this needs.
     user = {"id": user_id, "site_owner": principal.site_owner}
@@ -147,7 +145,7 @@ def create_pat(
 
 def list_pats(principal: Principal, limit: int, cursor: str | None) -> tuple[list[PersonalAccessToken], str | None]:
     """The caller's live tokens, newest first: personal ones and those issued to devices."""
-    user_id = accounts.require_person(principal)
+    user_id = accounts.require_person(principal, unrestricted=True)
     scope = f"pats:{user_id}"
     page = get_store().query(
         keys.user_pk(user_id),
@@ -164,7 +162,7 @@ def list_pats(principal: Principal, limit: int, cursor: str | None) -> tuple[lis
 
 def revoke_pat(principal: Principal, pat_id: str, request_id: str = "") -> None:
     """Revoke one of the caller's tokens; it stops working at once (the caller's own included)."""
-    user_id = accounts.require_person(principal)
+    user_id = accounts.require_person(principal, unrestricted=True)
     pat_key = keys.pat_key(user_id, pat_id)
     record = get_store().get(pat_key)
     if record is None or record.get("revoked_at"):
@@ -218,7 +216,7 @@ def register_device(principal: Principal, body: PushDeviceRegister, request_id: 
     A push token belongs to one person at a time: registering one another user holds moves it,
     so a phone that changed hands stops receiving the previous owner's notifications.
     """
-    user_id = accounts.require_person(principal)
+    user_id = accounts.require_person(principal, unrestricted=True)
     digest = hash_secret(body.push_token)
     device_id = device_id_for(body.push_token)
     device_key = keys.device_key(user_id, device_id)
@@ -257,7 +255,7 @@ def register_device(principal: Principal, body: PushDeviceRegister, request_id: 
 
 
 def delete_device(principal: Principal, device_id: str, request_id: str = "") -> None:
-    user_id = accounts.require_person(principal)
+    user_id = accounts.require_person(principal, unrestricted=True)
     device_key = keys.device_key(user_id, device_id)
     device = get_store().get(device_key)
     if device is None:

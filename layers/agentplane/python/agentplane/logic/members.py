@@ -20,6 +20,7 @@ from agentplane.auth.scopes import Role
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import Conflict, Forbidden, MissingScope, NotFound, Unprocessable
 from agentplane.ids import iso
+from agentplane.logic import api_keys
 from agentplane.logic.workspaces import (
     failure_reason,
     load_workspace,
@@ -184,6 +185,9 @@ def remove_member(access: Access, user_id: str, request_id: str = "") -> None:
     action = "member.left" if own else "member.removed"
     audit.record(tx, ws, access.actor_id, action, "user", user_id, request_id, {"role": role.value})
     _commit_membership_change(access, tx, member_index, owner_index, "cannot remove")
+    # Their keys are already refused (a key dies with its maker's membership); revoking them
+    # says so in the list, and keeps them dead if the person is added again.
+    api_keys.revoke_keys_made_by(ws, user_id)
     for team_id in teams[_TEAMS_IN_REMOVAL:]:
         follow_up = get_store().transaction()
         _drop_team_membership(follow_up, ws, team_id, user_id)

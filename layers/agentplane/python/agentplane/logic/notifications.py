@@ -284,8 +284,9 @@ def create_notification(access: Access, body: NotificationCreate, request_id: st
         ) -> tuple[Transaction, list[int]]:
             tx = access.transaction()
             check_at[:] = [len(tx.operations)]
-            if body.user_id is not None:
-                # The recipient must still be a member when the notification lands.
+            if body.user_id is not None and body.user_id != access.principal.user_id:
+                # The recipient must still be a member when the notification lands (the caller's
+                # own membership is already the transaction's guard: one check per item).
                 tx.check(keys.member_key(ws, body.user_id), exists())
             counters = _deliver(tx, ws, chunk, notification_id, fields, actor, at)
             if index == 0:
@@ -296,7 +297,7 @@ def create_notification(access: Access, body: NotificationCreate, request_id: st
         try:
             chunk_id = _commit_in_order(first_id or new_id("ntf"), build, access.commit)
         except TransactionFailed as failure:
-            if body.user_id is not None and failure.failed_index() == check_at[0]:
+            if body.user_id not in (None, access.principal.user_id) and failure.failed_index() == check_at[0]:
                 raise Unprocessable(
                     f"user {body.user_id} is not a member of this workspace",
                     errors=[{"field": "user_id", "message": "not a member of this workspace"}],

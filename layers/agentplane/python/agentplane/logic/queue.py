@@ -571,14 +571,16 @@ def fail_job(access: Access, job_id: str, body: JobFail, request_id: str = "") -
     def build(job: Item, at: datetime) -> tuple[Item, list[str], dict[str, int], str, Item]:
         ws = access.workspace_id
         attempts = int(job["attempts"])
-        errors = _with_error(job, _error_entry(attempts, body.error, body.worker_id, at))
-        details: Item = {"worker_id": body.worker_id, "attempt": attempts, "error": body.error[:500]}
+        errors = _with_error(job, _error_entry(attempts, body.detail, body.worker_id, at))
+        details: Item = {
+            "worker_id": body.worker_id, "attempt": attempts, "reason": body.reason, "error": body.detail[:500],
+        }  # fmt: skip
         if body.retryable and attempts < int(job["max_attempts"]):
             available_at = iso(at + timedelta(seconds=backoff_seconds(attempts)))
             changes: Item = {
                 "status": JobStatus.pending.value,
                 "available_at": available_at,
-                "last_error": body.error,
+                "last_error": body.detail,
                 "errors": errors,
                 "updated_at": iso(at),
                 keys.GSI1PK: keys.queue_job_status_gsi(ws, JobStatus.pending),
@@ -590,7 +592,7 @@ def fail_job(access: Access, job_id: str, body: JobFail, request_id: str = "") -
         changes = {
             "status": JobStatus.dead.value,
             "dead_at": iso(at),
-            "last_error": body.error,
+            "last_error": body.detail,
             "errors": errors,
             "updated_at": iso(at),
             keys.GSI1PK: keys.queue_job_status_gsi(ws, JobStatus.dead),

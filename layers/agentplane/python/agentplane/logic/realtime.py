@@ -37,7 +37,7 @@ from agentplane import keys
 from agentplane.access import workspace_access
 from agentplane.auth.principal import Principal
 from agentplane.auth.tokens import resolve_principal
-from agentplane.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from agentplane.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 from agentplane.ids import epoch, iso
 from agentplane.logic import notifications
 from agentplane.logic.run_events import events_of
@@ -194,7 +194,6 @@ def _to_connection(item: Item) -> Connection:
         workspace_id=item.get("workspace_id"),
         agent_name=item.get("agent_name"),
         memberships={},
-        memberships_complete=False,
     )
     return Connection(item["connection_id"], principal, int(item["expires_at"]))
 
@@ -277,6 +276,31 @@ def _channel(name: str, principal: Principal) -> _Channel:
     return _Channel(name, keys.realtime_notification_channel(user_id), None, user_id=user_id)
 
 
+# Workspaces searched for a run channel named without its workspace (one BatchGetItem).
+MAX_WORKSPACES_SEARCHED = 100
+
+
+def _workspace_of(principal: Principal, channel: _Channel) -> str:
+    """The workspace a channel named without one belongs to, as the contract writes it
+    (`{"action":"subscribe","channel":"runs/<id>"}`): a workspace key's own; for a person, the one
+    of their workspaces holding the run, or their only workspace for the other channels."""
+    if principal.workspace_id:
+        return principal.workspace_id
+    assert principal.user_id is not None
+    page = get_store().query(keys.member_of_user_gsi(principal.user_id), index=keys.GSI1, limit=MAX_WORKSPACES_SEARCHED)
+    workspaces = [str(item["workspace_id"]) for item in page.items]
+    if channel.run_id is not None:
+        found = get_store().get_many([keys.run_key(ws, channel.run_id) for ws in workspaces])
+        holding = [ws for ws, run in zip(workspaces, found, strict=True) if run is not None]
+        if not holding:
+            raise NotFound(f"run {channel.run_id} not found in any of your workspaces")
+        return holding[0]
+    if len(workspaces) != 1:
+        detail = f"you belong to {len(workspaces)} workspaces: name one with workspace_id"
+        raise Unprocessable(detail, errors=[{"field": "workspace_id", "message": detail, "type": "missing"}])
+    return workspaces[0]
+
+
 _NOTIFICATION_ID = re.compile(r"^ntf_[0-9a-z]{26}$")
 _NOTIFICATION_ID_MAX = "ntf_" + "z" * 26
 
@@ -332,8 +356,8 @@ def subscribe(connection_id: str, message: Subscribe, poster: Poster) -> Subscri
     connection = _load_connection(connection_id)
     principal = connection.principal
     _require_live_token(principal)
-    ws = message.workspace_id
     channel = _channel(message.channel, principal)
+    ws = message.workspace_id or _workspace_of(principal, channel)
     workspace_access(principal, ws, channel.scope)  # a non-member gets 404, a missing scope 403
     start = _start_of(ws, channel, message.since)
     _store_subscription(connection, ws, channel, start, resubscribe_from=message.since)
@@ -408,8 +432,8 @@ def _rewind(ws: str, channel_key: str, connection_id: str, start: int | str) -> 
 def unsubscribe(connection_id: str, message: Unsubscribe) -> Unsubscribed:
     """Stop a subscription (unsubscribing from a channel not subscribed to is not an error)."""
     connection = _load_connection(connection_id)
-    ws = message.workspace_id
     channel = _channel(message.channel, connection.principal)
+    ws = message.workspace_id or _workspace_of(connection.principal, channel)
     _remove_subscription(connection_id, ws, channel.key)
     return Unsubscribed(channel=channel.name, workspace_id=ws)
 

@@ -379,11 +379,12 @@ def _signal(
         logger.info("run wait already resolved", extra={"run_id": item["id"], "phase": phase, "error": str(exc)})
 
 
+# What a function that starts runs declares: `create_app(requires=runs.STARTS_RUNS)`.
+STARTS_RUNS = ("run_state_machine_arn",)
+
+
 def start_execution(item: dict[str, Any]) -> None:
-    arn = get_settings().run_state_machine_arn
-    if not arn:
-        logger.warning("RUN_STATE_MACHINE_ARN is not set; the run has no timers", extra={"run_id": item["id"]})
-        return
+    arn = get_settings().run_state_machine_arn  # required at cold start (STARTS_RUNS)
     execution_input = {
         "workspace_id": item["workspace_id"],
         "run_id": item["id"],

@@ -59,6 +59,9 @@ def _capture(project: Item, docs: list[Item]) -> dict[str, Any]:
     }
 
 
+RESTORE_CHECKPOINT_DESCRIPTION = "restore checkpoint"
+
+
 def _snapshot_item(
     access: Access,
     project: Item,
@@ -197,8 +200,8 @@ def restore_snapshot(access: Access, snapshot_id: str, request_id: str = "") -> 
         project,
         _capture(project, current_docs),
         ProjectSnapshotKind.restore_checkpoint,
-        "restore checkpoint",
-        f"State before restoring snapshot {snapshot['label']}",
+        f"before restoring {snapshot['label']}"[:200],  # a label's bound (SnapshotLabel)
+        RESTORE_CHECKPOINT_DESCRIPTION,  # as the mobile runs API describes it
         restored_from=snapshot_id,
     )
     target = snapshot["state"]

@@ -60,7 +60,7 @@ from agentplane.models.sprints import (
     VelocityEntry,
 )
 from agentplane.models.tasks import Task
-from agentplane.store import Expr, TransactionFailed, Update, attr_eq, exists, get_store, not_exists
+from agentplane.store import Expr, TransactionFailed, Update, attr_eq, attr_in, exists, get_store, not_exists
 
 Item = dict[str, Any]
 
@@ -630,18 +630,19 @@ def sprint_review(access: Access, number: int) -> SprintReview:
 
 
 def velocity(access: Access, limit: int) -> Velocity:
-    """Done tasks and points of each of the last `limit` completed sprints, oldest first: their
-    counters in one BatchGetItem."""
+    """Tasks and points of each of the last `limit` sprints of any status (the active one too, as
+    Toban lists them), oldest first, each with its status: their counters in one BatchGetItem. The
+    average is over the completed ones, which an unfinished sprint would drag down."""
     ws = access.workspace_id
-    completed: list[Item] = []
-    for sprint in _sprints_newest_first(ws, attr_eq("status", SprintStatus.completed.value)):
-        completed.append(sprint)
-        if len(completed) >= limit:
+    latest: list[Item] = []
+    for sprint in _sprints_newest_first(ws, attr_in("status", [status.value for status in SprintStatus])):
+        latest.append(sprint)
+        if len(latest) >= limit:
             break
-    completed.reverse()
-    stats = get_store().get_many([keys.sprint_stats_key(ws, int(sprint["number"])) for sprint in completed])
+    latest.reverse()
+    stats = get_store().get_many([keys.sprint_stats_key(ws, int(sprint["number"])) for sprint in latest])
     entries = []
-    for sprint, counters in zip(completed, stats, strict=True):
+    for sprint, counters in zip(latest, stats, strict=True):
         summary = _summary(sprint_figures(counters))
         entries.append(
             VelocityEntry(
@@ -654,7 +655,8 @@ def velocity(access: Access, limit: int) -> Velocity:
                 completed_at=sprint.get("completed_at"),
             )
         )
-    average = round(sum(e.done_points for e in entries) / len(entries), 2) if entries else 0.0
+    completed = [e.done_points for e in entries if e.status == SprintStatus.completed]
+    average = round(sum(completed) / len(completed), 2) if completed else 0.0
     return Velocity(velocity=entries, average_done_points=average)
 
 

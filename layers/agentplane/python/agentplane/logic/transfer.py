@@ -1,9 +1,10 @@
 """Workspace export and import (Toban's workspace export/import, extended to teams and tasks).
 
 Export (`GET …/export`) is one JSON document: the workspace's settings, its members (for
-reference), its teams with their members, and its live tasks. Every read is a bounded Query; a
-document that would pass the size bounds stops that kind early and names it in `truncated`.
-Common env values are secrets and are never exported.
+reference), its teams with their members, its live tasks, its agents' definitions (never their
+keys or configuration) and its task templates, in Toban's shape (`agents`, `task_templates`).
+Every read is a bounded Query; a document that would pass the size bounds stops that kind early
+and names it in `truncated`. Common env values are secrets and are never exported.
 
 Import (`POST …/import`) takes the same document:
 - `merge` (default) adds teams and tasks whose `id` is new and updates those that exist (fields
@@ -13,6 +14,10 @@ Import (`POST …/import`) takes the same document:
   document's. A kind the document leaves out (null) is not touched.
 - `workspace` settings, when present, are applied; `members` is ignored (memberships come from
   invites and `…/members`, never from a document).
+- `agents` are matched by name: new ones are created, existing ones get the fields the document
+  states (their keys, configuration and live state untouched). `replace` removes no agent: that
+  would revoke keys, which a document never does.
+- `task_templates` are matched by title (case aside); `replace` removes the templates not in it.
 
 The whole document is validated (shape, duplicate ids, references to members, tasks and stories)
 before anything is written. The writes then go out as transactions of at most 100 items, each
@@ -23,6 +28,7 @@ many; importing the same document again converges, because every write is keyed 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from typing import Any
@@ -31,7 +37,7 @@ from agentplane import audit, keys
 from agentplane.access import Access
 from agentplane.errors import Unprocessable
 from agentplane.ids import iso
-from agentplane.logic import task_indexes, tasks
+from agentplane.logic import agents, task_indexes, tasks
 from agentplane.logic.teams import all_teams, team_item, team_member_item
 from agentplane.logic.workspaces import (
     all_items,
@@ -44,7 +50,9 @@ from agentplane.logic.workspaces import (
 )
 from agentplane.models.tasks import TaskStatus
 from agentplane.models.workspaces import (
+    ExportedAgent,
     ExportedTask,
+    ExportedTaskTemplate,
     ExportedTeam,
     ImportMode,
     ImportResult,
@@ -59,6 +67,9 @@ MAX_EXPORT_MEMBERS = 5000
 MAX_EXPORT_TEAMS = 200
 MAX_EXPORT_TEAM_MEMBERS = 500
 MAX_EXPORT_TASKS = 1000
+MAX_EXPORT_AGENTS = 200
+MAX_EXPORT_TEMPLATES = 500
+_TEMPLATE_FIELDS = tuple(ExportedTaskTemplate.model_fields)
 
 _SETTINGS_FIELDS = ("name", "description", "language", "workflow", "spec", "auto_push")
 _INDEX_ATTRS = (keys.GSI1PK, keys.GSI1SK, keys.GSI2PK, keys.GSI2SK, keys.GSI3PK, keys.GSI3SK)
@@ -102,6 +113,19 @@ def _live_tasks(ws_id: str) -> Any:
         start = page.last_key
 
 
+def _task_templates(ws_id: str) -> Any:
+    return all_items(keys.ws_pk(ws_id), keys.TASK_TEMPLATE_PREFIX)
+
+
+def _template_entry(item: dict[str, Any]) -> dict[str, Any]:
+    return {f: item[f] for f in _TEMPLATE_FIELDS if item.get(f) is not None}
+
+
+def template_id(title: str) -> str:
+    """A template's id follows from its title, so importing a document twice converges."""
+    return "ttpl_" + hashlib.sha256(title.casefold().encode()).hexdigest()[:26]
+
+
 def _team_members(ws_id: str, team_id: str) -> Any:
     return all_items(keys.ws_pk(ws_id), keys.team_member_prefix(team_id))
 
@@ -139,6 +163,10 @@ def export_workspace(access: Access) -> WorkspaceExport:
 
     teams = _collect(all_teams(ws), MAX_EXPORT_TEAMS, budget, team_entry, "teams", truncated)
     task_entries = _collect(_live_tasks(ws), MAX_EXPORT_TASKS, budget, _task_entry, "tasks", truncated)
+    agent_entries = _collect(agents.definitions(ws), MAX_EXPORT_AGENTS, budget, dict, "agents", truncated)
+    templates = _collect(
+        _task_templates(ws), MAX_EXPORT_TEMPLATES, budget, _template_entry, "task_templates", truncated
+    )
     return WorkspaceExport(
         exported_at=iso(),
         workspace_id=ws,
@@ -146,6 +174,8 @@ def export_workspace(access: Access) -> WorkspaceExport:
         members=members,
         teams=teams,
         tasks=task_entries,
+        agents=agent_entries,
+        task_templates=templates,
         truncated=sorted(set(truncated)),
     )
 
@@ -359,6 +389,39 @@ def _team_ops(
     return tx.operations
 
 
+def _agent_ops(access: Access, doc_agents: list[ExportedAgent], at: str, stats: Counter[str]) -> list[dict[str, Any]]:
+    ws = access.workspace_id
+    current = _get_many([keys.agent_key(ws, agent.name) for agent in doc_agents])
+    tx = scratch()
+    for agent, item in zip(doc_agents, current, strict=True):
+        outcome = agents.add_definition_writes(tx, access, agent.model_dump(exclude_unset=True), item, at)
+        stats[f"agents_{outcome}"] += 1
+        if outcome != "unchanged":
+            stats["agents_imported"] += 1
+    return tx.operations
+
+
+def _template_ops(ws: str, doc_templates: list[ExportedTaskTemplate], mode: ImportMode, at: str,
+                  stats: Counter[str]) -> list[dict[str, Any]]:  # fmt: skip
+    tx = scratch()
+    wanted = {template_id(t.title): t for t in doc_templates}
+    existing = {item["id"]: item for item in _task_templates(ws)}
+    if mode == "replace":
+        for stale in sorted(set(existing) - set(wanted)):
+            tx.delete(keys.task_template_key(ws, stale))
+            stats["templates_removed"] += 1
+    for tid, template in wanted.items():
+        fields = template.model_dump(exclude_none=True)
+        if _template_entry(existing.get(tid, {})) == fields:
+            continue
+        created_at = existing.get(tid, {}).get("created_at", at)
+        item = {**keys.task_template_key(ws, tid), keys.ENTITY: "task_template", "id": tid, "workspace_id": ws,
+                **fields, "created_at": created_at, "updated_at": at}  # fmt: skip
+        tx.put(item)
+        stats["templates_imported"] += 1
+    return tx.operations
+
+
 def _settings_ops(ws: str, doc: WorkspaceDocument, current: dict[str, Any], at: str) -> list[dict[str, Any]]:
     if doc.workspace is None:
         return []
@@ -377,8 +440,10 @@ def _settings_ops(ws: str, doc: WorkspaceDocument, current: dict[str, Any], at: 
 
 def import_workspace(access: Access, doc: WorkspaceDocument, request_id: str = "") -> ImportResult:
     ws = access.workspace_id
-    if doc.tasks is not None:
+    if doc.tasks is not None or doc.task_templates is not None:
         access.require("tasks:write")
+    if doc.agents is not None:
+        access.require("agents:write")
     workspace = load_workspace(ws)
     at = iso()
     stats: Counter[str] = Counter()
@@ -401,6 +466,10 @@ def import_workspace(access: Access, doc: WorkspaceDocument, request_id: str = "
         operations += _team_ops(access, doc.teams, doc.mode, at, stats)
     if doc.tasks is not None:
         operations += _task_ops(access, doc.tasks, existing_tasks, doc.mode, at, stats)
+    if doc.agents is not None:
+        operations += _agent_ops(access, doc.agents, at, stats)
+    if doc.task_templates is not None:
+        operations += _template_ops(ws, doc.task_templates, doc.mode, at, stats)
 
     summary = {"mode": doc.mode, **dict(sorted(stats.items()))}
 

@@ -297,7 +297,7 @@ def delete_workspace(access: Access, request_id: str = "") -> None:
         raise NotFound("workspace not found")
     if not item.get("deleted_at"):
         others = [m["user_id"] for m in all_members(ws) if m["user_id"] != actor]
-        revocations = api_keys.revocations_for_deleted_workspace(ws)
+        revocations = api_keys.live_key_revocations(ws)
         at = iso()
         tx.update(
             keys.workspace_key(ws),
@@ -326,7 +326,7 @@ def delete_workspace(access: Access, request_id: str = "") -> None:
 
 def _revoke_keys(ws_id: str) -> None:
     """Revoke the keys the first transaction had no room for, one key per transaction."""
-    for revocation in api_keys.revocations_for_deleted_workspace(ws_id):
+    for revocation in api_keys.live_key_revocations(ws_id):
         tx = get_store().transaction()
         tx.operations.extend(revocation.operations)
         try:

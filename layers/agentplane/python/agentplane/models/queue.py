@@ -7,7 +7,7 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, AliasChoices, Field, StringConstraints, field_validator
 
 from agentplane.models.common import Input, Output
 
@@ -116,8 +116,14 @@ class JobComplete(Input):
 
 
 class JobFail(Input):
+    """A job's failure, in the words a run's failure uses: `reason` (a code) and `detail` (what
+    happened); `error`, the queue's older name for `detail`, is accepted in its place."""
+
     worker_id: WorkerId
-    error: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=100)] = "job_error"
+    detail: Annotated[str, StringConstraints(min_length=1, max_length=4000)] = Field(
+        validation_alias=AliasChoices("detail", "error")
+    )
     retryable: bool = Field(default=True, description="false dead-letters the job at once")
 
 

@@ -25,7 +25,11 @@ WorkspaceId = Annotated[str, StringConstraints(min_length=4, max_length=64, patt
 class Subscribe(Input):
     action: Literal["subscribe"]
     channel: Channel
-    workspace_id: WorkspaceId
+    workspace_id: WorkspaceId | None = Field(
+        default=None,
+        description="Optional: a run channel is found among the caller's workspaces, and the other "
+        "channels need it only when the caller belongs to more than one",
+    )
     since: Annotated[int, Field(ge=0, le=10**12 - 1)] | NotificationId | None = Field(
         default=None,
         description="Replay the stored events after this one before live ones: a run event id on "
@@ -36,7 +40,7 @@ class Subscribe(Input):
 class Unsubscribe(Input):
     action: Literal["unsubscribe"]
     channel: Channel
-    workspace_id: WorkspaceId
+    workspace_id: WorkspaceId | None = None  # found as for subscribe when left out
 
 
 class Ping(Input):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints
+from pydantic import AliasChoices, Field, StringConstraints
 
 from agentplane.models.common import Input, LongText, Output
 
@@ -89,9 +89,12 @@ class RunComplete(Input):
 
 
 class RunFail(Input):
+    """`reason` (a code) and `detail` (what happened), as a queue job's failure takes them; `error`
+    is accepted in place of `detail`."""
+
     worker_id: WorkerId
     reason: Annotated[str, StringConstraints(min_length=1, max_length=100)] = "agent_error"
-    detail: LongText | None = None
+    detail: LongText | None = Field(default=None, validation_alias=AliasChoices("detail", "error"))
 
 
 class CommitRequest(Input):

@@ -3,14 +3,29 @@ export/import document and the common environment of their agents."""
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 from agentplane.auth.scopes import Role
+from agentplane.models.agents import (
+    AgentEngine,
+    AgentName,
+    Color,
+    Description,
+    DisplayName,
+    Emoji,
+    ExecutionMode,
+    IntervalSeconds,
+    ModelName,
+    SystemPrompt,
+)
+from agentplane.models.agents import Role as AgentRole
 from agentplane.models.common import Input, LongText, Name, Output, ShortText
-from agentplane.models.tasks import TaskCreate, TaskRef
+from agentplane.models.tasks import AgentName as TaskAgentName
+from agentplane.models.tasks import Label, TaskCreate, TaskPriority, TaskRef, Title
 
 Language = Annotated[str, StringConstraints(min_length=2, max_length=10)]
 Workflow = Annotated[str, StringConstraints(min_length=1, max_length=30)]
@@ -21,6 +36,8 @@ TeamRef = Annotated[str, StringConstraints(pattern=r"^team_[0-9a-z]{26}$")]
 MAX_TEAM_MEMBERS = 500
 MAX_IMPORT_TEAMS = 200
 MAX_IMPORT_TASKS = 1000
+MAX_IMPORT_AGENTS = 200
+MAX_IMPORT_TEMPLATES = 500
 
 
 class WorkspaceCreate(Input):
@@ -270,7 +287,46 @@ class ExportedTask(TaskCreate):
     version: int | None = None
 
 
-ExportKind = Literal["members", "teams", "tasks"]
+class ExportedAgent(Input):
+    """An agent's definition as the document carries it (Toban's export shape, and ours): never its
+    keys, its configuration (which may hold an API key) or its live state."""
+
+    name: AgentName
+    display_name: DisplayName | None = None
+    role: AgentRole | None = None
+    description: Description | None = None
+    model: ModelName | None = None
+    engine: AgentEngine | None = None
+    execution_mode: ExecutionMode | None = None
+    system_prompt: SystemPrompt | None = None
+    emoji: Emoji | None = None
+    color: Color | None = None
+    parent_agent: AgentName | None = None
+    interval_sec: IntervalSeconds | None = None
+
+
+class ExportedTaskTemplate(Input):
+    """A task template (Toban's `task_templates`): a task to create again, matched by its title.
+    `labels` may come as a list or, as Toban writes it, as a JSON-encoded list."""
+
+    title: Title
+    description: LongText = ""
+    priority: TaskPriority = TaskPriority.p1
+    owner: TaskAgentName | None = None
+    labels: list[Label] = Field(default_factory=list, max_length=20)
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def labels_from_json_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else []
+            except ValueError:
+                raise ValueError("labels must be a list, or a JSON-encoded list") from None
+        return value
+
+
+ExportKind = Literal["members", "teams", "tasks", "agents", "task_templates"]
 
 
 class WorkspaceDocument(Input):
@@ -288,7 +344,26 @@ class WorkspaceDocument(Input):
     members: list[ExportedMember] | None = Field(default=None, max_length=5000)
     teams: list[ExportedTeam] | None = Field(default=None, max_length=MAX_IMPORT_TEAMS)
     tasks: list[ExportedTask] | None = Field(default=None, max_length=MAX_IMPORT_TASKS)
-    truncated: list[ExportKind] = Field(default_factory=list, max_length=3)
+    agents: list[ExportedAgent] | None = Field(default=None, max_length=MAX_IMPORT_AGENTS)
+    task_templates: list[ExportedTaskTemplate] | None = Field(default=None, max_length=MAX_IMPORT_TEMPLATES)
+    truncated: list[ExportKind] = Field(default_factory=list, max_length=5)
+
+    @field_validator("agents")
+    @classmethod
+    def agent_names_unique(cls, value: list[ExportedAgent] | None) -> list[ExportedAgent] | None:
+        names = [agent.name for agent in value or []]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"agent {repeated[0]} appears more than once")
+        return value
+
+    @field_validator("task_templates")
+    @classmethod
+    def template_titles_unique(cls, value: list[ExportedTaskTemplate] | None) -> list[ExportedTaskTemplate] | None:
+        titles = [template.title.casefold() for template in value or []]
+        if len(titles) != len(set(titles)):
+            raise ValueError("two task templates have the same title")
+        return value
 
     @field_validator("teams", "tasks")
     @classmethod
@@ -319,6 +394,8 @@ class WorkspaceExport(Output):
     members: list[dict[str, Any]]
     teams: list[dict[str, Any]]
     tasks: list[dict[str, Any]]
+    agents: list[dict[str, Any]] = Field(default_factory=list, description="Definitions only: never keys or config")
+    task_templates: list[dict[str, Any]] = Field(default_factory=list)
     truncated: list[str] = Field(
         default_factory=list, description="Kinds cut short by the export's size bounds: import them separately"
     )
