@@ -52,7 +52,7 @@ from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import Conflict, InvalidTransition, NotFound, PreconditionFailed, Unprocessable
 from agentplane.ids import epoch, iso, new_id, now
-from agentplane.logic import knowledge, memories, notifications
+from agentplane.logic import knowledge, known_secrets, memories, notifications
 from agentplane.logic.workspaces import all_members
 from agentplane.models.agents import (
     ACTIVE_STATUSES,
@@ -218,6 +218,8 @@ class _Change:
     action: str | None = None  # audited when set
     details: dict[str, Any] = field(default_factory=dict)
     bump_version: bool = True
+    # Updates of other items that go in the same transaction.
+    also: list[tuple[keys.Key, Update]] = field(default_factory=list)
 
 
 def _write(
@@ -250,6 +252,8 @@ def _write(
             remove = [a for a in [*change.remove, *absent] if a in current]
             tx.update(key, Update(set=changes, remove=remove), exists() & attr_eq("revision", current["revision"]))
             result = {k: v for k, v in {**merged, **attrs}.items() if k not in remove}
+        for other, update in change.also:
+            tx.update(other, update)
         if change.action:
             audit.record(tx, ws, access.actor_id, change.action, "agent", result["id"], request_id, change.details)
         try:
@@ -436,7 +440,9 @@ def configure_agent(
     access: Access, name: str, body: AgentConfig, if_match: int | None = None, request_id: str = ""
 ) -> Agent:
     """Engine configuration. An API key is sealed with the workspace's envelope key before anything
-    is written; only the fact that one is set ever leaves (`has_api_key`), never the key."""
+    is written; only the fact that one is set ever leaves (`has_api_key`), never the key. A copy of
+    the sealed key goes beside the workspace's other secrets, so redaction masks it wherever an
+    agent's text repeats it."""
     ws = access.workspace_id
     expected = body.version or if_match
     changes = body.model_dump(exclude_none=True, exclude={"version", "api_key"})
@@ -454,12 +460,18 @@ def configure_agent(
                 f"agent {name} is at version {current['version']}, not {expected}", current_version=current["version"]
             )
         remove = [f for f in cleared if f in current]
-        if clear_key and API_KEY_ATTR in current:
+        also = []
+        if API_KEY_ATTR in changes:
+            also.append(known_secrets.agent_key_update(ws, name, changes[API_KEY_ATTR]))
+        elif clear_key and API_KEY_ATTR in current:
             remove.append(API_KEY_ATTR)
+            also.append(known_secrets.agent_key_update(ws, name, None))
         if not changes and not remove:
             return None
         names = {("api_key" if k == API_KEY_ATTR else k) for k in (*changes, *remove)}
-        return _Change(set=dict(changes), remove=remove, action="agent.configured", details={"fields": sorted(names)})
+        return _Change(
+            set=dict(changes), remove=remove, action="agent.configured", details={"fields": sorted(names)}, also=also
+        )
 
     return to_agent(_write(access, name, decide, request_id, at))
 
@@ -541,6 +553,8 @@ def delete_agent(access: Access, name: str, request_id: str = "") -> None:
         tx = access.transaction()
         tx.delete(key, exists() & attr_eq("revision", current["revision"]))
         tx.delete(keys.agent_latest_progress_key(ws, name))
+        if API_KEY_ATTR in current:
+            tx.update(*known_secrets.agent_key_update(ws, name, None))
         audit.record(tx, ws, access.actor_id, "agent.deleted", "agent", current["id"], request_id, {"name": name})
         try:
             access.commit(tx)

@@ -613,10 +613,10 @@ def complete_run(access: Access, run_id: str, body: RunComplete, request_id: str
 
     fields: dict[str, Any] = {"desired_state": RunDesiredState.stop.value}
     if body.summary is not None:
-        from agentplane.logic.run_telemetry import known_secret_values
+        from agentplane.logic.known_secrets import read
         from agentplane.redact import redact_text
 
-        fields["summary"] = redact_text(body.summary, known_secret_values(access.workspace_id))
+        fields["summary"] = redact_text(body.summary, read(access.workspace_id))
     _, after = _apply(
         access.workspace_id, run_id,
         Transition("complete", frozenset({RunStatus.running}), target, fields=fields,
