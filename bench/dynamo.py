@@ -65,6 +65,8 @@ LIMITED_TRANSITION = Target(
     lambda ops: ops == ["UpdateItem", "GetItem", "TransactWriteItems"],
 )
 # A run heartbeat is no transition: the run read (its worker and status), then one conditional update.
+# (A heartbeat reporting an activity line reads the run with the workspace's secrets, to redact it:
+# one BatchGetItem instead of the GetItem.)
 GET_AND_UPDATE = Target("1 GetItem + 1 UpdateItem", lambda ops: ops == ["GetItem", "UpdateItem"])
 # A list under a parent that can be deleted: the parent read (a deleted or unknown one is a 404, not
 # an empty list), then one Query.
@@ -440,7 +442,9 @@ SCENARIOS: list[Scenario] = [
     Scenario("POST", f"{RUN}/resume", GET_AND_TRANSACTION, needs=("workspace", "paused_run")),
     Scenario("POST", f"{RUN}/cancel", GET_AND_TRANSACTION, needs=("workspace", "running_run")),
     Scenario("POST", f"{RUN}/complete", GET_AND_TRANSACTION, needs=("workspace", "running_run"), body=_worker),
-    Scenario("POST", f"{RUN}/fail", GET_AND_TRANSACTION, needs=("workspace", "running_run"), body=_worker),
+    # a fail's reason and detail are the agent's text: the run is read with the workspace's secrets
+    # (to redact them) in one BatchGetItem
+    Scenario("POST", f"{RUN}/fail", READ_AND_TRANSACTION, needs=("workspace", "running_run"), body=_worker),
     # the failed run marked retried and the new run written queued, in one transaction
     Scenario("POST", f"{RUN}/retry", LIMITED_TRANSITION, needs=("workspace", "failed_run")),
     # Reviews and git gates read the run and the workspace (auto_push) in one BatchGetItem.

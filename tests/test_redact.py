@@ -10,7 +10,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from agentplane.redact import MASK, redact_text, redact_value
-from tests.fixtures.secret_corpus import CONTEXTS, ORDINARY_TEXT, SECRETS, encodings
+from tests.fixtures.secret_corpus import CONTEXTS, ORDINARY_TEXT, SECRETS, encodings, fake
 
 KNOWN = "hunter2-database-password"
 
@@ -34,7 +34,7 @@ def test_ordinary_text_is_left_alone(text):
 
 
 def test_only_the_secret_is_masked_and_its_surroundings_are_kept():
-    token = next(s for s in SECRETS if s.name == "github ghp").text
+    token = fake("github ghp")
 
     assert redact_text(f"TOKEN_{token} and AKIA is a prefix") == f"TOKEN_{MASK} and AKIA is a prefix"
     assert redact_text(f"Authorization: Bearer {token}") == f"Authorization: Bearer {MASK}"
@@ -44,7 +44,7 @@ def test_only_the_secret_is_masked_and_its_surroundings_are_kept():
 
 
 def test_a_base64_blob_holding_a_secret_is_masked_whole():
-    token = next(s for s in SECRETS if s.name == "openai key").text
+    token = fake("openai key")
     blob = base64.b64encode(f"OPENAI_API_KEY={token}\nDEBUG=1\n".encode()).decode()
 
     assert redact_text(f"secret.yaml: data: {blob} (applied)") == f"secret.yaml: data: {MASK} (applied)"
@@ -70,7 +70,7 @@ def test_short_known_values_are_not_masked():
 
 
 def test_values_are_redacted_all_the_way_down_keys_included():
-    token = next(s for s in SECRETS if s.name == "google api key").text
+    token = fake("google api key")
 
     redacted = redact_value({"steps": [{"env": {KNOWN: token}}, 3, None], "note": f"key_{token}"}, [KNOWN])
 
