@@ -415,7 +415,7 @@ SCENARIOS: list[Scenario] = [
     Scenario(
         "POST",
         f"{WS}/queue/jobs/{{job_id}}/fail",
-        GET_AND_TRANSACTION,
+        READ_AND_TRANSACTION,  # the job with the workspace's secrets, to redact the worker's error
         needs=("workspace", "claimed_job"),
         body=lambda w: {"worker_id": WORKER, "error": "timed out"},
     ),
