@@ -359,7 +359,8 @@ SCENARIOS: list[Scenario] = [
     Scenario("GET", f"{WS}/search", needs=("workspace", "task"), query="q=measure"),
     # audit, activity and logs
     Scenario("GET", f"{WS}/audit-logs", ONE_QUERY, needs=("workspace", "task")),
-    Scenario("POST", f"{WS}/activity", ONE_TRANSACTION, needs=("workspace",)),
+    # a log line is redacted with the workspace's secrets: those read (one BatchGetItem), then one transaction
+    Scenario("POST", f"{WS}/activity", READ_AND_TRANSACTION, needs=("workspace",)),
     Scenario("GET", f"{WS}/activity", ONE_QUERY, needs=("workspace", "activity")),
     Scenario("GET", f"{WS}/activity/stats", ONE_QUERY, needs=("workspace", "activity")),  # one key-range Query
     Scenario("GET", f"{WS}/logs", ONE_QUERY, needs=("workspace", "activity")),
@@ -368,8 +369,9 @@ SCENARIOS: list[Scenario] = [
     Scenario("PUT", f"{WS}/agents", needs=("workspace", "agent"), body=lambda w: {"name": w.values["agent_name"]}),
     Scenario("GET", f"{WS}/agents", ONE_QUERY, needs=("workspace", "agent")),
     Scenario("POST", f"{WS}/agents/check-stalls", needs=("workspace", "agent"), body=lambda w: {}),  # every agent
-    # the agent is read, not checked in the transaction, so reports do not collide with its heartbeats
-    Scenario("POST", f"{WS}/agents/progress", GET_AND_TRANSACTION, needs=("workspace", "agent"), body=_progress_body),
+    # the agent is read, not checked in the transaction, so reports do not collide with its heartbeats;
+    # the workspace's secrets (to redact the report) come in the same BatchGetItem
+    Scenario("POST", f"{WS}/agents/progress", READ_AND_TRANSACTION, needs=("workspace", "agent"), body=_progress_body),
     Scenario("GET", f"{WS}/agents/progress/latest", ONE_QUERY, needs=("workspace", "agent", "progress")),
     Scenario("GET", AGENT, ONE_READ, needs=("workspace", "agent")),
     Scenario("PATCH", AGENT, needs=("workspace", "agent")),

@@ -84,6 +84,7 @@ from agentplane.models.agents import (
 )
 from agentplane.models.notifications import NotificationType
 from agentplane.models.tasks import TaskStatus
+from agentplane.redact import redact_text, redact_value
 from agentplane.settings import get_settings
 from agentplane.store import (
     Expr,
@@ -185,6 +186,14 @@ def _load(ws: str, name: str) -> Item:
     if item is None:
         raise NotFound(f"agent {name} not found")
     return item
+
+
+def _redact_activity(ws: str, fields: Item) -> Item:
+    """An agent's activity line is its own words: redacted with the workspace's secrets (one read,
+    only when it reports one)."""
+    if fields.get("activity"):
+        fields["activity"] = redact_text(fields["activity"], known_secrets.read(ws))
+    return fields
 
 
 def _new_agent(access: Access, name: str, fields: Item, at: str) -> Item:
@@ -301,7 +310,7 @@ def upsert_agent(access: Access, body: AgentUpsert, request_id: str = "") -> Age
     later of the stored and the reported time, so it never moves backwards."""
     _check_name(body.name)
     at = iso()
-    reported = body.model_dump(exclude_none=True, exclude={"name"})
+    reported = _redact_activity(access.workspace_id, body.model_dump(exclude_none=True, exclude={"name"}))
 
     def decide(current: Item | None) -> _Change:
         if current is None:
@@ -414,7 +423,7 @@ def update_agent(
     access: Access, name: str, body: AgentUpdate, if_match: int | None = None, request_id: str = ""
 ) -> Agent:
     expected = body.version or if_match
-    changes = body.model_dump(exclude_none=True, exclude={"version"})
+    changes = _redact_activity(access.workspace_id, body.model_dump(exclude_none=True, exclude={"version"}))
     cleared = [f for f in _CLEARABLE if f in body.model_fields_set and getattr(body, f) is None]
     at = iso()
 
@@ -701,22 +710,24 @@ def to_progress(item: Item) -> Progress:
 
 
 def report_progress(access: Access, body: ProgressCreate, request_id: str = "") -> Progress:
-    """One progress report (kept 24 hours). The agent's "latest" item is replaced in the same
-    transaction unless a newer report is already there."""
+    """One progress report (kept 24 hours), redacted with the workspace's secrets (read with the
+    agent). The agent's "latest" item is replaced in the same transaction unless a newer report is
+    already there."""
     ws = access.workspace_id
     name = body.agent_name or access.principal.agent_name
     if not name:
         raise Unprocessable("name the reporting agent", errors=[{"field": "agent_name", "message": "required"}])
     # A read, not a condition in the transaction: agents heartbeat all the time, and a condition
     # on their item would make reports collide with those heartbeats.
-    if get_store().get(keys.agent_key(ws, name)) is None:
+    agent, known = known_secrets.read_with(keys.agent_key(ws, name), ws)
+    if agent is None:
         raise Unprocessable(f"unknown agent {name}", errors=[{"field": "agent_name", "message": "no such agent"}])
     moment = now()
     progress_id = new_id("prg")
     entry: Item = {
         **keys.agent_progress_key(ws, name, progress_id),
         keys.ENTITY: PROGRESS_ENTITY,
-        **body.model_dump(exclude_none=True, exclude={"agent_name"}),
+        **redact_value(body.model_dump(exclude_none=True, exclude={"agent_name"}), known),
         "id": progress_id,
         "workspace_id": ws,
         "agent_name": name,
