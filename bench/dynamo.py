@@ -234,8 +234,9 @@ SCENARIOS: list[Scenario] = [
     Scenario("PATCH", f"{WS}/tasks/{{task_id}}", needs=("workspace", "task")),
     Scenario("DELETE", f"{WS}/tasks/{{task_id}}", needs=("workspace", "task")),
     # tasks: the review workflow (a transition reads the task, then writes one transaction)
+    # a review report is the agent's text: the task is read with the workspace's secrets to redact it
     Scenario(
-        "POST", f"{WS}/tasks/{{task_id}}/review-report", GET_AND_TRANSACTION, needs=("workspace", "in_progress_task")
+        "POST", f"{WS}/tasks/{{task_id}}/review-report", READ_AND_TRANSACTION, needs=("workspace", "in_progress_task")
     ),
     # approving also reads the tasks the approved one blocked, to unblock those whose blockers are done
     Scenario("POST", f"{WS}/tasks/{{task_id}}/approve", needs=("workspace", "review_task")),
