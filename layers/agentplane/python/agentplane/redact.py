@@ -41,9 +41,10 @@ def _random_looking(body: str) -> bool:
 
 
 def _not_a_word(value: str) -> bool:
-    """A plain word is no secret ("bearer certificates", "token: everything"); a key has a digit, a
-    symbol or a capital inside it."""
-    return any(c.isdigit() or c in "._~+/=$" for c in value) or any(c.isupper() for c in value[1:])
+    """A plain word or name is no secret ("bearer certificates", "token: everything", "API_KEY"); a
+    key has a digit, a symbol or mixed case."""
+    mixed_case = any(c.islower() for c in value) and any(c.isupper() for c in value[1:])
+    return mixed_case or any(c.isdigit() or c in ".+/=$" for c in value)
 
 
 def _basic_credentials(value: str) -> bool:
@@ -72,7 +73,7 @@ _SHAPES: tuple[_Shape, ...] = (
         )
     ),
     _Shape(re.compile(r"(?:AKIA|ASIA)[0-9A-Z]{16,}")),  # AWS access key ids
-    _Shape(re.compile(r"(?i:(?:aws_?)?secret_?access_?key)[\"']?\s*[=:]\s*[\"']?(?P<secret>[A-Za-z0-9/+]{40,})")),
+    _Shape(re.compile(r"(?i:secret_?access_?key)[\"']?\s*[=:]\s*[\"']?(?P<secret>[A-Za-z0-9/+]{40,})")),  # AWS
     _Shape(
         re.compile(r"(?i:bearer)\s+(?P<secret>[A-Za-z0-9_~+/-]+(?:\.[A-Za-z0-9_~+/-]+)*=*)"),
         lambda m: len(m["secret"]) >= 12 and _not_a_word(m["secret"]),
@@ -92,9 +93,9 @@ _SHAPES: tuple[_Shape, ...] = (
     _Shape(
         re.compile(
             r"(?i:password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key)[\"']?\s*(?P<sep>[=:])\s*"
-            r"(?P<quote>[\"']?)(?P<secret>[^\s'\",;&]{6,})"
+            r"(?P<quote>[\"'])?(?P<secret>(?(quote)[^\"'\n]{6,}|[^\s'\",;&]{6,}))"  # a quoted value may hold spaces
         ),
-        lambda m: m["sep"] == "=" or bool(m["quote"]) or _not_a_word(m["secret"]),
+        lambda m: m["sep"] == "=" or m["quote"] is not None or _not_a_word(m["secret"]),
     ),
 )
 
