@@ -78,6 +78,8 @@ LIMITED_TRANSITION = Target(
     lambda ops: ops == ["UpdateItem", "GetItem", "TransactWriteItems"],
 )
 # A run heartbeat is no transition: the run read (its worker and status), then one conditional update.
+# (A heartbeat reporting an activity line reads the run with the workspace's secrets, to redact it:
+# one BatchGetItem instead of the GetItem.)
 GET_AND_UPDATE = Target("1 GetItem + 1 UpdateItem", lambda ops: ops == ["GetItem", "UpdateItem"])
 # A list under a parent that can be deleted: the parent read (a deleted or unknown one is a 404, not
 # an empty list), then one Query.
@@ -245,8 +247,9 @@ SCENARIOS: list[Scenario] = [
     Scenario("PATCH", f"{WS}/tasks/{{task_id}}", needs=("workspace", "task")),
     Scenario("DELETE", f"{WS}/tasks/{{task_id}}", needs=("workspace", "task")),
     # tasks: the review workflow (a transition reads the task, then writes one transaction)
+    # a review report is the agent's text: the task is read with the workspace's secrets to redact it
     Scenario(
-        "POST", f"{WS}/tasks/{{task_id}}/review-report", GET_AND_TRANSACTION, needs=("workspace", "in_progress_task")
+        "POST", f"{WS}/tasks/{{task_id}}/review-report", READ_AND_TRANSACTION, needs=("workspace", "in_progress_task")
     ),
     # approving also reads the tasks the approved one blocked, to unblock those whose blockers are done
     Scenario("POST", f"{WS}/tasks/{{task_id}}/approve", needs=("workspace", "review_task")),
@@ -370,7 +373,8 @@ SCENARIOS: list[Scenario] = [
     Scenario("GET", f"{WS}/search", needs=("workspace", "task"), query="q=measure"),
     # audit, activity and logs
     Scenario("GET", f"{WS}/audit-logs", ONE_QUERY, needs=("workspace", "task")),
-    Scenario("POST", f"{WS}/activity", ONE_TRANSACTION, needs=("workspace",)),
+    # a log line is redacted with the workspace's secrets: those read (one BatchGetItem), then one transaction
+    Scenario("POST", f"{WS}/activity", READ_AND_TRANSACTION, needs=("workspace",)),
     Scenario("GET", f"{WS}/activity", ONE_QUERY, needs=("workspace", "activity")),
     Scenario("GET", f"{WS}/activity/stats", ONE_QUERY, needs=("workspace", "activity")),  # one key-range Query
     Scenario("GET", f"{WS}/logs", ONE_QUERY, needs=("workspace", "activity")),
@@ -379,8 +383,9 @@ SCENARIOS: list[Scenario] = [
     Scenario("PUT", f"{WS}/agents", needs=("workspace", "agent"), body=lambda w: {"name": w.values["agent_name"]}),
     Scenario("GET", f"{WS}/agents", ONE_QUERY, needs=("workspace", "agent")),
     Scenario("POST", f"{WS}/agents/check-stalls", needs=("workspace", "agent"), body=lambda w: {}),  # every agent
-    # the agent is read, not checked in the transaction, so reports do not collide with its heartbeats
-    Scenario("POST", f"{WS}/agents/progress", GET_AND_TRANSACTION, needs=("workspace", "agent"), body=_progress_body),
+    # the agent is read, not checked in the transaction, so reports do not collide with its heartbeats;
+    # the workspace's secrets (to redact the report) come in the same BatchGetItem
+    Scenario("POST", f"{WS}/agents/progress", READ_AND_TRANSACTION, needs=("workspace", "agent"), body=_progress_body),
     Scenario("GET", f"{WS}/agents/progress/latest", ONE_QUERY, needs=("workspace", "agent", "progress")),
     Scenario("GET", AGENT, ONE_READ, needs=("workspace", "agent")),
     Scenario("PATCH", AGENT, needs=("workspace", "agent")),
@@ -426,7 +431,7 @@ SCENARIOS: list[Scenario] = [
     Scenario(
         "POST",
         f"{WS}/queue/jobs/{{job_id}}/fail",
-        GET_AND_TRANSACTION,
+        READ_AND_TRANSACTION,  # the job with the workspace's secrets, to redact the worker's error
         needs=("workspace", "claimed_job"),
         body=lambda w: {"worker_id": WORKER, "error": "timed out"},
     ),
@@ -453,7 +458,9 @@ SCENARIOS: list[Scenario] = [
     Scenario("POST", f"{RUN}/resume", GET_AND_TRANSACTION, needs=("workspace", "paused_run")),
     Scenario("POST", f"{RUN}/cancel", GET_AND_TRANSACTION, needs=("workspace", "running_run")),
     Scenario("POST", f"{RUN}/complete", GET_AND_TRANSACTION, needs=("workspace", "running_run"), body=_worker),
-    Scenario("POST", f"{RUN}/fail", GET_AND_TRANSACTION, needs=("workspace", "running_run"), body=_worker),
+    # a fail's reason and detail are the agent's text: the run is read with the workspace's secrets
+    # (to redact them) in one BatchGetItem
+    Scenario("POST", f"{RUN}/fail", READ_AND_TRANSACTION, needs=("workspace", "running_run"), body=_worker),
     # the failed run marked retried and the new run written queued, in one transaction
     Scenario("POST", f"{RUN}/retry", LIMITED_TRANSITION, needs=("workspace", "failed_run")),
     # Reviews and git gates read the run and the workspace (auto_push) in one BatchGetItem.

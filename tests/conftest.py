@@ -158,3 +158,9 @@ def workspace(api: Client, user: dict[str, Any]) -> dict[str, Any]:
 
     created = create_workspace(resolve_principal(user["token"]), WorkspaceCreate(name="Acme"))
     return created.model_dump()
+
+
+def put_common_env(api: Client, ws: dict[str, Any], **variables: str) -> None:
+    """Set the workspace's common env (its values are secrets redaction knows)."""
+    response = api.put(f"/api/v1/workspaces/{ws['id']}/common-env", {"variables": variables})
+    assert response.status == 200, response.body

@@ -8,7 +8,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import register_and_login
+from agentplane.redact import MASK
+from tests.conftest import put_common_env, register_and_login
+from tests.fixtures.secret_corpus import fake
+
+ENV_SECRET = "hunter2-database-password"
 
 
 def agents_path(ws: dict) -> str:
@@ -954,3 +958,32 @@ def test_the_scheduled_stall_check_sample_event_is_current_and_runs(
     result = lambdas.invoke(function, on_disk)
     assert result == {"marked": 1, "stalled": 1, "workspaces": 1}
     assert api.get(f"{agents_path(workspace)}/builder").json["data"]["status"] == "stalled"
+
+
+# --- redaction ----------------------------------------------------------------------------------
+def test_activity_and_progress_reports_are_stored_and_served_redacted(api, user, workspace):
+    from agentplane import keys
+    from agentplane.store import get_store
+
+    api.token = user["token"]
+    put_common_env(api, workspace, DB_PASSWORD=ENV_SECRET)
+    token = fake("slack bot token")
+    new_agent(api, workspace, "builder")
+    reported = heartbeat(api, workspace, "builder", activity=f"posting with x{token}")
+    assert reported["activity"] == f"posting with x{MASK}"
+    patched = api.patch(f"{agents_path(workspace)}/builder", {"activity": f"migrating {ENV_SECRET}"})
+    assert patched.status == 200 and patched.json["data"]["activity"] == f"migrating {MASK}"
+    report = api.post(
+        f"{agents_path(workspace)}/progress",
+        {"agent": "builder", "message": f"notified {token}", "detail": ENV_SECRET, "step": f"TOKEN_{token}"},
+    )
+    assert report.status == 201, report.body
+    assert (report.json["data"]["message"], report.json["data"]["detail"]) == (f"notified {MASK}", MASK)
+
+    paths = ("/builder/progress", "/progress/latest", "/builder", "")
+    served = "".join(api.get(f"{agents_path(workspace)}{path}").body for path in paths)
+    progress = get_store().query(keys.agent_progress_pk(workspace["id"], "builder")).items
+    stored = str(raw_agent(workspace, "builder")) + str(progress)
+    for secret in (token, ENV_SECRET):
+        assert secret not in served + report.body, secret
+        assert secret not in stored, secret

@@ -7,7 +7,9 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import register_and_login
+from agentplane.redact import MASK
+from tests.conftest import put_common_env, register_and_login
+from tests.fixtures.secret_corpus import fake
 
 
 def ws_path(ws: dict, tail: str) -> str:
@@ -299,3 +301,21 @@ def test_logs_show_activity_as_lines_filtered_by_agent_minimum_level_and_text(ap
     assert [x["id"] for x in lines("q=test&agent=builder&level=info")] == [warn["id"]]
     assert api.get(ws_path(workspace, "logs?level=loud")).status == 422
     assert api.get(ws_path(workspace, "logs?q=")).status == 422
+
+
+def test_log_lines_are_stored_and_served_redacted(api, user, workspace):
+    api.token = user["token"]
+    put_common_env(api, workspace, DB_PASSWORD="hunter2-database-password")
+    token = fake("stripe live secret key")
+    posted = post_activity(
+        api, workspace, agent="builder", message=f"Charging with {token}",
+        metadata={"env": {"DB_PASSWORD": "hunter2-database-password"}, "cmd": f"curl -u {token}:"},
+    )  # fmt: skip
+    assert posted["message"] == f"Charging with {MASK}"
+    assert posted["metadata"] == {"env": {"DB_PASSWORD": MASK}, "cmd": f"curl -u {MASK}:"}
+
+    served = "".join(api.get(ws_path(workspace, path)).body for path in ("activity", "logs", "logs?q=charging"))
+    stored = str(activity_items(workspace)).lower()
+    for secret in (token, "hunter2-database-password"):
+        assert secret not in served, secret
+        assert secret.lower() not in stored, secret

@@ -130,3 +130,12 @@ def test_every_route_that_takes_a_body_refuses_other_media_types_and_non_utf8(ap
 def test_a_cursor_of_any_text_is_a_400_not_a_500(api, user, workspace):
     answer = api.get(f"{ws_path(workspace)}/memories/search?q=x&cursor=%C3%AB%15.%C3%94%C2%B8", token=user["token"])
     assert answer.status == 400 and answer.header("content-type") == PROBLEM, answer.body
+
+
+def test_a_queue_payload_nested_900_deep_is_a_400_and_queues_nothing(api, user, workspace):
+    payload = '{"a": ' * 900 + "1" + "}" * 900
+    body = '{"task_type": "report", "payload": ' + payload + "}"
+    jobs = f"{ws_path(workspace)}/queue/jobs"
+    answer = send(api, "POST", jobs, body, "application/json", user["token"])
+    assert answer.status == 400 and "nested" in answer.json["detail"], answer.body
+    assert api.get(jobs, token=user["token"]).json["data"] == []

@@ -8,7 +8,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.conftest import register_and_login
+from agentplane.redact import MASK
+from tests.conftest import put_common_env, register_and_login
+from tests.fixtures.secret_corpus import fake
+
+ENV_SECRET = "hunter2-database-password"
 
 
 def queue_path(ws: dict, rest: str = "") -> str:
@@ -535,3 +539,34 @@ def test_every_change_is_audited(api, user, workspace):
     rows = get_store().query(keys.audit_pk(workspace["id"]), limit=100).items
     actions = [r["action"] for r in rows if r["target_id"] == job["id"]]
     assert actions == ["queue_job.submitted", "queue_job.claimed", "queue_job.completed"]
+
+
+# --------------------------------------------------------------------------- redaction
+
+
+def test_a_workers_error_and_result_are_stored_and_served_redacted(api, user, workspace, clock):
+    from agentplane import keys
+    from agentplane.store import get_store
+
+    api.token = user["token"]
+    put_common_env(api, workspace, DB_PASSWORD=ENV_SECRET)
+    token = fake("aws access key id")
+    job = submit(api, workspace)
+    claim(api, workspace, "w1")
+    error = f"upload as key_{token} refused by {ENV_SECRET}"
+    failed = api.post(queue_path(workspace, f"/jobs/{job['id']}/fail"), {"worker_id": "w1", "error": error})
+    assert failed.status == 200, failed.body
+    assert failed.json["data"]["last_error"] == f"upload as key_{MASK} refused by {MASK}"
+    clock.advance(3600)
+    claim(api, workspace, "w2")
+    result = {"log": f"export X={token}", ENV_SECRET: [ENV_SECRET, 3]}
+    done = api.post(queue_path(workspace, f"/jobs/{job['id']}/complete"), {"worker_id": "w2", "result": result})
+    assert done.status == 200, done.body
+    assert done.json["data"]["result"] == {"log": f"export X={MASK}", MASK: [MASK, 3]}
+
+    served = "".join(api.get(queue_path(workspace, path)).body for path in (f"/jobs/{job['id']}", "/jobs"))
+    stored = str(get_store().get(keys.queue_job_key(workspace["id"], job["id"])))
+    stored += str(get_store().query(keys.audit_pk(workspace["id"]), limit=500).items)
+    for secret in (token, ENV_SECRET):
+        assert secret not in served + failed.body + done.body, secret
+        assert secret not in stored, secret

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import random
 import threading
 import time
@@ -453,6 +454,33 @@ def test_secrets_are_redacted_before_anything_is_stored(api, user, workspace):
     stdout = requests.get(detail["stdout_url"], timeout=10).text
     assert "[REDACTED]" in stdout and AWS_KEY not in stdout and ENV_SECRET not in stdout
     assert ENV_SECRET not in detail["command"]
+
+
+def test_an_agents_configured_api_key_is_masked_when_a_run_echoes_it(api, user, workspace):
+    from agentplane.logic import known_secrets
+
+    api.token = user["token"]
+    agents = f"/api/v1/workspaces/{workspace['id']}/agents"
+    assert api.post(agents, {"name": "builder"}).status == 201
+    engine_key = "engine-credential-7f3a9c2e41b8"  # no token shape: only the known values can find it
+    assert api.put(f"{agents}/builder/config", {"api_key": engine_key}).status == 200
+    assert known_secrets.read(workspace["id"]) == (engine_key,)
+    run = running_run(api, workspace)
+    encoded = base64.b64encode(engine_key.encode()).decode()
+    echoed = {"event_type": "log", "data": {"line": f"calling the engine with {engine_key}", "config": encoded}}
+
+    assert append(api, workspace, run, echoed).status == 201
+    served = api.get(f"{run_path(workspace, run)}/events").body
+    for leaked in (engine_key, encoded):
+        assert leaked not in stored_telemetry(workspace, run) and leaked not in served, leaked
+    assert "calling the engine with [REDACTED]" in served
+
+    # A cleared key is no longer the workspace's, nor is a deleted agent's.
+    assert api.put(f"{agents}/builder/config", {"api_key": None}).status == 200
+    assert known_secrets.read(workspace["id"]) == ()
+    assert api.put(f"{agents}/builder/config", {"api_key": engine_key}).status == 200
+    assert api.delete(f"{agents}/builder").status == 204
+    assert known_secrets.read(workspace["id"]) == ()
 
 
 def test_summary_is_structured_and_redacted(api, user, workspace):

@@ -6,17 +6,22 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import boto3
 import pytest
 
 from agentplane import keys
 from agentplane.logic import runs as run_logic
+from agentplane.redact import MASK
 from agentplane.settings import get_settings
 from agentplane.store import Update, get_store
-from tests.conftest import Client, register_and_login
+from tests.conftest import Client, put_common_env, register_and_login
+from tests.fixtures.secret_corpus import fake
 
 pytestmark = pytest.mark.usefixtures("executions")
+
+ENV_SECRET = "hunter2/database+password"
 
 
 def runs_path(ws: dict[str, Any]) -> str:
@@ -579,3 +584,48 @@ def test_bad_input_and_strangers(api, user, workspace):
     api.token = stranger["token"]
     assert api.get(f"{runs_path(workspace)}/{run['id']}").status == 404
     assert act(api, workspace, run, "start").status == 404
+
+
+# --------------------------------------------------------------------------- redaction
+
+
+def stored_events(ws: dict[str, Any], run: dict[str, Any]) -> str:
+    return str(get_store().query(keys.run_events_pk(ws["id"], run["id"]), limit=1000, consistent=True).items)
+
+
+def test_heartbeat_activity_and_fail_detail_are_stored_and_served_redacted(api, user, workspace):
+    api.token = user["token"]
+    put_common_env(api, workspace, DB_PASSWORD=ENV_SECRET)
+    token = fake("github ghp")
+    run = running_run(api, workspace)
+
+    beat = act(api, workspace, run, "heartbeat", {"worker_id": "w1", "activity": f"pushing TOKEN_{token} {ENV_SECRET}"})
+    assert beat.status == 200, beat.body
+    assert status_of(api, workspace, run)["activity"] == f"pushing TOKEN_{MASK} {MASK}"
+    failed = act(api, workspace, run, "fail", {
+        "worker_id": "w1", "reason": f"auth_{token}",
+        "detail": f"GET /health?db={quote(ENV_SECRET, safe='')} failed\nremote: bad token {token}",
+    })  # fmt: skip
+    assert failed.status == 200, failed.body
+
+    run_path = f"{runs_path(workspace)}/{run['id']}"
+    served = "".join([failed.body, api.get(run_path).body, api.get(runs_path(workspace)).body,
+                      api.get(f"{run_path}/events").body])  # fmt: skip
+    stored = str(stored_run(workspace, run)) + stored_events(workspace, run)
+    for secret in (token, ENV_SECRET, quote(ENV_SECRET, safe="")):
+        assert secret not in served, secret
+        assert secret not in stored, secret
+    shown = failed.json["data"]
+    assert shown["failure_reason"] == f"auth_{MASK}" and "remote: bad token" in shown["failure_detail"]
+
+
+def test_a_completed_runs_summary_is_redacted_with_the_workspace_secrets(api, user, workspace):
+    api.token = user["token"]
+    put_common_env(api, workspace, DB_PASSWORD=ENV_SECRET)
+    run = running_run(api, workspace)
+
+    done = act(api, workspace, run, "complete", {"worker_id": "w1", "summary": f"migrated with {ENV_SECRET}"})
+
+    assert done.status == 200, done.body
+    assert done.json["data"]["summary"] == f"migrated with {MASK}"
+    assert ENV_SECRET not in str(stored_run(workspace, run))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from tests.conftest import register_and_login
+from agentplane.redact import MASK
+from tests.conftest import put_common_env, register_and_login
+from tests.fixtures.secret_corpus import fake
 
 
 def tasks_path(ws: dict) -> str:
@@ -694,3 +696,28 @@ def test_non_member_gets_404_from_the_workflow(api, user, workspace):
     assert api.get(f"{tasks_path(workspace)}?next=true").status == 404
     api.token = user["token"]
     assert api.get(f"{tasks_path(workspace)}/{task['id']}").json["data"]["status"] == "review"
+
+
+def test_a_review_report_is_stored_and_served_redacted(api, user, workspace):
+    import base64
+
+    api.token = user["token"]
+    put_common_env(api, workspace, DB_PASSWORD="hunter2-database-password")
+    token = fake("openai key")
+    task = new_task(api, workspace, status="in_progress")
+    body = {
+        "summary": f"Rotated {token}",
+        "test_results": "42 passed against hunter2-database-password",
+        "notes": base64.b64encode(f"OPENAI_API_KEY={token}".encode()).decode(),
+        "commits": "3f786850e387550fdab836ed7e6dc881de23001b",
+    }
+    response = api.post(f"{tasks_path(workspace)}/{task['id']}/review-report", body)
+    assert response.status == 200, response.body
+    report = response.json["data"]["review_report"]
+    assert report["summary"] == f"Rotated {MASK}" and report["notes"] == MASK
+    assert report["test_results"] == f"42 passed against {MASK}"
+    assert response.json["data"]["commits"] == body["commits"]  # a commit SHA is no secret
+
+    served = response.body + api.get(f"{tasks_path(workspace)}/{task['id']}").body
+    for secret in (token, "hunter2-database-password"):
+        assert secret not in served and secret not in str(stored(workspace, task["id"])), secret

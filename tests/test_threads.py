@@ -217,6 +217,21 @@ def test_share_token_is_stored_only_as_a_hash_and_listed_without_it(api, user, w
     assert share["token"] not in listed.body
 
 
+def test_a_replayed_share_shows_its_token_nowhere_and_the_stored_answer_holds_none(api, user, workspace):
+    from agentplane.store import get_store
+
+    api.token = user["token"]
+    thread = new_thread(api, workspace)
+    path = f"{threads_path(workspace)}/{thread['id']}/share"
+    first = api.post(path, headers={"Idempotency-Key": "share-once"}).json["data"]
+    again = api.post(path, headers={"Idempotency-Key": "share-once"}).json["data"]
+    assert first["path"].endswith(first["token"])
+    assert again["token"] == "[shown once]" and again["path"].endswith("[shown once]")
+    store = get_store()
+    everything = str(store.client.scan(TableName=store.table_name)["Items"])
+    assert first["token"] not in everything
+
+
 def test_revoked_share_reads_404(api, user, workspace):
     api.token = user["token"]
     thread = new_thread(api, workspace)

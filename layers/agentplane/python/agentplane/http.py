@@ -279,8 +279,18 @@ def _without_secrets(body: str) -> str:
     data = document.get("data") if isinstance(document, dict) else None
     if not isinstance(data, dict) or not _SECRET_RESPONSE_FIELDS & data.keys():
         return body
-    document["data"] = {k: (SHOWN_ONCE if k in _SECRET_RESPONSE_FIELDS and v else v) for k, v in data.items()}
+    secrets = [str(v) for k, v in data.items() if k in _SECRET_RESPONSE_FIELDS and isinstance(v, str) and v]
+    # The secret is masked wherever the answer repeats it too (a share's `path` ends with its token).
+    document["data"] = {k: _masked(v, secrets) for k, v in data.items()}
     return json.dumps(document, separators=(",", ":"))
+
+
+def _masked(value: Any, secrets: list[str]) -> Any:
+    if not isinstance(value, str):
+        return value
+    for secret in secrets:
+        value = value.replace(secret, SHOWN_ONCE)
+    return value
 
 
 def limit_group(group: str, by: str = "user") -> Callable[..., Response[Any]]:

@@ -583,6 +583,12 @@ def agent_key(ws_id: str, name: str) -> Key:
     return key(ws_pk(ws_id), f"{AGENT_PREFIX}{name}")
 
 
+def agent_api_keys_key(ws_id: str) -> Key:
+    """A copy of every agent's sealed engine API key, one attribute per agent: the values redaction
+    masks, read in the same BatchGetItem as the common env."""
+    return key(ws_pk(ws_id), "AGENTKEYS")
+
+
 def agent_list_gsi(ws_id: str) -> str:
     """GSI1 partition: the agents a plain list shows (finished child agents leave it), by name."""
     return f"{WS}{ws_id}#AGENTS"

@@ -20,6 +20,7 @@ from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import Unprocessable
 from agentplane.ids import iso, new_id
+from agentplane.logic import known_secrets
 from agentplane.models.audit import (
     Activity,
     ActivityCreate,
@@ -30,6 +31,7 @@ from agentplane.models.audit import (
     AuditEvent,
     LogLine,
 )
+from agentplane.redact import redact_text, redact_value
 from agentplane.store import Expr, Page, attr_eq, attr_in, get_store, not_exists
 
 Item = dict[str, Any]
@@ -148,7 +150,11 @@ def _actor_type(access: Access) -> ActorType:
 
 
 def record_activity(access: Access, body: ActivityCreate, request_id: str = "") -> Activity:
+    """Agents' log lines repeat what they ran and saw: the message and metadata are stored redacted,
+    with the workspace's secrets (one read before the transaction)."""
     ws = access.workspace_id
+    known = known_secrets.read(ws)
+    message = redact_text(body.message, known)
     activity_id = new_id(keys.ACTIVITY_ID_PREFIX)
     item: Item = {
         **keys.activity_key(ws, activity_id),
@@ -156,12 +162,12 @@ def record_activity(access: Access, body: ActivityCreate, request_id: str = "") 
         "id": activity_id,
         "workspace_id": ws,
         "type": body.type,
-        "message": body.message,
-        SEARCH_TEXT: body.message.lower(),
+        "message": message,
+        SEARCH_TEXT: message.lower(),
         "agent": body.agent or access.principal.agent_name,
         "task_id": body.task_id,
         "level": body.level.value,
-        "metadata": body.metadata,
+        "metadata": redact_value(body.metadata, known),
         "actor_id": access.actor_id,
         "actor_type": _actor_type(access).value,
         "created_at": iso(),

@@ -52,7 +52,7 @@ from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import Conflict, InvalidTransition, NotFound, PreconditionFailed, Unprocessable
 from agentplane.ids import epoch, iso, new_id, now
-from agentplane.logic import knowledge, memories, notifications
+from agentplane.logic import knowledge, known_secrets, memories, notifications
 from agentplane.logic.workspaces import all_items, all_members
 from agentplane.models.agents import (
     ACTIVE_STATUSES,
@@ -84,6 +84,7 @@ from agentplane.models.agents import (
 )
 from agentplane.models.notifications import NotificationType
 from agentplane.models.tasks import TaskStatus
+from agentplane.redact import redact_text, redact_value
 from agentplane.settings import get_settings
 from agentplane.store import (
     Expr,
@@ -187,6 +188,14 @@ def _load(ws: str, name: str) -> Item:
     return item
 
 
+def _redact_activity(ws: str, fields: Item) -> Item:
+    """An agent's activity line is its own words: redacted with the workspace's secrets (one read,
+    only when it reports one)."""
+    if fields.get("activity"):
+        fields["activity"] = redact_text(fields["activity"], known_secrets.read(ws))
+    return fields
+
+
 def _new_agent(access: Access, name: str, fields: Item, at: str) -> Item:
     item: Item = {
         **keys.agent_key(access.workspace_id, name),
@@ -218,6 +227,8 @@ class _Change:
     action: str | None = None  # audited when set
     details: dict[str, Any] = field(default_factory=dict)
     bump_version: bool = True
+    # Updates of other items that go in the same transaction.
+    also: list[tuple[keys.Key, Update]] = field(default_factory=list)
 
 
 def _write(
@@ -250,6 +261,8 @@ def _write(
             remove = [a for a in [*change.remove, *absent] if a in current]
             tx.update(key, Update(set=changes, remove=remove), exists() & attr_eq("revision", current["revision"]))
             result = {k: v for k, v in {**merged, **attrs}.items() if k not in remove}
+        for other, update in change.also:
+            tx.update(other, update)
         if change.action:
             audit.record(tx, ws, access.actor_id, change.action, "agent", result["id"], request_id, change.details)
         try:
@@ -330,7 +343,7 @@ def upsert_agent(access: Access, body: AgentUpsert, request_id: str = "") -> Age
     later of the stored and the reported time, so it never moves backwards."""
     _check_name(body.name)
     at = iso()
-    reported = body.model_dump(exclude_none=True, exclude={"name"})
+    reported = _redact_activity(access.workspace_id, body.model_dump(exclude_none=True, exclude={"name"}))
 
     def decide(current: Item | None) -> _Change:
         if current is None:
@@ -443,7 +456,7 @@ def update_agent(
     access: Access, name: str, body: AgentUpdate, if_match: int | None = None, request_id: str = ""
 ) -> Agent:
     expected = body.version or if_match
-    changes = body.model_dump(exclude_none=True, exclude={"version"})
+    changes = _redact_activity(access.workspace_id, body.model_dump(exclude_none=True, exclude={"version"}))
     cleared = [f for f in _CLEARABLE if f in body.model_fields_set and getattr(body, f) is None]
     at = iso()
 
@@ -469,7 +482,9 @@ def configure_agent(
     access: Access, name: str, body: AgentConfig, if_match: int | None = None, request_id: str = ""
 ) -> Agent:
     """Engine configuration. An API key is sealed with the workspace's envelope key before anything
-    is written; only the fact that one is set ever leaves (`has_api_key`), never the key."""
+    is written; only the fact that one is set ever leaves (`has_api_key`), never the key. A copy of
+    the sealed key goes beside the workspace's other secrets, so redaction masks it wherever an
+    agent's text repeats it."""
     ws = access.workspace_id
     expected = body.version or if_match
     changes = body.model_dump(exclude_none=True, exclude={"version", "api_key"})
@@ -487,12 +502,18 @@ def configure_agent(
                 f"agent {name} is at version {current['version']}, not {expected}", current_version=current["version"]
             )
         remove = [f for f in cleared if f in current]
-        if clear_key and API_KEY_ATTR in current:
+        also = []
+        if API_KEY_ATTR in changes:
+            also.append(known_secrets.agent_key_update(ws, name, changes[API_KEY_ATTR]))
+        elif clear_key and API_KEY_ATTR in current:
             remove.append(API_KEY_ATTR)
+            also.append(known_secrets.agent_key_update(ws, name, None))
         if not changes and not remove:
             return None
         names = {("api_key" if k == API_KEY_ATTR else k) for k in (*changes, *remove)}
-        return _Change(set=dict(changes), remove=remove, action="agent.configured", details={"fields": sorted(names)})
+        return _Change(
+            set=dict(changes), remove=remove, action="agent.configured", details={"fields": sorted(names)}, also=also
+        )
 
     return to_agent(_write(access, name, decide, request_id, at))
 
@@ -574,6 +595,8 @@ def delete_agent(access: Access, name: str, request_id: str = "") -> None:
         tx = access.transaction()
         tx.delete(key, exists() & attr_eq("revision", current["revision"]))
         tx.delete(keys.agent_latest_progress_key(ws, name))
+        if API_KEY_ATTR in current:
+            tx.update(*known_secrets.agent_key_update(ws, name, None))
         audit.record(tx, ws, access.actor_id, "agent.deleted", "agent", current["id"], request_id, {"name": name})
         try:
             access.commit(tx)
@@ -720,22 +743,24 @@ def to_progress(item: Item) -> Progress:
 
 
 def report_progress(access: Access, body: ProgressCreate, request_id: str = "") -> Progress:
-    """One progress report (kept 24 hours). The agent's "latest" item is replaced in the same
-    transaction unless a newer report is already there."""
+    """One progress report (kept 24 hours), redacted with the workspace's secrets (read with the
+    agent). The agent's "latest" item is replaced in the same transaction unless a newer report is
+    already there."""
     ws = access.workspace_id
     name = body.agent_name or access.principal.agent_name
     if not name:
         raise Unprocessable("name the reporting agent", errors=[{"field": "agent_name", "message": "required"}])
     # A read, not a condition in the transaction: agents heartbeat all the time, and a condition
     # on their item would make reports collide with those heartbeats.
-    if get_store().get(keys.agent_key(ws, name)) is None:
+    agent, known = known_secrets.read_with(keys.agent_key(ws, name), ws)
+    if agent is None:
         raise Unprocessable(f"unknown agent {name}", errors=[{"field": "agent_name", "message": "no such agent"}])
     moment = now()
     progress_id = new_id("prg")
     entry: Item = {
         **keys.agent_progress_key(ws, name, progress_id),
         keys.ENTITY: PROGRESS_ENTITY,
-        **body.model_dump(exclude_none=True, exclude={"agent_name"}),
+        **redact_value(body.model_dump(exclude_none=True, exclude={"agent_name"}), known),
         "id": progress_id,
         "workspace_id": ws,
         "agent_name": name,

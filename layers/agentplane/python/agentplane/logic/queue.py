@@ -44,7 +44,8 @@ Completing and failing need the claiming worker's id and a job still claimed by 
 claim expired may still finish, as long as no one else has claimed the job since). A failure with
 attempts left puts the job back to pending, available again after RETRY_BASE_SECONDS * 2^attempts
 (capped at RETRY_MAX_SECONDS); without attempts left, or when the worker says the failure is not
-retryable, the job is dead (`dead`), kept with its error history.
+retryable, the job is dead (`dead`), kept with its error history. The worker's error and result
+are stored redacted (agentplane.redact), with the workspace's secrets read in the job's own read.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import Conflict, InvalidTransition, NotFound, Unprocessable
 from agentplane.ids import iso, new_id
 from agentplane.ids import now as _system_now
+from agentplane.logic import known_secrets
 from agentplane.models.queue import (
     DEFAULT_QUEUE,
     MAX_PRIORITY,
@@ -76,6 +78,7 @@ from agentplane.models.queue import (
     QueueJob,
     QueueStats,
 )
+from agentplane.redact import redact_text, redact_value
 from agentplane.store import (
     ConditionFailed,
     Expr,
@@ -179,6 +182,14 @@ def _load(ws: str, job_id: str) -> Item:
     if item is None:
         raise NotFound(f"queue job {job_id} not found")
     return item
+
+
+def _load_with_secrets(ws: str, job_id: str) -> tuple[Item, tuple[str, ...]]:
+    """The job and the workspace's secret values (to redact what the worker wrote) in one BatchGetItem."""
+    item, known = known_secrets.read_with(keys.queue_job_key(ws, job_id), ws)
+    if item is None:
+        raise NotFound(f"queue job {job_id} not found")
+    return item, known
 
 
 def _pause(attempt: int) -> None:
@@ -523,15 +534,22 @@ def _finish(
     worker_id: str,
     verb: str,
     request_id: str,
-    build: Callable[[Item, datetime], tuple[Item, list[str], dict[str, int], str, Item]],
+    build: Callable[[Item, datetime, tuple[str, ...]], tuple[Item, list[str], dict[str, int], str, Item]],
+    *,
+    redacts: bool,
 ) -> QueueJob:
     """Apply a worker's outcome to the job it holds, as one conditional write: only if the job is
-    still claimed by that worker at the attempt that was read."""
+    still claimed by that worker at the attempt that was read. When the outcome carries the worker's
+    text (`redacts`), the workspace's secrets are read with the job and `build` redacts with them."""
     ws = access.workspace_id
-    current = _load(ws, job_id)
+    known: tuple[str, ...] = ()
+    if redacts:
+        current, known = _load_with_secrets(ws, job_id)
+    else:
+        current = _load(ws, job_id)
     _require_claim(current, worker_id, verb)
     at = clock()
-    changes, remove, deltas, action, details = build(current, at)
+    changes, remove, deltas, action, details = build(current, at, known)
     tx = access.transaction()
     tx.update(keys.queue_job_key(ws, job_id), Update(set=changes, remove=remove), _as_seen(current))
     _count(tx, ws, current, deltas)
@@ -546,7 +564,7 @@ def _finish(
 
 
 def complete_job(access: Access, job_id: str, body: JobComplete, request_id: str = "") -> QueueJob:
-    def build(job: Item, at: datetime) -> tuple[Item, list[str], dict[str, int], str, Item]:
+    def build(job: Item, at: datetime, known: tuple[str, ...]) -> tuple[Item, list[str], dict[str, int], str, Item]:
         changes: Item = {
             "status": JobStatus.completed.value,
             "completed_at": iso(at),
@@ -554,12 +572,12 @@ def complete_job(access: Access, job_id: str, body: JobComplete, request_id: str
             keys.GSI1PK: keys.queue_job_status_gsi(access.workspace_id, JobStatus.completed),
         }
         if body.result is not None:
-            changes["result_json"] = _dump(body.result)
+            changes["result_json"] = _dump(redact_value(body.result, known))
         deltas = {JobStatus.claimed.value: -1, JobStatus.completed.value: 1, _open_counter(int(job["priority"])): -1}
         details = {"worker_id": body.worker_id, "attempt": job["attempts"]}
         return changes, [keys.GSI2PK, keys.GSI2SK], deltas, "queue_job.completed", details
 
-    return _finish(access, job_id, body.worker_id, "complete", request_id, build)
+    return _finish(access, job_id, body.worker_id, "complete", request_id, build, redacts=body.result is not None)
 
 
 def backoff_seconds(attempts: int) -> int:
@@ -568,19 +586,19 @@ def backoff_seconds(attempts: int) -> int:
 
 
 def fail_job(access: Access, job_id: str, body: JobFail, request_id: str = "") -> QueueJob:
-    def build(job: Item, at: datetime) -> tuple[Item, list[str], dict[str, int], str, Item]:
+    def build(job: Item, at: datetime, known: tuple[str, ...]) -> tuple[Item, list[str], dict[str, int], str, Item]:
         ws = access.workspace_id
         attempts = int(job["attempts"])
-        errors = _with_error(job, _error_entry(attempts, body.detail, body.worker_id, at))
-        details: Item = {
-            "worker_id": body.worker_id, "attempt": attempts, "reason": body.reason, "error": body.detail[:500],
-        }  # fmt: skip
+        error = redact_text(body.detail, known)
+        errors = _with_error(job, _error_entry(attempts, error, body.worker_id, at))
+        reason = redact_text(body.reason, known)
+        details: Item = {"worker_id": body.worker_id, "attempt": attempts, "reason": reason, "error": error[:500]}
         if body.retryable and attempts < int(job["max_attempts"]):
             available_at = iso(at + timedelta(seconds=backoff_seconds(attempts)))
             changes: Item = {
                 "status": JobStatus.pending.value,
                 "available_at": available_at,
-                "last_error": body.detail,
+                "last_error": error,
                 "errors": errors,
                 "updated_at": iso(at),
                 keys.GSI1PK: keys.queue_job_status_gsi(ws, JobStatus.pending),
@@ -592,7 +610,7 @@ def fail_job(access: Access, job_id: str, body: JobFail, request_id: str = "") -
         changes = {
             "status": JobStatus.dead.value,
             "dead_at": iso(at),
-            "last_error": body.detail,
+            "last_error": error,
             "errors": errors,
             "updated_at": iso(at),
             keys.GSI1PK: keys.queue_job_status_gsi(ws, JobStatus.dead),
@@ -600,4 +618,4 @@ def fail_job(access: Access, job_id: str, body: JobFail, request_id: str = "") -
         deltas = {JobStatus.claimed.value: -1, JobStatus.dead.value: 1, _open_counter(int(job["priority"])): -1}
         return changes, [keys.GSI2PK, keys.GSI2SK], deltas, "queue_job.dead_lettered", details
 
-    return _finish(access, job_id, body.worker_id, "fail", request_id, build)
+    return _finish(access, job_id, body.worker_id, "fail", request_id, build, redacts=True)

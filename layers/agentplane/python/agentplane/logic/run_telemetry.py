@@ -6,14 +6,13 @@ id, and the files, commands and snapshots the events describe are written beside
 appenders therefore get dense, strictly increasing ids: a loser re-reads N and tries again.
 
 Everything is redacted before it is stored: token shapes (agentplane.redact) and the workspace's
-own secret values (its common env). Command output goes to S3 (redacted, before the transaction),
-and is read back through short-lived signed URLs.
+own secret values (its common env and its agents' API keys, see known_secrets). Command output
+goes to S3 (redacted, before the transaction), and is read back through short-lived signed URLs.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import time
 from datetime import timedelta
@@ -25,11 +24,10 @@ from botocore.config import Config
 
 from agentplane import audit, keys
 from agentplane.access import Access
-from agentplane.crypto import unseal
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import Conflict, InvalidCursor, InvalidTransition, NotFound, Unprocessable
 from agentplane.ids import iso, new_id, now
-from agentplane.logic import sse
+from agentplane.logic import known_secrets, sse
 from agentplane.logic.run_events import batch_item, event_record, events_of, pack, read_after, redact_event
 from agentplane.models.run_telemetry import (
     COMMAND_EXECUTED,
@@ -86,30 +84,6 @@ def _s3() -> Any:
 
 def reset_clients() -> None:
     _s3.cache_clear()
-
-
-# ------------------------------------------------------------------------------- secrets
-
-
-@lru_cache(maxsize=64)
-def _unsealed_values(ws: str, sealed_json: str) -> tuple[str, ...]:
-    """Keyed by the sealed blob itself: a changed common env is a new key, so nothing goes stale,
-    and a busy run does not pay a KMS call per append."""
-    values = json.loads(unseal(json.loads(sealed_json), ws))
-    return tuple(str(v) for v in values.values() if isinstance(v, str) and v)
-
-
-def secrets_in(ws: str, env_item: Item | None) -> tuple[str, ...]:
-    """The secret values a workspace's common env item holds (none without one)."""
-    sealed = (env_item or {}).get("sealed")
-    if not sealed:
-        return ()
-    return _unsealed_values(ws, json.dumps(sealed, sort_keys=True))
-
-
-def known_secret_values(ws: str) -> tuple[str, ...]:
-    """The workspace's secret values (its common env), masked wherever telemetry mentions them."""
-    return secrets_in(ws, get_store().get(keys.common_env_key(ws)))
 
 
 # ------------------------------------------------------------------------------- reading
@@ -347,11 +321,11 @@ def _needs_input(tx: Transaction, run: Item, records: list[dict[str, Any]]) -> N
 
 def append_events(access: Access, run_id: str, body: RunEventsAppend) -> EventsAppended:
     ws = access.workspace_id
-    run, env = get_store().get_many([keys.run_key(ws, run_id), keys.common_env_key(ws)])
+    run, known = known_secrets.read_with(keys.run_key(ws, run_id), ws)
     if run is None:
         raise NotFound(f"run {run_id} not found")
     _require_appendable(run)
-    prepared = _Prepared(ws, run_id, body, secrets_in(ws, env))
+    prepared = _Prepared(ws, run_id, body, known)
     prepared.upload_outputs()
     try:
         return _commit_append(access, run, prepared)
@@ -499,8 +473,8 @@ def get_summary(access: Access, run_id: str) -> RunSummary:
 def put_summary(access: Access, run_id: str, body: RunSummaryPut, request_id: str = "") -> RunSummary:
     """Replace the summary (redacted); the run's own `summary` text follows it."""
     ws = access.workspace_id
-    run, env, current = get_store().get_many(
-        [keys.run_key(ws, run_id), keys.common_env_key(ws), keys.run_summary_key(ws, run_id)]
+    run, current, *secret_items = get_store().get_many(
+        [keys.run_key(ws, run_id), keys.run_summary_key(ws, run_id), *known_secrets.item_keys(ws)]
     )
     if run is None:
         raise NotFound(f"run {run_id} not found")
@@ -508,7 +482,7 @@ def put_summary(access: Access, run_id: str, body: RunSummaryPut, request_id: st
         raise InvalidTransition(f"run {run_id} has not started; it has no summary yet", current_status="draft")
     version = int((current or {}).get("version", 0))
     at = iso()
-    fields = redact_value(body.model_dump(mode="json"), secrets_in(ws, env))
+    fields = redact_value(body.model_dump(mode="json"), known_secrets.values_in(ws, secret_items))
     item = {
         **keys.run_summary_key(ws, run_id), keys.ENTITY: "run_summary", "workspace_id": ws, "run_id": run_id,
         **fields, "version": version + 1, "updated_by": access.actor_id, "updated_at": at,

@@ -30,6 +30,7 @@ from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import Conflict, Forbidden, InvalidTransition, MissingScope, NotFound, RateLimited
 from agentplane.ids import iso, new_id
+from agentplane.logic import known_secrets
 from agentplane.logic.run_events import batch_item, event_record
 from agentplane.models.runs import (
     ACTIVE,
@@ -48,6 +49,7 @@ from agentplane.models.runs import (
     RunStatus,
 )
 from agentplane.observability import logger
+from agentplane.redact import redact_text, redact_value
 from agentplane.settings import get_settings
 from agentplane.store import (
     ConditionFailed,
@@ -96,13 +98,24 @@ def _load(ws: str, run_id: str) -> dict[str, Any]:
     return item
 
 
-def _load_with_workspace(ws: str, run_id: str) -> tuple[dict[str, Any], bool]:
+def _load_with_workspace(
+    ws: str, run_id: str, *, secrets: bool = False
+) -> tuple[dict[str, Any], bool, tuple[str, ...]]:
     """The run and its workspace's auto-push setting in one BatchGetItem (reviews and git gates
-    need both)."""
-    item, workspace = get_store().get_many([keys.run_key(ws, run_id), keys.workspace_key(ws)])
+    need both), with the workspace's secret values when what is recorded must be redacted."""
+    extra = known_secrets.item_keys(ws) if secrets else []
+    item, workspace, *secret_items = get_store().get_many([keys.run_key(ws, run_id), keys.workspace_key(ws), *extra])
     if item is None:
         raise NotFound(f"run {run_id} not found")
-    return item, _auto_push_of(workspace)
+    return item, _auto_push_of(workspace), known_secrets.values_in(ws, secret_items) if secrets else ()
+
+
+def _load_with_secrets(ws: str, run_id: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The run and the workspace's secret values (to redact what the agent wrote) in one BatchGetItem."""
+    item, known = known_secrets.read_with(keys.run_key(ws, run_id), ws)
+    if item is None:
+        raise NotFound(f"run {run_id} not found")
+    return item, known
 
 
 def _auto_push_of(workspace: dict[str, Any] | None) -> bool:
@@ -273,10 +286,17 @@ class Transition:
     fields_for: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     # A further condition that depends on the run as read (added to `condition`).
     condition_for: Callable[[dict[str, Any]], Expr] | None = None
+    # Fields (of `fields` and `event_data`) the agent wrote: redacted with the workspace's secrets,
+    # which are read with the run.
+    redacted: frozenset[str] = frozenset()
 
 
 def _target(transition: Transition, current: dict[str, Any]) -> RunStatus:
     return transition.to(current) if callable(transition.to) else transition.to
+
+
+def _redacted(fields: dict[str, Any], names: frozenset[str], known: tuple[str, ...]) -> dict[str, Any]:
+    return {name: redact_value(value, known) if name in names else value for name, value in fields.items()}
 
 
 def _apply(
@@ -292,8 +312,11 @@ def _apply(
     after-item carries `auto_push` in `_auto_push` when the transition read the workspace."""
     for _attempt in range(_MAX_ATTEMPTS):
         auto_push: bool | None = None
+        known: tuple[str, ...] = ()
         if transition.reads_workspace:
-            current, auto_push = _load_with_workspace(ws, run_id)
+            current, auto_push, known = _load_with_workspace(ws, run_id, secrets=bool(transition.redacted))
+        elif transition.redacted:
+            current, known = _load_with_secrets(ws, run_id)
         else:
             current = _load(ws, run_id)
         if transition.guard is not None:
@@ -309,7 +332,7 @@ def _apply(
         changes: dict[str, Any] = {"status": target.value, "updated_at": at, "last_event_id": event_id}
         if target != status and target in _TIMESTAMP_FIELDS:
             changes[_TIMESTAMP_FIELDS[target]] = at
-        changes.update(transition.fields)
+        changes.update(_redacted(transition.fields, transition.redacted, known))
         if transition.fields_for is not None:
             changes.update(transition.fields_for(current))
         tx = access.transaction() if access else get_store().transaction()
@@ -327,7 +350,8 @@ def _apply(
             _take_slot(tx, ws)
         elif frees_slot:
             tx.update(keys.run_counter_key(ws), Update(add={"active": -1}))
-        data = {"from": status.value, "to": target.value, **transition.event_data}
+        data = {"from": status.value, "to": target.value,
+                **_redacted(transition.event_data, transition.redacted, known)}  # fmt: skip
         tx.put(batch_item(ws, run_id, [event_record(event_id, "status_changed", data=data, at=at)]))
         extra_from = len(tx.operations)
         if transition.extra is not None:
@@ -564,15 +588,20 @@ def claim_run(access: Access, run_id: str, body: RunClaim, request_id: str = "")
 
 
 def heartbeat_run(access: Access, run_id: str, body: RunHeartbeat) -> AgentDirective:
-    """Record that the agent is alive; answer what it should do (run, pause, cancel or stop)."""
+    """Record that the agent is alive; answer what it should do (run, pause, cancel or stop). The
+    activity it reports is redacted, with the workspace's secrets read with the run."""
     ws = access.workspace_id
-    item = _load(ws, run_id)
+    known: tuple[str, ...] = ()
+    if body.activity is not None:
+        item, known = _load_with_secrets(ws, run_id)
+    else:
+        item = _load(ws, run_id)
     _check_worker(item, body.worker_id)
     status = RunStatus(item["status"])
     if status in (RunStatus.running, RunStatus.paused):
         changes: dict[str, Any] = {"last_heartbeat_at": iso()}
         if body.activity is not None:
-            changes["activity"] = body.activity
+            changes["activity"] = redact_text(body.activity, known)
         if body.progress is not None:
             changes["progress"] = body.progress
         # Not a transition: a heartbeat only refreshes liveness, and only while the run is live.
@@ -614,14 +643,12 @@ def complete_run(access: Access, run_id: str, body: RunComplete, request_id: str
 
     fields: dict[str, Any] = {"desired_state": RunDesiredState.stop.value}
     if body.summary is not None:
-        from agentplane.logic.run_telemetry import known_secret_values
-        from agentplane.redact import redact_text
-
-        fields["summary"] = redact_text(body.summary, known_secret_values(access.workspace_id))
+        fields["summary"] = body.summary
     _, after = _apply(
         access.workspace_id, run_id,
         Transition("complete", frozenset({RunStatus.running}), target, fields=fields,
-                   guard=lambda current: _check_worker(current, body.worker_id)),
+                   guard=lambda current: _check_worker(current, body.worker_id),
+                   redacted=frozenset({"summary"}) if body.summary is not None else frozenset()),
         access=access, actor_id=access.actor_id, request_id=request_id,
     )  # fmt: skip
     outcome = after["status"]
@@ -638,7 +665,8 @@ def fail_run(access: Access, run_id: str, body: RunFail, request_id: str = "") -
                    fields={"failure_reason": body.reason, "failure_detail": body.detail,
                            "desired_state": RunDesiredState.stop.value},
                    event_data={"failure_reason": body.reason},
-                   guard=lambda current: _check_worker(current, body.worker_id)),
+                   guard=lambda current: _check_worker(current, body.worker_id),
+                   redacted=frozenset({"failure_reason", "failure_detail"})),
         access=access, actor_id=access.actor_id, request_id=request_id,
     )  # fmt: skip
     _signal(after, "work", success={"outcome": "failed"})
@@ -722,7 +750,8 @@ def _git_action(
     if not access.principal.has_scope(scope):
         raise MissingScope(scope)
     access.require(scope)
-    item, auto_push = _load_with_workspace(ws, run_id)
+    # A commit message may be the agent's: it is recorded redacted.
+    item, auto_push, known = _load_with_workspace(ws, run_id, secrets=action == "commit")
     review = item.get("review") or {}
     if review.get("decision") != "approved":
         raise InvalidTransition(f"run {run_id} needs an approved review before {action}", current_status=item["status"])
@@ -734,7 +763,7 @@ def _git_action(
                        current_status=item["status"])  # fmt: skip
     at = iso()
     event_id = int(item.get("last_event_id") or 0) + 1
-    data = details(item)
+    data = redact_value(details(item), known)
     tx = access.transaction()
     tx.update(
         keys.run_key(ws, run_id),

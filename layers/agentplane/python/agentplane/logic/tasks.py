@@ -34,7 +34,7 @@ from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import BadRequest, Conflict, InvalidTransition, NotFound, PreconditionFailed, Unprocessable
 from agentplane.ids import iso, new_id
-from agentplane.logic import knowledge, task_indexes
+from agentplane.logic import knowledge, known_secrets, task_indexes
 from agentplane.logic.task_indexes import agent_of
 from agentplane.models.knowledge import FailureCreate
 from agentplane.models.tasks import (
@@ -50,6 +50,7 @@ from agentplane.models.tasks import (
     TaskType,
     TaskUpdate,
 )
+from agentplane.redact import redact_value
 from agentplane.store import Expr, Page, Transaction, TransactionFailed, Update, attr_eq, exists, get_store
 
 Item = dict[str, Any]
@@ -283,6 +284,14 @@ def load_live(ws: str, task_id: str) -> Item:
     if item is None or item.get("deleted_at"):
         raise NotFound(f"task {task_id} not found")
     return item
+
+
+def _load_live_with_secrets(ws: str, task_id: str) -> tuple[Item, tuple[str, ...]]:
+    """`load_live`, with the workspace's secret values (to redact what an agent wrote) in the same read."""
+    item, known = known_secrets.read_with(keys.task_key(ws, task_id), ws) if TASK_ID.match(task_id) else (None, ())
+    if item is None or item.get("deleted_at"):
+        raise NotFound(f"task {task_id} not found")
+    return item, known
 
 
 def get_task(access: Access, task_id: str) -> Task:
@@ -610,15 +619,21 @@ def _transition(
     extra: dict[str, Any] | None = None,
     details: dict[str, Any] | None = None,
     also: Callable[[Transaction, Item], None] | None = None,
+    redacted: bool = False,
 ) -> Item:
     """Move a task between statuses with one conditional write (status and version unchanged since
     it was read) and its audit row in the same transaction; `also` adds writes that belong with the
     move (it gets the task as moved). A write that loses to another change of status is refused
     with `current_status`; one that loses only to an edit of other fields is retried on the fresh
-    item."""
+    item. `redacted`: `extra` is an agent's text, redacted with the workspace's secrets (read with
+    the task)."""
     ws = access.workspace_id
     for _attempt in range(_TRANSITION_ATTEMPTS):
-        current = load_live(ws, task_id)
+        if redacted:
+            current, known = _load_live_with_secrets(ws, task_id)
+            extra = redact_value(extra or {}, known)
+        else:
+            current = load_live(ws, task_id)
         status = current["status"]
         if status not in allowed_from:
             allowed = " or ".join(s.value for s in allowed_from)
@@ -673,6 +688,7 @@ def submit_review_report(access: Access, task_id: str, body: ReviewReportCreate,
         action="task.review_reported",
         request_id=request_id,
         extra=extra,
+        redacted=True,
     )
     return _to_task(item)
 
