@@ -1,6 +1,6 @@
 """The HTTP API on a local port: a threaded HTTP/1.1 server in front of gateway.HttpApi.
 
-Each request becomes one HttpApi.handle call (route match, authorizer with its cache, handler), and
+Each request becomes one HttpApi.handle call (route match, then the handler, which checks the token), and
 the result is written back with its status, headers, cookies and body. CORS follows the template's
 CorsConfiguration, as API Gateway applies it before any route.
 """

@@ -1,7 +1,7 @@
 """Runtime settings, read from the environment once and validated at import.
 
-Every function validates them when its module is imported (`agentplane.http.create_app`, the
-authorizer), so a missing or malformed setting fails the cold start loudly, naming the setting,
+Every function validates them when its module is imported (`agentplane.http.create_app`, with
+the settings that function requires), so a missing or malformed setting fails the cold start loudly, naming the setting,
 instead of surfacing later as a 500.
 """
 

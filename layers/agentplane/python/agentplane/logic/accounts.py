@@ -311,8 +311,8 @@ def _revoke_pats(tx: Transaction, user_id: str, origins: frozenset[str], keep: s
 
 
 def _revoke_caller(tx: Transaction, principal: Principal) -> None:
-    """Revoke the caller's own token, on condition that it is still live (a token revoked a moment
-    ago, still in the authorizer's cache, cannot act); a personal access token also leaves its
+    """Revoke the caller's own token, on condition that it is still live (a token revoked while
+    this request was in flight cannot act); a personal access token also leaves its
     owner's list."""
     tx.update(keys.token_key(principal.token_hash), Update(set={"revoked": int(time.time())}), live_token())
     if principal.kind == "pat" and principal.user_id:
@@ -469,7 +469,7 @@ def erase_user(principal: Principal, password: str | None = None, request_id: st
         )
 
     cleanup = get_store().transaction()
-    # A token revoked a moment ago (still cached by the authorizer) cannot erase anything.
+    # A token revoked while this request is in flight cannot erase anything.
     cleanup.check(keys.token_key(principal.token_hash), live_token())
     at = iso()
     for membership in memberships:

@@ -595,7 +595,7 @@ _pending_lock = threading.Lock()
 
 def count_request(workspace_id: str, key_id: str, now: int | None = None) -> None:
     """Count one request made with a workspace key (API key or agent key). Called on every call
-    that reaches a function, so the usage log is right however long the authorizer caches the key.
+    whose check passed, so the usage log counts exactly what the key did.
 
     Per Lambda instance and minute, the first USAGE_WRITTEN_AT_ONCE requests of a key are written
     at once; later ones every USAGE_BATCH requests, and what is left with the key's first request

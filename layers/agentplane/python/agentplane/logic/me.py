@@ -155,7 +155,7 @@ def list_pats(principal: Principal, limit: int, cursor: str | None) -> tuple[lis
         newest_first=True,
         filter=Expr("attribute_not_exists(revoked_at)"),
     )
-    # The authorizer stamps `last_used_at` on each listing item as the token is used.
+    # Each check of a token stamps `last_used_at` on its listing item (agentplane.auth.tokens.note_use).
     items = [_to_pat(item, item.get("last_used_at")) for item in page.items]
     return items, encode_cursor(page.last_key, scope, {})
 
