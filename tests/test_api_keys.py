@@ -717,14 +717,13 @@ def test_agent_keys_refuse_an_expiry_and_scopes_beyond_an_agents(api, user, work
 def test_usage_counts_every_request_of_a_key(api, user, workspace):
     from agentplane.logic.api_keys import USAGE_BATCH, USAGE_WRITTEN_AT_ONCE
 
-    cached = api
-    cached.token = user["token"]
-    key = create_key(cached, workspace, scopes=["tasks:read"])
+    api.token = user["token"]
+    key = create_key(api, workspace, scopes=["tasks:read"])
     calls = USAGE_WRITTEN_AT_ONCE + USAGE_BATCH
     for _ in range(calls):
-        assert cached.get(tasks_path(workspace), token=key["key"]).status == 200
+        assert api.get(tasks_path(workspace), token=key["key"]).status == 200
 
-    usage = cached.get(f"{keys_path(workspace)}/{key['id']}/usage").json["data"]
+    usage = api.get(f"{keys_path(workspace)}/{key['id']}/usage").json["data"]
 
     assert usage["total_requests"] == calls
     assert sum(b["requests"] for b in usage["buckets"]) == calls

@@ -135,8 +135,7 @@ def test_the_601st_request_of_a_principal_in_a_minute_is_429(api, user, monkeypa
 def test_path_ids_too_long_or_with_foreign_characters_are_404_before_any_read(api, user, workspace, monkeypatch):
     from agentplane.store import Store
 
-    cached = api
-    cached.token = user["token"]
+    api.token = user["token"]
     ws = workspace["id"]
     malformed = ("a" * 300, "key_$1", "team_'or'1", "x" * 201)
 
@@ -157,7 +156,7 @@ def test_path_ids_too_long_or_with_foreign_characters_are_404_before_any_read(ap
         f"/api/v1/workspaces/{ws}/tasks/task_{'x' * 201}",
     ]
     for path in paths:
-        refused = cached.get(path)
+        refused = api.get(path)
         assert is_problem(refused, 404), (path, refused.body)
         assert refused.header("X-RateLimit-Limit") == "600"
 

@@ -72,6 +72,16 @@ def running_run(api: Client, ws: dict[str, Any], **fields: Any) -> dict[str, Any
     return run
 
 
+def approved_run(api: Client, ws: dict[str, Any], *, auto_push: bool = False) -> dict[str, Any]:
+    """A run completed and approved, so commit (and with `auto_push`, push) may follow."""
+    if auto_push:
+        get_store().update(keys.workspace_key(ws["id"]), Update(set={"auto_push": True}))
+    run = running_run(api, ws)
+    act(api, ws, run, "complete", {"worker_id": "w1"})
+    act(api, ws, run, "approve")
+    return run
+
+
 def stored_run(ws: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     return get_store().get(keys.run_key(ws["id"], run["id"])) or {}
 
@@ -343,9 +353,7 @@ def test_rejected_gated_run_fails_as_rejected(api, user, workspace):
 
 def test_device_token_without_git_commit_ability_gets_403_naming_it(api, user, workspace):
     api.token = user["token"]
-    run = running_run(api, workspace)
-    act(api, workspace, run, "complete", {"worker_id": "w1"})
-    act(api, workspace, run, "approve")
+    run = approved_run(api, workspace)
     device = api.post(
         "/api/v1/auth/token",
         {"email": user["email"], "password": user["password"], "name": "phone",
@@ -360,10 +368,7 @@ def test_device_token_without_git_commit_ability_gets_403_naming_it(api, user, w
 
 def test_device_token_without_git_push_ability_gets_403_naming_it(api, user, workspace):
     api.token = user["token"]
-    get_store().update(keys.workspace_key(workspace["id"]), Update(set={"auto_push": True}))
-    run = running_run(api, workspace)
-    act(api, workspace, run, "complete", {"worker_id": "w1"})
-    act(api, workspace, run, "approve")
+    run = approved_run(api, workspace, auto_push=True)
     token = device_token(api, user, "runs:read", "runs:start", "runs:control", "git:commit")
     assert api.post(f"{runs_path(workspace)}/{run['id']}/commit", token=token).status == 200
     refused = api.post(f"{runs_path(workspace)}/{run['id']}/push", token=token)
@@ -376,10 +381,7 @@ def test_device_token_without_git_push_ability_gets_403_naming_it(api, user, wor
 
 def test_a_device_token_with_exactly_the_git_abilities_commits_and_pushes(api, user, workspace):
     api.token = user["token"]
-    get_store().update(keys.workspace_key(workspace["id"]), Update(set={"auto_push": True}))
-    run = running_run(api, workspace)
-    act(api, workspace, run, "complete", {"worker_id": "w1"})
-    act(api, workspace, run, "approve")
+    run = approved_run(api, workspace, auto_push=True)
     committer = device_token(api, user, "git:commit")
     pusher = device_token(api, user, "git:push")
     assert api.post(f"{runs_path(workspace)}/{run['id']}/commit", token=committer).status == 200

@@ -112,10 +112,6 @@ def _confirm_before_write(check: DeferredCheck) -> bool:
     return True
 
 
-def _scope_workspace(principal: Principal, path_workspace: str | None) -> str | None:
-    return path_workspace or principal.workspace_id
-
-
 def _check_keys(principal: Principal) -> list[Key]:
     """The token, and on a workspace's routes the workspace and the caller's membership of it."""
     wanted = [keys.token_key(principal.token_hash)]
@@ -154,11 +150,10 @@ def _read(token_hash: str, path_workspace: str | None) -> Principal:
     assert token is not None
     tokens.note_use(token)
     identity = tokens.principal_of(token)
-    ws = _scope_workspace(identity, path_workspace)
+    ws = path_workspace or identity.workspace_id
     if not ws:
         return identity
-    wanted = [keys.workspace_key(ws)] + ([keys.member_key(ws, identity.user_id)] if identity.user_id else [])
-    workspace, *member = store.get_many(wanted)
+    workspace, *member = store.get_many(_check_keys(replace(identity, checked_workspace=ws))[1:])
     return _principal_from(token, ws, workspace, member[0] if member else None)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agentplane.auth.scopes import WILDCARD
 
@@ -27,25 +27,7 @@ class Principal:
         return WILDCARD in self.scopes or scope in self.scopes
 
     def same_token(self, other: Principal) -> bool:
-        """Whether `other` was read from the same token record with the same rights."""
-        return (
-            self.kind,
-            self.id,
-            self.user_id,
-            self.token_id,
-            self.token_hash,
-            self.scopes,
-            self.workspace_id,
-            self.agent_name,
-            self.site_owner,
-        ) == (
-            other.kind,
-            other.id,
-            other.user_id,
-            other.token_id,
-            other.token_hash,
-            other.scopes,
-            other.workspace_id,
-            other.agent_name,
-            other.site_owner,
+        """Whether `other` was read from the same token record with the same rights (memberships aside)."""
+        return replace(self, memberships={}, checked_workspace=None) == replace(
+            other, memberships={}, checked_workspace=None
         )

@@ -65,6 +65,7 @@ from agentplane.models.agents import (
     AgentConfig,
     AgentContext,
     AgentCreate,
+    AgentDefinition,
     AgentStatus,
     AgentTemplate,
     AgentTemplateCreate,
@@ -304,10 +305,7 @@ def create_agent(access: Access, body: AgentCreate, request_id: str = "") -> Age
 
 
 # What a workspace export carries of an agent: its definition, never its keys, config or state.
-DEFINITION_FIELDS = (
-    "display_name", "role", "description", "model", "engine", "execution_mode", "system_prompt",
-    "emoji", "color", "parent_agent", "interval_sec",
-)  # fmt: skip
+DEFINITION_FIELDS = tuple(name for name in AgentDefinition.model_fields if name != "name")
 
 
 def definitions(ws: str) -> Iterator[Item]:

@@ -510,14 +510,10 @@ def record_failure(access: Access, body: FailureCreate, request_id: str = "") ->
     """Record a failure; the task and run it names must be this workspace's (checked in the write)."""
     ws = access.workspace_id
     tx = access.transaction()
-    references: list[tuple[str, str]] = []
-    for field, value, key in (
-        ("task_id", body.task_id, keys.task_key(ws, body.task_id) if body.task_id else None),
-        ("run_id", body.run_id, keys.run_key(ws, body.run_id) if body.run_id else None),
-    ):
-        if key is not None and value is not None:
-            tx.check(key, exists() & Expr("attribute_not_exists(deleted_at)"))
-            references.append((field, value))
+    references = [(f, v) for f, v in (("task_id", body.task_id), ("run_id", body.run_id)) if v is not None]
+    for field, value in references:
+        key = keys.task_key(ws, value) if field == "task_id" else keys.run_key(ws, value)
+        tx.check(key, exists() & Expr("attribute_not_exists(deleted_at)"))
     first_reference = len(tx.operations) - len(references)
     item = add_failure_writes(tx, access, body, request_id)
     try:

@@ -41,6 +41,7 @@ from agentplane.errors import BadRequest, Conflict, Forbidden, NotFound, Unautho
 from agentplane.ids import epoch, iso
 from agentplane.logic import notifications
 from agentplane.logic.run_events import events_of
+from agentplane.logic.workspaces import list_memberships
 from agentplane.models.notifications import Notification
 from agentplane.models.realtime import Pong, Push, Replayed, Subscribe, Subscribed, Unsubscribe, Unsubscribed
 from agentplane.observability import logger
@@ -287,8 +288,8 @@ def _workspace_of(principal: Principal, channel: _Channel) -> str:
     if principal.workspace_id:
         return principal.workspace_id
     assert principal.user_id is not None
-    page = get_store().query(keys.member_of_user_gsi(principal.user_id), index=keys.GSI1, limit=MAX_WORKSPACES_SEARCHED)
-    workspaces = [str(item["workspace_id"]) for item in page.items]
+    memberships, _ = list_memberships(principal.user_id, MAX_WORKSPACES_SEARCHED, None)
+    workspaces = [membership.workspace_id for membership in memberships]
     if channel.run_id is not None:
         found = get_store().get_many([keys.run_key(ws, channel.run_id) for ws in workspaces])
         holding = [ws for ws, run in zip(workspaces, found, strict=True) if run is not None]

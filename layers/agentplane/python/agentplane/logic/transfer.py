@@ -48,9 +48,9 @@ from agentplane.logic.workspaces import (
     rename_memberships,
     scratch,
 )
+from agentplane.models.agents import AgentDefinition
 from agentplane.models.tasks import TaskStatus
 from agentplane.models.workspaces import (
-    ExportedAgent,
     ExportedTask,
     ExportedTaskTemplate,
     ExportedTeam,
@@ -389,7 +389,7 @@ def _team_ops(
     return tx.operations
 
 
-def _agent_ops(access: Access, doc_agents: list[ExportedAgent], at: str, stats: Counter[str]) -> list[dict[str, Any]]:
+def _agent_ops(access: Access, doc_agents: list[AgentDefinition], at: str, stats: Counter[str]) -> list[dict[str, Any]]:
     ws = access.workspace_id
     current = _get_many([keys.agent_key(ws, agent.name) for agent in doc_agents])
     tx = scratch()

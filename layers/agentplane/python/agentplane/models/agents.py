@@ -101,6 +101,24 @@ class AgentCreate(Input):
     )
 
 
+class AgentDefinition(Input):
+    """An agent's definition as a workspace export carries it (Toban's shape, and ours): never its
+    keys, its configuration (which may hold an API key) or its live state."""
+
+    name: AgentName
+    display_name: DisplayName | None = None
+    role: Role | None = None
+    description: Description | None = None
+    model: ModelName | None = None
+    engine: AgentEngine | None = None
+    execution_mode: ExecutionMode | None = None
+    system_prompt: SystemPrompt | None = None
+    emoji: Emoji | None = None
+    color: Color | None = None
+    parent_agent: AgentName | None = None
+    interval_sec: IntervalSeconds | None = None
+
+
 class AgentUpsert(Input):
     """`PUT …/agents`: the CLI's status report and heartbeat. Creates the agent when it is new."""
 

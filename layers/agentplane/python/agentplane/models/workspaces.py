@@ -10,19 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 from agentplane.auth.scopes import Role
-from agentplane.models.agents import (
-    AgentEngine,
-    AgentName,
-    Color,
-    Description,
-    DisplayName,
-    Emoji,
-    ExecutionMode,
-    IntervalSeconds,
-    ModelName,
-    SystemPrompt,
-)
-from agentplane.models.agents import Role as AgentRole
+from agentplane.models.agents import AgentDefinition
 from agentplane.models.common import Input, LongText, Name, Output, ShortText
 from agentplane.models.tasks import AgentName as TaskAgentName
 from agentplane.models.tasks import Label, TaskCreate, TaskPriority, TaskRef, Title
@@ -287,24 +275,6 @@ class ExportedTask(TaskCreate):
     version: int | None = None
 
 
-class ExportedAgent(Input):
-    """An agent's definition as the document carries it (Toban's export shape, and ours): never its
-    keys, its configuration (which may hold an API key) or its live state."""
-
-    name: AgentName
-    display_name: DisplayName | None = None
-    role: AgentRole | None = None
-    description: Description | None = None
-    model: ModelName | None = None
-    engine: AgentEngine | None = None
-    execution_mode: ExecutionMode | None = None
-    system_prompt: SystemPrompt | None = None
-    emoji: Emoji | None = None
-    color: Color | None = None
-    parent_agent: AgentName | None = None
-    interval_sec: IntervalSeconds | None = None
-
-
 class ExportedTaskTemplate(Input):
     """A task template (Toban's `task_templates`): a task to create again, matched by its title.
     `labels` may come as a list or, as Toban writes it, as a JSON-encoded list."""
@@ -344,13 +314,13 @@ class WorkspaceDocument(Input):
     members: list[ExportedMember] | None = Field(default=None, max_length=5000)
     teams: list[ExportedTeam] | None = Field(default=None, max_length=MAX_IMPORT_TEAMS)
     tasks: list[ExportedTask] | None = Field(default=None, max_length=MAX_IMPORT_TASKS)
-    agents: list[ExportedAgent] | None = Field(default=None, max_length=MAX_IMPORT_AGENTS)
+    agents: list[AgentDefinition] | None = Field(default=None, max_length=MAX_IMPORT_AGENTS)
     task_templates: list[ExportedTaskTemplate] | None = Field(default=None, max_length=MAX_IMPORT_TEMPLATES)
     truncated: list[ExportKind] = Field(default_factory=list, max_length=5)
 
     @field_validator("agents")
     @classmethod
-    def agent_names_unique(cls, value: list[ExportedAgent] | None) -> list[ExportedAgent] | None:
+    def agent_names_unique(cls, value: list[AgentDefinition] | None) -> list[AgentDefinition] | None:
         names = [agent.name for agent in value or []]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
