@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import json
 import sys
+import typing
 from pathlib import Path
 from typing import Any
+
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from pydantic import BaseModel
 
 from devstack import apps, template
 from devstack.lambdas import ensure_layer_on_path
@@ -109,6 +113,34 @@ def _declare_success(resolver: Any) -> None:
             route.responses = {200: {"description": "Successful Response"}, **declared}
 
 
+def _query_models(resolver: Any) -> dict[tuple[str, str], type[BaseModel]]:
+    """(METHOD, path) -> the query model of each route that reads its query string as one model."""
+    found: dict[tuple[str, str], type[BaseModel]] = {}
+    for route in [*resolver._static_routes, *resolver._dynamic_routes]:
+        for hint in typing.get_type_hints(route.func, include_extras=True).values():
+            if typing.get_origin(hint) is not typing.Annotated:
+                continue
+            model, *extras = typing.get_args(hint)
+            is_model = isinstance(model, type) and issubclass(model, BaseModel)
+            if is_model and any(isinstance(extra, Query) for extra in extras):
+                found[(route.method, route.openapi_path)] = model
+    return found
+
+
+def _document_query_models(resolver: Any, part: dict[str, Any]) -> None:
+    """Powertools documents each field of a query model with its bare type; give each parameter
+    its field's own schema instead (bounds, defaults, enums, the field's description)."""
+    schemas = (part.setdefault("components", {})).setdefault("schemas", {})
+    for (method, path), model in _query_models(resolver).items():
+        document = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, schema in document.pop("$defs", {}).items():
+            schemas.setdefault(name, schema)
+        properties = document.get("properties", {})
+        for parameter in part["paths"][path][method.lower()].get("parameters", []):
+            if parameter.get("in") == "query" and parameter["name"] in properties:
+                parameter["schema"] = properties[parameter["name"]]
+
+
 def resolver_schemas() -> list[tuple[str, str, dict[str, Any]]]:
     """(logical id, family, OpenAPI part) of every HTTP function that has a resolver."""
     ensure_layer_on_path()
@@ -118,7 +150,9 @@ def resolver_schemas() -> list[tuple[str, str, dict[str, Any]]]:
         if resolver is None:
             continue  # declared in the template, not written yet
         _declare_success(resolver)
-        parts.append((logical_id, _family(function), json.loads(resolver.get_openapi_json_schema())))
+        part = json.loads(resolver.get_openapi_json_schema())
+        _document_query_models(resolver, part)
+        parts.append((logical_id, _family(function), part))
     return parts
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from agentplane.access import workspace_access
+from agentplane.access import Access, workspace_access
 from agentplane.http import (
     PROBLEM_RESPONSES,
     Cursor,
@@ -29,8 +29,10 @@ from agentplane.http import (
     page,
     request_id,
     request_principal,
+    workspace_scope,
 )
 from agentplane.logic import invites, members, teams, transfer, workspaces
+from agentplane.models.common import ListQuery
 from agentplane.models.workspaces import (
     CommonEnv,
     CommonEnvPut,
@@ -47,6 +49,7 @@ from agentplane.models.workspaces import (
     TeamDetail,
     TeamMember,
     TeamMemberAdd,
+    TeamQuery,
     TeamUpdate,
     Workspace,
     WorkspaceCreate,
@@ -155,62 +158,53 @@ def accept_invite(token: str) -> Data[Membership]:
 
 
 # --- teams ---------------------------------------------------------------------------------------
+ReadSettings = Annotated[Access, workspace_scope("settings:read")]
+WriteSettings = Annotated[Access, workspace_scope("settings:write")]
 
 
 @app.get(f"{WS}/teams", responses=PROBLEM_RESPONSES)
-def list_teams(
-    ws: str,
-    name: Annotated[str | None, Query(max_length=100, description="Teams whose name contains this")] = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-) -> DataList[Team]:
-    access = workspace_access(request_principal(app), ws, "settings:read")
-    items, next_cursor = teams.list_teams(access, name, limit, cursor)
-    return page(items, next_cursor, limit)
+def list_teams(ws: str, access: ReadSettings, query: Annotated[TeamQuery, Query()]) -> DataList[Team]:
+    items, next_cursor = teams.list_teams(access, query.name, query.limit, query.cursor)
+    return page(items, next_cursor, query.limit)
 
 
 @app.post(f"{WS}/teams", responses=CREATED)
-def create_team(ws: str, body: TeamCreate) -> Response[Data[Team]]:
-    access = workspace_access(request_principal(app), ws, "settings:write")
-    return created(teams.create_team(access, body, request_id(app)))
+def create_team(ws: str, access: WriteSettings, body: TeamCreate) -> Response[Data[Team]]:
+    return created(teams.create_team(access, body))
 
 
 @app.get(f"{WS}/teams/<team_id>", responses=PROBLEM_RESPONSES)
-def get_team(ws: str, team_id: str) -> Data[TeamDetail]:
-    access = workspace_access(request_principal(app), ws, "settings:read")
+def get_team(ws: str, team_id: str, access: ReadSettings) -> Data[TeamDetail]:
     return ok(teams.get_team(access, team_id))
 
 
 @app.patch(f"{WS}/teams/<team_id>", responses=PROBLEM_RESPONSES)
-def update_team(ws: str, team_id: str, body: TeamUpdate, if_match: IfMatch = None) -> Data[Team]:
-    access = workspace_access(request_principal(app), ws, "settings:write")
-    return ok(teams.update_team(access, team_id, body, if_match, request_id(app)))
+def update_team(ws: str, team_id: str, access: WriteSettings, body: TeamUpdate, if_match: IfMatch = None) -> Data[Team]:
+    return ok(teams.update_team(access, team_id, body, if_match))
 
 
 @app.delete(f"{WS}/teams/<team_id>", responses=DELETED)
-def delete_team(ws: str, team_id: str) -> Response[Any]:
-    access = workspace_access(request_principal(app), ws, "settings:write")
-    teams.delete_team(access, team_id, request_id(app))
+def delete_team(ws: str, team_id: str, access: WriteSettings) -> Response[Any]:
+    teams.delete_team(access, team_id)
     return no_content()
 
 
 @app.get(f"{WS}/teams/<team_id>/members", responses=PROBLEM_RESPONSES)
-def list_team_members(ws: str, team_id: str, limit: Limit = 50, cursor: Cursor = None) -> DataList[TeamMember]:
-    access = workspace_access(request_principal(app), ws, "settings:read")
-    items, next_cursor = teams.list_team_members(access, team_id, limit, cursor)
-    return page(items, next_cursor, limit)
+def list_team_members(
+    ws: str, team_id: str, access: ReadSettings, query: Annotated[ListQuery, Query()]
+) -> DataList[TeamMember]:
+    items, next_cursor = teams.list_team_members(access, team_id, query.limit, query.cursor)
+    return page(items, next_cursor, query.limit)
 
 
 @app.post(f"{WS}/teams/<team_id>/members", responses=CREATED)
-def add_team_member(ws: str, team_id: str, body: TeamMemberAdd) -> Response[Data[TeamMember]]:
-    access = workspace_access(request_principal(app), ws, "settings:write")
-    return created(teams.add_team_member(access, team_id, body, request_id(app)))
+def add_team_member(ws: str, team_id: str, access: WriteSettings, body: TeamMemberAdd) -> Response[Data[TeamMember]]:
+    return created(teams.add_team_member(access, team_id, body))
 
 
 @app.delete(f"{WS}/teams/<team_id>/members/<user_id>", responses=DELETED)
-def remove_team_member(ws: str, team_id: str, user_id: str) -> Response[Any]:
-    access = workspace_access(request_principal(app), ws, "settings:write")
-    teams.remove_team_member(access, team_id, user_id, request_id(app))
+def remove_team_member(ws: str, team_id: str, user_id: str, access: WriteSettings) -> Response[Any]:
+    teams.remove_team_member(access, team_id, user_id)
     return no_content()
 
 

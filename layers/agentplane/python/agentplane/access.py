@@ -11,9 +11,11 @@ logic.workspaces.delete_workspace).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from agentplane import keys
+from agentplane import audit, keys
 from agentplane.auth.principal import Principal
 from agentplane.auth.scopes import AGENT_SCOPES, ROLE_SCOPES, Role, roles_with
 from agentplane.errors import Forbidden, MissingScope, NotFound, Unauthorized
@@ -26,6 +28,8 @@ class Access:
     workspace_id: str
     role: Role
     scope: str | None
+    # The API Gateway request id, recorded with every audit event this access writes.
+    request_id: str = ""
 
     @property
     def actor_id(self) -> str:
@@ -47,27 +51,41 @@ class Access:
         token is still live, and the membership still grants the scope (for an agent key, which
         has none: the workspace has not been deleted)."""
         tx = get_store().transaction()
-        tx.check(keys.token_key(self.principal.token_hash), live_token())
+        tx.check(keys.token_key(self.principal.token_hash), live_token(), name=TOKEN_GUARD)
         if self.principal.kind == "agent_key":
-            tx.check(keys.workspace_key(self.workspace_id), workspace_live())
+            tx.check(keys.workspace_key(self.workspace_id), workspace_live(), name=MEMBERSHIP_GUARD)
         else:
             assert self.principal.user_id is not None
             allowed = roles_with(self.scope) if self.scope else [r.value for r in Role]
-            tx.check(keys.member_key(self.workspace_id, self.principal.user_id), attr_in("role", allowed))
+            tx.check(
+                keys.member_key(self.workspace_id, self.principal.user_id),
+                attr_in("role", allowed),
+                name=MEMBERSHIP_GUARD,
+            )
         return tx
+
+    def audit(
+        self,
+        tx: Transaction,
+        action: str,
+        target_type: str,
+        target_id: str,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record `action` in the workspace's audit trail, in the same transaction as the change,
+        as done by this caller in this request."""
+        audit.record(tx, self.workspace_id, self.actor_id, action, target_type, target_id, self.request_id, details)
 
     def commit(self, tx: Transaction) -> None:
         """Commit; a lost guard means the token was revoked or the caller no longer belongs here."""
         try:
             tx.commit()
         except TransactionFailed as failure:
-            index = failure.failed_index()
             # Only a failed condition means "revoked" or "not a member"; a TransactionConflict on a
             # guard (a concurrent write by the same caller) is re-raised for the caller to retry.
-            guard_failed = index is not None and failure.reasons[index] == "ConditionalCheckFailed"
-            if guard_failed and index == 0:
+            if failure.reason(TOKEN_GUARD) == "ConditionalCheckFailed":
                 raise Unauthorized("the token is invalid, expired or revoked") from failure
-            if guard_failed and index == 1:
+            if failure.reason(MEMBERSHIP_GUARD) == "ConditionalCheckFailed":
                 raise self._membership_lost() from failure
             raise
 
@@ -82,6 +100,10 @@ class Access:
                     f"the '{role.value}' role cannot use '{self.scope}'", required_scope=self.scope, role=role.value
                 )
         return NotFound("workspace not found")
+
+
+# The names of the two guards every write of an Access starts with.
+TOKEN_GUARD, MEMBERSHIP_GUARD = "caller_token", "caller_membership"
 
 
 def live_token() -> Expr:
@@ -105,7 +127,9 @@ def _check_scope(principal: Principal, role: Role, scope: str) -> None:
         raise MissingScope(scope)
 
 
-def workspace_access(principal: Principal, workspace_id: str, scope: str | None = None) -> Access:
+def workspace_access(
+    principal: Principal, workspace_id: str, scope: str | None = None, *, request_id: str = ""
+) -> Access:
     """Resolve the caller's role in `workspace_id`; a non-member gets 404 so ids do not leak."""
     if principal.workspace_id and principal.workspace_id != workspace_id:
         raise NotFound("workspace not found")
@@ -125,4 +149,4 @@ def workspace_access(principal: Principal, workspace_id: str, scope: str | None 
         role = Role(role_name)
     if scope:
         _check_scope(principal, role, scope)
-    return Access(principal=principal, workspace_id=workspace_id, role=role, scope=scope)
+    return Access(principal=principal, workspace_id=workspace_id, role=role, scope=scope, request_id=request_id)

@@ -15,15 +15,17 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Generic, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
+from aws_lambda_powertools.event_handler.request import Request
 from aws_lambda_powertools.logging import correlation_paths
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, BeforeValidator, Field
 
 from agentplane import idempotency, ratelimit, request_body
-from agentplane.access import workspace_access
+from agentplane.access import Access, workspace_access
 from agentplane.auth import caller
 from agentplane.auth.principal import Principal
 from agentplane.errors import AppError, BadRequest, Conflict, NotFound, Unauthorized, Unprocessable
@@ -198,13 +200,27 @@ def _request_context(app: APIGatewayHttpResolver) -> dict[str, Any]:
     return dict(app.current_event.raw_event.get("requestContext") or {})
 
 
-def request_principal(app: APIGatewayHttpResolver) -> Principal:
+def request_principal(app: APIGatewayHttpResolver | None = None) -> Principal:
     """The authenticated caller (a 401 problem saying why when there is none)."""
     return (_caller.get() or caller.Caller()).require()
 
 
 def request_id(app: APIGatewayHttpResolver) -> str:
     return str(_request_context(app).get("requestId", ""))
+
+
+def workspace_scope(scope: str) -> Any:
+    """What a route of `/workspaces/{ws}/…` declares to get the caller's `Access` with `scope`:
+    `access: Annotated[Access, workspace_scope("tasks:write")]`. A non-member gets a 404, a role
+    or token without the scope a 403 naming it; the access carries the request id for audit."""
+
+    def access(request: Request) -> Access:
+        context = request.resolved_event.raw_event.get("requestContext") or {}
+        workspace_id = request.path_parameters.get("ws", "")
+        return workspace_access(request_principal(), workspace_id, scope, request_id=str(context.get("requestId", "")))
+
+    access.__name__ = f"access_{scope.replace(':', '_')}"
+    return Depends(access)
 
 
 def source_ip(app: APIGatewayHttpResolver) -> str:

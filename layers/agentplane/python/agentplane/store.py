@@ -13,26 +13,37 @@ BatchGetItem as a GetItem or beside a Query, so checking costs no round trip of 
 from __future__ import annotations
 
 import contextvars
+import random
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from agentplane.entities.base import Entity, bind_table, bump_version
+from agentplane.errors import NotFound
 from agentplane.keys import GSI1, GSI1PK, GSI1SK, GSI2, GSI2PK, GSI2SK, GSI3, GSI3PK, GSI3SK, PK, SK, Key
 from agentplane.settings import get_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from pynamodb.expressions.condition import Condition
+    from pynamodb.expressions.update import Action
 else:
     DynamoDBClient = Any
 
 Item = dict[str, Any]
+E = TypeVar("E", bound=Entity)
+T = TypeVar("T")
+# Items a filtered list reads at most per request before it answers a shorter page with a cursor.
+LIST_READ_BUDGET = 1000
+_FILL_ROUND = 100
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -43,24 +54,64 @@ _INDEX_KEYS = {None: (PK, SK), GSI1: (GSI1PK, GSI1SK), GSI2: (GSI2PK, GSI2SK), G
 class ConditionFailed(Exception):
     """A conditional write lost: `current` is the item as stored now (None if absent)."""
 
-    def __init__(self, current: Item | None) -> None:
+    def __init__(self, current: Item | None, raw: Mapping[str, Any] | None = None) -> None:
         super().__init__("condition failed")
         self.current = current
+        self._raw = raw
+
+    def current_as(self, entity: type[E]) -> E | None:
+        """The item as stored now, as `entity` (None if absent)."""
+        return entity.from_raw_data(dict(self._raw)) if self._raw else None
 
 
 class TransactionFailed(Exception):
-    """A transaction was cancelled; `reasons[i]` is the code for operation i ('None' if it passed)."""
+    """A transaction was cancelled; `reasons[i]` is the code for operation i ('None' if it passed).
+    Operations given a name when added are found by it: `failed` is the first failed one's name."""
 
-    def __init__(self, reasons: list[str], items: list[Item | None]) -> None:
+    def __init__(
+        self,
+        reasons: list[str],
+        items: list[Item | None],
+        names: Sequence[str | None] = (),
+        raw: Sequence[Mapping[str, Any] | None] = (),
+    ) -> None:
         super().__init__(f"transaction cancelled: {reasons}")
         self.reasons = reasons
         self.items = items
+        self._names = list(names)
+        self._raw = list(raw)
 
     def failed_index(self) -> int | None:
         for index, reason in enumerate(self.reasons):
             if reason not in ("None", ""):
                 return index
         return None
+
+    @property
+    def failed(self) -> str | None:
+        """The name of the first operation whose condition failed or that conflicted (None when
+        that operation was added without a name, or nothing failed)."""
+        index = self.failed_index()
+        if index is None or index >= len(self._names):
+            return None
+        return self._names[index]
+
+    def reason(self, name: str) -> str:
+        """Why the operation named `name` was refused ('None' if it was not, or is not here)."""
+        if name not in self._names:
+            return "None"
+        index = self._names.index(name)
+        return self.reasons[index] if index < len(self.reasons) else "None"
+
+    def only_conflicts(self) -> bool:
+        """Cancelled only because concurrent transactions touched the same items: worth a retry."""
+        return set(self.reasons) - {"None", ""} == {"TransactionConflict"}
+
+    def current(self, name: str, entity: type[E]) -> E | None:
+        """The item the operation named `name` found, as `entity` (None if absent)."""
+        index = self._names.index(name)
+        raw = self._raw[index] if index < len(self._raw) else None
+        return entity.from_raw_data(dict(raw)) if raw else None
 
 
 def _to_dynamo(value: Any) -> Any:
@@ -222,42 +273,169 @@ class Page:
 
 
 class Transaction:
-    """Operations written all-or-nothing with TransactWriteItems (at most 100)."""
+    """Operations written all-or-nothing with TransactWriteItems (at most 100). An operation can be
+    given a name, so a cancelled transaction says which one failed (`TransactionFailed.failed`)."""
+
+    MAX_OPERATIONS = 100
 
     def __init__(self, store: Store) -> None:
         self._store = store
         self.operations: list[dict[str, Any]] = []
+        self.names: list[str | None] = []
+        self._saved: list[Entity] = []
 
-    def put(self, item: Item, condition: Expr | None = None) -> Transaction:
+    @property
+    def size(self) -> int:
+        return len(self.operations)
+
+    def _add(self, kind: str, op: dict[str, Any], name: str | None) -> Transaction:
+        if name is not None and name in self.names:
+            raise ValueError(f"two operations of one transaction are named {name!r}")
+        op["TableName"] = self._store.table_name  # an entity's own Meta names the same table
+        op["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        self.operations.append({kind: op})
+        self.names.append(name)
+        return self
+
+    def put(self, item: Item, condition: Expr | None = None, *, name: str | None = None) -> Transaction:
         op: dict[str, Any] = {"TableName": self._store.table_name, "Item": serialize(item)}
         op.update(_expression_args(None, condition))
-        op["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        self.operations.append({"Put": op})
-        return self
+        return self._add("Put", op, name)
 
-    def update(self, key: Key, update: Update, condition: Expr | None = None) -> Transaction:
+    def update(
+        self, key: Key, update: Update, condition: Expr | None = None, *, name: str | None = None
+    ) -> Transaction:
         op: dict[str, Any] = {"TableName": self._store.table_name, "Key": serialize(key)}
         op.update(_expression_args(update, condition))
-        op["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        self.operations.append({"Update": op})
-        return self
+        return self._add("Update", op, name)
 
-    def delete(self, key: Key, condition: Expr | None = None) -> Transaction:
+    def delete(self, key: Key, condition: Expr | None = None, *, name: str | None = None) -> Transaction:
         op: dict[str, Any] = {"TableName": self._store.table_name, "Key": serialize(key)}
         op.update(_expression_args(None, condition))
-        op["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        self.operations.append({"Delete": op})
-        return self
+        return self._add("Delete", op, name)
 
-    def check(self, key: Key, condition: Expr) -> Transaction:
+    def check(self, key: Key, condition: Expr, *, name: str | None = None) -> Transaction:
         op: dict[str, Any] = {"TableName": self._store.table_name, "Key": serialize(key)}
         op.update(_expression_args(None, condition))
-        op["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        self.operations.append({"ConditionCheck": op})
-        return self
+        return self._add("ConditionCheck", op, name)
+
+    # --- entities: keys, index attributes and versions come from the entity ------------------
+    def save(self, entity: Entity, condition: Condition | None = None, *, name: str | None = None) -> Transaction:
+        """Put the whole item (a versioned entity: only over the version it was read at, or as a
+        new item when it has none yet)."""
+        entity.stamp()
+        self._saved.append(entity)
+        return self._add("Put", entity.get_save_kwargs_from_instance(condition=condition), name)
+
+    def create(self, entity: Entity, *, name: str | None = None) -> Transaction:
+        """Put a new item; the transaction fails if one exists at its key."""
+        return self.save(entity, type(entity).absent(), name=name)
+
+    def change(
+        self, entity: Entity, actions: Sequence[Action], condition: Condition | None = None, *, name: str | None = None
+    ) -> Transaction:
+        """Update an item read before (a versioned entity: only if still at that version, which
+        the update then bumps). The item must exist."""
+        actions = [*actions, *entity.restamp()]
+        self._saved.append(entity)
+        guard = type(entity).present() if condition is None else type(entity).present() & condition
+        op = entity.get_update_kwargs_from_instance(actions=actions, condition=guard)
+        return self._add("Update", op, name)
+
+    def remove(self, entity: Entity, condition: Condition | None = None, *, name: str | None = None) -> Transaction:
+        """Delete an item read before (a versioned entity: only if still at that version)."""
+        entity.stamp()
+        guard = type(entity).present() if condition is None else type(entity).present() & condition
+        return self._add("Delete", entity.get_delete_kwargs_from_instance(condition=guard), name)
+
+    def adjust(
+        self,
+        entity: type[Entity],
+        key: Key,
+        actions: Sequence[Action],
+        condition: Condition | None = None,
+        *,
+        name: str | None = None,
+    ) -> Transaction:
+        """Update attributes of an existing item by its key alone, leaving its version as it is:
+        bookkeeping such as a counter, not a change a caller made to the item."""
+        guard = entity.present() if condition is None else entity.present() & condition
+        return self._add("Update", _key_operation(entity, key, guard, actions), name)
+
+    def drop(
+        self, entity: type[Entity], key: Key, condition: Condition | None = None, *, name: str | None = None
+    ) -> Transaction:
+        """Delete an existing item by its key alone (the transaction fails if it is absent)."""
+        guard = entity.present() if condition is None else entity.present() & condition
+        return self._add("Delete", _key_operation(entity, key, guard), name)
+
+    def require(self, entity: type[Entity], key: Key, condition: Condition, *, name: str | None = None) -> Transaction:
+        """Write nothing to `key`, but only commit if `condition` holds of it."""
+        op = entity.get_operation_kwargs_from_class(key["PK"], key["SK"], condition=condition)
+        return self._add("ConditionCheck", op, name)
 
     def commit(self) -> None:
         self._store.commit(self)
+        for entity in self._saved:
+            bump_version(entity)
+        self._saved = []
+
+
+def _key_operation(
+    entity: type[Entity], key: Key, condition: Condition, actions: Sequence[Action] | None = None
+) -> dict[str, Any]:
+    # pynamodb builds key-addressed operations only for condition checks; the same builder
+    # takes update actions, without the version handling an instance's update adds.
+    connection = entity._get_connection()
+    return connection.get_operation_kwargs(
+        key["PK"], range_key=key["SK"], condition=condition, actions=list(actions) if actions else None
+    )
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """One access pattern's Query: a partition of the table or of an index, optionally narrowed
+    by a sort-key prefix or range, with a filter on what it reads."""
+
+    partition: str
+    index: str | None = None
+    sk_prefix: str | None = None
+    sk_between: tuple[str, str] | None = None
+    filter: Expr | Condition | None = None
+    newest_first: bool = False
+    consistent: bool = False
+
+
+@dataclass
+class EntityPage(Generic[T]):
+    items: list[T]
+    last_key: dict[str, Any] | None
+
+
+def resume_key(item: Item, index: str | None) -> dict[str, Any]:
+    """The key a Query resumes after `item` (the table key, plus the index's own key on an index)."""
+    return {attr: item[attr] for attr in {PK, SK, *_INDEX_KEYS[index]}}
+
+
+def retrying(
+    call: Callable[[], T],
+    *,
+    retry_if: Callable[[Exception], bool],
+    attempts: int = 5,
+    base_delay: float = 0.005,
+    max_delay: float = 0.2,
+) -> T:
+    """`call()`, again after a failure `retry_if` accepts (a write that lost a race), waiting a
+    random time up to an exponentially growing bound (full jitter) so colliding writers spread."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as failure:
+            if attempt + 1 >= attempts or not retry_if(failure):
+                raise
+            # Jitter spreads colliding writers; not a security use of randomness.
+            time.sleep(random.uniform(0, min(max_delay, base_delay * 2**attempt)))  # noqa: S311
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class Store:
@@ -278,39 +456,46 @@ class Store:
             check.verify(self._batch_get(check.keys))
 
     def get(self, key: Key, consistent: bool = True) -> Item | None:
-        check = _take_deferred()
-        if check is not None:
-            found = self._batch_get([key, *check.keys])
-            check.verify(found[1:])
-            return found[0]
-        response = self.client.get_item(TableName=self.table_name, Key=serialize(key), ConsistentRead=consistent)
-        return deserialize(response.get("Item"))
+        if not consistent and _deferred.get() is None:
+            response = self.client.get_item(TableName=self.table_name, Key=serialize(key), ConsistentRead=False)
+            return deserialize(response.get("Item"))
+        return deserialize(self._get_raw([key])[0])
 
     def get_many(self, keys: Sequence[Key]) -> list[Item | None]:
         """BatchGetItem in one round trip (up to 100 keys); results line up with `keys`."""
+        return [deserialize(raw) for raw in self._get_raw(keys, batch=True)]
+
+    def _get_raw(self, keys: Sequence[Key], *, batch: bool = False) -> list[dict[str, Any] | None]:
+        """The items at `keys` as DynamoDB sent them, strongly consistent. A check waiting for
+        this request's first read rides in the same BatchGetItem (or, past 100 keys, beside it)."""
         check = _take_deferred()
         if check is None:
-            return self._batch_get(keys)
+            if len(keys) == 1 and not batch:
+                response = self.client.get_item(TableName=self.table_name, Key=serialize(keys[0]), ConsistentRead=True)
+                return [response.get("Item")]
+            return self._batch_get_raw(keys)
         if len(keys) + len(check.keys) <= MAX_BATCH_GET_KEYS:
-            found = self._batch_get([*keys, *check.keys])
-            check.verify(found[len(keys) :])
+            found = self._batch_get_raw([*keys, *check.keys])
+            check.verify([deserialize(raw) for raw in found[len(keys) :]])
             return found[: len(keys)]
         checked = _beside.submit(contextvars.copy_context().run, self._batch_get, check.keys)
-        found = self._batch_get(keys)
+        found = self._batch_get_raw(keys)
         check.verify(checked.result())
         return found
 
     def _batch_get(self, keys: Sequence[Key]) -> list[Item | None]:
+        return [deserialize(raw) for raw in self._batch_get_raw(keys)]
+
+    def _batch_get_raw(self, keys: Sequence[Key]) -> list[dict[str, Any] | None]:
         if not keys:
             return []
         unique = list({(k["PK"], k["SK"]): k for k in keys}.values())
-        found: dict[tuple[str, str], Item] = {}
+        found: dict[tuple[str, str], dict[str, Any]] = {}
         request: dict[str, Any] = {self.table_name: {"Keys": [serialize(k) for k in unique], "ConsistentRead": True}}
         while request:
             response = self.client.batch_get_item(RequestItems=request)
             for raw in response.get("Responses", {}).get(self.table_name, []):
-                item = deserialize(raw) or {}
-                found[(item[PK], item[SK])] = item
+                found[(raw[PK]["S"], raw[SK]["S"])] = raw
             request = response.get("UnprocessedKeys") or {}
         return [found.get((k["PK"], k["SK"])) for k in keys]
 
@@ -350,34 +535,46 @@ class Store:
         consistent: bool = False,
     ) -> Page:
         """One Query on a partition of the table or a GSI, bounded by `limit`."""
-        pk_attr, sk_attr = _INDEX_KEYS[index]
+        spec = QuerySpec(partition, index, sk_prefix, sk_between, filter, newest_first, consistent)
+        raw, last = self._query_raw(spec, limit, start_key)
+        return Page(items=[deserialize(r) or {} for r in raw], last_key=last)
+
+    def _query_raw(
+        self, spec: QuerySpec, limit: int, start_key: dict[str, Any] | None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        pk_attr, sk_attr = _INDEX_KEYS[spec.index]
         names = {"#pk": pk_attr}
-        values: dict[str, Any] = {":pk": partition}
+        values: dict[str, Any] = {":pk": spec.partition}
         condition = "#pk = :pk"
-        if sk_prefix is not None:
+        if spec.sk_prefix is not None:
             names["#sk"] = sk_attr
-            values[":skp"] = sk_prefix
+            values[":skp"] = spec.sk_prefix
             condition += " AND begins_with(#sk, :skp)"
-        elif sk_between is not None:
+        elif spec.sk_between is not None:
             names["#sk"] = sk_attr
-            values[":sklo"], values[":skhi"] = sk_between
+            values[":sklo"], values[":skhi"] = spec.sk_between
             condition += " AND #sk BETWEEN :sklo AND :skhi"
+        typed_values = serialize(values)
         args: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": condition,
             "Limit": limit,
-            "ScanIndexForward": not newest_first,
+            "ScanIndexForward": not spec.newest_first,
         }
-        if index:
-            args["IndexName"] = index
-        elif consistent:
+        if spec.index:
+            args["IndexName"] = spec.index
+        elif spec.consistent:
             args["ConsistentRead"] = True
-        if filter is not None:
-            args["FilterExpression"] = filter.text
-            names.update(filter.names)
-            values.update(filter.values)
+        if isinstance(spec.filter, Expr):
+            args["FilterExpression"] = spec.filter.text
+            names.update(spec.filter.names)
+            typed_values.update(serialize(spec.filter.values))
+        elif spec.filter is not None:
+            placeholders: dict[str, str] = {}
+            args["FilterExpression"] = spec.filter.serialize(placeholders, typed_values)
+            names.update({placeholder: attr for attr, placeholder in placeholders.items()})
         args["ExpressionAttributeNames"] = names
-        args["ExpressionAttributeValues"] = serialize(values)
+        args["ExpressionAttributeValues"] = typed_values
         if start_key:
             args["ExclusiveStartKey"] = serialize(start_key)
         check = _take_deferred()
@@ -387,8 +584,102 @@ class Store:
         response = self.client.query(**args)
         if check is not None and checked is not None:
             check.verify(checked.result())
-        items = [deserialize(raw) or {} for raw in response.get("Items", [])]
-        return Page(items=items, last_key=deserialize(response.get("LastEvaluatedKey")))
+        return list(response.get("Items", [])), deserialize(response.get("LastEvaluatedKey"))
+
+    # --- entities ---------------------------------------------------------------------------
+    def read(self, entity: type[E], key: Key) -> E | None:
+        """The item at `key` as `entity` (strongly consistent), or None."""
+        raw = self._get_raw([key])[0]
+        return entity.from_raw_data(raw) if raw is not None else None
+
+    def read_or_404(self, entity: type[E], key: Key, missing: str) -> E:
+        """The item at `key`, or a 404 problem saying `missing` ("task t_1 not found")."""
+        found = self.read(entity, key)
+        if found is None:
+            raise NotFound(missing)
+        return found
+
+    def read_many(self, entity: type[E], keys: Sequence[Key]) -> list[E | None]:
+        """BatchGetItem of items of one kind; results line up with `keys`."""
+        return [entity.from_raw_data(raw) if raw is not None else None for raw in self._get_raw(keys)]
+
+    def select(
+        self, entity: type[E], spec: QuerySpec, *, limit: int, start: dict[str, Any] | None = None
+    ) -> EntityPage[E]:
+        """One Query of an access pattern, bounded by `limit`."""
+        raw, last = self._query_raw(spec, limit, start)
+        return EntityPage([entity.from_raw_data(r) for r in raw], last)
+
+    def fill(
+        self,
+        entity: type[E],
+        spec: QuerySpec,
+        *,
+        limit: int,
+        start: dict[str, Any] | None = None,
+        budget: int = LIST_READ_BUDGET,
+    ) -> EntityPage[E]:
+        """Up to `limit` items of an access pattern. Unfiltered, one Query; filtered, Query rounds
+        go on until the page is full, the partition ends or `budget` items were read, and the
+        cursor resumes right after the last item answered (or the last one read)."""
+        if spec.filter is None:
+            return self.select(entity, spec, limit=limit, start=start)
+        found: list[dict[str, Any]] = []
+        last = start
+        read = 0
+        while read < budget:
+            step = min(_FILL_ROUND, budget - read)
+            raw, last = self._query_raw(spec, step, last)
+            read += step
+            found += raw
+            if len(found) >= limit:
+                if len(found) > limit:
+                    found = found[:limit]
+                    last = resume_key(deserialize(found[-1]) or {}, spec.index)
+                break
+            if last is None:
+                break
+        return EntityPage([entity.from_raw_data(r) for r in found], last)
+
+    def save(self, entity: Entity, condition: Condition | None = None) -> None:
+        """PutItem of the whole item (versioned: over the version read, bumping it)."""
+        self.settle_deferred()
+        entity.stamp()
+        args = entity.get_save_kwargs_from_instance(condition=condition)
+        self._conditional(self.client.put_item, {**args, "TableName": self.table_name})
+        bump_version(entity)
+
+    def create(self, entity: Entity) -> None:
+        """PutItem of a new item; ConditionFailed if one exists at its key."""
+        self.save(entity, type(entity).absent())
+
+    def change(self, entity: E, actions: Sequence[Action], condition: Condition | None = None) -> E:
+        """UpdateItem of an item read before (versioned: only at that version, which it bumps);
+        answers the item as stored afterwards."""
+        self.settle_deferred()
+        actions = [*actions, *entity.restamp()]
+        guard = type(entity).present() if condition is None else type(entity).present() & condition
+        args = entity.get_update_kwargs_from_instance(actions=actions, condition=guard)
+        response = self._conditional(
+            self.client.update_item, {**args, "TableName": self.table_name, "ReturnValues": "ALL_NEW"}
+        )
+        return type(entity).from_raw_data(response["Attributes"])
+
+    def adjust(self, entity: type[E], key: Key, actions: Sequence[Action], condition: Condition | None = None) -> E:
+        """UpdateItem of bookkeeping attributes by key (see `Transaction.adjust`); answers the item."""
+        self.settle_deferred()
+        guard = entity.present() if condition is None else entity.present() & condition
+        args = {**_key_operation(entity, key, guard, actions), "TableName": self.table_name, "ReturnValues": "ALL_NEW"}
+        response = self._conditional(self.client.update_item, args)
+        return entity.from_raw_data(response["Attributes"])
+
+    def remove(self, entity: Entity, condition: Condition | None = None) -> None:
+        """DeleteItem of an item read before (versioned: only at that version)."""
+        self.settle_deferred()
+        entity.stamp()
+        guard = type(entity).present() if condition is None else type(entity).present() & condition
+        args = entity.get_delete_kwargs_from_instance(condition=guard)
+        self._conditional(self.client.delete_item, {**args, "TableName": self.table_name})
 
     def transaction(self) -> Transaction:
         return Transaction(self)
@@ -405,7 +696,7 @@ class Store:
             reasons_raw = exc.response.get("CancellationReasons", [])
             reasons = [r.get("Code", "None") for r in reasons_raw]
             items = [deserialize(r.get("Item")) for r in reasons_raw]
-            raise TransactionFailed(reasons, items) from exc
+            raise TransactionFailed(reasons, items, tx.names, [r.get("Item") for r in reasons_raw]) from exc
 
     def _conditional(self, call: Any, args: dict[str, Any]) -> Any:
         if "ConditionExpression" in args:
@@ -415,7 +706,7 @@ class Store:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-            raise ConditionFailed(deserialize(exc.response.get("Item"))) from exc
+            raise ConditionFailed(deserialize(exc.response.get("Item")), exc.response.get("Item")) from exc
 
 
 _store: Store | None = None
@@ -425,7 +716,9 @@ def get_store() -> Store:
     """The process-wide store, built on first use so importing a module costs no client."""
     global _store
     if _store is None:
-        _store = Store(get_settings().table_name)
+        table_name = get_settings().table_name
+        bind_table(table_name)
+        _store = Store(table_name)
     return _store
 
 

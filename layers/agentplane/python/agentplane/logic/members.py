@@ -18,9 +18,11 @@ from agentplane import audit, keys
 from agentplane.access import Access
 from agentplane.auth.scopes import Role
 from agentplane.cursor import decode_cursor, encode_cursor
+from agentplane.entities.teams import teams_of_member
 from agentplane.errors import Conflict, Forbidden, MissingScope, NotFound, Unprocessable
 from agentplane.ids import iso
 from agentplane.logic import api_keys
+from agentplane.logic.teams import drop_team_membership
 from agentplane.logic.workspaces import (
     failure_reason,
     load_workspace,
@@ -179,9 +181,9 @@ def remove_member(access: Access, user_id: str, request_id: str = "") -> None:
     tx.delete(keys.member_key(ws, user_id), condition)
     member_index = len(tx.operations) - 1
     owner_index = owner_count_change(tx, ws, -1) if role == Role.owner else None
-    teams = _team_memberships(ws, user_id)
+    teams = teams_of_member(ws, user_id)
     for team_id in teams[:_TEAMS_IN_REMOVAL]:
-        _drop_team_membership(tx, ws, team_id, user_id)
+        drop_team_membership(tx, ws, team_id, user_id)
     action = "member.left" if own else "member.removed"
     audit.record(tx, ws, access.actor_id, action, "user", user_id, request_id, {"role": role.value})
     _commit_membership_change(access, tx, member_index, owner_index, "cannot remove")
@@ -190,24 +192,8 @@ def remove_member(access: Access, user_id: str, request_id: str = "") -> None:
     api_keys.revoke_keys_made_by(ws, user_id)
     for team_id in teams[_TEAMS_IN_REMOVAL:]:
         follow_up = get_store().transaction()
-        _drop_team_membership(follow_up, ws, team_id, user_id)
+        drop_team_membership(follow_up, ws, team_id, user_id)
         try:
             follow_up.commit()
         except TransactionFailed:
             continue  # the team or the team membership went away meanwhile
-
-
-def _team_memberships(ws_id: str, user_id: str) -> list[str]:
-    team_ids: list[str] = []
-    start: dict[str, Any] | None = None
-    while True:
-        page = get_store().query(keys.teams_of_member_gsi(ws_id, user_id), index=keys.GSI1, limit=100, start_key=start)
-        team_ids += [item["team_id"] for item in page.items]
-        if page.last_key is None:
-            return team_ids
-        start = page.last_key
-
-
-def _drop_team_membership(tx: Transaction, ws_id: str, team_id: str, user_id: str) -> None:
-    tx.delete(keys.team_member_key(ws_id, team_id, user_id), exists())
-    tx.update(keys.team_key(ws_id, team_id), Update(add={"member_count": -1}), exists())

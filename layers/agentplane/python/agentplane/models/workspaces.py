@@ -11,7 +11,7 @@ from pydantic import ConfigDict, EmailStr, Field, StringConstraints, field_valid
 
 from agentplane.auth.scopes import Role
 from agentplane.models.agents import AgentDefinition
-from agentplane.models.common import Input, LongText, Name, Output, ShortText
+from agentplane.models.common import Input, ListQuery, LongText, Name, Output, ShortText
 from agentplane.models.tasks import AgentName as TaskAgentName
 from agentplane.models.tasks import Label, TaskCreate, TaskPriority, TaskRef, Title
 
@@ -161,6 +161,10 @@ class TeamUpdate(Input):
     name: Name | None = None
     description: ShortText | None = None
     version: int | None = Field(default=None, ge=1, description="Expected current version (or send If-Match)")
+
+
+class TeamQuery(ListQuery):
+    name: str | None = Field(default=None, max_length=100, description="Teams whose name contains this")
 
 
 class TeamMemberAdd(Input):

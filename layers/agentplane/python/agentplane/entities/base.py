@@ -1,0 +1,265 @@
+"""The entity base: every item kind of the one table is a pynamodb model derived from `Entity`.
+
+An entity owns what the rest of the code must not hand-keep:
+- its keys and index attributes (`where()`, built from `agentplane.keys`, stamped on every write);
+- its kind, the `entity` discriminator, so a read of any key comes back as the right class;
+- its version (`VersionAttribute`: pynamodb adds `version = n` to every update and save, and
+  bumps it) and its expiry (`TTLAttribute`);
+- its conversion to the API's pydantic model (`to_model()`).
+
+The table's name comes from the settings when the first entity is used (`bind_table`), so
+importing an entity module costs no client and no environment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from pydantic import BaseModel
+from pynamodb.attributes import (
+    Attribute,
+    DiscriminatorAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.constants import LIST, MAP
+from pynamodb.models import Model
+
+from agentplane import keys
+
+if TYPE_CHECKING:
+    from pynamodb.expressions.condition import Condition
+    from pynamodb.expressions.update import Action
+
+E = TypeVar("E", bound="Entity")
+M = TypeVar("M", bound=BaseModel)
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, Mapping):
+        return {str(k): _to_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def from_dynamo(value: Any) -> Any:
+    """A deserialized DynamoDB value as plain JSON types (whole numbers as int, sets sorted)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_dynamo(v) for v in value]
+    if isinstance(value, set):
+        return sorted(from_dynamo(v) for v in value)
+    return value
+
+
+class _Document(Attribute[Any]):
+    """A JSON document (a map or a list of plain values), stored as DynamoDB's own map or list.
+
+    pynamodb's raw MapAttribute and ListAttribute answer their own container classes; the API's
+    pydantic models want plain dicts and lists with int and float numbers, as the items hold them."""
+
+    def serialize(self, value: Any) -> Any:
+        from boto3.dynamodb.types import TypeSerializer
+
+        return TypeSerializer().serialize(_to_dynamo(value))[self.attr_type]
+
+    def deserialize(self, value: Any) -> Any:
+        from boto3.dynamodb.types import TypeDeserializer
+
+        return from_dynamo(TypeDeserializer().deserialize({self.attr_type: value}))
+
+
+class MapDocument(_Document):
+    attr_type = MAP
+
+
+class ListDocument(_Document):
+    attr_type = LIST
+
+
+class EpochTTL(TTLAttribute):
+    """`ttl` in epoch seconds, as the table's TTL setting reads it; set it with an int (the code's
+    timestamps are epoch seconds) or a datetime."""
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = dt.datetime.fromtimestamp(int(value), tz=dt.UTC)
+        super().__set__(instance, value)  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Where an item lives: its table key and, for each index it appears in, that index's key."""
+
+    key: keys.Key
+    gsi1: tuple[str, str] | None = None
+    gsi2: tuple[str, str] | None = None
+    gsi3: tuple[str, str] | None = None
+
+
+def bump_version(entity: Model) -> None:
+    """After a write commits: the entity now holds the version it wrote."""
+    entity.update_local_version_attribute()  # type: ignore[no-untyped-call]
+
+
+class Entity(Model):
+    """One item kind of the table. Subclasses declare `discriminator=` and their attributes, and
+    say where they live in `where()`."""
+
+    class Meta:
+        table_name = "agentplane"  # replaced by the deployment's table at first use (bind_table)
+        region: str | None = None
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+    entity = DiscriminatorAttribute(attr_name=keys.ENTITY)
+    GSI1PK = UnicodeAttribute(null=True)
+    GSI1SK = UnicodeAttribute(null=True)
+    GSI2PK = UnicodeAttribute(null=True)
+    GSI2SK = UnicodeAttribute(null=True)
+    GSI3PK = UnicodeAttribute(null=True)
+    GSI3SK = UnicodeAttribute(null=True)
+
+    # The API model `to_model()` answers (entities without one are internal bookkeeping).
+    api_model: ClassVar[type[BaseModel] | None] = None
+    # Attributes that are bookkeeping, never part of the API model (keys are left out anyway).
+    internal: ClassVar[frozenset[str]] = frozenset()
+
+    def where(self) -> Keys:
+        raise NotImplementedError(f"{type(self).__name__} does not say where it lives")
+
+    def derive(self) -> None:
+        """Set attributes that follow from others (a lower-cased name to filter on, say); the
+        names are listed in `derived` so updates store them too."""
+
+    derived: ClassVar[tuple[str, ...]] = ()
+
+    def stamp(self) -> None:
+        """Set the table key, the index attributes and the derived attributes (every write does
+        this first)."""
+        self.derive()
+        where = self.where()
+        self.PK, self.SK = where.key["PK"], where.key["SK"]
+        for name in ("gsi1", "gsi2", "gsi3"):
+            index_key = getattr(where, name)
+            pk, sk = (None, None) if index_key is None else index_key
+            setattr(self, f"{name.upper()}PK", pk)
+            setattr(self, f"{name.upper()}SK", sk)
+
+    def restamp(self) -> list[Action]:
+        """`stamp()` an item read before, answering the update actions for every index or derived
+        attribute that changed (a task moved to another status moves in its status index)."""
+        names = [*_INDEX_ATTRIBUTES, *self.derived]
+        before = {name: getattr(self, name) for name in names}
+        self.stamp()
+        attributes = self.get_attributes()
+        actions: list[Action] = []
+        for name in names:
+            after = getattr(self, name)
+            if after != before[name]:
+                actions.append(attributes[name].remove() if after is None else attributes[name].set(after))
+        return actions
+
+    def assign(self, **changes: Any) -> list[Action]:
+        """Set attributes on this item and answer the update actions storing the same (None
+        removes the attribute)."""
+        attributes = self.get_attributes()
+        actions: list[Action] = []
+        for name, value in changes.items():
+            setattr(self, name, value)
+            actions.append(attributes[name].remove() if value is None else attributes[name].set(value))
+        return actions
+
+    @classmethod
+    def of_kind(cls) -> Condition:
+        """The item read is of this kind (a filter for partitions that hold several)."""
+        return cls.entity == cls
+
+    @property
+    def key(self) -> keys.Key:
+        return keys.key(self.PK, self.SK)
+
+    @classmethod
+    def kind(cls) -> str:
+        discriminator = cls._get_discriminator_attribute()
+        assert discriminator is not None
+        return str(discriminator.get_discriminator(cls))
+
+    def fields(self) -> dict[str, Any]:
+        """The item's own attributes as plain values: no keys, index attributes or discriminator."""
+        hidden = _KEY_ATTRIBUTES | self.internal
+        values = {}
+        for name in self.get_attributes():
+            if name in hidden:
+                continue
+            value = getattr(self, name)
+            if value is not None:
+                values[name] = value
+        return values
+
+    def as_item(self) -> dict[str, Any]:
+        """The item as the table holds it, keys included (for code that still reads plain dicts)."""
+        values: dict[str, Any] = {}
+        for name, attribute in self.get_attributes().items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name == "entity":
+                value = self.kind()
+            elif isinstance(value, dt.datetime):
+                value = int(value.timestamp())
+            values[attribute.attr_name] = value
+        return values
+
+    def to_model(self) -> BaseModel:
+        if self.api_model is None:
+            raise TypeError(f"{type(self).__name__} has no API model")
+        return self.api_model.model_validate(self.fields())
+
+    @classmethod
+    def absent(cls) -> Condition:
+        """The item does not exist yet (a create)."""
+        return cls.PK.does_not_exist()
+
+    @classmethod
+    def present(cls) -> Condition:
+        """The item still exists (an update or delete of something read before)."""
+        return cls.PK.exists()
+
+
+_INDEX_ATTRIBUTES = ("GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK", "GSI3PK", "GSI3SK")
+_KEY_ATTRIBUTES = frozenset({"PK", "SK", "entity", *_INDEX_ATTRIBUTES})
+
+
+def bind_table(table_name: str) -> None:
+    """Point every entity at the deployment's table (and drop connections to another one)."""
+    Entity.Meta.table_name = table_name
+    Entity._connection = None
+    for cls in _all_subclasses(Entity):
+        if "_connection" in vars(cls):
+            cls._connection = None
+
+
+def _all_subclasses(cls: type[Entity]) -> Iterator[type[Entity]]:
+    sub: type[Entity]
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _all_subclasses(sub)
+
+
+def number(**kwargs: Any) -> NumberAttribute:
+    """An integer or decimal attribute (shorthand for the many counters and sizes)."""
+    return NumberAttribute(**kwargs)

@@ -1,0 +1,222 @@
+"""The entity layer and the store's primitives, against moto: kinds come back as their class,
+versions guard every change, index attributes follow the fields, transactions name their
+operations, filtered lists fill their pages, and writes that lose a race are retried."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from botocore.exceptions import ClientError
+
+from devstack import aws
+from tests.conftest import SIGNING_SECRET
+
+WS = "ws_entities"
+
+
+@pytest.fixture
+def store() -> Iterator[object]:
+    from agentplane import store as store_module
+    from agentplane.settings import get_settings
+
+    mock = aws.start()
+    try:
+        aws.provision(SIGNING_SECRET)
+        get_settings.cache_clear()
+        store_module.reset_store()
+        yield store_module.get_store()
+    finally:
+        store_module.reset_store()
+        mock.stop()
+
+
+def _team(team_id: str, name: str) -> object:
+    from agentplane.entities.teams import TeamItem
+
+    return TeamItem(
+        workspace_id=WS,
+        id=team_id,
+        name=name,
+        member_count=0,
+        created_by="u_1",
+        created_at="2026-12-01T00:00:00Z",
+        updated_at="2026-12-01T00:00:00Z",
+    )
+
+
+def test_an_item_read_back_is_its_own_kind_with_keys_index_and_version_set(store) -> None:
+    from agentplane import keys
+    from agentplane.entities.base import Entity
+    from agentplane.entities.teams import TeamItem
+
+    store.create(_team("team_1", "Core"))
+
+    raw = store.get(keys.team_key(WS, "team_1"))
+    assert raw["entity"] == "team"
+    assert (raw["GSI1PK"], raw["GSI1SK"]) == (keys.team_list_gsi(WS), "team_1")
+    assert raw["name_lower"] == "core" and raw["version"] == 1
+    read = store.read(Entity, keys.team_key(WS, "team_1"))
+    assert isinstance(read, TeamItem)
+    assert read.to_model().model_dump()["name"] == "Core"
+    assert "name_lower" not in read.to_model().model_dump()
+
+
+def test_creating_an_item_twice_fails_and_names_what_is_stored(store) -> None:
+    from agentplane.store import ConditionFailed
+
+    store.create(_team("team_1", "Core"))
+    with pytest.raises(ConditionFailed) as lost:
+        store.create(_team("team_1", "Other"))
+    from agentplane.entities.teams import TeamItem
+
+    assert lost.value.current_as(TeamItem).name == "Core"
+
+
+def test_a_change_from_a_stale_read_loses_and_the_winner_bumps_the_version(store) -> None:
+    from agentplane import keys
+    from agentplane.entities.teams import TeamItem
+    from agentplane.store import ConditionFailed
+
+    store.create(_team("team_1", "Core"))
+    first = store.read(TeamItem, keys.team_key(WS, "team_1"))
+    second = store.read(TeamItem, keys.team_key(WS, "team_1"))
+
+    saved = store.change(first, first.assign(name="Platform"))
+    with pytest.raises(ConditionFailed):
+        store.change(second, second.assign(description="stale"))
+
+    assert saved.version == 2 and saved.name == "Platform"
+    stored = store.get(keys.team_key(WS, "team_1"))
+    assert stored["version"] == 2 and stored["description"] == ""
+    assert stored["name_lower"] == "platform"  # the derived attribute followed the name
+
+
+def test_bookkeeping_by_key_leaves_the_version_alone(store) -> None:
+    from agentplane import keys
+    from agentplane.entities.teams import TeamItem
+
+    store.create(_team("team_1", "Core"))
+    after = store.adjust(TeamItem, keys.team_key(WS, "team_1"), [TeamItem.member_count.add(3)])
+
+    assert after.member_count == 3 and after.version == 1
+
+
+def test_a_cancelled_transaction_names_the_operation_that_failed_and_what_it_found(store) -> None:
+    from agentplane import keys
+    from agentplane.entities.teams import TeamItem
+    from agentplane.store import TransactionFailed
+
+    store.create(_team("team_1", "Core"))
+    tx = store.transaction()
+    tx.create(_team("team_2", "New"), name="new_team")
+    tx.create(_team("team_1", "Again"), name="existing_team")
+    with pytest.raises(TransactionFailed) as cancelled:
+        tx.commit()
+
+    assert cancelled.value.failed == "existing_team"
+    assert cancelled.value.reason("new_team") == "None"
+    assert cancelled.value.current("existing_team", TeamItem).name == "Core"
+    assert store.get(keys.team_key(WS, "team_2")) is None  # nothing of it was applied
+
+
+def test_two_operations_of_one_transaction_cannot_share_a_name(store) -> None:
+    tx = store.transaction()
+    tx.create(_team("team_1", "A"), name="team")
+    with pytest.raises(ValueError, match="named 'team'"):
+        tx.create(_team("team_2", "B"), name="team")
+
+
+def test_a_filtered_page_fills_up_across_rounds_and_resumes_after_its_last_item(store) -> None:
+    from agentplane import keys
+    from agentplane.entities.teams import TeamItem
+    from agentplane.store import QuerySpec
+
+    for n in range(250):
+        store.create(_team(f"team_{n:03d}", "match" if n % 3 == 0 else "other"))
+    spec = QuerySpec(keys.team_list_gsi(WS), index=keys.GSI1, filter=TeamItem.name_lower == "match")
+
+    first = store.fill(TeamItem, spec, limit=40)
+    second = store.fill(TeamItem, spec, limit=40, start=first.last_key)
+    rest = store.fill(TeamItem, spec, limit=40, start=second.last_key)
+
+    ids = [t.id for t in first.items + second.items + rest.items]
+    assert len(first.items) == len(second.items) == 40  # more than one Query round each
+    assert ids == [f"team_{n:03d}" for n in range(0, 250, 3)]  # none skipped, none twice
+    assert rest.last_key is None
+
+
+def test_a_filtered_page_stops_at_its_read_budget_with_a_cursor_to_go_on(store) -> None:
+    from agentplane import keys
+    from agentplane.entities.teams import TeamItem
+    from agentplane.store import QuerySpec
+
+    for n in range(30):
+        store.create(_team(f"team_{n:03d}", "other"))
+    spec = QuerySpec(keys.team_list_gsi(WS), index=keys.GSI1, filter=TeamItem.name_lower == "match")
+
+    page = store.fill(TeamItem, spec, limit=10, budget=20)
+
+    assert page.items == [] and page.last_key is not None
+
+
+def test_read_or_404_says_what_is_missing(store) -> None:
+    from agentplane import keys
+    from agentplane.entities.teams import TeamItem
+    from agentplane.errors import NotFound
+
+    with pytest.raises(NotFound, match="team team_9 not found"):
+        store.read_or_404(TeamItem, keys.team_key(WS, "team_9"), "team team_9 not found")
+
+
+def _conflict() -> ClientError:
+    return ClientError({"Error": {"Code": "TransactionConflict", "Message": "busy"}}, "TransactWriteItems")
+
+
+def test_retrying_repeats_a_lost_race_until_it_wins() -> None:
+    from agentplane.store import retrying
+
+    calls: list[int] = []
+
+    def write() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise _conflict()
+        return "written"
+
+    assert retrying(write, retry_if=lambda e: isinstance(e, ClientError), base_delay=0) == "written"
+    assert len(calls) == 3
+
+
+def test_retrying_gives_up_after_its_attempts_and_never_retries_other_failures() -> None:
+    from agentplane.store import retrying
+
+    attempts: list[int] = []
+
+    def always_busy() -> None:
+        attempts.append(1)
+        raise _conflict()
+
+    with pytest.raises(ClientError):
+        retrying(always_busy, retry_if=lambda e: isinstance(e, ClientError), attempts=4, base_delay=0)
+    assert len(attempts) == 4
+
+    def broken() -> None:
+        attempts.append(1)
+        raise KeyError("bug")
+
+    with pytest.raises(KeyError):
+        retrying(broken, retry_if=lambda e: isinstance(e, ClientError), base_delay=0)
+    assert len(attempts) == 5
+
+
+def test_each_access_pattern_is_registered_with_its_entity_and_index() -> None:
+    from agentplane import keys
+    from agentplane.entities import teams
+    from agentplane.entities.patterns import PATTERNS
+
+    registered = {p.function: p for p in PATTERNS}
+    listing = registered["agentplane.entities.teams.teams_of_workspace"]
+    assert listing.entity is teams.TeamItem and listing.index == keys.GSI1
+    assert listing.partition is keys.team_list_gsi
+    assert "creation order" in listing.purpose
