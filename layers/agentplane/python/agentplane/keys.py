@@ -413,10 +413,13 @@ def sprint_key(ws_id: str, number: int) -> Key:
     return key(ws_pk(ws_id), f"{SPRINT_PREFIX}{number:010d}")
 
 
+SPRINT_STATS_PREFIX = "SPRINTSTATS#"
+
+
 def sprint_stats_key(ws_id: str, number: int) -> Key:
     """One sprint's task counters (totals, by status, agent, type, priority and completion day),
     moved in each task's own transaction: sprint analytics and velocity read this one item."""
-    return key(ws_pk(ws_id), f"SPRINTSTATS#{number:010d}")
+    return key(ws_pk(ws_id), f"{SPRINT_STATS_PREFIX}{number:010d}")
 
 
 def sprint_counter_key(ws_id: str) -> Key:

@@ -125,7 +125,7 @@ def _counter_fields(ws: str, pk: str, sk: str) -> Item:
     """The plain attributes a counter item carries besides its counts."""
     if pk == keys.task_day_pk(ws):
         return {keys.ENTITY: "task_day_stats", "workspace_id": ws, "date": sk}
-    if sk.startswith("SPRINTSTATS#"):
+    if sk.startswith(keys.SPRINT_STATS_PREFIX):
         return {keys.ENTITY: "sprint_stats", "workspace_id": ws, "sprint": int(sk.split("#", 1)[1])}
     return {keys.ENTITY: "task_totals", "workspace_id": ws}
 
