@@ -16,8 +16,6 @@ from agentplane.access import workspace_access
 from agentplane.http import (
     PROBLEM_RESPONSES,
     Cursor,
-    Data,
-    DataList,
     IfMatch,
     Limit,
     create_app,
@@ -31,6 +29,7 @@ from agentplane.http import (
     request_principal,
 )
 from agentplane.logic import invites, members, teams, transfer, workspaces
+from agentplane.models.envelope import Data, DataList
 from agentplane.models.workspaces import (
     CommonEnv,
     CommonEnvPut,

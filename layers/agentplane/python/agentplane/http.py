@@ -12,7 +12,7 @@ import contextvars
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
@@ -20,7 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from aws_lambda_powertools.logging import correlation_paths
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BeforeValidator
 
 from agentplane import idempotency, ratelimit, request_body
 from agentplane.access import workspace_access
@@ -33,7 +33,6 @@ from agentplane.settings import get_settings, require_settings
 from agentplane.store import ConditionFailed, TransactionFailed, defer_check, get_store
 
 PROBLEM_JSON = "application/problem+json"
-T = TypeVar("T")
 
 # Headers to add to whatever response this invocation ends with (rate-limit figures).
 _extra_headers: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("extra_headers", default=None)
@@ -68,29 +67,6 @@ IfMatch = Annotated[
     BeforeValidator(version_from_if_match),
     Header(alias="if-match", description='The version the change is based on: the ETag a GET answered ("3")'),
 ]
-
-
-class PageMeta(BaseModel):
-    next_cursor: str | None = None
-    limit: int
-
-
-class Data(BaseModel, Generic[T]):
-    data: T
-
-
-class DataList(BaseModel, Generic[T]):
-    data: list[T]
-    meta: PageMeta
-
-
-class Problem(BaseModel):
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str = ""
-    errors: list[dict[str, Any]] | None = Field(default=None)
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
