@@ -24,7 +24,7 @@ from pydantic import BeforeValidator
 
 from agentplane import idempotency, ratelimit, request_body
 from agentplane.access import workspace_access
-from agentplane.auth import caller
+from agentplane.auth import caller, key_usage
 from agentplane.auth.principal import Principal
 from agentplane.errors import AppError, BadRequest, Conflict, NotFound, Unauthorized, Unprocessable
 from agentplane.ids import MAX_PATH_ID_LENGTH, is_path_id
@@ -322,11 +322,8 @@ def _count_use(principal: Principal | None) -> None:
 
 
 def _count_key_use(workspace_id: str, key_id: str) -> None:
-    # Imported on first use: only functions that workspace keys call pay for it.
-    from agentplane.logic.api_keys import count_request
-
     try:
-        count_request(workspace_id, key_id)
+        key_usage.count_request(workspace_id, key_id)
     except (BotoCoreError, ClientError):
         # The usage log is bookkeeping: a throttled write must not refuse a valid key.
         logger.warning("could not record API key usage", exc_info=True)
