@@ -19,13 +19,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from agentplane import audit, keys
+from agentplane import audit, clients, keys
 from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import Conflict, Forbidden, InvalidTransition, MissingScope, NotFound, RateLimited
@@ -77,15 +75,6 @@ _TIMESTAMP_FIELDS = {
     RunStatus.failed: "failed_at",
     RunStatus.cancelled: "cancelled_at",
 }
-
-
-@lru_cache(maxsize=1)
-def _states() -> Any:
-    return boto3.client("stepfunctions")
-
-
-def reset_clients() -> None:
-    _states.cache_clear()
 
 
 # ------------------------------------------------------------------------------------- reading
@@ -396,9 +385,9 @@ def _signal(
         return
     try:
         if success is not None:
-            _states().send_task_success(taskToken=token, output=json.dumps(success))
+            clients.stepfunctions().send_task_success(taskToken=token, output=json.dumps(success))
         else:
-            _states().send_task_failure(taskToken=token, error=error, cause=f"run {item['id']}")
+            clients.stepfunctions().send_task_failure(taskToken=token, error=error, cause=f"run {item['id']}")
     except ClientError as exc:
         logger.info("run wait already resolved", extra={"run_id": item["id"], "phase": phase, "error": str(exc)})
 
@@ -417,7 +406,7 @@ def start_execution(item: dict[str, Any]) -> None:
         "approval_timeout_seconds": get_settings().approval_timeout_seconds,
     }
     try:
-        _states().start_execution(stateMachineArn=arn, name=item["id"], input=json.dumps(execution_input))
+        clients.stepfunctions().start_execution(stateMachineArn=arn, name=item["id"], input=json.dumps(execution_input))
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
             raise
@@ -631,7 +620,7 @@ def _heartbeat_execution(item: dict[str, Any]) -> None:
     if not token or item.get("task_phase") != "work":
         return
     try:
-        _states().send_task_heartbeat(taskToken=token)
+        clients.stepfunctions().send_task_heartbeat(taskToken=token)
     except ClientError as exc:
         logger.info("heartbeat for a finished wait", extra={"run_id": item["id"], "error": str(exc)})
 
