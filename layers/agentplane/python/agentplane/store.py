@@ -415,6 +415,14 @@ class Store:
             raise ConditionFailed(deserialize(exc.response.get("Item"))) from exc
 
 
+_store: Store | None = None
+
+
 def get_store() -> Store:
-    """The store over the configured table, with the process's client (agentplane.clients)."""
-    return Store(get_settings().table_name)
+    """The process-wide store over the configured table; its client is the process's
+    (agentplane.clients), so importing a module costs none."""
+    global _store
+    table_name = get_settings().table_name
+    if _store is None or _store.table_name != table_name:
+        _store = Store(table_name)
+    return _store
