@@ -586,7 +586,7 @@ class CountingLambdas(Lambdas):
 def local_stack() -> Iterator[tuple[HttpApi, Counter]]:
     """A fresh emulated stack whose DynamoDB calls are counted."""
     ensure_layer_on_path()
-    from agentplane import crypto, idempotency, ratelimit, store
+    from agentplane import clients, idempotency, ratelimit
     from agentplane.settings import get_settings
 
     mock = aws.start()
@@ -599,11 +599,9 @@ def local_stack() -> Iterator[tuple[HttpApi, Counter]]:
         events.register("before-call.dynamodb", counter.hook)
         events.register("before-parameter-build.dynamodb.TransactWriteItems", counter.transaction_hook)
         events.register("before-parameter-build.dynamodb.BatchGetItem", counter.batch_hook)
-        store.reset_store()
-        crypto.reset()
+        clients.reset()  # clients built earlier belong to the previous scenario's emulation
         idempotency.reset()
         ratelimit.reset_local_counters()
-        _reset_service_clients()
         with quiet_functions():
             yield HttpApi(CountingLambdas(template.functions())), counter
     finally:
@@ -613,18 +611,9 @@ def local_stack() -> Iterator[tuple[HttpApi, Counter]]:
         events.unregister("before-parameter-build.dynamodb.BatchGetItem", counter.batch_hook)
         stepfunctions.end_running_executions()  # no execution of this stack runs on into the next
         mock.stop()
-        store.reset_store()
+        clients.reset()
         idempotency.reset()
         get_settings.cache_clear()
-
-
-def _reset_service_clients() -> None:
-    """Clients the layer caches belong to the previous scenario's emulation."""
-    from agentplane.logic import run_telemetry, runs, schedules
-
-    runs.reset_clients()
-    run_telemetry.reset_clients()
-    schedules.reset_clients()
 
 
 # ---------------------------------------------------------------- the world a route needs

@@ -69,7 +69,7 @@ class Client:
 
 @pytest.fixture
 def stack() -> Iterator[aws.Resources]:
-    from agentplane import crypto, idempotency, ratelimit, store
+    from agentplane import clients, idempotency, ratelimit
     from agentplane.auth import caller
     from agentplane.settings import get_settings
 
@@ -77,25 +77,15 @@ def stack() -> Iterator[aws.Resources]:
     try:
         resources = aws.provision(SIGNING_SECRET)
         get_settings.cache_clear()  # each stack has its own KMS key, so settings read earlier are stale
-        store.reset_store()
-        crypto.reset()
+        clients.reset()  # clients built earlier belong to the previous test's emulation
         idempotency.reset()
         ratelimit.reset_local_counters()
         caller.forget_all()
-        _reset_service_clients()
         yield resources
     finally:
         mock.stop()
-        store.reset_store()
+        clients.reset()
         idempotency.reset()
-
-
-def _reset_service_clients() -> None:
-    """Clients cached by the layer belong to the previous test's emulation."""
-    from agentplane.logic import run_telemetry, runs
-
-    runs.reset_clients()
-    run_telemetry.reset_clients()
 
 
 @pytest.fixture

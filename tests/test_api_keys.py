@@ -523,7 +523,7 @@ def test_usage_counts_requests_and_stamps_last_used(api, user, workspace):
 
 def test_usage_is_bucketed_per_minute_newest_first_and_totals_survive_folding(api, user, workspace):
     from agentplane import keys
-    from agentplane.logic.api_keys import record_use
+    from agentplane.auth.key_usage import record_use
     from agentplane.store import get_store
 
     api.token = user["token"]
@@ -558,7 +558,7 @@ def test_usage_of_a_revoked_key_stays_readable(api, user, workspace):
 
 
 def test_the_total_counts_recent_minutes_that_do_not_fit_on_the_first_page(api, user, workspace):
-    from agentplane.logic.api_keys import record_use
+    from agentplane.auth.key_usage import record_use
 
     api.token = user["token"]
     key = create_key(api, workspace, scopes=["tasks:read"])
@@ -589,7 +589,7 @@ def test_usage_of_a_deleted_or_unknown_key_is_404(api, user, workspace):
 def test_a_failed_usage_write_never_refuses_a_valid_key(api, user, workspace, monkeypatch):
     from botocore.exceptions import ClientError
 
-    from agentplane.logic import api_keys
+    from agentplane.auth import key_usage
 
     api.token = user["token"]
     key = create_key(api, workspace, scopes=["tasks:read"])
@@ -597,7 +597,7 @@ def test_a_failed_usage_write_never_refuses_a_valid_key(api, user, workspace, mo
     def throttled(*args: Any, **kwargs: Any) -> None:
         raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "UpdateItem")
 
-    monkeypatch.setattr(api_keys, "_fold_usage", throttled)
+    monkeypatch.setattr(key_usage, "_fold_usage", throttled)
     assert api.get(tasks_path(workspace), token=key["key"]).status == 200
 
 
@@ -715,7 +715,7 @@ def test_agent_keys_refuse_an_expiry_and_scopes_beyond_an_agents(api, user, work
 
 
 def test_usage_counts_every_request_of_a_key(api, user, workspace):
-    from agentplane.logic.api_keys import USAGE_BATCH, USAGE_WRITTEN_AT_ONCE
+    from agentplane.auth.key_usage import USAGE_BATCH, USAGE_WRITTEN_AT_ONCE
 
     api.token = user["token"]
     key = create_key(api, workspace, scopes=["tasks:read"])

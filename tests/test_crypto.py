@@ -4,9 +4,9 @@ import pytest
 
 
 def test_sealed_value_opens_only_in_its_workspace(stack):
-    from agentplane import crypto
+    from agentplane import clients, crypto
 
-    crypto.reset()
+    clients.reset()
     sealed = crypto.seal("sk-live-123456", "ws_a")
     assert "sk-live-123456" not in str(sealed)
     assert crypto.unseal(sealed, "ws_a") == "sk-live-123456"

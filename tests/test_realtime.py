@@ -43,7 +43,7 @@ def wait_for(check: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
 @pytest.fixture
 def gateway(executions: aws.Resources, lambdas: Lambdas) -> Iterator[websocket.WebSocketGateway]:
     """template.yaml's WebSocket API on a free local port, its routes calling the real functions."""
-    realtime.reset_clients()
+    _reset_realtime()
     [api] = template.websocket_apis()
     served = websocket.WebSocketGateway(api, lambdas, "127.0.0.1", 0)
     served.start()
@@ -53,7 +53,15 @@ def gateway(executions: aws.Resources, lambdas: Lambdas) -> Iterator[websocket.W
     finally:
         served.stop()
         websocket.uninstall_management_api()
-        realtime.reset_clients()
+        _reset_realtime()
+
+
+def _reset_realtime() -> None:
+    """Posts go to this gateway, through a client built for it, to the endpoint of this stack."""
+    from agentplane import clients
+
+    clients.reset()
+    realtime.get_realtime_settings.cache_clear()
 
 
 @pytest.fixture
@@ -774,17 +782,13 @@ def test_since_must_match_the_channels_ids(api, user, workspace, sockets):
 
 def _reset_layer_caches() -> None:
     """The layer caches clients and settings per process; a new emulation needs fresh ones."""
-    from agentplane import crypto, idempotency, ratelimit, store
-    from agentplane.logic import runs
+    from agentplane import idempotency, ratelimit
     from agentplane.settings import get_settings
 
     get_settings.cache_clear()
-    store.reset_store()
-    crypto.reset()
     idempotency.reset()
     ratelimit.reset_local_counters()
-    runs.reset_clients()
-    realtime.reset_clients()
+    _reset_realtime()
 
 
 def _free_port() -> int:

@@ -29,12 +29,13 @@ ENV_SECRET = "hunter2-database-password"
 @pytest.fixture(autouse=True)
 def quick_streams(stack: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Streams wait 1 s at most here, polling often, so idle answers come back quickly."""
-    from agentplane.logic import run_telemetry, sse
+    from agentplane import clients
+    from agentplane.logic import sse
 
     monkeypatch.setenv("SSE_MAX_WAIT_SECONDS", "1")
     monkeypatch.setenv("SSE_POLL_SECONDS", "0.05")
     sse.get_stream_settings.cache_clear()
-    run_telemetry.reset_clients()
+    clients.reset()
     yield
     sse.get_stream_settings.cache_clear()
 

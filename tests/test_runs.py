@@ -574,6 +574,21 @@ def test_list_runs_filters_by_status_and_project(api, user, workspace):
     act(api, workspace, b, "cancel")
 
 
+def test_a_list_of_approved_runs_reads_the_workspace_setting_once_not_per_run(api, user, workspace):
+    from tests.dynamo_calls import counted_calls
+
+    api.token = user["token"]
+    approved = {approved_run(api, workspace, auto_push=True)["id"] for _ in range(3)}
+    wait_for(lambda: not running_executions())  # their executions' final writes are done
+    assert api.get(runs_path(workspace)).status == 200  # the caller's token is seen from here on
+
+    with counted_calls() as calls:
+        listed = api.get(runs_path(workspace)).json["data"]
+
+    assert {run["id"] for run in listed if run["actions"]["can_push"]} == approved
+    assert sorted(call.operation for call in calls) == ["BatchGetItem", "GetItem", "Query"]
+
+
 def test_bad_input_and_strangers(api, user, workspace):
     api.token = user["token"]
     assert api.post(runs_path(workspace), {"title": "x", "prompt": "y", "kind": "nope"}).status == 422

@@ -166,13 +166,13 @@ def test_run_target_with_an_unknown_project_is_422(api, user, workspace):
 
 
 def test_scheduler_refusing_a_new_schedule_is_422_and_writes_nothing(api, user, workspace, monkeypatch):
-    from agentplane.logic import schedules
+    from agentplane import clients
 
     class Refusing:
         def create_schedule(self, **kwargs: Any) -> None:
             raise ClientError({"Error": {"Code": "ValidationException", "Message": "bad expression"}}, "CreateSchedule")
 
-    monkeypatch.setattr(schedules, "_scheduler", lambda: Refusing())
+    monkeypatch.setattr(clients, "scheduler", lambda: Refusing())
     api.token = user["token"]
     response = api.post(
         schedules_path(workspace), {"name": "x", "expression": "rate(5 minutes)", "target": QUEUE_TARGET}
@@ -208,7 +208,7 @@ def test_patch_can_replace_the_target(api, user, workspace):
 
 
 def test_scheduler_refusing_an_update_leaves_the_schedule_as_it_was(api, user, workspace, monkeypatch):
-    from agentplane.logic import schedules
+    from agentplane import clients
 
     api.token = user["token"]
     schedule = create(api, workspace)
@@ -217,7 +217,7 @@ def test_scheduler_refusing_an_update_leaves_the_schedule_as_it_was(api, user, w
         def update_schedule(self, **kwargs: Any) -> None:
             raise ClientError({"Error": {"Code": "ValidationException", "Message": "no"}}, "UpdateSchedule")
 
-    monkeypatch.setattr(schedules, "_scheduler", lambda: Refusing())
+    monkeypatch.setattr(clients, "scheduler", lambda: Refusing())
     path = schedules_path(workspace, f"/{schedule['id']}")
     refused = api.patch(path, {"expression": "rate(10 minutes)"})
     assert refused.status == 422
@@ -234,12 +234,12 @@ def test_scheduler_refusing_an_update_leaves_the_schedule_as_it_was(api, user, w
 def test_concurrent_patches_leave_scheduler_with_the_stored_definition(api, user, workspace, monkeypatch):
     import threading
 
-    from agentplane.logic import schedules
+    from agentplane import clients
 
     api.token = user["token"]
     schedule = create(api, workspace)
     path = schedules_path(workspace, f"/{schedule['id']}")
-    real = schedules._scheduler()
+    real = clients.scheduler()
     first_push_waiting, let_it_go = threading.Event(), threading.Event()
 
     class Slow:
@@ -254,7 +254,7 @@ def test_concurrent_patches_leave_scheduler_with_the_stored_definition(api, user
                 let_it_go.wait(10)
             return real.update_schedule(**definition)
 
-    monkeypatch.setattr(schedules, "_scheduler", lambda: Slow())
+    monkeypatch.setattr(clients, "scheduler", lambda: Slow())
     answers: list[Any] = []
     first = threading.Thread(target=lambda: answers.append(api.patch(path, {"expression": "rate(10 minutes)"})))
     first.start()

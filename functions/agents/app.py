@@ -12,8 +12,6 @@ from agentplane.access import workspace_access
 from agentplane.http import (
     PROBLEM_RESPONSES,
     Cursor,
-    Data,
-    DataList,
     IfMatch,
     Limit,
     create_app,
@@ -47,6 +45,7 @@ from agentplane.models.agents import (
     StallCheck,
     StallCheckResult,
 )
+from agentplane.models.envelope import Data, DataList
 
 app = create_app()
 BASE = "/api/v1/workspaces/<ws>/agents"

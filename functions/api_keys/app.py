@@ -15,8 +15,6 @@ from agentplane.access import workspace_access
 from agentplane.http import (
     PROBLEM_RESPONSES,
     Cursor,
-    Data,
-    DataList,
     IfMatch,
     Limit,
     create_app,
@@ -37,6 +35,7 @@ from agentplane.models.api_keys import (
     ApiKeyUsagePage,
     ApiKeyWithSecret,
 )
+from agentplane.models.envelope import Data, DataList
 
 app = create_app()
 BASE = "/api/v1/workspaces/<ws>/api-keys"

@@ -12,8 +12,6 @@ from agentplane.access import workspace_access
 from agentplane.http import (
     PROBLEM_RESPONSES,
     Cursor,
-    Data,
-    DataList,
     Limit,
     create_app,
     created,
@@ -25,6 +23,7 @@ from agentplane.http import (
 )
 from agentplane.logic import activity
 from agentplane.models.audit import Activity, ActivityCreate, ActivityLevel, ActivityStats, AuditEvent, LogLine
+from agentplane.models.envelope import Data, DataList
 
 app = create_app()
 WS = "/api/v1/workspaces/<ws>"

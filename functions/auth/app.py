@@ -9,7 +9,6 @@ from aws_lambda_powertools.event_handler import Response
 from agentplane.http import (
     PROBLEM_RESPONSES,
     PUBLIC,
-    Data,
     create_app,
     created,
     lambda_entry,
@@ -34,6 +33,7 @@ from agentplane.models.auth import (
     Session,
     User,
 )
+from agentplane.models.envelope import Data
 
 app = create_app()
 # Unauthenticated routes are limited per client IP (AUTH_RATE_LIMIT_PER_MINUTE, 60 by default).

@@ -8,9 +8,10 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from agentplane.access import workspace_access
-from agentplane.http import PROBLEM_RESPONSES, Data, create_app, lambda_entry, ok, request_principal
+from agentplane.http import PROBLEM_RESPONSES, create_app, lambda_entry, ok, request_principal
 from agentplane.logic import dashboard
 from agentplane.models.dashboard import AgentEfficiencyReport, AgentQueueHealthReport, DashboardStats
+from agentplane.models.envelope import Data
 
 app = create_app()
 BASE = "/api/v1/workspaces/<ws>/dashboard"

@@ -43,7 +43,7 @@ class SchemaConflict(RuntimeError):
 
 
 def problem_schema() -> dict[str, Any]:
-    from agentplane.http import Problem
+    from agentplane.models.envelope import Problem
 
     schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     schema["description"] = (

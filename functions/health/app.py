@@ -5,8 +5,9 @@ where load balancers and uptime checks look for them."""
 
 from __future__ import annotations
 
-from agentplane.http import PUBLIC, Data, create_app, lambda_entry
+from agentplane.http import PUBLIC, create_app, lambda_entry
 from agentplane.logic import health
+from agentplane.models.envelope import Data
 from agentplane.models.health import Constants, Health, Ready, SiteStatus, Version
 
 app = create_app()

@@ -15,8 +15,6 @@ from agentplane.access import workspace_access
 from agentplane.http import (
     PROBLEM_RESPONSES,
     Cursor,
-    Data,
-    DataList,
     IfMatch,
     Limit,
     create_app,
@@ -29,6 +27,7 @@ from agentplane.http import (
     request_principal,
 )
 from agentplane.logic import knowledge
+from agentplane.models.envelope import Data, DataList
 from agentplane.models.knowledge import (
     Adr,
     AdrCreate,

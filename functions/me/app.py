@@ -9,8 +9,6 @@ from aws_lambda_powertools.event_handler import Response
 from agentplane.http import (
     PROBLEM_RESPONSES,
     Cursor,
-    Data,
-    DataList,
     Limit,
     create_app,
     created,
@@ -22,6 +20,7 @@ from agentplane.http import (
     request_principal,
 )
 from agentplane.logic import me
+from agentplane.models.envelope import Data, DataList
 from agentplane.models.me import (
     PersonalAccessToken,
     PersonalAccessTokenCreate,

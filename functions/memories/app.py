@@ -12,8 +12,6 @@ from agentplane.access import workspace_access
 from agentplane.http import (
     PROBLEM_RESPONSES,
     Cursor,
-    Data,
-    DataList,
     IfMatch,
     Limit,
     create_app,
@@ -27,6 +25,7 @@ from agentplane.http import (
 )
 from agentplane.logic import memories
 from agentplane.models.agents import AGENT_NAME_PATTERN
+from agentplane.models.envelope import Data, DataList
 from agentplane.models.memories import MEMORY_KEY_PATTERN, Memory, MemoryPut, MemoryType
 
 app = create_app()

@@ -12,8 +12,6 @@ from agentplane.access import workspace_access
 from agentplane.http import (
     PROBLEM_RESPONSES,
     Cursor,
-    Data,
-    DataList,
     IfMatch,
     Limit,
     create_app,
@@ -27,6 +25,7 @@ from agentplane.http import (
     request_principal,
 )
 from agentplane.logic import docs, projects, runs, snapshots
+from agentplane.models.envelope import Data, DataList
 from agentplane.models.projects import (
     MaintenanceAction,
     MaintenanceRun,

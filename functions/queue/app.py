@@ -11,8 +11,6 @@ from agentplane.access import workspace_access
 from agentplane.http import (
     PROBLEM_RESPONSES,
     Cursor,
-    Data,
-    DataList,
     Limit,
     create_app,
     created,
@@ -23,6 +21,7 @@ from agentplane.http import (
     request_principal,
 )
 from agentplane.logic import queue
+from agentplane.models.envelope import Data, DataList
 from agentplane.models.queue import (
     JobClaim,
     JobClaimResult,

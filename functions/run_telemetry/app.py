@@ -13,8 +13,6 @@ from agentplane.access import workspace_access
 from agentplane.http import (
     PROBLEM_RESPONSES,
     Cursor,
-    Data,
-    DataList,
     Limit,
     create_app,
     created,
@@ -25,6 +23,7 @@ from agentplane.http import (
     request_principal,
 )
 from agentplane.logic import run_telemetry, sse
+from agentplane.models.envelope import Data, DataList
 from agentplane.models.run_telemetry import (
     Artifact,
     ArtifactCreate,

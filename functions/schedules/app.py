@@ -12,8 +12,6 @@ from agentplane.access import workspace_access
 from agentplane.http import (
     PROBLEM_RESPONSES,
     Cursor,
-    Data,
-    DataList,
     IfMatch,
     Limit,
     create_app,
@@ -26,6 +24,7 @@ from agentplane.http import (
     request_principal,
 )
 from agentplane.logic import schedules
+from agentplane.models.envelope import Data, DataList
 from agentplane.models.schedules import Schedule, ScheduleCreate, ScheduleFiring, ScheduleUpdate
 
 app = create_app()

@@ -7,8 +7,9 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from agentplane.access import workspace_access
-from agentplane.http import PROBLEM_RESPONSES, Data, create_app, lambda_entry, ok, request_principal
+from agentplane.http import PROBLEM_RESPONSES, create_app, lambda_entry, ok, request_principal
 from agentplane.logic import search
+from agentplane.models.envelope import Data
 from agentplane.models.search import SearchResults
 
 app = create_app()

@@ -12,11 +12,8 @@ from agentplane.access import workspace_access
 from agentplane.http import (
     PROBLEM_RESPONSES,
     Cursor,
-    Data,
-    DataList,
     IfMatch,
     Limit,
-    PageMeta,
     create_app,
     created,
     lambda_entry,
@@ -26,6 +23,7 @@ from agentplane.http import (
     request_principal,
 )
 from agentplane.logic import sprints
+from agentplane.models.envelope import Data, DataList, PageMeta
 from agentplane.models.sprints import (
     MAX_SPRINT_NUMBER,
     DailyAnalytics,

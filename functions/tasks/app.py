@@ -11,8 +11,6 @@ from agentplane.access import workspace_access
 from agentplane.http import (
     PROBLEM_RESPONSES,
     Cursor,
-    Data,
-    DataList,
     IfMatch,
     Limit,
     create_app,
@@ -25,6 +23,7 @@ from agentplane.http import (
     request_principal,
 )
 from agentplane.logic import stories, tasks, user_tasks
+from agentplane.models.envelope import Data, DataList
 from agentplane.models.tasks import (
     MAX_SPRINT,
     ReviewAction,

@@ -20,11 +20,8 @@ from agentplane.http import (
     PROBLEM_RESPONSES,
     PUBLIC,
     Cursor,
-    Data,
-    DataList,
     IfMatch,
     Limit,
-    PageMeta,
     add_response_headers,
     create_app,
     created,
@@ -37,6 +34,7 @@ from agentplane.http import (
     source_ip,
 )
 from agentplane.logic import threads
+from agentplane.models.envelope import Data, DataList, PageMeta
 from agentplane.models.threads import (
     CreatedThreadShare,
     MessageMode,

@@ -16,8 +16,6 @@ from agentplane.access import Access, workspace_access
 from agentplane.http import (
     PROBLEM_RESPONSES,
     Cursor,
-    Data,
-    DataList,
     IfMatch,
     Limit,
     create_app,
@@ -33,6 +31,7 @@ from agentplane.http import (
 )
 from agentplane.logic import invites, members, teams, transfer, workspaces
 from agentplane.models.common import ListQuery
+from agentplane.models.envelope import Data, DataList
 from agentplane.models.workspaces import (
     CommonEnv,
     CommonEnvPut,

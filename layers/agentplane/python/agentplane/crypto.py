@@ -10,21 +10,9 @@ from __future__ import annotations
 
 import base64
 import os
-from functools import lru_cache
-from typing import Any
 
+from agentplane import clients
 from agentplane.settings import get_settings
-
-
-@lru_cache(maxsize=1)
-def _kms() -> Any:
-    import boto3
-
-    return boto3.client("kms")
-
-
-def reset() -> None:
-    _kms.cache_clear()
 
 
 def seal(plaintext: str, workspace_id: str) -> dict[str, str]:
@@ -32,7 +20,9 @@ def seal(plaintext: str, workspace_id: str) -> dict[str, str]:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     context = {"workspace_id": workspace_id}
-    data_key = _kms().generate_data_key(KeyId=get_settings().kms_key_id, KeySpec="AES_256", EncryptionContext=context)
+    data_key = clients.kms().generate_data_key(
+        KeyId=get_settings().kms_key_id, KeySpec="AES_256", EncryptionContext=context
+    )
     nonce = os.urandom(12)
     ciphertext = AESGCM(data_key["Plaintext"]).encrypt(nonce, plaintext.encode(), workspace_id.encode())
     return {
@@ -46,7 +36,7 @@ def seal(plaintext: str, workspace_id: str) -> dict[str, str]:
 def unseal(sealed: dict[str, str], workspace_id: str) -> str:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    data_key = _kms().decrypt(
+    data_key = clients.kms().decrypt(
         CiphertextBlob=base64.b64decode(sealed["key"]), EncryptionContext={"workspace_id": workspace_id}
     )["Plaintext"]
     plaintext = AESGCM(data_key).decrypt(

@@ -12,7 +12,7 @@ import contextvars
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.depends import Depends
@@ -22,11 +22,11 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from aws_lambda_powertools.event_handler.request import Request
 from aws_lambda_powertools.logging import correlation_paths
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BeforeValidator
 
 from agentplane import idempotency, ratelimit, request_body
 from agentplane.access import Access, workspace_access
-from agentplane.auth import caller
+from agentplane.auth import caller, key_usage
 from agentplane.auth.principal import Principal
 from agentplane.errors import AppError, BadRequest, Conflict, NotFound, Unauthorized, Unprocessable
 from agentplane.ids import MAX_PATH_ID_LENGTH, is_path_id
@@ -35,7 +35,6 @@ from agentplane.settings import get_settings, require_settings
 from agentplane.store import ConditionFailed, TransactionFailed, defer_check, get_store
 
 PROBLEM_JSON = "application/problem+json"
-T = TypeVar("T")
 
 # Headers to add to whatever response this invocation ends with (rate-limit figures).
 _extra_headers: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("extra_headers", default=None)
@@ -70,29 +69,6 @@ IfMatch = Annotated[
     BeforeValidator(version_from_if_match),
     Header(alias="if-match", description='The version the change is based on: the ETag a GET answered ("3")'),
 ]
-
-
-class PageMeta(BaseModel):
-    next_cursor: str | None = None
-    limit: int
-
-
-class Data(BaseModel, Generic[T]):
-    data: T
-
-
-class DataList(BaseModel, Generic[T]):
-    data: list[T]
-    meta: PageMeta
-
-
-class Problem(BaseModel):
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str = ""
-    errors: list[dict[str, Any]] | None = Field(default=None)
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -362,11 +338,8 @@ def _count_use(principal: Principal | None) -> None:
 
 
 def _count_key_use(workspace_id: str, key_id: str) -> None:
-    # Imported on first use: only functions that workspace keys call pay for it.
-    from agentplane.logic.api_keys import count_request
-
     try:
-        count_request(workspace_id, key_id)
+        key_usage.count_request(workspace_id, key_id)
     except (BotoCoreError, ClientError):
         # The usage log is bookkeeping: a throttled write must not refuse a valid key.
         logger.warning("could not record API key usage", exc_info=True)

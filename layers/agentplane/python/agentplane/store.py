@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from agentplane import clients
 from agentplane.entities.base import Entity, bind_table, bump_version
 from agentplane.errors import NotFound
 from agentplane.keys import GSI1, GSI1PK, GSI1SK, GSI2, GSI2PK, GSI2SK, GSI3, GSI3PK, GSI3SK, PK, SK, Key
@@ -445,9 +444,7 @@ class Store:
 
     @property
     def client(self) -> DynamoDBClient:
-        if self._client is None:
-            self._client = boto3.client("dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 4}))
-        return self._client
+        return self._client if self._client is not None else clients.dynamodb()
 
     def settle_deferred(self) -> None:
         """Run a check still waiting for a read (before a write, or when the request ends)."""
@@ -713,16 +710,11 @@ _store: Store | None = None
 
 
 def get_store() -> Store:
-    """The process-wide store, built on first use so importing a module costs no client."""
+    """The process-wide store over the configured table; its client is the process's
+    (agentplane.clients), so importing a module costs none."""
     global _store
-    if _store is None:
-        table_name = get_settings().table_name
+    table_name = get_settings().table_name
+    if _store is None or _store.table_name != table_name:
         bind_table(table_name)
         _store = Store(table_name)
     return _store
-
-
-def reset_store() -> None:
-    """Forget the cached client (tests and the local stack rebuild it against fresh emulation)."""
-    global _store
-    _store = None

@@ -26,14 +26,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentplane import keys
+from agentplane import clients, keys
 from agentplane.access import workspace_access
 from agentplane.auth.principal import Principal
 from agentplane.auth.tokens import resolve_principal
@@ -56,11 +54,6 @@ from agentplane.store import (
     get_store,
     not_exists,
 )
-
-if TYPE_CHECKING:
-    from mypy_boto3_apigatewaymanagementapi.client import ApiGatewayManagementApiClient
-else:
-    ApiGatewayManagementApiClient = Any
 
 CONNECTION_ENTITY = "realtime_connection"
 SUBSCRIBER_ENTITY = "realtime_subscriber"
@@ -118,17 +111,6 @@ class DeliveryFailed(Exception):
     """A post failed for another reason (throttled, service error); the stream retries the record."""
 
 
-@lru_cache(maxsize=8)
-def _management_client(endpoint: str) -> ApiGatewayManagementApiClient:
-    config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
-    return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint, config=config)
-
-
-def reset_clients() -> None:
-    _management_client.cache_clear()
-    get_realtime_settings.cache_clear()
-
-
 @dataclass(frozen=True)
 class Poster:
     """Posts JSON messages to connections of one WebSocket API stage."""
@@ -138,7 +120,7 @@ class Poster:
     def send(self, connection_id: str, message: Mapping[str, Any]) -> None:
         data = json.dumps(message, separators=(",", ":"), default=str).encode()
         try:
-            _management_client(self.endpoint).post_to_connection(ConnectionId=connection_id, Data=data)
+            clients.apigatewaymanagementapi(self.endpoint).post_to_connection(ConnectionId=connection_id, Data=data)
         except ClientError as exc:
             error = exc.response.get("Error") or {}
             status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode")

@@ -16,13 +16,9 @@ import hashlib
 import random
 import time
 from datetime import timedelta
-from functools import lru_cache
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
-from agentplane import audit, keys
+from agentplane import audit, clients, keys
 from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import Conflict, InvalidCursor, InvalidTransition, NotFound, Unprocessable
@@ -75,15 +71,6 @@ _BACKOFF_CAP = 0.25
 SIGNED_URL_SECONDS = 300
 MAX_EVENT_TYPES_FILTER = 20
 _END_OF_EVENTS = keys.RUN_EVENTS_MAX_ID
-
-
-@lru_cache(maxsize=1)
-def _s3() -> Any:
-    return boto3.client("s3", config=Config(signature_version="s3v4"))
-
-
-def reset_clients() -> None:
-    _s3.cache_clear()
 
 
 # ------------------------------------------------------------------------------- reading
@@ -251,14 +238,14 @@ class _Prepared:
     def upload_outputs(self) -> None:
         bucket = get_settings().artifacts_bucket
         for key, text in self.uploads:
-            _s3().put_object(Bucket=bucket, Key=key, Body=text.encode(), ContentType="text/plain; charset=utf-8")
+            clients.s3().put_object(Bucket=bucket, Key=key, Body=text.encode(), ContentType="text/plain; charset=utf-8")
 
     def discard_outputs(self) -> None:
         """The events were refused: their command output must not linger in the bucket."""
         bucket = get_settings().artifacts_bucket
         for key, _ in self.uploads:
             try:
-                _s3().delete_object(Bucket=bucket, Key=key)
+                clients.s3().delete_object(Bucket=bucket, Key=key)
             except Exception:
                 logger.warning("could not remove refused command output", extra={"key": key})
 
@@ -441,7 +428,7 @@ def get_command(access: Access, run_id: str, command_id: str) -> RunCommandDetai
         urls[f"{stream}_url"] = None
         if item.get(f"{stream}_bytes"):
             key = keys.run_command_output_object(ws, run_id, item["id"], stream)
-            urls[f"{stream}_url"] = _s3().generate_presigned_url(
+            urls[f"{stream}_url"] = clients.s3().generate_presigned_url(
                 "get_object", Params={"Bucket": get_settings().artifacts_bucket, "Key": key},
                 ExpiresIn=SIGNED_URL_SECONDS,
             )  # fmt: skip
@@ -522,7 +509,7 @@ def create_artifact(access: Access, run_id: str, body: ArtifactCreate, request_i
     audit.record(tx, ws, access.actor_id, "run.artifact_created", "run", run_id, request_id,
                  {"artifact_id": artifact_id, "name": body.name, "size": body.size})  # fmt: skip
     access.commit(tx)
-    url = _s3().generate_presigned_url(
+    url = clients.s3().generate_presigned_url(
         "put_object",
         Params={"Bucket": get_settings().artifacts_bucket, "Key": object_key, "ContentType": body.content_type},
         ExpiresIn=SIGNED_URL_SECONDS,

@@ -19,13 +19,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from agentplane import audit, keys
+from agentplane import audit, clients, keys
 from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.errors import Conflict, Forbidden, InvalidTransition, MissingScope, NotFound, RateLimited
@@ -79,15 +77,6 @@ _TIMESTAMP_FIELDS = {
 }
 
 
-@lru_cache(maxsize=1)
-def _states() -> Any:
-    return boto3.client("stepfunctions")
-
-
-def reset_clients() -> None:
-    _states.cache_clear()
-
-
 # ------------------------------------------------------------------------------------- reading
 
 
@@ -124,8 +113,14 @@ def _auto_push_of(workspace: dict[str, Any] | None) -> bool:
     return bool(workspace.get("auto_push") or settings.get("auto_push"))
 
 
-def _auto_push_enabled(ws: str) -> bool:
-    return _auto_push_of(get_store().get(keys.workspace_key(ws)))
+def _approved(item: dict[str, Any]) -> bool:
+    return (item.get("review") or {}).get("decision") == "approved"
+
+
+def _auto_push_for(ws: str, items: list[dict[str, Any]]) -> bool:
+    """The workspace's auto-push setting as `to_run` needs it for `items`: only an approved run can
+    be pushed, so the workspace is read (once) only when one of them is approved."""
+    return any(_approved(item) for item in items) and _auto_push_of(get_store().get(keys.workspace_key(ws)))
 
 
 def execution_arn(run_id: str) -> str:
@@ -137,7 +132,7 @@ def execution_arn(run_id: str) -> str:
 def actions_for(item: dict[str, Any], access: Access | None = None, auto_push: bool = False) -> RunActions:
     status = RunStatus(item["status"])
     review = item.get("review") or {}
-    approved = review.get("decision") == "approved"
+    approved = _approved(item)
     reviewable = status == RunStatus.awaiting_approval or (status == RunStatus.completed and not review)
 
     def may(scope: str) -> bool:
@@ -157,23 +152,23 @@ def actions_for(item: dict[str, Any], access: Access | None = None, auto_push: b
     )
 
 
-def to_run(item: dict[str, Any], access: Access | None = None, auto_push: bool | None = None) -> Run:
+def to_run(item: dict[str, Any], access: Access | None = None, auto_push: bool = False) -> Run:
+    """The run as the API shows it. Reads nothing: `auto_push` is the workspace's setting, which
+    only an approved run's actions depend on (see `_auto_push_for`), unless the transition that
+    produced `item` read it with the run."""
     timestamps = {"draft": item["created_at"]}
     for status, field_name in _TIMESTAMP_FIELDS.items():
         if item.get(field_name):
             timestamps[status.value] = item[field_name]
-    if auto_push is None and "_auto_push" in item:
-        auto_push = bool(item["_auto_push"])  # read with the run by the transition that produced it
-    if auto_push is None:
-        # Only an approved run can be pushed, so only then is the workspace setting worth a read.
-        approved = (item.get("review") or {}).get("decision") == "approved"
-        auto_push = _auto_push_enabled(item["workspace_id"]) if approved else False
+    if "_auto_push" in item:
+        auto_push = bool(item["_auto_push"])
     public = {k: v for k, v in item.items() if k not in ("task_token", "task_phase", "_auto_push")}
     return Run.model_validate({**public, "timestamps": timestamps, "actions": actions_for(item, access, auto_push)})
 
 
 def get_run(access: Access, run_id: str) -> Run:
-    return to_run(_load(access.workspace_id, run_id), access)
+    item = _load(access.workspace_id, run_id)
+    return to_run(item, access, _auto_push_for(access.workspace_id, [item]))
 
 
 def list_runs(
@@ -206,7 +201,8 @@ def list_runs(
         page = get_store().query(
             keys.run_list_gsi(ws), index=keys.GSI1, limit=limit, start_key=start, newest_first=True, filter=condition
         )
-    return [to_run(item, access) for item in page.items], encode_cursor(page.last_key, scope, query)
+    auto_push = _auto_push_for(ws, page.items)
+    return [to_run(item, access, auto_push) for item in page.items], encode_cursor(page.last_key, scope, query)
 
 
 # ------------------------------------------------------------------------------------ creating
@@ -396,9 +392,9 @@ def _signal(
         return
     try:
         if success is not None:
-            _states().send_task_success(taskToken=token, output=json.dumps(success))
+            clients.stepfunctions().send_task_success(taskToken=token, output=json.dumps(success))
         else:
-            _states().send_task_failure(taskToken=token, error=error, cause=f"run {item['id']}")
+            clients.stepfunctions().send_task_failure(taskToken=token, error=error, cause=f"run {item['id']}")
     except ClientError as exc:
         logger.info("run wait already resolved", extra={"run_id": item["id"], "phase": phase, "error": str(exc)})
 
@@ -417,7 +413,7 @@ def start_execution(item: dict[str, Any]) -> None:
         "approval_timeout_seconds": get_settings().approval_timeout_seconds,
     }
     try:
-        _states().start_execution(stateMachineArn=arn, name=item["id"], input=json.dumps(execution_input))
+        clients.stepfunctions().start_execution(stateMachineArn=arn, name=item["id"], input=json.dumps(execution_input))
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
             raise
@@ -631,7 +627,7 @@ def _heartbeat_execution(item: dict[str, Any]) -> None:
     if not token or item.get("task_phase") != "work":
         return
     try:
-        _states().send_task_heartbeat(taskToken=token)
+        clients.stepfunctions().send_task_heartbeat(taskToken=token)
     except ClientError as exc:
         logger.info("heartbeat for a finished wait", extra={"run_id": item["id"], "error": str(exc)})
 

@@ -52,13 +52,11 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from agentplane import audit, keys
+from agentplane import audit, clients, keys
 from agentplane.access import Access
 from agentplane.auth.scopes import roles_with
 from agentplane.cursor import decode_cursor, encode_cursor
@@ -107,15 +105,6 @@ _CONVERGE_ATTEMPTS = 5
 _RETIRE_ATTEMPTS = 3
 
 
-@lru_cache(maxsize=1)
-def _scheduler() -> Any:
-    return boto3.client("scheduler")
-
-
-def reset_clients() -> None:
-    _scheduler.cache_clear()
-
-
 # ------------------------------------------------------------------------ EventBridge Scheduler
 
 
@@ -153,7 +142,7 @@ def scheduler_definition(item: Item) -> dict[str, Any]:
 
 
 def _push(item: Item, *, create: bool) -> None:
-    client = _scheduler()
+    client = clients.scheduler()
     definition = scheduler_definition(item)
     try:
         if create:
@@ -176,7 +165,7 @@ def _push(item: Item, *, create: bool) -> None:
 
 def _remove_from_scheduler(schedule_id: str) -> None:
     try:
-        _scheduler().delete_schedule(Name=scheduler_name(schedule_id), GroupName=SCHEDULE_GROUP)
+        clients.scheduler().delete_schedule(Name=scheduler_name(schedule_id), GroupName=SCHEDULE_GROUP)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
             raise

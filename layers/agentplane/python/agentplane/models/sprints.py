@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-from agentplane.http import PageMeta
 from agentplane.models.agents import Agent, AgentStatus, Progress
 from agentplane.models.common import Input, Output
+from agentplane.models.envelope import PageMeta
 from agentplane.models.projects import Project
 from agentplane.models.tasks import Task, TaskPriority
 

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import AliasChoices, BaseModel, Field, StringConstraints, model_validator
 
-from agentplane.http import PageMeta
 from agentplane.models.common import Input, LongText, Output
+from agentplane.models.envelope import PageMeta
 
 ThreadTitle = Annotated[str, StringConstraints(min_length=1, max_length=300)]
 Author = Annotated[str, StringConstraints(min_length=1, max_length=100)]

@@ -1,0 +1,147 @@
+"""Imports only point down: handler → logic → store, with models as plain shapes beside them.
+
+The layer never reaches up into what deploys or exercises it, a model never imports the edge or the
+domain, the HTTP edge knows no family, the store knows no domain, and a deployed function never
+carries the local stack. Every AWS client the layer calls comes from one registry. Imports made
+inside functions and under TYPE_CHECKING count as much as those at the top of a module.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYER = ROOT / "layers" / "agentplane" / "python"
+FUNCTIONS = ROOT / "functions"
+
+FUNCTIONS_USING_DEVSTACK = frozenset({"functions/docs/generate.py"})
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # the importing module, dotted
+    target: str  # what it imports, dotted: `from a import b` is `a.b`
+    path: Path
+
+    def __str__(self) -> str:
+        return f"{self.module}:{self.target}"
+
+
+def _module_name(path: Path, base: Path) -> str:
+    parts = path.relative_to(base).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _targets(tree: ast.AST, package: str) -> Iterator[str]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolved against the importing module's package
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, base] if base else parent)
+            yield from (base if alias.name == "*" else f"{base}.{alias.name}" for alias in node.names)
+
+
+def _imports_under(directory: Path, base: Path) -> list[Import]:
+    found = []
+    for path in sorted(directory.rglob("*.py")):
+        module = _module_name(path, base)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        tree = ast.parse(path.read_text(), str(path))
+        found += [Import(module, target, path) for target in _targets(tree, package)]
+    return found
+
+
+@cache
+def layer_imports() -> tuple[Import, ...]:
+    return tuple(_imports_under(LAYER / "agentplane", LAYER))
+
+
+@cache
+def function_imports() -> tuple[Import, ...]:
+    return tuple(_imports_under(FUNCTIONS, ROOT))
+
+
+def _within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def offending(imports: tuple[Import, ...], importer: str, forbidden: tuple[str, ...]) -> list[str]:
+    """`module:import` for each import of `importer` (a module or package) that reaches `forbidden`."""
+    return sorted(
+        str(found)
+        for found in imports
+        if _within(found.module, importer) and any(_within(found.target, package) for package in forbidden)
+    )
+
+
+def test_the_layer_never_imports_what_deploys_or_exercises_it():
+    bad = offending(layer_imports(), "agentplane", ("functions", "devstack", "bench", "tests"))
+    assert not bad, "the layer imports functions, devstack, bench or tests:\n" + "\n".join(bad)
+
+
+def test_models_never_import_the_edge_the_logic_the_store_or_access():
+    forbidden = ("agentplane.http", "agentplane.logic", "agentplane.store", "agentplane.access")
+    bad = offending(layer_imports(), "agentplane.models", forbidden)
+    assert not bad, "models import what is above or beside them:\n" + "\n".join(bad)
+
+
+def test_the_http_edge_never_imports_logic():
+    bad = offending(layer_imports(), "agentplane.http", ("agentplane.logic",))
+    assert not bad, "agentplane.http imports logic:\n" + "\n".join(bad)
+
+
+def test_the_store_never_imports_logic_models_or_the_edge():
+    forbidden = ("agentplane.logic", "agentplane.models", "agentplane.http")
+    bad = offending(layer_imports(), "agentplane.store", forbidden)
+    assert not bad, "agentplane.store imports logic, models or http:\n" + "\n".join(bad)
+
+
+def test_no_deployed_function_imports_the_local_stack():
+    using = [(str(found.path.relative_to(ROOT)), str(found)) for found in function_imports()
+             if _within(found.target, "devstack")]  # fmt: skip
+    bad = sorted(pair for path, pair in using if path not in FUNCTIONS_USING_DEVSTACK)
+    assert not bad, "functions import devstack:\n" + "\n".join(bad)
+    stale = sorted(FUNCTIONS_USING_DEVSTACK - {path for path, _ in using})
+    assert not stale, "allowed to import devstack but no longer does (drop it from the list):\n" + "\n".join(stale)
+
+
+def _builds_a_client(call: ast.Call) -> bool:
+    """`boto3.client(…)`, `boto3.resource(…)` or a session of its own (`boto3.Session(…)`)."""
+    name = ast.unparse(call.func)
+    return name in ("boto3.client", "boto3.resource", "boto3.Session", "boto3.session.Session")
+
+
+def test_only_the_client_registry_builds_aws_clients():
+    building = []
+    for path in sorted((LAYER / "agentplane").rglob("*.py")):
+        module = _module_name(path, LAYER)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and _builds_a_client(node) and module != "agentplane.clients":
+                building.append(f"{module}:{ast.unparse(node.func)} (line {node.lineno})")
+    assert not building, "AWS clients built outside agentplane.clients:\n" + "\n".join(building)
+
+
+def test_reset_forgets_every_client_the_registry_built():
+    from agentplane import clients
+
+    builders = [
+        value
+        for name, value in vars(clients).items()
+        if callable(value) and hasattr(value, "cache_clear") and getattr(value, "__module__", "") == clients.__name__
+    ]
+    for builder in builders:
+        arguments = ["https://api.execute-api.us-east-1.amazonaws.com/dev"] * len(inspect.signature(builder).parameters)
+        assert builder(*arguments) is builder(*arguments)  # built once, then kept
+
+    clients.reset()
+
+    kept = sorted(builder.__name__ for builder in builders if builder.cache_info().currsize)
+    assert not kept, "clients.reset() leaves these clients built:\n" + "\n".join(kept)
