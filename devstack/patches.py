@@ -1,27 +1,14 @@
-"""Every change the local stack makes to moto, in one place, each tied to the pinned moto version.
+"""Every change the local stack makes to the internals of its dependencies, in one registry.
 
 moto emulates one request at a time for tests; the local stack serves a working day from many
-threads. Each patch below names what moto does and why the stack cannot live with it. `install()`
-refuses to run on another moto version: a moved pin must be re-checked against these, not
-silently stop applying them.
+threads, and runs many Lambda instances of the functions in one process. `REGISTRY`, at the end
+of this module, lists each patch: the package and the exact version it was checked against, what
+it replaces, what it fixes and why, and the function applying it. `apply()` refuses to patch any
+other version: a moved pin fails loudly, naming the patches to re-check, instead of patching code
+that changed underneath them.
 
-- serialized DynamoDB: moto's DynamoDB is not thread-safe; every request (and the stream reads)
-  runs under one lock, as DynamoDB applies each write atomically.
-- untracked models: `BaseModel.__new__` appends every model instance ever made (every item, query
-  result and stream record) to a class-level list cleared only when a mock stops. Never read.
-- item-sized transactions: `transact_write_items` deep-copies each named table (its stream
-  included) to roll back. Here it keeps a copy of only the items it names and the stream's length.
-- page-sized queries: `Table.query` sorts the whole table, then filters it. Here a Query reads the
-  partition it names (the table's own items by hash key, or a per-index map kept on every write),
-  kept sorted between writes, and of that only the run its key condition, start key and limit
-  select, as DynamoDB reads a page.
-- bounded streams: moto keeps every stream record and every shard iterator it hands out. Records
-  older than DynamoDB's 24 hours, or read by every local consumer, are trimmed; iterators expire
-  after 15 minutes as on AWS.
-- resumable waits: a state's timeout counts from its entry and a heartbeat's from the last beat,
-  and both survive a restart (persist.restart_executions).
-- key pairs on first use: moto makes an RSA key pair for every KMS key, symmetric ones too.
-- cached ASL validation, executions not yet running: see the functions.
+A patch the stack switches on and off (the Lambda bridge, the live WebSocket connections, the
+journal, shortened waits) is applied once; while off, it hands every call to the code it replaced.
 """
 
 from __future__ import annotations
@@ -29,6 +16,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import copy
+import importlib.metadata
 import inspect
 import logging
 import math
@@ -39,9 +27,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from types import ModuleType
 from typing import Any
 
-MOTO_VERSION = "5.2.5"
+# The versions these patches were read against: the pins of requirements-dev.txt and of the
+# layer's requirements.txt. Moving a pin means re-reading each patch of that package first.
+MOTO = "5.2.5"
+POWERTOOLS = "3.37.0"
+
 STREAM_RETENTION = timedelta(hours=24)
 ITERATOR_LIFETIME = 15 * 60.0
 ITERATORS_KEPT = 1_000
@@ -49,24 +42,83 @@ ITERATORS_KEPT = 1_000
 dynamodb_lock = threading.RLock()
 """Held for every DynamoDB request and stream read; re-entrant, so a patch may take it again."""
 
-# Keys (table name, hash, range) written by this thread's current request, for the journal.
-WriteListener = Callable[[Any, Any, Any], None]
-_write_listeners: list[WriteListener] = []
 _partition = threading.local()  # the candidates one Table.query on this thread reads
-_APPLIED: set[tuple[type, str, str]] = set()
 _plain = threading.local()  # set by plain_moto(), for differential tests
 
 
-class MotoVersionError(RuntimeError):
-    pass
+# ---------------------------------------------------------------- the registry's machinery
 
 
-def patch(owner: type, name: str, make: Callable[[Any], Any], wrap_static: bool = False) -> None:
+@dataclass(frozen=True)
+class Patch:
+    name: str
+    package: str  # the distribution, as pip and importlib.metadata name it
+    checked_against: str  # the exact version whose code this patch was read against
+    targets: tuple[str, ...]  # what it replaces: module.Class.attribute
+    fixes: str  # what the package does, and why the local stack cannot live with it
+    apply: Callable[[], None]
+
+
+class PinMoved(RuntimeError):
+    """An installed package is not the version its patches were checked against."""
+
+    def __init__(self, package: str, checked_against: str, installed: str, patches: list[str]) -> None:
+        self.package, self.checked_against, self.installed, self.patches = package, checked_against, installed, patches
+        super().__init__(
+            f"{package} {installed} is installed, but devstack/patches.py was checked against {package} "
+            f"{checked_against}. Re-check these patches against {installed}, then move their version in "
+            f"REGISTRY: {', '.join(patches)}"
+        )
+
+
+def installed_version(package: str) -> str:
+    return importlib.metadata.version(package)
+
+
+_applied: set[str] = set()  # names of the patches in force in this process
+_replaced: dict[str, set[str]] = {}  # patch name -> the targets its application replaced
+_applying: list[str] = []  # the patch being applied, for patch() to note its targets
+_apply_lock = threading.Lock()
+
+
+def apply(*packages: str) -> None:
+    """Apply every patch of the packages named (all, when none is), once per process. Raises
+    PinMoved, before patching anything of it, when a package is not the version checked."""
+    chosen = [entry for entry in REGISTRY if not packages or entry.package in packages]
+    for package in dict.fromkeys(entry.package for entry in chosen):
+        installed = installed_version(package)
+        stale = [entry for entry in chosen if entry.package == package and entry.checked_against != installed]
+        if stale:
+            raise PinMoved(package, stale[0].checked_against, installed, [entry.name for entry in stale])
+    with _apply_lock:
+        for entry in chosen:
+            if entry.name in _applied:
+                continue
+            _applying[:] = [entry.name]
+            try:
+                entry.apply()
+            finally:
+                _applying.clear()
+            _applied.add(entry.name)
+
+
+def replaced(name: str) -> set[str]:
+    """The targets a patch replaced when it was applied (empty before)."""
+    return set(_replaced.get(name, ()))
+
+
+_patched: set[tuple[Any, str, str]] = set()
+
+
+def patch(owner: type | ModuleType, name: str, make: Callable[[Any], Any], wrap_static: bool = False) -> None:
     """Replace owner.name with make(current), once per `make`: patches of one method stack."""
+    if _applying:
+        where = owner.__name__ if isinstance(owner, ModuleType) else f"{owner.__module__}.{owner.__qualname__}"
+        _replaced.setdefault(_applying[0], set()).add(f"{where}.{name}")
     applied = (owner, name, make.__qualname__)
-    if applied in _APPLIED:
+    if applied in _patched:
         return
-    _APPLIED.add(applied)
+    _patched.add(applied)
     current = owner.__dict__[name] if name in owner.__dict__ else getattr(owner, name)  # may be inherited
     function = current.__func__ if isinstance(current, staticmethod) else current
     replacement = make(function)
@@ -85,27 +137,6 @@ def plain_moto() -> Iterator[None]:
 
 def _is_plain() -> bool:
     return bool(getattr(_plain, "on", False))
-
-
-def install() -> None:
-    import moto
-
-    if moto.__version__ != MOTO_VERSION:
-        raise MotoVersionError(
-            f"devstack/motofixes.py is written against moto {MOTO_VERSION}, found {moto.__version__}: "
-            "check each patch against the new version, then move MOTO_VERSION"
-        )
-    _untracked_models()
-    _write_hooks()
-    _item_sized_transactions()
-    _page_sized_queries()
-    _bounded_streams()
-    _serialized_dynamodb()  # last, so the lock is taken outside every other patch
-    _cached_asl_validation()
-    _skip_executions_not_yet_running()
-    _resumable_waits()
-    _started_executions_noted()
-    _key_pairs_on_first_use()
 
 
 # ---------------------------------------------------------------- locking and tracking
@@ -146,63 +177,29 @@ def _serialized_dynamodb() -> None:
         patch(DynamoDBBackend, name, _locked)
 
 
-# ---------------------------------------------------------------- writes: counters, indexes, listeners
+# ---------------------------------------------------------------- writes: counters, indexes, requests
+
+Touched = dict[tuple[str, Any, Any], Any]  # (table name, hash key, range key) -> the table
+RequestListener = Callable[[Touched], None]
+_request_listeners: list[RequestListener] = []
+_touched = threading.local()  # the items this thread's current DynamoDB request changed
 
 
-def on_write(listener: WriteListener) -> None:
-    """Call listener(table, hash_key, range_key) after every change to an item, under the lock."""
-    if listener not in _write_listeners:
-        _write_listeners.append(listener)
+def on_request_written(listener: RequestListener) -> None:
+    """Call listener(touched) after each DynamoDB request that changed items, under the lock,
+    before its answer leaves (the journal writes the request's line there)."""
+    if listener not in _request_listeners:
+        _request_listeners.append(listener)
 
 
-def remove_write_listener(listener: WriteListener) -> None:
-    if listener in _write_listeners:
-        _write_listeners.remove(listener)
+def remove_request_listener(listener: RequestListener) -> None:
+    if listener in _request_listeners:
+        _request_listeners.remove(listener)
 
 
 def write_count(table: Any) -> int:
     """How many item changes the table has seen since it was made (a cheap sign of change)."""
     return int(table.__dict__.get("_writes", 0))
-
-
-def table(name: str) -> Any:
-    """moto's table of that name in the stack's account and region, or None."""
-    from moto.dynamodb.models import dynamodb_backends
-
-    from devstack import aws
-
-    return dynamodb_backends[aws.ACCOUNT][aws.REGION].tables.get(name)
-
-
-def item_key(table: Any, hash_key: Any, range_key: Any) -> dict[str, Any]:
-    """An item's key as DynamoDB JSON, as the API takes it."""
-    key = {table.hash_key_attr: hash_key.to_json()}
-    if table.range_key_attr:
-        key[table.range_key_attr] = range_key.to_json()
-    return key
-
-
-def read_items(table_name: str, pick: Callable[[Any, Any], Any], chunk: int = 500) -> list[Any]:
-    """pick(table, item) for every item of a table, leaving out None, read from moto's items a
-    chunk of partitions at a time under the lock: a pass over a large table does not hold up
-    requests for its whole length, as a Scan through the API would (and ~20x faster)."""
-    found = table(table_name)
-    if found is None:
-        return []
-    with dynamodb_lock:
-        partitions = list(found.items)
-    picked = []
-    for start in range(0, len(partitions), chunk):
-        with dynamodb_lock:
-            for hash_key in partitions[start : start + chunk]:
-                partition = found.items.get(hash_key)
-                if partition is None:
-                    continue
-                for item in partition.values() if found.range_key_attr else [partition]:
-                    value = pick(found, item)
-                    if value is not None:
-                        picked.append(value)
-    return picked
 
 
 def current_item(table: Any, hash_key: Any, range_key: Any) -> Any:
@@ -223,8 +220,9 @@ def _written(table: Any, hash_key: Any, range_key: Any) -> None:
     _drop_if_empty(table, hash_key)
     _sorted_partitions(table).pop((None, hash_key), None)
     _reindex(table, hash_key, range_key)
-    for listener in list(_write_listeners):
-        listener(table, hash_key, range_key)
+    touched = getattr(_touched, "keys", None)
+    if touched is not None:
+        touched[(table.name, hash_key, range_key)] = table
 
 
 def _write_hooks() -> None:
@@ -273,6 +271,27 @@ def _write_hooks() -> None:
     patch(Table, "delete_item", delete_item)
     patch(Table, "get_item", get_item)
     patch(DynamoDBBackend, "update_item", update_item)
+
+
+def _requests_reported() -> None:
+    from moto.dynamodb.responses import DynamoHandler
+
+    def reported(call_action: Any) -> Any:
+        def call_action_reported(handler: Any) -> Any:
+            if not _request_listeners:
+                return call_action(handler)
+            with dynamodb_lock:
+                _touched.keys = {}
+                try:
+                    return call_action(handler)
+                finally:
+                    touched, _touched.keys = _touched.keys, None
+                    for listener in list(_request_listeners) if touched else []:
+                        listener(touched)
+
+        return call_action_reported
+
+    patch(DynamoHandler, "call_action", reported)
 
 
 # ---------------------------------------------------------------- transactions
@@ -649,16 +668,6 @@ class _ExpiringIterators(OrderedDict[str, Any]):
             self.popitem(last=False)
 
 
-def iterator_position(iterator_arn: str) -> int | None:
-    """The sequence number a shard iterator reads from next, if moto still knows it."""
-    from moto.dynamodbstreams.models import dynamodbstreams_backends
-
-    from devstack import aws
-
-    iterator = dynamodbstreams_backends[aws.ACCOUNT][aws.REGION].shard_iterators.get(iterator_arn)
-    return int(iterator.sequence_number) if iterator is not None else None
-
-
 def trim_stream(table: Any, before_sequence: int | None = None) -> int:
     """Drop stream records before `before_sequence` (read by every consumer) and those past
     DynamoDB's retention; the number dropped."""
@@ -757,6 +766,95 @@ def _skip_executions_not_yet_running() -> None:
         return started_executions
 
     patch(StepFunctionsParserBackend, "_get_executions", started)
+
+
+def _early_answers_end_waits() -> None:
+    """moto registers a waitForTaskToken callback before invoking the task's Lambda, so an answer
+    (SendTaskSuccess/Failure) may arrive while the Lambda runs: moto stores it, but creates the
+    heartbeat waiter only after the Lambda returns, and that new waiter then sleeps for the whole
+    heartbeat timeout and reports a timeout over the stored answer. Real Step Functions uses the
+    stored answer. So a waiter created once an answer (or an interruption) is in is woken at once."""
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
+
+    def woken(setup_heartbeat_endpoint: Any) -> Any:
+        def setup_woken_by_a_stored_answer(self: Any, heartbeat_seconds: int) -> Any:
+            endpoint = setup_heartbeat_endpoint(self, heartbeat_seconds)
+            # notify() stores the outcome, sets the event, then pokes a waiter if one exists;
+            # checking after the waiter is in place means one of the two always sees the other.
+            if self._notify_event.is_set():
+                endpoint.notify()
+            return endpoint
+
+        return setup_woken_by_a_stored_answer
+
+    patch(CallbackEndpoint, "setup_heartbeat_endpoint", woken)
+
+
+_wait_rules: list[Callable[[int], float]] = []
+
+
+@contextlib.contextmanager
+def waits_lasting(rule: Callable[[int], float]) -> Iterator[None]:
+    """Within the block, a Wait state of N seconds lasts rule(N) seconds."""
+    apply("moto")
+    _wait_rules.append(rule)
+    try:
+        yield
+    finally:
+        _wait_rules.pop()
+
+
+def _shortened_waits() -> None:
+    """Wait states sleep in real time; tests shorten them (`waits_lasting`) without editing ASL."""
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+    def shortened(wait_interval: Any) -> Any:
+        def wait_interval_shortened(self: Any, env: Any, wait_seconds: int) -> None:
+            if not _wait_rules:
+                return wait_interval(self, env, wait_seconds)  # type: ignore[no-any-return]
+            deadline = time.monotonic() + max(0.0, _wait_rules[-1](wait_seconds))
+            while env.is_running():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                env.program_state_event.wait(min(left, 0.05))
+            return None
+
+        return wait_interval_shortened
+
+    patch(WaitFunction, "_wait_interval", shortened)
+
+
+# (function name, payload, request headers, response headers) -> the answer, or None for moto's
+LambdaInvoke = Callable[[str, Any, Any, Any], bytes | None]
+_lambda_invokes: list[LambdaInvoke] = []
+
+
+def run_lambda_invokes(invoke: LambdaInvoke | None) -> None:
+    """While set, moto's Lambda Invoke asks `invoke` first (devstack.stepfunctions' bridge to the
+    template's functions); None from it, or no `invoke`, and moto answers as it would."""
+    apply("moto")
+    _lambda_invokes[:] = [invoke] if invoke else []
+
+
+def _lambda_invokes_run_functions() -> None:
+    """moto's Lambda without Docker only echoes payloads; a state machine's Lambda task, or a
+    function calling lambda.invoke, must run the template's function."""
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    def bridged(invoke: Any) -> Any:
+        def invoke_bridged(
+            self: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any
+        ) -> Any:
+            bridge = _lambda_invokes[0] if _lambda_invokes else None
+            answer = bridge(function_name, body, headers, response_headers) if bridge else None
+            if answer is None:
+                return invoke(self, function_name, qualifier, body, headers, response_headers)
+            return answer
+
+        return invoke_bridged
+
+    patch(LambdaSimpleBackend, "invoke", bridged)
 
 
 # ---------------------------------------------------------------- waits that outlive the stack
@@ -959,12 +1057,224 @@ def _key_pairs_on_first_use() -> None:
     most of what provisioning the stack costs); only Sign, Verify and GetPublicKey ever use it."""
     from moto.kms import models
 
-    if getattr(models.generate_private_key, "on_first_use", False):
-        return
-    make = models.generate_private_key
+    def on_first_use(generate_private_key: Any) -> Any:
+        def generate_on_first_use(key_spec: str) -> Any:
+            return _KeyPairOnFirstUse(generate_private_key, key_spec)
 
-    def generate_on_first_use(key_spec: str) -> Any:
-        return _KeyPairOnFirstUse(make, key_spec)
+        return generate_on_first_use
 
-    generate_on_first_use.on_first_use = True  # type: ignore[attr-defined]
-    models.generate_private_key = generate_on_first_use
+    patch(models, "generate_private_key", on_first_use)
+
+
+# ---------------------------------------------------------------- API Gateway Management API
+
+_connections: list[Any] = []
+
+
+def serve_connections(server: Any | None) -> None:
+    """While set, moto's API Gateway Management API is answered by `server` (the live sockets of
+    devstack.websocket): its post_to_connection(data, connection_id), get_connection(connection_id)
+    and delete_connection(connection_id), with moto's arguments. None: moto answers again."""
+    apply("moto")
+    _connections[:] = [server] if server is not None else []
+
+
+_MANAGEMENT_API = ("post_to_connection", "get_connection", "delete_connection")
+
+
+def _live_connections() -> None:
+    """moto's Management API keeps posted data in a list and knows no connection; a function's
+    push must reach the live socket, or fail with GoneException (410) as on AWS."""
+    from moto.apigatewaymanagementapi.models import ApiGatewayManagementApiBackend
+
+    def served(plain: Any) -> Any:
+        name = plain.__name__
+
+        def served_by_live_sockets(self: Any, *args: Any, **kwargs: Any) -> Any:
+            server = _connections[0] if _connections else None
+            if server is None:
+                return plain(self, *args, **kwargs)
+            return getattr(server, name)(*args, **kwargs)
+
+        return served_by_live_sockets
+
+    for name in _MANAGEMENT_API:
+        patch(ApiGatewayManagementApiBackend, name, served)
+
+
+# ---------------------------------------------------------------- Powertools
+
+
+def _one_event_per_resolver() -> None:
+    """Powertools keeps the event being resolved on its router class, shared by every resolver in
+    the process: harmless in Lambda, where a process serves one request at a time, but here
+    concurrent invocations run in one process, and a request could be answered with another's
+    body. Each resolver (one per function instance, see devstack.lambdas) keeps its own event
+    and context."""
+    from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+
+    def own_event(to_proxy_event: Any) -> Any:
+        def to_own_proxy_event(self: Any, event: dict[str, Any]) -> Any:
+            proxy = to_proxy_event(self, event)
+            self.current_event = proxy  # an instance attribute shadows the class-wide one
+            return proxy
+
+        return to_own_proxy_event
+
+    def own_context(resolve: Any) -> Any:
+        def resolve_with_own_context(self: Any, event: dict[str, Any], context: Any) -> Any:
+            self.lambda_context = context
+            return resolve(self, event, context)
+
+        return resolve_with_own_context
+
+    patch(ApiGatewayResolver, "_to_proxy_event", own_event)
+    patch(ApiGatewayResolver, "resolve", own_context)
+
+
+# ---------------------------------------------------------------- the registry, in the order applied
+
+_DYNAMODB = "moto.dynamodb.models.DynamoDBBackend"
+_TABLE = "moto.dynamodb.models.table.Table"
+_STATES = "moto.stepfunctions.parser"
+_CALLBACK = f"{_STATES}.asl.eval.callback.callback"
+
+REGISTRY: tuple[Patch, ...] = (
+    Patch(
+        "untracked models", "moto", MOTO, ("moto.core.common_models.BaseModel.__new__",),
+        "BaseModel.__new__ appends every model instance ever made (every item, query result and "
+        "stream record) to a class-level list cleared only when a mock stops, and never read: "
+        "memory grew with every request of a day's work.",
+        _untracked_models,
+    ),
+    Patch(
+        "write hooks", "moto", MOTO,
+        (f"{_TABLE}.put_item", f"{_TABLE}.delete_item", f"{_TABLE}.get_item", f"{_DYNAMODB}.update_item"),
+        "Every change to an item is counted (persistence's cheap sign of change), keeps the query "
+        "indexes below current and is noted for the request's journal line; a lookup of a missing "
+        "item no longer leaves an empty partition behind (Table.items is a defaultdict).",
+        _write_hooks,
+    ),
+    Patch(
+        "item-sized transactions", "moto", MOTO, (f"{_DYNAMODB}.transact_write_items",),
+        "transact_write_items deep-copies each named table (its stream included) to roll back: a "
+        "transaction cost grew with the table. This one keeps a copy of only the items it names and "
+        "the stream's length, and answers as moto 5.2.5's does.",
+        _item_sized_transactions,
+    ),
+    Patch(
+        "page-sized queries", "moto", MOTO, (f"{_TABLE}.query", f"{_TABLE}.all_items"),
+        "Table.query sorts the whole table, then filters it. Here a Query reads the partition it "
+        "names (the table's items by hash key, or a per-index map kept on every write), kept sorted "
+        "between writes, and of that only the run its key condition, start key and limit select, as "
+        "DynamoDB reads a page: latency stays flat as data grows.",
+        _page_sized_queries,
+    ),
+    Patch(
+        "bounded streams", "moto", MOTO,
+        (
+            "moto.dynamodbstreams.models.DynamoDBStreamsBackend.__init__",
+            "moto.dynamodb.models.table.StreamShard.add",
+            "moto.dynamodb.models.table.StreamShard.get",
+        ),
+        "moto keeps every stream record and every shard iterator it hands out. Records older than "
+        "DynamoDB's 24 hours, or read by every local consumer, are trimmed (an older iterator reads "
+        "from the oldest kept, as AWS's TrimmedDataAccess); iterators expire after 15 minutes.",
+        _bounded_streams,
+    ),
+    Patch(
+        "requests reported", "moto", MOTO, ("moto.dynamodb.responses.DynamoHandler.call_action",),
+        "A DynamoDB request that changed items reports them, with their state, to the journal "
+        "before its answer leaves: a write that was answered survives a crash.",
+        _requests_reported,
+    ),
+    Patch(
+        "serialized DynamoDB", "moto", MOTO,
+        (
+            "moto.dynamodb.responses.DynamoHandler.call_action",
+            "moto.dynamodbstreams.responses.DynamoDBStreamsHandler.call_action",
+            *(f"{_DYNAMODB}.{name}" for name in _DYNAMODB_DATA_PLANE),
+        ),
+        "moto's DynamoDB is not thread-safe and the stack serves from many threads: every request "
+        "(and every stream read) runs under one lock, as DynamoDB applies each write atomically. "
+        "Applied after the other DynamoDB patches, so the lock is taken outside all of them.",
+        _serialized_dynamodb,
+    ),
+    Patch(
+        "cached ASL validation", "moto", MOTO, (f"{_STATES}.models.StepFunctionsParserBackend._validate_definition",),
+        "Parsing an ASL definition costs moto ~0.6 s, paid for every state machine of every stack a "
+        "test makes; the same definition validates the same way.",
+        _cached_asl_validation,
+    ),
+    Patch(
+        "executions not yet running", "moto", MOTO, (f"{_STATES}.models.StepFunctionsParserBackend._get_executions",),
+        "A SendTaskSuccess/Failure/Heartbeat while an execution's worker thread had not built its "
+        "environment failed with an AttributeError (a 500 locally); the token lookups skip such an "
+        "execution, which no token can belong to yet.",
+        _skip_executions_not_yet_running,
+    ),
+    Patch(
+        "resumable waits", "moto", MOTO,
+        (
+            f"{_STATES}.asl.component.state.exec.execute_state.ExecutionState._evaluate_with_timeout",
+            f"{_STATES}.asl.component.common.timeouts.timeout.Timeout._eval_body",
+            f"{_STATES}.asl.component.state.exec.state_task.service.state_task_service_callback."
+            "StateTaskServiceCallback._eval_integration_pattern",
+            f"{_CALLBACK}.CallbackEndpoint.setup_heartbeat_endpoint",
+            f"{_CALLBACK}.CallbackEndpoint.notify_heartbeat",
+            f"{_CALLBACK}.HeartbeatEndpoint.clear_and_wait",
+        ),
+        "A state's timeout counts from its entry and a heartbeat's from the last beat, and both "
+        "survive a restart (persist.restart_executions): an agent silent since before a stop is "
+        "reported stalled one timeout after its last beat, not a whole timeout after the restart.",
+        _resumable_waits,
+    ),
+    Patch(
+        "early answers end waits", "moto", MOTO, (f"{_CALLBACK}.CallbackEndpoint.setup_heartbeat_endpoint",),
+        "An answer to a task token that arrives while the task's Lambda still runs is stored, but "
+        "the heartbeat waiter moto makes afterwards slept through its timeout and reported one "
+        "over the answer. Step Functions uses the stored answer; so does this.",
+        _early_answers_end_waits,
+    ),
+    Patch(
+        "started executions noted", "moto", MOTO, (f"{_STATES}.models.StepFunctionsParserBackend.start_execution",),
+        "Each StartExecution tells the saver before it answers, so a run's execution is on disk "
+        "before its start is answered.",
+        _started_executions_noted,
+    ),
+    Patch(
+        "shortened waits", "moto", MOTO,
+        (f"{_STATES}.asl.component.state.wait.wait_function.wait_function.WaitFunction._wait_interval",),
+        "Wait states sleep in real time; tests shorten them (waits_lasting) without editing the ASL.",
+        _shortened_waits,
+    ),
+    Patch(
+        "Lambda invokes run the functions", "moto", MOTO, ("moto.awslambda_simple.models.LambdaSimpleBackend.invoke",),
+        "moto's Lambda without Docker only echoes payloads; while the bridge is on (run_lambda_invokes), "
+        "a Lambda Invoke, a state machine's task included, runs the template's function in-process.",
+        _lambda_invokes_run_functions,
+    ),
+    Patch(
+        "key pairs on first use", "moto", MOTO, ("moto.kms.models.generate_private_key",),
+        "moto's Key makes an RSA-2048 key pair for every KMS key, symmetric ones too (20-100 ms "
+        "each, most of what provisioning a stack cost); only Sign, Verify and GetPublicKey use it.",
+        _key_pairs_on_first_use,
+    ),
+    Patch(
+        "live WebSocket connections", "moto", MOTO,
+        tuple(f"moto.apigatewaymanagementapi.models.ApiGatewayManagementApiBackend.{n}" for n in _MANAGEMENT_API),
+        "moto's API Gateway Management API knows no connection; while a local WebSocket API serves "
+        "(serve_connections), a function's post reaches the live socket or fails with GoneException.",
+        _live_connections,
+    ),
+    Patch(
+        "one event per resolver", "aws-lambda-powertools", POWERTOOLS,
+        (
+            "aws_lambda_powertools.event_handler.api_gateway.ApiGatewayResolver._to_proxy_event",
+            "aws_lambda_powertools.event_handler.api_gateway.ApiGatewayResolver.resolve",
+        ),
+        "Powertools keeps the event being resolved on the router class, shared by every resolver in "
+        "the process; concurrent invocations in one process could answer a request with another's body.",
+        _one_event_per_resolver,
+    ),
+)  # fmt: skip

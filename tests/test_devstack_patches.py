@@ -1,22 +1,27 @@
-"""The local stack's changes to moto: same answers as plain moto, at the cost DynamoDB's would have."""
+"""The local stack's changes to its dependencies (devstack.patches): each is tied to the version it
+was checked against, still replaces what it names, and fixes what it says; DynamoDB's answer as
+plain moto does, at the cost DynamoDB's would have."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import random
+import re
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
-import moto
 import pytest
 from botocore.exceptions import ClientError
 from moto.dynamodb.models import dynamodb_backends
 from moto.dynamodb.models.dynamo_type import Item
 
-from devstack import aws, motofixes
+from devstack import aws, patches
 
 TABLE = "fixes"
 STREAMS_ENDPOINT = f"https://streams.dynamodb.{aws.REGION}.amazonaws.com"
@@ -67,10 +72,71 @@ def stream_length() -> int:
     return len(table().stream_shard.items)
 
 
-def test_install_refuses_another_moto_version(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(moto, "__version__", "5.3.0")
-    with pytest.raises(motofixes.MotoVersionError, match=r"5\.2\.5"):
-        motofixes.install()
+ROOT = Path(__file__).resolve().parent.parent
+REQUIREMENTS = (ROOT / "requirements-dev.txt", ROOT / "layers" / "agentplane" / "python" / "requirements.txt")
+ENTRIES = {entry.name: entry for entry in patches.REGISTRY}
+
+
+def pinned_versions() -> dict[str, str]:
+    """Package -> the version the requirements files pin (`name[extras]==version`)."""
+    pins = {}
+    for path in REQUIREMENTS:
+        for line in path.read_text().splitlines():
+            found = re.match(r"^([A-Za-z0-9_.-]+)(\[[^]]*\])?==([^\s;#]+)", line.strip())
+            if found:
+                pins[found.group(1).lower()] = found.group(3)
+    return pins
+
+
+def test_every_patch_was_checked_against_the_version_the_requirements_pin() -> None:
+    pins = pinned_versions()
+    assert {entry.package for entry in patches.REGISTRY} == {"moto", "aws-lambda-powertools"}
+    for entry in patches.REGISTRY:
+        assert entry.checked_against == pins[entry.package], entry.name
+
+
+def test_a_moved_moto_pin_fails_loudly_naming_the_versions_and_the_patches_to_recheck(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    installed = patches.installed_version
+    monkeypatch.setattr(patches, "installed_version", lambda p: "5.3.0" if p == "moto" else installed(p))
+    with pytest.raises(patches.PinMoved, match=r"5\.2\.5") as moved:
+        patches.apply("moto")
+    assert (moved.value.package, moved.value.checked_against, moved.value.installed) == ("moto", "5.2.5", "5.3.0")
+    assert moved.value.patches == [e.name for e in patches.REGISTRY if e.package == "moto"]
+    assert "moto 5.3.0 is installed" in str(moved.value) and "page-sized queries" in str(moved.value)
+    with pytest.raises(patches.PinMoved):
+        aws.start()  # the local stack does not start on an unchecked moto
+
+
+def test_a_moved_powertools_pin_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(patches, "installed_version", lambda package: "3.38.0")
+    with pytest.raises(patches.PinMoved, match=r"aws-lambda-powertools 3\.38\.0 is installed") as moved:
+        patches.apply("aws-lambda-powertools")
+    assert moved.value.patches == ["one event per resolver"]
+
+
+def _resolve(target: str) -> Any:
+    """The object a dotted target names now: its longest importable module, then attributes."""
+    parts = target.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            found: Any = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for name in parts[split:]:
+            found = getattr(found, name)
+        return found
+    raise AssertionError(f"nothing importable in {target}")
+
+
+@pytest.mark.parametrize("name", list(ENTRIES))
+def test_each_patch_still_replaces_exactly_what_it_names(name: str) -> None:
+    patches.apply()
+    entry = ENTRIES[name]
+    assert patches.replaced(name) == set(entry.targets)
+    for target in entry.targets:
+        assert _resolve(target).__module__ == "devstack.patches", f"{target} is not (or no longer) patched"
 
 
 def test_moto_models_are_not_kept_after_use(dynamo: Any) -> None:
@@ -236,7 +302,7 @@ def test_queries_answer_what_plain_moto_answers(dynamo: Any) -> None:
         _random_writes(dynamo, rng, 60)
         for query in _queries(rng):
             partitioned = _all_pages(dynamo, query)
-            with motofixes.plain_moto():
+            with patches.plain_moto():
                 plain = _all_pages(dynamo, query)
             assert partitioned == plain, query
             compared += sum(len(page) for page in plain)
@@ -247,14 +313,14 @@ def test_queries_answer_what_plain_moto_answers(dynamo: Any) -> None:
 def seen(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many items each Query looked at."""
     looked_at: list[int] = []
-    candidates = motofixes._candidates
+    candidates = patches._candidates
 
     def counting(*args: Any) -> Any:
         found = candidates(*args)
         looked_at.append(len(found))
         return found
 
-    monkeypatch.setattr(motofixes, "_candidates", counting)
+    monkeypatch.setattr(patches, "_candidates", counting)
     return looked_at
 
 
@@ -281,13 +347,13 @@ def test_missing_items_leave_no_empty_partitions(dynamo: Any) -> None:
 
 
 def test_every_write_counts(dynamo: Any) -> None:
-    start = motofixes.write_count(table())
+    start = patches.write_count(table())
     dynamo.put_item(TableName=TABLE, Item=item("a", "1"))
     dynamo.update_item(
         TableName=TABLE, Key=item("a", "1"), UpdateExpression="SET v = :v", ExpressionAttributeValues={":v": {"S": "x"}}
     )
     dynamo.delete_item(TableName=TABLE, Key=item("a", "1"))
-    assert motofixes.write_count(table()) == start + 3
+    assert patches.write_count(table()) == start + 3
 
 
 def _streams() -> Any:
@@ -309,7 +375,7 @@ def test_stream_records_read_by_every_consumer_are_trimmed_and_numbering_goes_on
     numbers = [int(r["dynamodb"]["SequenceNumber"]) for r in page["Records"]]
     assert len(numbers) == 5
     old_iterator = _iterator("TRIM_HORIZON")
-    assert motofixes.trim_stream(table(), motofixes.iterator_position(page["NextShardIterator"])) == 5
+    assert patches.trim_stream(table(), aws.stream_iterator_position(page["NextShardIterator"])) == 5
     assert stream_length() == 0
     dynamo.put_item(TableName=TABLE, Item=item("a", "late"))
     after = streams.get_records(ShardIterator=page["NextShardIterator"])["Records"]
@@ -334,7 +400,7 @@ def test_stream_records_older_than_a_day_are_dropped(dynamo: Any) -> None:
 
 
 def test_shard_iterators_are_not_kept_forever(dynamo: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(motofixes, "ITERATORS_KEPT", 10)
+    monkeypatch.setattr(patches, "ITERATORS_KEPT", 10)
     dynamo.put_item(TableName=TABLE, Item=item("a", "1"))
     iterators = [_iterator("TRIM_HORIZON") for _ in range(30)]
     from moto.dynamodbstreams.models import dynamodbstreams_backends
@@ -389,7 +455,7 @@ def ended(states: Any, execution: str, within: float = 10.0) -> tuple[str, float
 def test_a_restarted_wait_times_out_when_its_saved_heartbeat_runs_out(callbacks: Any) -> None:
     states, machine, _, _ = callbacks
     now = time.time()
-    motofixes.resume_wait(machine, "silent", {"state": "Waiting", "entered_at": now - 1, "last_beat": now - 1.5})
+    patches.resume_wait(machine, "silent", {"state": "Waiting", "entered_at": now - 1, "last_beat": now - 1.5})
     execution = states.start_execution(stateMachineArn=machine, name="silent")["executionArn"]
     error, after = ended(states, execution)
     assert error == "States.Timeout"  # moto names a heartbeat timeout so too
@@ -399,7 +465,7 @@ def test_a_restarted_wait_times_out_when_its_saved_heartbeat_runs_out(callbacks:
 def test_a_restarted_wait_times_out_when_its_saved_timeout_runs_out(callbacks: Any) -> None:
     states, machine, _, _ = callbacks
     now = time.time()
-    motofixes.resume_wait(machine, "late", {"state": "Waiting", "entered_at": now - 2.9, "last_beat": now})
+    patches.resume_wait(machine, "late", {"state": "Waiting", "entered_at": now - 2.9, "last_beat": now})
     execution = states.start_execution(stateMachineArn=machine, name="late")["executionArn"]
     error, after = ended(states, execution)
     assert error == "States.Timeout"
@@ -411,18 +477,18 @@ def test_a_wait_reports_its_state_and_last_beat_and_each_beat_restarts_the_inter
     execution = states.start_execution(stateMachineArn=machine, name="beating")["executionArn"]
     message = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5)["Messages"][0]
     token = json.loads(message["Body"])["token"]
-    entered = motofixes.execution_wait(execution)
+    entered = patches.execution_wait(execution)
     assert entered is not None and entered["state"] == "Waiting"
     time.sleep(1.2)
     states.send_task_heartbeat(taskToken=token)
-    beaten = motofixes.execution_wait(execution)
+    beaten = patches.execution_wait(execution)
     assert beaten is not None and beaten["last_beat"] - entered["last_beat"] >= 1.2
     assert beaten["entered_at"] == entered["entered_at"]
     time.sleep(1.2)  # 2.4 s after entry: alive only because the beat moved the deadline
     assert states.describe_execution(executionArn=execution)["status"] == "RUNNING"
     states.send_task_success(taskToken=token, output="{}")
     assert ended(states, execution)[0] == "SUCCEEDED"
-    assert motofixes.execution_wait(execution) is None
+    assert patches.execution_wait(execution) is None
 
 
 def test_kms_symmetric_keys_make_no_key_pair_and_signing_keys_still_sign(dynamo: Any) -> None:
@@ -452,7 +518,199 @@ def test_a_limited_query_reads_its_page_not_its_partition(dynamo: Any, seen: lis
     ):  # fmt: skip
         seen.clear()
         pages = _all_pages(dynamo, {"TableName": TABLE, "Limit": 10, **query})
-        with motofixes.plain_moto():
+        with patches.plain_moto():
             assert pages == _all_pages(dynamo, {"TableName": TABLE, "Limit": 10, **query})
         assert sum(len(page) for page in pages) in (100, 85)  # s100..s199; n % 7 in (5, 6)
         assert max(seen) <= 12, seen  # a page and its neighbours, of 300
+
+
+# ---------------------------------------------------------------- requests, locking, Step Functions, Lambda
+
+
+def test_each_request_that_changes_items_reports_them_once_before_it_answers(dynamo: Any) -> None:
+    reported: list[set[tuple[str, str]]] = []
+
+    def listener(touched: patches.Touched) -> None:
+        reported.append({(name, hash_key.value) for name, hash_key, _ in touched})
+
+    patches.on_request_written(listener)
+    try:
+        dynamo.put_item(TableName=TABLE, Item=item("a", "1"))
+        dynamo.get_item(TableName=TABLE, Key=item("a", "1"))
+        dynamo.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": TABLE, "Item": item("b", "1")}},
+                {"Delete": {"TableName": TABLE, "Key": item("a", "1")}},
+            ]
+        )
+    finally:
+        patches.remove_request_listener(listener)
+    dynamo.put_item(TableName=TABLE, Item=item("c", "1"))
+    assert reported == [{(TABLE, "a")}, {(TABLE, "a"), (TABLE, "b")}]
+
+
+def test_a_dynamodb_request_waits_for_the_one_in_progress(dynamo: Any) -> None:
+    writer = threading.Thread(target=lambda: dynamo.put_item(TableName=TABLE, Item=item("a", "1")))
+    with patches.dynamodb_lock:  # as a request in progress holds it
+        writer.start()
+        writer.join(0.3)
+        assert writer.is_alive()
+        assert not table().items
+    writer.join(5)
+    assert [i["PK"]["S"] for i in everything(dynamo)] == ["a"]
+
+
+@pytest.fixture
+def states() -> Iterator[Any]:
+    mock = aws.start()
+    try:
+        yield boto3.client("stepfunctions", region_name=aws.REGION)
+    finally:
+        mock.stop()
+
+
+def machine(states: Any, name: str, definition: dict[str, Any]) -> str:
+    role = f"arn:aws:iam::{aws.ACCOUNT}:role/x"
+    created = states.create_state_machine(name=name, definition=json.dumps(definition), roleArn=role)
+    return created["stateMachineArn"]  # type: ignore[no-any-return]
+
+
+def test_one_definition_is_parsed_once(states: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.stepfunctions.parser import models
+
+    parsed: list[str] = []
+    parse = models.AmazonStateLanguageParser.parse
+    monkeypatch.setattr(models.AmazonStateLanguageParser, "parse", lambda d: (parsed.append(d), parse(d))[1])
+    definition = {
+        "Comment": f"parsed once {time.time_ns()}",
+        "StartAt": "Done",
+        "States": {"Done": {"Type": "Succeed"}},
+    }
+    machine(states, "first", definition)
+    machine(states, "second", definition)
+    assert len(parsed) == 1
+
+
+def test_a_token_call_while_an_execution_is_still_starting_is_an_unknown_token(states: Any) -> None:
+    from types import SimpleNamespace
+
+    from moto.stepfunctions.parser.api import ExecutionStatus
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    arn = machine(states, "starting", {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+    backend = stepfunctions_parser_backends[aws.ACCOUNT][aws.REGION]
+    starting = SimpleNamespace(status=ExecutionStatus.RUNNING, exec_worker=None)  # its thread not yet running
+    next(m for m in backend.state_machines if m.arn == arn).executions.append(starting)
+    with pytest.raises(ClientError) as refused:
+        states.send_task_heartbeat(taskToken="nobody-has-this-token")
+    assert refused.value.response["Error"]["Code"] == "InvalidToken"  # not a 500
+
+
+def test_an_answer_stored_before_the_heartbeat_wait_begins_ends_it_at_once(states: Any) -> None:
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint, CallbackOutcomeSuccess
+
+    endpoint = CallbackEndpoint("token")
+    endpoint.notify(CallbackOutcomeSuccess("token", "{}"))  # answered while the task's Lambda ran
+    started = time.monotonic()
+    assert endpoint.setup_heartbeat_endpoint(5).clear_and_wait() is True
+    assert time.monotonic() - started < 1  # not the 5 s heartbeat
+
+
+def test_each_started_execution_is_noted_before_its_start_is_answered(states: Any) -> None:
+    arn = machine(states, "noted", {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+    noted: list[int] = []
+    patches.on_execution_started(lambda: noted.append(len(states.list_executions(stateMachineArn=arn)["executions"])))
+    try:
+        states.start_execution(stateMachineArn=arn, name="one")
+    finally:
+        patches.remove_execution_listener(patches._execution_listeners[-1])
+    assert noted == [1]  # called once, with the execution already there
+
+
+def test_wait_states_last_what_the_rule_says_and_real_time_without_one(states: Any) -> None:
+    arn = machine(
+        states, "waits", {"StartAt": "Nap", "States": {"Nap": {"Type": "Wait", "Seconds": 3600, "End": True}}}
+    )
+    with patches.waits_lasting(lambda seconds: seconds / 3600 / 10):
+        shortened = states.start_execution(stateMachineArn=arn, name="short")["executionArn"]
+        assert ended(states, shortened, within=5)[0] == "SUCCEEDED"
+    real = states.start_execution(stateMachineArn=arn, name="real")["executionArn"]
+    time.sleep(0.5)
+    assert states.describe_execution(executionArn=real)["status"] == "RUNNING"
+
+
+def test_a_lambda_invoke_runs_what_the_bridge_says_and_moto_answers_without_it(dynamo: Any) -> None:
+    iam = boto3.client("iam", region_name=aws.REGION)
+    role = iam.create_role(RoleName="runner", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    functions = boto3.client("lambda", region_name=aws.REGION)
+    for name in ("bridged", "unknown"):
+        functions.create_function(
+            FunctionName=name, Runtime="python3.11", Role=role, Handler="app.handler", Code={"ZipFile": b"zip"}
+        )
+    asked: list[tuple[str, Any]] = []
+
+    def bridge(function_name: str, body: Any, headers: Any, response_headers: Any) -> bytes | None:
+        asked.append((function_name, json.loads(body)))
+        return b'{"ran": true}' if function_name == "bridged" else None
+
+    patches.run_lambda_invokes(bridge)
+    try:
+        ran = functions.invoke(FunctionName="bridged", Payload=b'{"n": 1}')["Payload"].read()
+        unknown = functions.invoke(FunctionName="unknown", Payload=b'{"n": 2}')["Payload"].read()
+    finally:
+        patches.run_lambda_invokes(None)
+    plain = functions.invoke(FunctionName="bridged", Payload=b'{"n": 3}')["Payload"].read()
+    assert (json.loads(ran), json.loads(unknown), json.loads(plain)) == ({"ran": True}, {"n": 2}, {"n": 3})
+    assert asked == [("bridged", {"n": 1}), ("unknown", {"n": 2})]
+
+
+def test_the_management_api_is_answered_by_the_live_connections_while_they_serve(dynamo: Any) -> None:
+    posted: list[tuple[bytes, str]] = []
+
+    class Server:
+        def post_to_connection(self, data: bytes, connection_id: str) -> None:
+            posted.append((data, connection_id))
+
+    client = boto3.client(
+        "apigatewaymanagementapi", endpoint_url="https://socketapi.execute-api.us-east-1.amazonaws.com/local"
+    )
+    patches.serve_connections(Server())
+    try:
+        client.post_to_connection(ConnectionId="abc=", Data=b"live")
+    finally:
+        patches.serve_connections(None)
+    client.post_to_connection(ConnectionId="abc=", Data=b"to moto")
+    assert posted == [(b"live", "abc%3D")]  # as moto hands it over; devstack.websocket unquotes it
+
+
+def _http_event(path: str) -> dict[str, Any]:
+    return {
+        "version": "2.0",
+        "routeKey": f"GET {path}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {},
+        "requestContext": {"http": {"method": "GET", "path": path, "sourceIp": "203.0.113.1"}, "stage": "$default"},
+        "isBase64Encoded": False,
+    }
+
+
+def test_a_resolver_answers_from_its_own_event_while_another_resolves_in_the_same_process() -> None:
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+
+    from devstack.lambdas import LambdaContext
+
+    patches.apply("aws-lambda-powertools")
+    outer, inner = APIGatewayHttpResolver(), APIGatewayHttpResolver()
+
+    @inner.get("/inner")
+    def inner_route() -> dict[str, str]:
+        return {"path": inner.current_event.path}
+
+    @outer.get("/outer")
+    def outer_route() -> dict[str, str]:
+        inner.resolve(_http_event("/inner"), LambdaContext("inner", "2"))  # another instance's request, meanwhile
+        return {"path": outer.current_event.path, "function": outer.lambda_context.function_name}
+
+    answer = outer.resolve(_http_event("/outer"), LambdaContext("outer", "1"))
+    assert json.loads(answer["body"]) == {"path": "/outer", "function": "outer"}
