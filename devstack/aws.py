@@ -69,7 +69,7 @@ def set_offline_environment() -> None:
 _dynamodb_lock = patches.dynamodb_lock
 
 
-class _SharedSession(boto3.Session):
+class _SharedSession(boto3.Session):  # type: ignore[misc]  # boto3 ships no types
     """A boto3 session whose client creation is serialized: creating clients from one session in
     several threads at once is not safe, and the local stack runs handlers in many threads."""
 

@@ -459,7 +459,9 @@ def _reindex(table: Any, hash_key: Any, range_key: Any) -> None:
         index_map.place(table, hash_key, range_key)
 
 
-def _partition_items(table: Any, hash_key: Any, index_name: str | None, hash_conditions: Any) -> tuple[Any, Any]:
+def _partition_items(
+    table: Any, hash_key: Any, index_name: str | None, hash_conditions: Any
+) -> tuple[Any, list[Any] | None]:
     """(the partition's key, its items) for one Query, or (None, None) when moto must decide."""
     if not table.range_key_attr:
         return None, None

@@ -100,12 +100,13 @@ def end_running_executions(timeout: float = 5.0) -> list[str]:
     from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
     def running() -> list[Any]:
-        found = []
+        found: list[Any] = []  # the parser's executions, which moto's own model does not describe
         for account in list(stepfunctions_parser_backends):
             for region in list(stepfunctions_parser_backends[account]):
                 for machine in list(stepfunctions_parser_backends[account][region].state_machines):
+                    executions: list[Any] = list(machine.executions)
                     found += [
-                        e for e in list(machine.executions)
+                        e for e in executions
                         if e.exec_status == ExecutionStatus.RUNNING and getattr(e, "exec_worker", None)
                     ]  # fmt: skip
         return found

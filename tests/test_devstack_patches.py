@@ -619,11 +619,15 @@ def test_an_answer_stored_before_the_heartbeat_wait_begins_ends_it_at_once(state
 def test_each_started_execution_is_noted_before_its_start_is_answered(states: Any) -> None:
     arn = machine(states, "noted", {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
     noted: list[int] = []
-    patches.on_execution_started(lambda: noted.append(len(states.list_executions(stateMachineArn=arn)["executions"])))
+
+    def note() -> None:
+        noted.append(len(states.list_executions(stateMachineArn=arn)["executions"]))
+
+    patches.on_execution_started(note)
     try:
         states.start_execution(stateMachineArn=arn, name="one")
     finally:
-        patches.remove_execution_listener(patches._execution_listeners[-1])
+        patches.remove_execution_listener(note)
     assert noted == [1]  # called once, with the execution already there
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import boto3
 import pytest
 
-from devstack import apps, aws, template
+from devstack import aws, template
+from tools import apps
 
 ROOT = template.ROOT
 SAM = os.environ.get("SAM_CLI") or str(ROOT / ".venv-sam" / "bin" / "sam")
