@@ -66,8 +66,8 @@ class PinMoved(RuntimeError):
         self.package, self.checked_against, self.installed, self.patches = package, checked_against, installed, patches
         super().__init__(
             f"{package} {installed} is installed, but devstack/patches.py was checked against {package} "
-            f"{checked_against}. Re-check these patches against {installed}, then move their version in "
-            f"REGISTRY: {', '.join(patches)}"
+            f"{checked_against}. Re-check these patches against {installed}, then move the version they name: "
+            f"{', '.join(patches)}"
         )
 
 
