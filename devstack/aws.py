@@ -108,7 +108,7 @@ def client(service: str) -> Any:
 
 def start() -> Any:
     set_offline_environment()
-    patches.apply("moto")
+    patches.apply()  # every package the emulation patches, so a moved pin stops it here
     mock = mock_aws(config=MOTO_CONFIG)
     mock.start()
     boto3.DEFAULT_SESSION = _shared_session()  # moto's patch puts its own value back on stop

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import copy
+import functools
 import importlib.metadata
 import inspect
 import logging
@@ -71,6 +72,7 @@ class PinMoved(RuntimeError):
         )
 
 
+@functools.cache
 def installed_version(package: str) -> str:
     return importlib.metadata.version(package)
 

@@ -110,10 +110,15 @@ def test_a_moved_moto_pin_fails_loudly_naming_the_versions_and_the_patches_to_re
 
 
 def test_a_moved_powertools_pin_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(patches, "installed_version", lambda package: "3.38.0")
+    installed = patches.installed_version
+    monkeypatch.setattr(
+        patches, "installed_version", lambda p: "3.38.0" if p == "aws-lambda-powertools" else installed(p)
+    )
     with pytest.raises(patches.PinMoved, match=r"aws-lambda-powertools 3\.38\.0 is installed") as moved:
         patches.apply("aws-lambda-powertools")
     assert moved.value.patches == ["one event per resolver"]
+    with pytest.raises(patches.PinMoved, match="aws-lambda-powertools"):
+        aws.start()  # nor on an unchecked Powertools
 
 
 def _resolve(target: str) -> Any:
