@@ -60,16 +60,18 @@ bench: $(VENV)/.installed
 	$(PY) -m bench
 
 openapi: $(VENV)/.installed
-	$(PY) -m functions.docs.generate
+	$(PY) -m tools.openapi
 
-# One sample API Gateway event per template route, for `sam local invoke -e events/<file>`.
+# Sample events for `sam local invoke -e events/<file>` (one per route family and scheduled
+# function) and events/env.json for --env-vars; generated here, not committed.
 events: $(VENV)/.installed
-	$(PY) -m devstack.events
+	$(PY) -m tools.events
 
 access-patterns: $(VENV)/.installed
-	$(PY) -m devstack.access_patterns
+	$(PY) -m tools.access_patterns
 
-# Everything generated from template.yaml and the code; the tests fail when any of it is stale.
+# Everything generated from template.yaml and the code; the tests fail when the committed
+# openapi.json or docs/access-patterns.md is stale.
 generate: openapi events access-patterns
 
 clean:

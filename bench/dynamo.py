@@ -38,9 +38,10 @@ from typing import Any
 
 import boto3
 
-from devstack import apps, aws, stepfunctions, template
+from devstack import aws, stepfunctions, template
 from devstack.gateway import HttpApi, HttpResponse
 from devstack.lambdas import Lambdas, ensure_layer_on_path
+from tools import apps
 
 SIGNING_SECRET = "bench-signing-secret-0123456789abcdef"
 PASSWORD = "correct horse battery"

@@ -1,4 +1,5 @@
-"""In-process AWS (moto), provisioned from template.yaml's resources."""
+"""In-process AWS (moto), provisioned from template.yaml's resources (its state machines included),
+and read directly where a call through the API would be too slow or would re-enter moto."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import os
 import re
 import threading
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 from moto import mock_aws
 
-from devstack import motofixes, template
+from devstack import patches, template
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -63,11 +65,11 @@ def set_offline_environment() -> None:
     os.environ.pop("AWS_ENDPOINT_URL", None)
 
 
-# The lock every DynamoDB request is served under (see motofixes); persistence and TTL take it too.
-_dynamodb_lock = motofixes.dynamodb_lock
+# The lock every DynamoDB request is served under (see patches); persistence and TTL take it too.
+_dynamodb_lock = patches.dynamodb_lock
 
 
-class _SharedSession(boto3.Session):
+class _SharedSession(boto3.Session):  # type: ignore[misc]  # boto3 ships no types
     """A boto3 session whose client creation is serialized: creating clients from one session in
     several threads at once is not safe, and the local stack runs handlers in many threads."""
 
@@ -106,7 +108,7 @@ def client(service: str) -> Any:
 
 def start() -> Any:
     set_offline_environment()
-    motofixes.install()
+    patches.apply()  # every package the emulation patches, so a moved pin stops it here
     mock = mock_aws(config=MOTO_CONFIG)
     mock.start()
     boto3.DEFAULT_SESSION = _shared_session()  # moto's patch puts its own value back on stop
@@ -199,12 +201,38 @@ def provision(signing_secret: str, lambda_functions: bool = False) -> Resources:
     resources.names["SigningSecret"] = signing_secret
     if lambda_functions:
         create_lambda_functions(resources)
-    if template.state_machines():
-        from devstack import stepfunctions
-
-        stepfunctions.create_state_machines(resources)
+    create_state_machines(resources)
     os.environ.update(resolve_environment(resources))
     return resources
+
+
+STATES_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/agentplane-local-states"
+
+
+def definition_for(machine: template.StateMachine, resources: Resources) -> str:
+    """The ASL with its DefinitionSubstitutions resolved against the local resources."""
+    values = {name: resolve(value, resources) for name, value in machine.substitutions.items()}
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return values[name] if name in values else match.group(0)
+
+    return re.sub(r"\$\{([^}]+)\}", replace, machine.definition)
+
+
+def create_state_machines(resources: Resources) -> None:
+    """The template's state machines, in moto's Step Functions (which really executes ASL)."""
+    for machine in template.state_machines():
+        created = client("stepfunctions").create_state_machine(
+            name=machine.name,
+            definition=definition_for(machine, resources),
+            roleArn=STATES_ROLE_ARN,
+            type=machine.type,
+        )
+        arn = created["stateMachineArn"]
+        resources.names[machine.logical_id] = arn  # Ref of a state machine is its ARN
+        resources.arns[machine.logical_id] = arn
+        resources.arns[f"{machine.logical_id}.Name"] = machine.name
 
 
 def create_lambda_functions(resources: Resources) -> None:
@@ -293,3 +321,52 @@ def resolve_environment(resources: Resources) -> dict[str, str]:
             environment[name] = resolved
             owners.setdefault(name, logical_id)
     return environment
+
+
+# ---------------------------------------------------------------- moto's data, read directly
+
+
+def table(name: str) -> Any:
+    """moto's table of that name in the stack's account and region, or None."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    return dynamodb_backends[ACCOUNT][REGION].tables.get(name)
+
+
+def item_key(table: Any, hash_key: Any, range_key: Any) -> dict[str, Any]:
+    """An item's key as DynamoDB JSON, as the API takes it."""
+    key = {table.hash_key_attr: hash_key.to_json()}
+    if table.range_key_attr:
+        key[table.range_key_attr] = range_key.to_json()
+    return key
+
+
+def read_items(table_name: str, pick: Callable[[Any, Any], Any], chunk: int = 500) -> list[Any]:
+    """pick(table, item) for every item of a table, leaving out None, read from moto's items a
+    chunk of partitions at a time under the lock: a pass over a large table does not hold up
+    requests for its whole length, as a Scan through the API would (and ~20x faster)."""
+    found = table(table_name)
+    if found is None:
+        return []
+    with _dynamodb_lock:
+        partitions = list(found.items)
+    picked = []
+    for start in range(0, len(partitions), chunk):
+        with _dynamodb_lock:
+            for hash_key in partitions[start : start + chunk]:
+                partition = found.items.get(hash_key)
+                if partition is None:
+                    continue
+                for item in partition.values() if found.range_key_attr else [partition]:
+                    value = pick(found, item)
+                    if value is not None:
+                        picked.append(value)
+    return picked
+
+
+def stream_iterator_position(iterator_arn: str) -> int | None:
+    """The sequence number a shard iterator reads from next, if moto still knows it."""
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    iterator = dynamodbstreams_backends[ACCOUNT][REGION].shard_iterators.get(iterator_arn)
+    return int(iterator.sequence_number) if iterator is not None else None

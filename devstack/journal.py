@@ -24,38 +24,13 @@ import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from devstack import aws, motofixes, persist
+from devstack import aws, files, patches
 
 log = logging.getLogger("devstack.journal")
 
-_active: list[Journal] = []  # the journal of the running stack, if any
-_touched = threading.local()  # the keys this thread's current DynamoDB request changed
-
-
-def _noted(table: Any, hash_key: Any, range_key: Any) -> None:
-    touched = getattr(_touched, "keys", None)
-    if touched is not None:
-        touched[(table.name, hash_key, range_key)] = table
-
-
-def _journaled(call_action: Any) -> Any:
-    def journaled(handler: Any) -> Any:
-        if not _active:
-            return call_action(handler)
-        with aws._dynamodb_lock:
-            _touched.keys = {}
-            try:
-                return call_action(handler)
-            finally:
-                touched, _touched.keys = _touched.keys, None
-                if touched and _active:
-                    _active[0].append(touched)
-
-    return journaled
-
 
 def _line(payload: dict[str, Any]) -> bytes:
-    text = json.dumps(persist.encode_value(payload), separators=(",", ":"))
+    text = json.dumps(files.encode_value(payload), separators=(",", ":"))
     return f"{zlib.crc32(text.encode()):08x} {text}\n".encode()
 
 
@@ -67,14 +42,14 @@ def _parse(line: bytes) -> dict[str, Any] | None:
     try:
         if int(line[:8], 16) != zlib.crc32(text):
             return None
-        return persist.decode_value(json.loads(text))  # type: ignore[no-any-return]
+        return files.decode_value(json.loads(text))  # type: ignore[no-any-return]
     except ValueError:
         return None
 
 
 class Journal:
     def __init__(self, directory: Path) -> None:
-        self.directory = persist.private_dir(directory / "journal")
+        self.directory = files.private_dir(directory / "journal")
         self._file: BinaryIO | None = None
         self._segment = 0
         self._lock = threading.Lock()
@@ -114,7 +89,7 @@ class Journal:
         applied = 0
         with aws._dynamodb_lock:
             for table_name, key, item in payload["w"]:
-                table = motofixes.table(table_name)
+                table = aws.table(table_name)
                 if table is None:
                     continue
                 if item is not None:
@@ -130,11 +105,7 @@ class Journal:
         """Start appending (a new segment), and journal every DynamoDB write from now on."""
         with self._lock:
             self._open_next()
-        motofixes.on_write(_noted)
-        from moto.dynamodb.responses import DynamoHandler
-
-        motofixes.patch(DynamoHandler, "call_action", _journaled)
-        _active[:] = [self]
+        patches.on_request_written(self.append)
         return self
 
     def _open_next(self) -> None:
@@ -143,17 +114,17 @@ class Journal:
         self._segment = max([self._segment, *self.segments()]) + 1
         descriptor = os.open(self._path(self._segment), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._file = os.fdopen(descriptor, "ab")
-        persist.fsync_dir(self.directory)
+        files.fsync_dir(self.directory)
 
     # --- while running
 
-    def append(self, touched: dict[tuple[str, Any, Any], Any]) -> None:
+    def append(self, touched: patches.Touched) -> None:
         """One line for one request: each touched item as it is now. Called under the DynamoDB lock."""
         writes = []
         for (table_name, hash_key, range_key), table in touched.items():
-            item = motofixes.current_item(table, hash_key, range_key)
+            item = patches.current_item(table, hash_key, range_key)
             state = item.to_json()["Attributes"] if item is not None else None
-            writes.append([table_name, motofixes.item_key(table, hash_key, range_key), state])
+            writes.append([table_name, aws.item_key(table, hash_key, range_key), state])
         with self._lock:
             if self._file is None:
                 return
@@ -178,9 +149,7 @@ class Journal:
                 self._path(old).unlink(missing_ok=True)
 
     def close(self) -> None:
-        if _active and _active[0] is self:
-            _active.clear()
-        motofixes.remove_write_listener(_noted)
+        patches.remove_request_listener(self.append)
         with self._lock:
             if self._file is not None:
                 self._file.close()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from devstack import patches
 from devstack.template import ROOT, Function
 
 LAYER_PATH = ROOT / "layers" / "agentplane" / "python"
@@ -27,33 +28,6 @@ def ensure_layer_on_path() -> None:
     """What Lambda does with /opt/python: the shared layer is importable by every function."""
     if str(LAYER_PATH) not in sys.path:
         sys.path.insert(0, str(LAYER_PATH))
-    _keep_each_resolvers_event_its_own()
-
-
-def _keep_each_resolvers_event_its_own() -> None:
-    """Powertools keeps the event being resolved on its router class, shared by every resolver in
-    the process: harmless in Lambda, where a process serves one request at a time, but here
-    concurrent invocations run in one process, and a request could be answered with another's
-    body. Each resolver (one per instance, see _Instance) keeps its own event and context."""
-    from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
-
-    to_proxy_event = ApiGatewayResolver._to_proxy_event
-    if getattr(to_proxy_event, "_per_resolver", False):
-        return
-    resolve = ApiGatewayResolver.resolve
-
-    def own_proxy_event(self: Any, event: dict[str, Any]) -> Any:
-        proxy = to_proxy_event(self, event)
-        self.current_event = proxy  # an instance attribute shadows the class-wide one
-        return proxy
-
-    def resolve_with_own_context(self: Any, event: dict[str, Any], context: Any) -> Any:
-        self.lambda_context = context
-        return resolve(self, event, context)
-
-    own_proxy_event._per_resolver = True  # type: ignore[attr-defined]
-    ApiGatewayResolver._to_proxy_event = own_proxy_event  # type: ignore[method-assign]
-    ApiGatewayResolver.resolve = resolve_with_own_context  # type: ignore[method-assign]
 
 
 @dataclass
@@ -77,6 +51,7 @@ class LambdaContext:
 class _Instance:
     def __init__(self, function: Function) -> None:
         ensure_layer_on_path()
+        patches.apply("aws-lambda-powertools")  # instances of one function share the process
         module_file, attribute = function.handler.rsplit(".", 1)
         path = function.code_uri / f"{module_file}.py"
         name = f"agentplane_fn_{function.name}_{next(_counter)}"

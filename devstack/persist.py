@@ -11,7 +11,6 @@ is saved every few seconds while something changed. Files are readable by their 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -22,15 +21,13 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import boto3
 
-from devstack import aws, motofixes, template
+from devstack import aws, files, patches, template
+from devstack.journal import Journal
 from devstack.template import ROOT
-
-if TYPE_CHECKING:
-    from devstack.journal import Journal
 
 log = logging.getLogger("devstack.persist")
 TABLE_SAVE_INTERVAL = 60.0
@@ -46,81 +43,19 @@ def signing_secret(directory: Path) -> str:
     path = directory / "signing-secret"
     if path.exists():
         return path.read_text().strip()
-    private_dir(directory)
+    files.private_dir(directory)
     secret = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(64))
-    _write(path, secret.encode())
+    files.write_private(path, secret.encode())
     path.chmod(0o600)
     return secret
 
 
-# ---------------------------------------------------------------- files
-
-
-def private_dir(path: Path) -> Path:
-    """A directory only its owner can read (the data holds password hashes and sealed secrets),
-    as is every directory made on the way to it."""
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        path = path.parent
-    for directory in reversed(missing):
-        directory.mkdir(mode=0o700, exist_ok=True)
-    target = missing[0] if missing else path
-    target.chmod(0o700)
-    return target
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Whole-file replacement, on disk before it returns, readable by its owner only: a crash
-    mid-save leaves the previous copy intact."""
-    private_dir(path.parent)
-    temporary = path.with_name(path.name + ".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.chmod(temporary, 0o600)
-    os.replace(temporary, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def encode_value(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray):
-        return {"$b64": base64.b64encode(bytes(value)).decode()}
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    if isinstance(value, dict):
-        return {k: encode_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [encode_value(v) for v in value]
-    return value
-
-
-def decode_value(value: Any) -> Any:
-    if isinstance(value, dict):
-        if len(value) == 1 and isinstance(value.get("$b64"), str):
-            return base64.b64decode(value["$b64"])
-        return {k: decode_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode_value(v) for v in value]
-    return value
-
-
 def _write_json(path: Path, value: Any) -> None:
-    _write(path, json.dumps(encode_value(value), separators=(",", ":")).encode())
+    files.write_private(path, json.dumps(files.encode_value(value), separators=(",", ":")).encode())
 
 
 def _read_json(path: Path) -> Any:
-    return decode_value(json.loads(path.read_text())) if path.exists() else None
+    return files.decode_value(json.loads(path.read_text())) if path.exists() else None
 
 
 def _of_type(resource_type: str) -> list[str]:
@@ -144,7 +79,7 @@ class Persistence:
 
     def restore(self) -> dict[str, int]:
         """Load what a previous run saved; returns counts of what came back."""
-        private_dir(self.directory)
+        files.private_dir(self.directory)
         counts = {"keys": self._restore_kms(), "items": 0, "objects": 0, "schedules": 0}
         os.environ.update(aws.resolve_environment(self.resources))  # key ids may have changed
         for logical_id in _of_type("AWS::DynamoDB::Table"):
@@ -167,7 +102,7 @@ class Persistence:
             arn = self.resources.arns.get(execution["state_machine"])
             if not arn:
                 continue
-            motofixes.resume_wait(arn, execution["name"], execution.get("wait"))
+            patches.resume_wait(arn, execution["name"], execution.get("wait"))
             try:
                 client.start_execution(stateMachineArn=arn, name=execution["name"], input=execution["input"])
                 restarted += 1
@@ -197,7 +132,7 @@ class Persistence:
 
     def _restore_table(self, logical_id: str) -> int:
         items = _read_json(self.directory / "dynamodb" / f"{logical_id}.json") or []
-        table = motofixes.table(self.resources.names[logical_id])
+        table = aws.table(self.resources.names[logical_id])
         with aws._dynamodb_lock:
             for item in items:
                 table.put_item(item)
@@ -257,7 +192,7 @@ class Persistence:
             table = tables.get(self.resources.names.get(logical_id, ""))
             if table is None:
                 continue
-            table_marks.append((id(table), motofixes.write_count(table)))
+            table_marks.append((id(table), patches.write_count(table)))
         buckets = s3_backends[aws.ACCOUNT]["aws"].buckets
         object_marks = []
         for logical_id in _of_type("AWS::S3::Bucket"):
@@ -276,7 +211,7 @@ class Persistence:
             tuple(schedule_marks),
             len(scheduler.schedule_groups),
             tuple(sorted(execution.exec_arn for _, execution in self._running_executions())),
-            motofixes.waits_changes(),
+            patches.waits_changes(),
         )
 
     def _running_executions(self) -> list[tuple[str, Any]]:
@@ -347,7 +282,7 @@ class Persistence:
     def _save_table(self, logical_id: str) -> None:
         _write_json(
             self.directory / "dynamodb" / f"{logical_id}.json",
-            motofixes.read_items(self.resources.names[logical_id], lambda _, item: item.to_json()["Attributes"]),
+            aws.read_items(self.resources.names[logical_id], lambda _, item: item.to_json()["Attributes"]),
         )
 
     def _save_bucket(self, logical_id: str) -> None:
@@ -369,7 +304,7 @@ class Persistence:
                     digest = hashlib.sha256(body).hexdigest()
                     blob = folder / "objects" / digest
                     if not blob.exists():
-                        _write(blob, body)
+                        files.write_private(blob, body)
                     self._s3_cache[cache_key] = digest
                 manifest[key] = {
                     "sha256": digest,
@@ -416,7 +351,7 @@ class Persistence:
                     "state_machine": logical_id,
                     "name": execution.name,
                     "input": execution.execution_input,
-                    "wait": motofixes.execution_wait(execution.exec_arn),
+                    "wait": patches.execution_wait(execution.exec_arn),
                 }
                 for logical_id, execution in self._running_executions()
             ]
@@ -427,7 +362,7 @@ class Persistence:
     def start(self, interval: float = 3.0) -> None:
         # A started execution is on disk before StartExecution answers: a crash right after a run
         # starts must not leave the run without its timers.
-        motofixes.on_execution_started(self._save_executions)
+        patches.on_execution_started(self._save_executions)
         self._thread = threading.Thread(target=self._run, args=(interval,), name="persist", daemon=True)
         self._thread.start()
 
@@ -441,7 +376,7 @@ class Persistence:
     def stop(self) -> None:
         """Stop the background saver and save one last time."""
         self._stop.set()
-        motofixes.remove_execution_listener(self._save_executions)
+        patches.remove_execution_listener(self._save_executions)
         if self._thread:
             self._thread.join(timeout=10)
         self.save()

@@ -20,7 +20,7 @@ from typing import Any
 
 import boto3
 
-from devstack import aws, motofixes, template
+from devstack import aws, patches, template
 from devstack.lambdas import Lambdas
 
 log = logging.getLogger("devstack.streams")
@@ -260,7 +260,7 @@ class StreamFanout:
     def trim(self, stream_arn: str) -> int:
         """Drop the stream records every consumer of this stream has read; the number dropped."""
         positions = [
-            motofixes.iterator_position(iterator) if iterator else None
+            aws.stream_iterator_position(iterator) if iterator else None
             for consumer in self.consumers
             if consumer.subscription.stream_arn == stream_arn
             for iterator in list(consumer.iterators.values())
@@ -268,8 +268,8 @@ class StreamFanout:
         if not positions or None in positions:
             return 0  # a consumer between reads, or one whose shard ended: keep everything
         table_name = stream_arn.split(":", 5)[5].split("/")[1]
-        table = motofixes.table(table_name)
-        return motofixes.trim_stream(table, min(p for p in positions if p is not None)) if table else 0
+        table = aws.table(table_name)
+        return patches.trim_stream(table, min(p for p in positions if p is not None)) if table else 0
 
     def stop(self) -> None:
         self._stop.set()

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 
 
-class _CfnLoader(yaml.SafeLoader):
+class _CfnLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
     pass
 
 
@@ -74,7 +74,8 @@ def path() -> Path:
 
 @lru_cache(maxsize=1)
 def load() -> dict[str, Any]:
-    return yaml.load(_current.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    loaded: dict[str, Any] = yaml.load(_current.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    return loaded
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ class HttpRoute:
 
 
 def resources() -> dict[str, Any]:
-    return load()["Resources"]
+    declared: dict[str, Any] = load()["Resources"]
+    return declared
 
 
 def functions() -> dict[str, Function]:

@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from devstack import aws, motofixes, template
+from devstack import aws, template
 
 log = logging.getLogger("devstack.ttl")
 
@@ -36,10 +36,10 @@ def expired_keys(table_name: str, attribute: str, now: float) -> list[dict[str, 
     def if_expired(table: Any, item: Any) -> dict[str, Any] | None:
         expires = item.attrs.get(attribute)
         if expires is not None and expires.type == "N" and float(expires.value) < now:
-            return motofixes.item_key(table, item.hash_key, item.range_key)
+            return aws.item_key(table, item.hash_key, item.range_key)
         return None
 
-    return motofixes.read_items(table_name, if_expired)
+    return aws.read_items(table_name, if_expired)
 
 
 class TtlSweeper:

@@ -3,9 +3,9 @@
 Clients connect with the `websockets` library's server; each connection gets an API Gateway style
 connection id, `$connect` / route / `$disconnect` functions receive API Gateway WebSocket events,
 and a `$connect` answering 400 or more refuses the handshake. Pushes go the AWS way: a function
-calls the API Gateway Management API (`post_to_connection`), and moto's backend for it is patched
-here so the post reaches the live socket, or fails with GoneException (410) when the server no
-longer holds that connection.
+calls the API Gateway Management API (`post_to_connection`), and moto's backend for it is
+answered here (through devstack.patches) so the post reaches the live socket, or fails with
+GoneException (410) when the server no longer holds that connection.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from devstack import template
+from devstack import patches, template
 from devstack.lambdas import Lambdas
 
 log = logging.getLogger("devstack.websocket")
@@ -99,59 +99,41 @@ def post_to_connection(connection_id: str, data: bytes) -> None:
         raise _gone(connection_id)
 
 
-# moto hands over the id as it appeared in the URL path ("=" arrives as %3D).
+class _LiveManagementApi:
+    """moto's API Gateway Management API, answered from the live sockets. moto hands over the id
+    as it appeared in the URL path ("=" arrives as %3D)."""
 
+    def post_to_connection(self, data: bytes, connection_id: str) -> None:
+        post_to_connection(unquote(connection_id), data)
 
-def _patched_post(self: Any, data: bytes, connection_id: str) -> None:
-    post_to_connection(unquote(connection_id), data)
+    def get_connection(self, connection_id: str) -> Any:
+        from moto.apigatewaymanagementapi.models import Connection
 
+        connection_id = unquote(connection_id)
+        live = registry.get(connection_id)
+        if live is None:
+            raise _gone(connection_id)
+        described = Connection()
+        described.connected_at = live.connected_at / 1000
+        described.source_ip = live.source_ip
+        described.user_agent = live.user_agent
+        return described
 
-def _patched_get(self: Any, connection_id: str) -> Any:
-    from moto.apigatewaymanagementapi.models import Connection
-
-    connection_id = unquote(connection_id)
-    live = registry.get(connection_id)
-    if live is None:
-        raise _gone(connection_id)
-    described = Connection()
-    described.connected_at = live.connected_at / 1000
-    described.source_ip = live.source_ip
-    described.user_agent = live.user_agent
-    return described
-
-
-def _patched_delete(self: Any, connection_id: str) -> None:
-    connection_id = unquote(connection_id)
-    live = registry.get(connection_id)
-    if live is None:
-        raise _gone(connection_id)
-    live.gateway.close(live)
-
-
-_originals: dict[str, Any] = {}
+    def delete_connection(self, connection_id: str) -> None:
+        connection_id = unquote(connection_id)
+        live = registry.get(connection_id)
+        if live is None:
+            raise _gone(connection_id)
+        live.gateway.close(live)
 
 
 def install_management_api() -> None:
     """Route moto's API Gateway Management API to the live local sockets."""
-    from moto.apigatewaymanagementapi.models import ApiGatewayManagementApiBackend as Backend
-
-    if _originals:
-        return
-    for name, patched in (
-        ("post_to_connection", _patched_post),
-        ("get_connection", _patched_get),
-        ("delete_connection", _patched_delete),
-    ):
-        _originals[name] = getattr(Backend, name)
-        setattr(Backend, name, patched)
+    patches.serve_connections(_LiveManagementApi())
 
 
 def uninstall_management_api() -> None:
-    from moto.apigatewaymanagementapi.models import ApiGatewayManagementApiBackend as Backend
-
-    for name, original in _originals.items():
-        setattr(Backend, name, original)
-    _originals.clear()
+    patches.serve_connections(None)
 
 
 # ---------------------------------------------------------------- the server

@@ -938,14 +938,15 @@ def test_the_stall_timeout_is_a_template_parameter_both_stall_checks_read(
 
 
 def test_the_scheduled_stall_check_sample_event_is_current_and_runs(
-    api, user, workspace, lambdas, heartbeat_in_the_past
+    api, user, workspace, lambdas, heartbeat_in_the_past, tmp_path
 ):
-    from devstack import events
+    from tools import events
 
     generated = events.scheduled_events()
-    function, event = generated["agent-stall-check-every-minute.json"]
+    function, event = generated["agent-stall-check.json"]
     assert function.logical_id == "AgentStallCheckFunction"
-    path = events.SCHEDULED_DIR / "agent-stall-check-every-minute.json"
+    events.write(tmp_path)  # what `make events` writes to events/
+    path = tmp_path / "agent-stall-check.json"
     assert path.is_file(), f"regenerate with: {events.REGENERATE}"
     on_disk = json.loads(path.read_text())
     assert on_disk == event, f"stale; regenerate with: {events.REGENERATE}"
@@ -954,7 +955,7 @@ def test_the_scheduled_stall_check_sample_event_is_current_and_runs(
     heartbeat_in_the_past(30)
     heartbeat(api, workspace, "builder")
     heartbeat_in_the_past.restore()
-    # What `sam local invoke AgentStallCheckFunction -e events/scheduled/…` does.
+    # What `sam local invoke AgentStallCheckFunction -e events/agent-stall-check.json` does.
     result = lambdas.invoke(function, on_disk)
     assert result == {"marked": 1, "stalled": 1, "workspaces": 1}
     assert api.get(f"{agents_path(workspace)}/builder").json["data"]["status"] == "stalled"

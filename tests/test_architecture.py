@@ -19,8 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYER = ROOT / "layers" / "agentplane" / "python"
 FUNCTIONS = ROOT / "functions"
 
-FUNCTIONS_USING_DEVSTACK = frozenset({"functions/docs/generate.py"})
-
 
 @dataclass(frozen=True)
 class Import:
@@ -105,12 +103,10 @@ def test_the_store_never_imports_logic_models_or_the_edge():
 
 
 def test_no_deployed_function_imports_the_local_stack():
-    using = [(str(found.path.relative_to(ROOT)), str(found)) for found in function_imports()
-             if _within(found.target, "devstack")]  # fmt: skip
-    bad = sorted(pair for path, pair in using if path not in FUNCTIONS_USING_DEVSTACK)
-    assert not bad, "functions import devstack:\n" + "\n".join(bad)
-    stale = sorted(FUNCTIONS_USING_DEVSTACK - {path for path, _ in using})
-    assert not stale, "allowed to import devstack but no longer does (drop it from the list):\n" + "\n".join(stale)
+    bad = sorted(
+        str(found) for found in function_imports() if any(_within(found.target, p) for p in ("devstack", "tools"))
+    )
+    assert not bad, "functions import the local stack or its tools:\n" + "\n".join(bad)
 
 
 def _builds_a_client(call: ast.Call) -> bool:

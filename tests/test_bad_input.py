@@ -117,7 +117,7 @@ def _body_routes() -> list[Any]:
 def test_every_route_that_takes_a_body_refuses_other_media_types_and_non_utf8(api, user):
     import re
 
-    from devstack import apps
+    from tools import apps
 
     for route in _body_routes():
         path = re.sub(r"\{(\w+)\+?\}", lambda m: apps.sample_path_value(m.group(1)), route.path)

@@ -366,7 +366,7 @@ def test_a_handler_error_reaches_the_state_machines_catch(
 
 def test_definition_substitutions_and_function_environment_resolve(fixture_stack: aws.Resources) -> None:
     [machine] = template.state_machines()
-    definition = stepfunctions.definition_for(machine, fixture_stack)
+    definition = aws.definition_for(machine, fixture_stack)
     assert fixture_stack.arns["WorkerFunction"] in definition
     assert f"in {os.environ['TABLE_NAME']}." in definition
     assert os.environ["FLOW_ARN"] == fixture_stack.names["Flow"]

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from devstack import access_patterns, apps, template
+from devstack import template
 from devstack.lambdas import Lambdas
-from functions.docs import generate
 from tests.conftest import Client
+from tools import access_patterns, apps, events, openapi
 
 EXPECTED_PUBLIC = [
     *(f"GET {path}" for path in ("/api/health", "/api/v1/health", "/api/ready", "/api/v1/ready")),
@@ -26,7 +26,7 @@ EXPECTED_PUBLIC = [
     "GET /api/v1/public/thread-shares/{token}",
 ]
 
-DOCUMENT = generate.OUTPUT
+DOCUMENT = openapi.OUTPUT
 
 
 def _committed() -> dict[str, Any]:
@@ -43,7 +43,7 @@ def _refs(value: Any) -> list[str]:
 
 
 def test_committed_openapi_document_matches_the_code() -> None:
-    fresh = generate.render(generate.generate())
+    fresh = openapi.render(openapi.generate())
     committed = DOCUMENT.read_text() if DOCUMENT.is_file() else ""
     if fresh != committed:
         new, old = json.loads(fresh), json.loads(committed or "{}")
@@ -51,7 +51,7 @@ def test_committed_openapi_document_matches_the_code() -> None:
         removed = sorted(set(old.get("paths", {})) - set(new["paths"]))
         raise AssertionError(
             f"functions/docs/openapi.json is out of date (paths added {added}, removed {removed}, or schemas "
-            f"changed); regenerate it with: {generate.REGENERATE}"
+            f"changed); regenerate it with: {openapi.REGENERATE}"
         )
 
 
@@ -170,22 +170,22 @@ def test_two_families_publishing_different_models_under_one_name_are_refused() -
     first = _part("/api/v1/a", "Item", {"type": "object", "properties": {"a": {"type": "string"}}})
     second = _part("/api/v1/b", "Item", {"type": "object", "properties": {"b": {"type": "integer"}}})
 
-    with pytest.raises(generate.SchemaConflict, match="Item"):
-        generate.merge([("AFunction", "a", first), ("BFunction", "b", second)], set())
+    with pytest.raises(openapi.SchemaConflict, match="Item"):
+        openapi.merge([("AFunction", "a", first), ("BFunction", "b", second)], set())
 
 
 def test_two_functions_serving_one_operation_are_refused() -> None:
     same = _part("/api/v1/a", "Item", {"type": "object"})
 
-    with pytest.raises(generate.SchemaConflict, match="GET /api/v1/a"):
-        generate.merge([("AFunction", "a", same), ("BFunction", "b", same)], set())
+    with pytest.raises(openapi.SchemaConflict, match="GET /api/v1/a"):
+        openapi.merge([("AFunction", "a", same), ("BFunction", "b", same)], set())
 
 
 def test_merged_document_drops_schemas_no_route_uses_and_tags_operations_by_family() -> None:
     part = _part("/api/v1/a", "Item", {"type": "object"})
     part["components"]["schemas"]["HTTPValidationError"] = {"type": "object"}
 
-    document = generate.merge([("AFunction", "alpha", part)], {"GET /api/v1/a"})
+    document = openapi.merge([("AFunction", "alpha", part)], {"GET /api/v1/a"})
 
     assert set(document["components"]["schemas"]) == {"Item", "Problem"}
     assert document["paths"]["/api/v1/a"]["get"]["tags"] == ["alpha"]
@@ -193,11 +193,12 @@ def test_merged_document_drops_schemas_no_route_uses_and_tags_operations_by_fami
 
 
 def test_generator_check_passes_on_the_committed_document() -> None:
-    assert generate.main(["--check"]) == 0
+    assert openapi.main(["--check"]) == 0
 
 
 def test_docs_function_answers_an_unknown_path_with_a_problem(lambdas: Lambdas) -> None:
-    event = json.loads((template.ROOT / "events" / "docs-open-api.json").read_text())
+    event = events.http_event(events.representative_route(template.functions()["DocsFunction"]))
+    assert event["routeKey"] == "GET /api/openapi.json"
     event["rawPath"] = event["requestContext"]["http"]["path"] = "/api/nothing-here"
 
     result = lambdas.invoke("DocsFunction", event)

@@ -520,17 +520,18 @@ def test_a_retired_schedule_enabled_again_is_back_in_scheduler(api, user, worksp
     assert len(jobs(api, workspace)) == 1
 
 
-def test_the_fired_function_sample_event_is_current_and_runs(lambdas):
-    from devstack import events
+def test_the_fired_function_sample_event_is_current_and_runs(lambdas, tmp_path):
+    from tools import events
 
     function, event = events.scheduled_events()["schedule-fired.json"]
     assert function.logical_id == "ScheduleFiredFunction"
-    path = events.SCHEDULED_DIR / "schedule-fired.json"
+    events.write(tmp_path)  # what `make events` writes to events/
+    path = tmp_path / "schedule-fired.json"
     assert path.is_file(), f"regenerate with: {events.REGENERATE}"
     on_disk = json.loads(path.read_text())
     assert on_disk == event, f"stale; regenerate with: {events.REGENERATE}"
     assert set(on_disk) == {"workspace_id", "schedule_id", "scheduled_time"}
-    # What `sam local invoke ScheduleFiredFunction -e events/scheduled/schedule-fired.json` does
+    # What `sam local invoke ScheduleFiredFunction -e events/schedule-fired.json` does
     # against a table without that schedule: nothing to fire.
     result = lambdas.invoke(function, on_disk)
     assert (result["fired"], result["error"]) == (False, "schedule not found")

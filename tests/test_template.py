@@ -14,7 +14,8 @@ from typing import Any
 import boto3
 import pytest
 
-from devstack import apps, aws, stepfunctions, template
+from devstack import aws, template
+from tools import apps
 
 ROOT = template.ROOT
 SAM = os.environ.get("SAM_CLI") or str(ROOT / ".venv-sam" / "bin" / "sam")
@@ -170,13 +171,13 @@ def _machine_for(path: Path) -> template.StateMachine:
 @pytest.mark.parametrize("path", STATE_MACHINE_FILES, ids=lambda path: path.name)
 def test_state_machine_definition_loads_in_step_functions(path: Path, emulated_resources: aws.Resources) -> None:
     machine = _machine_for(path)
-    definition = stepfunctions.definition_for(machine, emulated_resources)
+    definition = aws.definition_for(machine, emulated_resources)
     client = boto3.client("stepfunctions", region_name=aws.REGION)
 
     created = client.create_state_machine(
         name=f"check-{path.name.removesuffix('.asl.json')}",
         definition=definition,
-        roleArn=stepfunctions.ROLE_ARN,
+        roleArn=aws.STATES_ROLE_ARN,
         type=machine.type,
     )
 

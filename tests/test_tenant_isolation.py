@@ -14,8 +14,9 @@ import re
 from typing import Any
 
 from bench import dynamo
-from devstack import apps, template
-from functions.docs.generate import OUTPUT as OPENAPI
+from devstack import template
+from tools import apps
+from tools.openapi import OUTPUT as OPENAPI
 
 PROBLEM = "application/problem+json"
 # Routes whose path ids are not a tenant's items: secrets presented as the path (an invite's or a
