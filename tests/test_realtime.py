@@ -893,3 +893,16 @@ def test_local_stack_pushes_a_runs_events_over_a_real_websocket_in_order(local_s
         "running",
     ]
     assert [p["data"]["data"]["line"] for p in pushes if p["event"] == "log"] == ["clone", "build", "test"]
+
+
+def test_the_fan_out_counts_the_messages_it_pushed(api, user, workspace, sockets, fanout, monkeypatch, capsys):
+    from tests.published_metrics import publish_metrics, published
+
+    socket = sockets(user["token"])
+    socket.subscribe(workspace["id"], "notifications")
+    publish_metrics(monkeypatch)
+    notify_self(api, workspace, user["token"], "one")
+    notify_self(api, workspace, user["token"], "two")
+    fanout.poll()
+    assert [socket.recv()["data"]["title"] for _ in range(2)] == ["one", "two"]
+    assert published(capsys.readouterr().out)["RealtimePushes"] == 2

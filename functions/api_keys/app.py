@@ -38,7 +38,8 @@ from agentplane.models.api_keys import (
     ApiKeyWithSecret,
 )
 
-app = create_app()
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+app = create_app(requires=REQUIRED_SETTINGS)
 BASE = "/api/v1/workspaces/<ws>/api-keys"
 SCOPE = "admin"
 

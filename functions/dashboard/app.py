@@ -12,7 +12,8 @@ from agentplane.http import PROBLEM_RESPONSES, Data, create_app, lambda_entry, o
 from agentplane.logic import dashboard
 from agentplane.models.dashboard import AgentEfficiencyReport, AgentQueueHealthReport, DashboardStats
 
-app = create_app()
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+app = create_app(requires=REQUIRED_SETTINGS)
 BASE = "/api/v1/workspaces/<ws>/dashboard"
 
 

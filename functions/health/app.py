@@ -9,7 +9,8 @@ from agentplane.http import PUBLIC, Data, create_app, lambda_entry
 from agentplane.logic import health
 from agentplane.models.health import Constants, Health, Ready, SiteStatus, Version
 
-app = create_app()
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+app = create_app(requires=REQUIRED_SETTINGS)
 
 
 @app.get("/api/health", security=PUBLIC)

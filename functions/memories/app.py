@@ -29,7 +29,8 @@ from agentplane.logic import memories
 from agentplane.models.agents import AGENT_NAME_PATTERN
 from agentplane.models.memories import MEMORY_KEY_PATTERN, Memory, MemoryPut, MemoryType
 
-app = create_app()
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+app = create_app(requires=REQUIRED_SETTINGS)
 MEMORIES = "/api/v1/workspaces/<ws>/memories"
 AGENT_MEMORIES = "/api/v1/workspaces/<ws>/agents/<name>/memories"
 DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}

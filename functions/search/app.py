@@ -11,7 +11,8 @@ from agentplane.http import PROBLEM_RESPONSES, Data, create_app, lambda_entry, o
 from agentplane.logic import search
 from agentplane.models.search import SearchResults
 
-app = create_app()
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+app = create_app(requires=REQUIRED_SETTINGS)
 
 
 @app.get("/api/v1/workspaces/<ws>/search", responses=PROBLEM_RESPONSES)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel
 
 from agentplane import keys
 from agentplane.access import workspace_access
@@ -82,21 +82,6 @@ MAX_CLAIM_ATTEMPTS = 10
 _TRANSACTION_ATTEMPTS = 3
 
 
-class RealtimeSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
-
-    # The API Gateway Management API of the WebSocket API: https://{api}.execute-api.{region}.amazonaws.com/{stage}
-    websocket_endpoint: str = Field(default="", alias="WEBSOCKET_ENDPOINT")
-
-
-@lru_cache(maxsize=1)
-def get_realtime_settings() -> RealtimeSettings:
-    try:
-        return RealtimeSettings.model_validate(dict(os.environ))
-    except ValidationError as exc:  # pragma: no cover - a deployment error, loud at cold start
-        raise RuntimeError(f"invalid realtime settings: {exc}") from exc
-
-
 def management_endpoint(api_id: str, stage: str, region: str | None = None) -> str:
     """Where posts to a connection of API `api_id` go (the execute-api host, also behind a custom domain)."""
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
@@ -126,7 +111,6 @@ def _management_client(endpoint: str) -> ApiGatewayManagementApiClient:
 
 def reset_clients() -> None:
     _management_client.cache_clear()
-    get_realtime_settings.cache_clear()
 
 
 @dataclass(frozen=True)
