@@ -59,9 +59,10 @@ def gateway(executions: aws.Resources, lambdas: Lambdas) -> Iterator[websocket.W
 def _reset_realtime() -> None:
     """Posts go to this gateway, through a client built for it, to the endpoint of this stack."""
     from agentplane import clients
+    from agentplane.settings import get_settings
 
     clients.reset()
-    realtime.get_realtime_settings.cache_clear()
+    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -897,3 +898,16 @@ def test_local_stack_pushes_a_runs_events_over_a_real_websocket_in_order(local_s
         "running",
     ]
     assert [p["data"]["data"]["line"] for p in pushes if p["event"] == "log"] == ["clone", "build", "test"]
+
+
+def test_the_fan_out_counts_the_messages_it_pushed(api, user, workspace, sockets, fanout, monkeypatch, capsys):
+    from tests.published_metrics import publish_metrics, published
+
+    socket = sockets(user["token"])
+    socket.subscribe(workspace["id"], "notifications")
+    publish_metrics(monkeypatch)
+    notify_self(api, workspace, user["token"], "one")
+    notify_self(api, workspace, user["token"], "two")
+    fanout.poll()
+    assert [socket.recv()["data"]["title"] for _ in range(2)] == ["one", "two"]
+    assert published(capsys.readouterr().out)["RealtimePushes"] == 2

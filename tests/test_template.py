@@ -73,6 +73,7 @@ def test_sam_build_without_a_container_packs_the_shared_layer(tmp_path: Path) ->
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert (build / "SharedLayer" / "python" / "agentplane" / "__init__.py").is_file()
     assert (build / "SharedLayer" / "python" / "pydantic").is_dir(), "the layer's dependencies were not installed"
+    assert (build / "SharedLayer" / "python" / "aws_xray_sdk").is_dir(), "Tracing: Active needs the X-Ray SDK"
     for logical_id, function in template.functions().items():
         module = function.handler.rsplit(".", 1)[0] + ".py"
         if (function.code_uri / module).is_file():  # a missing one is reported by the CodeUri test

@@ -47,7 +47,9 @@ from agentplane.models.agents import (
 )
 from agentplane.models.envelope import Data, DataList
 
-app = create_app()
+# Engine API keys are sealed with the workspace secrets key.
+REQUIRED_SETTINGS = ("kms_key_id",)
+app = create_app(requires=REQUIRED_SETTINGS)
 BASE = "/api/v1/workspaces/<ws>/agents"
 AGENT = f"{BASE}/<name>"
 TEMPLATES = "/api/v1/workspaces/<ws>/agent-templates"

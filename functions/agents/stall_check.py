@@ -12,10 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from agentplane.logic import agents
-from agentplane.observability import logger
+from agentplane.observability import entry_point, logger
+from agentplane.settings import require_settings
+
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+require_settings(*REQUIRED_SETTINGS)
 
 
-@logger.inject_lambda_context(clear_state=True)
+@entry_point()
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     result = agents.sweep_stalled_agents()
     if result["marked"]:

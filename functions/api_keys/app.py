@@ -37,7 +37,8 @@ from agentplane.models.api_keys import (
 )
 from agentplane.models.envelope import Data, DataList
 
-app = create_app()
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+app = create_app(requires=REQUIRED_SETTINGS)
 BASE = "/api/v1/workspaces/<ws>/api-keys"
 SCOPE = "admin"
 

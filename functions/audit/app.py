@@ -25,7 +25,8 @@ from agentplane.logic import activity
 from agentplane.models.audit import Activity, ActivityCreate, ActivityLevel, ActivityStats, AuditEvent, LogLine
 from agentplane.models.envelope import Data, DataList
 
-app = create_app()
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+app = create_app(requires=REQUIRED_SETTINGS)
 WS = "/api/v1/workspaces/<ws>"
 Text = Annotated[str | None, Query(min_length=1, max_length=200)]
 Since = Annotated[datetime | None, Query(alias="from", description="Earliest time, ISO-8601 (UTC if no offset)")]

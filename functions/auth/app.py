@@ -35,7 +35,8 @@ from agentplane.models.auth import (
 )
 from agentplane.models.envelope import Data
 
-app = create_app()
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+app = create_app(requires=REQUIRED_SETTINGS)
 # Unauthenticated routes are limited per client IP (AUTH_RATE_LIMIT_PER_MINUTE, 60 by default).
 per_ip = [limit_group("auth", by="ip")]
 

@@ -13,7 +13,8 @@ from agentplane.logic import dashboard
 from agentplane.models.dashboard import AgentEfficiencyReport, AgentQueueHealthReport, DashboardStats
 from agentplane.models.envelope import Data
 
-app = create_app()
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+app = create_app(requires=REQUIRED_SETTINGS)
 BASE = "/api/v1/workspaces/<ws>/dashboard"
 
 

@@ -52,7 +52,8 @@ SWAGGER_PAGE = """<!doctype html>
 # Deployed documents change only with a deployment; a few minutes of caching is safe.
 CACHE_CONTROL = "public, max-age=300"
 
-app = create_app()
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+app = create_app(requires=REQUIRED_SETTINGS)
 
 
 @cache

@@ -10,7 +10,8 @@ from agentplane.logic import health
 from agentplane.models.envelope import Data
 from agentplane.models.health import Constants, Health, Ready, SiteStatus, Version
 
-app = create_app()
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+app = create_app(requires=REQUIRED_SETTINGS)
 
 
 @app.get("/api/health", security=PUBLIC)

@@ -41,7 +41,8 @@ from agentplane.models.knowledge import (
     RuleUpdate,
 )
 
-app = create_app()
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+app = create_app(requires=REQUIRED_SETTINGS)
 WS = "/api/v1/workspaces/<ws>"
 CREATED = {201: {"description": "Created"}, **PROBLEM_RESPONSES}
 DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}

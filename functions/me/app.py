@@ -32,7 +32,8 @@ from agentplane.models.me import (
 )
 from agentplane.models.workspaces import Membership
 
-app = create_app()
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+app = create_app(requires=REQUIRED_SETTINGS)
 BASE = "/api/v1/me"
 
 

@@ -28,7 +28,8 @@ from agentplane.models.agents import AGENT_NAME_PATTERN
 from agentplane.models.envelope import Data, DataList
 from agentplane.models.memories import MEMORY_KEY_PATTERN, Memory, MemoryPut, MemoryType
 
-app = create_app()
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+app = create_app(requires=REQUIRED_SETTINGS)
 MEMORIES = "/api/v1/workspaces/<ws>/memories"
 AGENT_MEMORIES = "/api/v1/workspaces/<ws>/agents/<name>/memories"
 DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}

@@ -31,7 +31,8 @@ from agentplane.models.notifications import (
     UnreadCount,
 )
 
-app = create_app()
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+app = create_app(requires=REQUIRED_SETTINGS)
 BASE = "/api/v1/workspaces/<ws>/notifications"
 
 

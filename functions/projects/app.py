@@ -45,7 +45,8 @@ from agentplane.models.projects import (
     SnapshotRestoreResult,
 )
 
-app = create_app(requires=runs.STARTS_RUNS)
+REQUIRED_SETTINGS = runs.STARTS_RUNS  # clone, pull, index and docs runs have timers
+app = create_app(requires=REQUIRED_SETTINGS)
 BASE = "/api/v1/workspaces/<ws>/projects"
 PROJECT = f"{BASE}/<project_id>"
 SNAPSHOT = "/api/v1/workspaces/<ws>/snapshots/<snapshot_id>"

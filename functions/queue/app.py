@@ -34,7 +34,8 @@ from agentplane.models.queue import (
     TaskType,
 )
 
-app = create_app()
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+app = create_app(requires=REQUIRED_SETTINGS)
 BASE = "/api/v1/workspaces/<ws>/queue"
 SUBMITTED = {
     201: {"description": "Submitted"},

@@ -11,7 +11,11 @@ from pydantic import ValidationError
 from agentplane.errors import AppError, BadRequest, Unprocessable
 from agentplane.logic import realtime
 from agentplane.models.realtime import ErrorMessage, Ping, Subscribe, Unsubscribe, client_message
-from agentplane.observability import logger
+from agentplane.observability import entry_point, logger
+from agentplane.settings import require_settings
+
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+require_settings(*REQUIRED_SETTINGS)
 
 MAX_MESSAGE_CHARS = 4096
 
@@ -115,7 +119,7 @@ def on_message(event: dict[str, Any], connection_id: str, poster: realtime.Poste
     return {"statusCode": 200}
 
 
-@logger.inject_lambda_context(clear_state=True)
+@entry_point()
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = event["requestContext"]
     connection_id = str(request["connectionId"])

@@ -13,13 +13,13 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 from agentplane.logic import realtime
-from agentplane.observability import logger
+from agentplane.observability import entry_point, logger, realtime_pushed
+from agentplane.settings import require_settings
 from agentplane.store import deserialize
 
-endpoint = realtime.get_realtime_settings().websocket_endpoint
-if not endpoint:
-    raise RuntimeError("WEBSOCKET_ENDPOINT is not set: the fan-out has nowhere to post")
-poster = realtime.Poster(endpoint)
+# Without the endpoint the fan-out has nowhere to post.
+REQUIRED_SETTINGS = ("websocket_endpoint",)
+poster = realtime.Poster(require_settings(*REQUIRED_SETTINGS).websocket_endpoint)
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
@@ -32,10 +32,11 @@ def push_record(record: DynamoDBRecord) -> None:
     if not image:
         return
     result = realtime.fan_out(image, poster, gate)
+    realtime_pushed(result.pushed)
     logger.debug("fanned out", extra={"pushed": result.pushed, "gone": result.gone, "revoked": result.revoked})
 
 
-@logger.inject_lambda_context(clear_state=True)
+@entry_point()
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global gate
     gate = realtime.PushGate()

@@ -10,7 +10,11 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from agentplane.logic import runs
-from agentplane.observability import logger
+from agentplane.observability import entry_point, logger
+from agentplane.settings import require_settings
+
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+require_settings(*REQUIRED_SETTINGS)
 
 Phase = Literal["claim", "work", "approval"]
 
@@ -23,7 +27,7 @@ class LifecycleTask(BaseModel):
     token: str | None = None
 
 
-@logger.inject_lambda_context(clear_state=True)
+@entry_point()
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     task = LifecycleTask.model_validate(event)
     logger.append_keys(run_id=task.run_id, workspace_id=task.workspace_id, action=task.action, phase=task.phase)

@@ -40,7 +40,9 @@ from agentplane.models.run_telemetry import (
     RunSummaryPut,
 )
 
-app = create_app()
+# Files, diffs and artifacts live in the artifacts bucket.
+REQUIRED_SETTINGS = ("artifacts_bucket",)
+app = create_app(requires=REQUIRED_SETTINGS)
 RUN = "/api/v1/workspaces/<ws>/runs/<run_id>"
 CREATED = {201: {"description": "Created"}, **PROBLEM_RESPONSES}
 STREAM = {

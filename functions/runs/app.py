@@ -38,7 +38,8 @@ from agentplane.models.runs import (
     RunStatus,
 )
 
-app = create_app(requires=runs.STARTS_RUNS)
+REQUIRED_SETTINGS = runs.STARTS_RUNS
+app = create_app(requires=REQUIRED_SETTINGS)
 BASE = "/api/v1/workspaces/<ws>/runs"
 RUN = f"{BASE}/<run_id>"
 # Starting work is the expensive call: 6 per minute per user (429 with Retry-After beyond).

@@ -16,10 +16,14 @@ from pydantic import ValidationError
 
 from agentplane.logic import schedules
 from agentplane.models.schedules import ScheduleFiredEvent
-from agentplane.observability import logger
+from agentplane.observability import entry_point, logger
+from agentplane.settings import require_settings
+
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+require_settings(*REQUIRED_SETTINGS)
 
 
-@logger.inject_lambda_context(clear_state=True)
+@entry_point()
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         firing = ScheduleFiredEvent.model_validate(event)

@@ -27,7 +27,9 @@ from agentplane.logic import schedules
 from agentplane.models.envelope import Data, DataList
 from agentplane.models.schedules import Schedule, ScheduleCreate, ScheduleFiring, ScheduleUpdate
 
-app = create_app()
+# Scheduler fires each schedule at that function, assuming that role.
+REQUIRED_SETTINGS = ("schedule_fired_function_arn", "scheduler_role_arn")
+app = create_app(requires=REQUIRED_SETTINGS)
 BASE = "/api/v1/workspaces/<ws>/schedules"
 CREATED = {201: {"description": "Created"}, **PROBLEM_RESPONSES}
 DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}

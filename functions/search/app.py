@@ -12,7 +12,8 @@ from agentplane.logic import search
 from agentplane.models.envelope import Data
 from agentplane.models.search import SearchResults
 
-app = create_app()
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+app = create_app(requires=REQUIRED_SETTINGS)
 
 
 @app.get("/api/v1/workspaces/<ws>/search", responses=PROBLEM_RESPONSES)

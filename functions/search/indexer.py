@@ -12,7 +12,11 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 from agentplane.logic import search
-from agentplane.observability import logger
+from agentplane.observability import entry_point, logger
+from agentplane.settings import require_settings
+
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+require_settings(*REQUIRED_SETTINGS)
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
@@ -25,6 +29,6 @@ def index_record(record: DynamoDBRecord) -> None:
     logger.debug("indexed", extra={"puts": len(change.put), "deletes": len(change.delete)})
 
 
-@logger.inject_lambda_context(clear_state=True)
+@entry_point()
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return process_partial_response(event=event, record_handler=index_record, processor=processor, context=context)

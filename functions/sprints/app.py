@@ -40,7 +40,8 @@ from agentplane.models.sprints import (
     Velocity,
 )
 
-app = create_app()
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+app = create_app(requires=REQUIRED_SETTINGS)
 WS = "/api/v1/workspaces/<ws>"
 BASE = f"{WS}/sprints"
 SprintNumber = Annotated[int, Path(ge=0, le=MAX_SPRINT_NUMBER, description="Sprint number")]

@@ -46,7 +46,8 @@ from agentplane.models.tasks import (
     UserTaskUpdate,
 )
 
-app = create_app()
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+app = create_app(requires=REQUIRED_SETTINGS)
 BASE = "/api/v1/workspaces/<ws>/tasks"
 STORIES = "/api/v1/workspaces/<ws>/stories"
 USER_TASKS = "/api/v1/workspaces/<ws>/user-tasks"

@@ -51,7 +51,8 @@ from agentplane.models.threads import (
     ThreadUpdate,
 )
 
-app = create_app()
+REQUIRED_SETTINGS: tuple[str, ...] = ()
+app = create_app(requires=REQUIRED_SETTINGS)
 BASE = "/api/v1/workspaces/<ws>/threads"
 CREATED = {201: {"description": "Created"}, **PROBLEM_RESPONSES}
 DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}

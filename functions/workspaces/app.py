@@ -57,7 +57,9 @@ from agentplane.models.workspaces import (
     WorkspaceUpdate,
 )
 
-app = create_app()
+# The common env is sealed with the workspace secrets key.
+REQUIRED_SETTINGS = ("kms_key_id",)
+app = create_app(requires=REQUIRED_SETTINGS)
 WS = "/api/v1/workspaces/<ws>"
 CREATED = {201: {"description": "Created"}, **PROBLEM_RESPONSES}
 DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}

@@ -30,7 +30,7 @@ from agentplane.auth import caller, key_usage
 from agentplane.auth.principal import Principal
 from agentplane.errors import AppError, BadRequest, Conflict, NotFound, Unauthorized, Unprocessable
 from agentplane.ids import MAX_PATH_ID_LENGTH, is_path_id
-from agentplane.observability import logger, metrics
+from agentplane.observability import entry_point, logger
 from agentplane.settings import get_settings, require_settings
 from agentplane.store import ConditionFailed, TransactionFailed, defer_check, get_store
 
@@ -381,11 +381,10 @@ def _resolve_as(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any
 
 
 def lambda_entry(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """The function's handler: logging context, metrics, the rate limit (counted before the
-    resolver, so every answer carries its headers) and the invocation's extra headers."""
+    """The function's handler: tracing, logging context, metrics, the rate limit (counted before
+    the resolver, so every answer carries its headers) and the invocation's extra headers."""
 
-    @metrics.log_metrics(capture_cold_start_metric=True)
-    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+    @entry_point(correlation_paths.API_GATEWAY_HTTP)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         idempotency.register_lambda_context(context)
         token = _extra_headers.set({})
@@ -412,4 +411,4 @@ def lambda_entry(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Any],
             result["headers"] = {**extra, **(result.get("headers") or {})}
         return result
 
-    return handler  # type: ignore[no-any-return]
+    return handler

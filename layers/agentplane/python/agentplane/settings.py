@@ -1,8 +1,10 @@
 """Runtime settings, read from the environment once and validated at import.
 
-Every function validates them when its module is imported (`agentplane.http.create_app`, with
-the settings that function requires), so a missing or malformed setting fails the cold start loudly, naming the setting,
-instead of surfacing later as a 500.
+Every function's module names the settings it cannot work without in `REQUIRED_SETTINGS` and
+checks them when it is imported (`agentplane.http.create_app(requires=...)`, or `require_settings`
+for a function without HTTP routes), so a missing or malformed setting fails the cold start loudly,
+naming the setting, instead of surfacing later as a 500. tests/test_settings.py holds each list
+against the function's environment in template.yaml.
 """
 
 from __future__ import annotations
@@ -41,19 +43,28 @@ class Settings(BaseModel):
     # Schedules: EventBridge Scheduler invokes this function, assuming this role, for each firing.
     schedule_fired_function_arn: str = Field(default="", alias="SCHEDULE_FIRED_FUNCTION_ARN")
     scheduler_role_arn: str = Field(default="", alias="SCHEDULER_ROLE_ARN")
+    # Realtime fan-out: the WebSocket API stage's management endpoint, where pushes are posted.
+    websocket_endpoint: str = Field(default="", alias="WEBSOCKET_ENDPOINT")
 
 
 class SettingsError(RuntimeError):
     """Raised at import when the environment does not describe a valid deployment."""
 
 
-def require_settings(*names: str) -> None:
-    """Fail the cold start when a setting this function cannot work without is empty (a function
-    that starts runs needs RUN_STATE_MACHINE_ARN: without it, runs would have no timers)."""
+def require_settings(*names: str) -> Settings:
+    """The settings, validated; fails the cold start when one this function cannot work without
+    is empty (a function that starts runs needs RUN_STATE_MACHINE_ARN: without it, runs would have
+    no timers)."""
     settings = get_settings()
-    missing = [Settings.model_fields[name].alias or name for name in names if not getattr(settings, name)]
+    missing = [setting_name(name) for name in names if not getattr(settings, name)]
     if missing:
         raise SettingsError(f"invalid agentplane settings: {', '.join(missing)} must be set for this function")
+    return settings
+
+
+def setting_name(field: str) -> str:
+    """The environment variable a setting is read from (`run_state_machine_arn` → RUN_STATE_MACHINE_ARN)."""
+    return Settings.model_fields[field].alias or field
 
 
 @lru_cache(maxsize=1)

@@ -33,6 +33,7 @@ from agentplane.models.notifications import (
     ReadAllResult,
     UnreadCount,
 )
+from agentplane.observability import notifications_delivered
 from agentplane.store import Expr, Transaction, TransactionFailed, Update, attr_eq, exists, get_store, not_exists
 
 ENTITY = "notification"
@@ -147,6 +148,7 @@ def _counter_change(ws: str, user_id: str, delta: int) -> Update:
 def _created(
     ws: str, notification_id: str, fields: Mapping[str, Any], recipients: list[str], created_by: str, at: str
 ) -> NotificationCreated:
+    notifications_delivered(len(recipients))
     return NotificationCreated.model_validate(
         {
             **fields,

@@ -25,11 +25,10 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel
 
 from agentplane import clients, keys
 from agentplane.access import workspace_access
@@ -73,21 +72,6 @@ SUBSCRIBERS_PER_PAGE = 100
 # A deliverer that keeps losing the cursor to others gives up after this many tries.
 MAX_CLAIM_ATTEMPTS = 10
 _TRANSACTION_ATTEMPTS = 3
-
-
-class RealtimeSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
-
-    # The API Gateway Management API of the WebSocket API: https://{api}.execute-api.{region}.amazonaws.com/{stage}
-    websocket_endpoint: str = Field(default="", alias="WEBSOCKET_ENDPOINT")
-
-
-@lru_cache(maxsize=1)
-def get_realtime_settings() -> RealtimeSettings:
-    try:
-        return RealtimeSettings.model_validate(dict(os.environ))
-    except ValidationError as exc:  # pragma: no cover - a deployment error, loud at cold start
-        raise RuntimeError(f"invalid realtime settings: {exc}") from exc
 
 
 def management_endpoint(api_id: str, stage: str, region: str | None = None) -> str:

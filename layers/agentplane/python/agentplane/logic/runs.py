@@ -46,7 +46,7 @@ from agentplane.models.runs import (
     RunHeartbeat,
     RunStatus,
 )
-from agentplane.observability import logger
+from agentplane.observability import logger, run_finished, run_heartbeat, run_started
 from agentplane.redact import redact_text, redact_value
 from agentplane.settings import get_settings
 from agentplane.store import (
@@ -417,6 +417,8 @@ def start_execution(item: dict[str, Any]) -> None:
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
             raise
+    else:
+        run_started()
 
 
 def start_run(access: Access, run_id: str, request_id: str = "") -> Run:
@@ -593,6 +595,7 @@ def heartbeat_run(access: Access, run_id: str, body: RunHeartbeat) -> AgentDirec
     else:
         item = _load(ws, run_id)
     _check_worker(item, body.worker_id)
+    run_heartbeat()
     status = RunStatus(item["status"])
     if status in (RunStatus.running, RunStatus.paused):
         changes: dict[str, Any] = {"last_heartbeat_at": iso()}
@@ -851,6 +854,7 @@ def finalize_run(ws: str, run_id: str) -> dict[str, Any]:
         keys.run_usage_key(ws, item["finalized_at"][:7]),
         Update(add={f"runs_{item['status']}": 1}),
     )
+    run_finished(item["status"])
     if item["status"] != RunStatus.cancelled.value:
         _notify_finished(item)
     return {"finalized": True, "status": item["status"]}
