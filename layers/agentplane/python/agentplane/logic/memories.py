@@ -1,6 +1,6 @@
 """Agent memories (Toban): versioned upserts by agent and key, shared and expiring entries, search.
 
-Items (keys under `@keys:memories`):
+Items (entities in `agentplane.entities.memories`, keys under `@keys:memories`):
 - the memory, `memory_key(ws, agent, key)`: partition `memory_pk(ws)`, SK `<agent>#<key>`, so a
   workspace's memories are one Query and one agent's are one Query on the prefix `<agent>#`.
   - GSI1 `memory_shared_gsi(ws)` (SK `<agent>#<key>`) while it is shared;
