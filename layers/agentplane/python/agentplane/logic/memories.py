@@ -42,6 +42,7 @@ from agentplane import keys
 from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.entities.agents import AgentItem
+from agentplane.entities.base import Entity
 from agentplane.entities.memories import (
     MemoryItem,
     MemoryPointerItem,
@@ -90,10 +91,14 @@ def _check_names(agent_name: str, name: str | None = None) -> None:
         )
 
 
-def _require_agent(ws: str, agent_name: str) -> None:
+def _read_with_agent(ws: str, agent_name: str, key: keys.Key) -> MemoryItem | None:
+    """The memory at `key`, read in one batch with its agent, which must be registered."""
     # A read, not a condition in the write's transaction: agents heartbeat all the time, and a
     # condition check on their item would make memory writes collide with those heartbeats.
-    get_store().read_or_404(AgentItem, keys.agent_key(ws, agent_name), f"agent {agent_name} not found")
+    agent, memory = get_store().read_many(Entity, [keys.agent_key(ws, agent_name), key])
+    if not isinstance(agent, AgentItem):
+        raise NotFound(f"agent {agent_name} not found")
+    return memory if isinstance(memory, MemoryItem) else None
 
 
 def _version_of(memory: MemoryItem | None) -> int:
@@ -119,12 +124,12 @@ def put_memory(
     write replaces whatever is stored (see the module docstring)."""
     ws = access.workspace_id
     _check_names(agent_name, name)
-    _require_agent(ws, agent_name)
     expected = body.version if body.version is not None else if_match
     key = keys.memory_key(ws, agent_name, name)
+    first_read = [_read_with_agent(ws, agent_name, key)]
 
     def write() -> tuple[Memory, bool]:
-        current = get_store().read(MemoryItem, key)
+        current = first_read.pop() if first_read else get_store().read(MemoryItem, key)
         if expected is not None and expected != _version_of(current):
             raise _stale(agent_name, name, current, expected)
         at = iso()
