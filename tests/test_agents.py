@@ -85,14 +85,16 @@ def agent_key_for(ws: dict, name: str) -> str:
 def heartbeat_in_the_past(monkeypatch):
     """Heartbeats recorded while this is active are dated `minutes` ago."""
     from agentplane.ids import iso
-    from agentplane.logic import agents
+    from agentplane.logic.agents import registry, stalls
 
     def set_minutes(minutes: float) -> None:
         moment = datetime.now(UTC) - timedelta(minutes=minutes)
-        monkeypatch.setattr(agents, "iso", lambda value=None: iso(value or moment))
+        for module in (registry, stalls):
+            monkeypatch.setattr(module, "iso", lambda value=None: iso(value or moment))
 
     def restore() -> None:
-        monkeypatch.setattr(agents, "iso", iso)
+        for module in (registry, stalls):
+            monkeypatch.setattr(module, "iso", iso)
 
     set_minutes.restore = restore  # type: ignore[attr-defined]
     return set_minutes
@@ -293,14 +295,14 @@ def test_delete_refuses_an_agent_with_an_open_task_of_any_status(api, user, work
 
 
 def test_delete_refuses_when_the_open_tasks_are_too_many_to_check(api, user, workspace, monkeypatch):
-    from agentplane.logic import agents
+    from agentplane.logic.agents import registry
 
     api.token = user["token"]
     new_agent(api, workspace, "holder")
     for n in range(3):
         api.post(f"/api/v1/workspaces/{workspace['id']}/tasks", {"title": f"Someone else's {n}", "assignee": "x"})
-    monkeypatch.setattr(agents, "HELD_TASKS_READ_BUDGET", 2)
-    monkeypatch.setattr(agents, "_HELD_TASKS_PAGE", 1)
+    monkeypatch.setattr(registry, "HELD_TASKS_READ_BUDGET", 2)
+    monkeypatch.setattr(registry, "_HELD_TASKS_PAGE", 1)
     refused = api.delete(f"{agents_path(workspace)}/holder")
     assert refused.status == 409, refused.body
     assert api.get(f"{agents_path(workspace)}/holder").status == 200
@@ -579,18 +581,18 @@ def test_check_stalls_takes_a_timeout_from_the_body(api, user, workspace, heartb
 
 
 def test_a_heartbeat_after_the_index_was_read_wins_over_the_stall_mark(api, user, workspace, heartbeat_in_the_past):
-    from agentplane import keys
-    from agentplane.logic import agents
+    from agentplane.entities.agents import silent_agents
+    from agentplane.logic.agents import stalls
     from agentplane.store import TransactionFailed, get_store
 
     api.token = user["token"]
     heartbeat_in_the_past(30)
     heartbeat(api, workspace, "builder")
     heartbeat_in_the_past.restore()
-    [seen] = get_store().query(keys.agent_live_gsi(workspace["id"]), index=keys.GSI2).items
+    [seen] = silent_agents(workspace["id"], "9999", limit=10, start=None).items
     heartbeat(api, workspace, "builder")  # lands between the check's read and its write
     tx = get_store().transaction()
-    agents._mark_silent(tx, workspace["id"], seen, "2030-01-01T00:00:00.000Z", "system", "")
+    stalls._mark_silent(tx, seen, "2030-01-01T00:00:00.000Z")
     with pytest.raises(TransactionFailed):
         tx.commit()
     assert api.get(f"{agents_path(workspace)}/builder").json["data"]["status"] == "active"
@@ -651,17 +653,17 @@ def test_stall_sweep_reads_only_the_silent_range_of_each_shard(api, user, worksp
     heartbeat(api, workspace, "fresh")
     calls: list[tuple[str, str | None]] = []
     store = get_store()
-    original = store.query
+    original = store.select
 
-    def recording(partition: str, **kwargs: Any) -> Any:
-        calls.append((partition, kwargs.get("index")))
-        return original(partition, **kwargs)
+    def recording(entity: Any, spec: Any, **kwargs: Any) -> Any:
+        calls.append((spec.partition, spec.index))
+        return original(entity, spec, **kwargs)
 
-    store.query = recording  # type: ignore[method-assign]
+    store.select = recording  # type: ignore[method-assign]
     try:
         result = agents.sweep_stalled_agents()
     finally:
-        store.query = original  # type: ignore[method-assign]
+        store.select = original  # type: ignore[method-assign]
     assert result["stalled"] == 1
     watched = [c for c in calls if c[1] == keys.GSI3]
     assert len(watched) == keys.AGENT_WATCH_SHARDS
@@ -722,6 +724,7 @@ def test_an_older_report_never_replaces_the_latest(api, user, workspace):
     from agentplane.auth.tokens import resolve_principal
     from agentplane.ids import new_id
     from agentplane.logic import agents
+    from agentplane.logic.agents import progress
     from agentplane.models.agents import ProgressCreate
 
     api.token = user["token"]
@@ -729,12 +732,12 @@ def test_an_older_report_never_replaces_the_latest(api, user, workspace):
     older_id = new_id("prg")
     api.post(f"{agents_path(workspace)}/progress", {"agent": "builder", "message": "newer"})
     access = workspace_access(resolve_principal(user["token"]), workspace["id"], "agents:write")
-    original = agents.new_id
-    agents.new_id = lambda prefix: older_id  # type: ignore[assignment]
+    original = progress.new_id
+    progress.new_id = lambda prefix: older_id  # type: ignore[assignment]
     try:
         agents.report_progress(access, ProgressCreate(agent_name="builder", message="older"))
     finally:
-        agents.new_id = original  # type: ignore[assignment]
+        progress.new_id = original  # type: ignore[assignment]
     latest = api.get(f"{agents_path(workspace)}/progress/latest").json["data"]
     assert [p["message"] for p in latest] == ["newer"]
     assert {p["message"] for p in api.get(f"{agents_path(workspace)}/builder/progress").json["data"]} == {

@@ -221,3 +221,31 @@ def test_each_access_pattern_is_registered_with_its_entity_and_index() -> None:
     assert listing.entity is teams.TeamItem and listing.index == keys.GSI1
     assert listing.partition is keys.team_list_gsi
     assert "creation order" in listing.purpose
+
+
+def test_an_upsert_creates_the_item_as_its_kind_then_moves_it_by_key(store) -> None:
+    from agentplane import keys
+    from agentplane.entities.base import Entity
+    from agentplane.entities.teams import TeamItem
+
+    key = keys.team_key(WS, "team_1")
+    tx = store.transaction()
+    tx.upsert(TeamItem, key, [TeamItem.member_count.add(2)])
+    tx.commit()
+    after = store.upsert(TeamItem, key, [TeamItem.member_count.add(3)])
+
+    assert after.member_count == 5
+    assert isinstance(store.read(Entity, key), TeamItem)  # the created item carries its kind
+
+
+def test_a_discard_deletes_an_item_and_passes_over_an_absent_one(store) -> None:
+    from agentplane import keys
+    from agentplane.entities.teams import TeamItem
+
+    store.create(_team("team_1", "Core"))
+    tx = store.transaction()
+    tx.discard(TeamItem, keys.team_key(WS, "team_1"))
+    tx.discard(TeamItem, keys.team_key(WS, "team_never"))
+    tx.commit()
+
+    assert store.get(keys.team_key(WS, "team_1")) is None

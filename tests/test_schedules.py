@@ -484,13 +484,14 @@ def test_a_schedule_of_a_deleted_workspace_stops_firing_and_leaves_scheduler(api
 
 def test_access_lost_while_a_firing_is_prepared_stops_it(api, user, workspace, lambdas, monkeypatch):
     from agentplane import keys
+    from agentplane.entities.schedules import ScheduleItem
     from agentplane.logic import schedules
     from agentplane.store import get_store
 
     creator = add_member(api, workspace, "member")
     api.token = creator["token"]
     schedule = create(api, workspace)
-    item = get_store().get(keys.schedule_key(workspace["id"], schedule["id"]))
+    item = get_store().read(ScheduleItem, keys.schedule_key(workspace["id"], schedule["id"]))
     assert item is not None
     allowed = schedules._creator(workspace["id"], item)  # the check passes...
     api.token = user["token"]

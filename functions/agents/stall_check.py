@@ -1,7 +1,7 @@
 """The scheduled stall check: every minute (an EventBridge Scheduler schedule in template.yaml, fired
 by `make dev` too), agents of every workspace silent for longer than AGENT_STALL_TIMEOUT_SECONDS
 (the template's AgentStallTimeoutSeconds parameter) are marked stalled and their workspaces
-notified. See agentplane.logic.agents for the index it reads (bounded Queries, no Scan). Sample
+notified. See agentplane.logic.agents.stalls for the index it reads (bounded Queries, no Scan). Sample
 event: events/scheduled/agent-stall-check-every-minute.json.
 
 Invoked by the scheduler only, never through the HTTP API.

@@ -8,24 +8,21 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from agentplane.access import workspace_access
+from agentplane.access import Access
 from agentplane.http import (
     PROBLEM_RESPONSES,
-    Cursor,
     IfMatch,
-    Limit,
     create_app,
     created,
     lambda_entry,
     no_content,
     ok,
     page,
-    request_id,
-    request_principal,
+    workspace_scope,
 )
 from agentplane.logic import schedules
 from agentplane.models.envelope import Data, DataList
-from agentplane.models.schedules import Schedule, ScheduleCreate, ScheduleFiring, ScheduleUpdate
+from agentplane.models.schedules import Schedule, ScheduleCreate, ScheduleFiring, ScheduleQuery, ScheduleUpdate
 
 # Scheduler fires each schedule at that function, assuming that role.
 REQUIRED_SETTINGS = ("schedule_fired_function_arn", "scheduler_role_arn")
@@ -33,49 +30,42 @@ app = create_app(requires=REQUIRED_SETTINGS)
 BASE = "/api/v1/workspaces/<ws>/schedules"
 CREATED = {201: {"description": "Created"}, **PROBLEM_RESPONSES}
 DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}
+ReadRuns = Annotated[Access, workspace_scope("runs:read")]
+StartRuns = Annotated[Access, workspace_scope("runs:start")]
 
 
 @app.post(BASE, responses=CREATED)
-def create_schedule(ws: str, body: ScheduleCreate) -> Response[Data[Schedule]]:
-    access = workspace_access(request_principal(app), ws, "runs:start")
-    return created(schedules.create_schedule(access, body, request_id(app)))
+def create_schedule(ws: str, access: StartRuns, body: ScheduleCreate) -> Response[Data[Schedule]]:
+    return created(schedules.create_schedule(access, body))
 
 
 @app.get(BASE, responses=PROBLEM_RESPONSES)
-def list_schedules(
-    ws: str,
-    enabled: Annotated[bool | None, Query()] = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-) -> DataList[Schedule]:
-    access = workspace_access(request_principal(app), ws, "runs:read")
-    items, next_cursor = schedules.list_schedules(access, enabled=enabled, limit=limit, cursor=cursor)
-    return page(items, next_cursor, limit)
+def list_schedules(ws: str, access: ReadRuns, query: Annotated[ScheduleQuery, Query()]) -> DataList[Schedule]:
+    items, next_cursor = schedules.list_schedules(access, enabled=query.enabled, limit=query.limit, cursor=query.cursor)
+    return page(items, next_cursor, query.limit)
 
 
 @app.get(f"{BASE}/<schedule_id>", responses=PROBLEM_RESPONSES)
-def get_schedule(ws: str, schedule_id: str) -> Data[Schedule]:
-    access = workspace_access(request_principal(app), ws, "runs:read")
+def get_schedule(ws: str, schedule_id: str, access: ReadRuns) -> Data[Schedule]:
     return ok(schedules.get_schedule(access, schedule_id))
 
 
 @app.patch(f"{BASE}/<schedule_id>", responses=PROBLEM_RESPONSES)
-def update_schedule(ws: str, schedule_id: str, body: ScheduleUpdate, if_match: IfMatch = None) -> Data[Schedule]:
-    access = workspace_access(request_principal(app), ws, "runs:start")
-    return ok(schedules.update_schedule(access, schedule_id, body, if_match, request_id(app)))
+def update_schedule(
+    ws: str, schedule_id: str, access: StartRuns, body: ScheduleUpdate, if_match: IfMatch = None
+) -> Data[Schedule]:
+    return ok(schedules.update_schedule(access, schedule_id, body, if_match))
 
 
 @app.delete(f"{BASE}/<schedule_id>", responses=DELETED)
-def delete_schedule(ws: str, schedule_id: str) -> Response[Any]:
-    access = workspace_access(request_principal(app), ws, "runs:start")
-    schedules.delete_schedule(access, schedule_id, request_id(app))
+def delete_schedule(ws: str, schedule_id: str, access: StartRuns) -> Response[Any]:
+    schedules.delete_schedule(access, schedule_id)
     return no_content()
 
 
 @app.post(f"{BASE}/<schedule_id>/run", responses=PROBLEM_RESPONSES)
-def run_schedule(ws: str, schedule_id: str) -> Data[ScheduleFiring]:
-    access = workspace_access(request_principal(app), ws, "runs:start")
-    return ok(schedules.run_schedule(access, schedule_id, request_id(app)))
+def run_schedule(ws: str, schedule_id: str, access: StartRuns) -> Data[ScheduleFiring]:
+    return ok(schedules.run_schedule(access, schedule_id))
 
 
 lambda_handler = lambda_entry(app)

@@ -368,6 +368,18 @@ class Transaction:
         guard = entity.present() if condition is None else entity.present() & condition
         return self._add("Delete", _key_operation(entity, key, guard), name)
 
+    def discard(self, entity: type[Entity], key: Key, *, name: str | None = None) -> Transaction:
+        """Delete the item at `key` if there is one (nothing fails when it is absent): an item
+        that goes with another, such as a guard or a summary, which older data may lack."""
+        return self._add("Delete", _key_operation(entity, key, None), name)
+
+    def upsert(
+        self, entity: type[Entity], key: Key, actions: Sequence[Action], *, name: str | None = None
+    ) -> Transaction:
+        """Update attributes of the item at `key`, creating it as `entity`'s kind when absent:
+        counters that start at nothing and are only ever moved by key."""
+        return self._add("Update", _key_operation(entity, key, None, [*actions, entity.entity.set(entity)]), name)
+
     def require(self, entity: type[Entity], key: Key, condition: Condition, *, name: str | None = None) -> Transaction:
         """Write nothing to `key`, but only commit if `condition` holds of it."""
         op = entity.get_operation_kwargs_from_class(key["PK"], key["SK"], condition=condition)
@@ -381,7 +393,7 @@ class Transaction:
 
 
 def _key_operation(
-    entity: type[Entity], key: Key, condition: Condition, actions: Sequence[Action] | None = None
+    entity: type[Entity], key: Key, condition: Condition | None, actions: Sequence[Action] | None = None
 ) -> dict[str, Any]:
     # pynamodb builds key-addressed operations only for condition checks; the same builder
     # takes update actions, without the version handling an instance's update adds.
@@ -668,6 +680,14 @@ class Store:
         guard = entity.present() if condition is None else entity.present() & condition
         args = {**_key_operation(entity, key, guard, actions), "TableName": self.table_name, "ReturnValues": "ALL_NEW"}
         response = self._conditional(self.client.update_item, args)
+        return entity.from_raw_data(response["Attributes"])
+
+    def upsert(self, entity: type[E], key: Key, actions: Sequence[Action]) -> E:
+        """UpdateItem by key, creating the item as `entity`'s kind when absent (see
+        `Transaction.upsert`); answers the item."""
+        self.settle_deferred()
+        operation = _key_operation(entity, key, None, [*actions, entity.entity.set(entity)])
+        response = self.client.update_item(**{**operation, "TableName": self.table_name, "ReturnValues": "ALL_NEW"})
         return entity.from_raw_data(response["Attributes"])
 
     def remove(self, entity: Entity, condition: Condition | None = None) -> None:

@@ -1,7 +1,7 @@
 """The work queue (Orkosi's task queue): jobs submitted by anyone in the workspace, each handed to
 exactly one worker at a time, retried with exponential backoff, dead-lettered when out of attempts.
 
-Items (keys under `@keys:queue`):
+Items (entities in `agentplane.entities.queue`, keys under `@keys:queue`):
 - the job, `queue_job_key(ws, id)`, with its payload and result stored as JSON text (any JSON
   object up to 64 KB round-trips exactly). It waits in one of the workspace's queues, its
   `queue_name` (Orkosi's; `default` unless named), and sits on two indexes:
@@ -53,14 +53,24 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agentplane import audit, keys
 from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
+from agentplane.entities.queue import (
+    COUNTED,
+    QueueCounterItem,
+    QueueIdempotencyItem,
+    QueueJobItem,
+    claimable_jobs,
+    counter_shards,
+    job_from_item,
+    jobs_in_status,
+    jobs_of_workspace,
+)
 from agentplane.errors import Conflict, InvalidTransition, NotFound, Unprocessable
 from agentplane.ids import iso, new_id
 from agentplane.ids import now as _system_now
@@ -79,19 +89,11 @@ from agentplane.models.queue import (
     QueueStats,
 )
 from agentplane.redact import redact_text, redact_value
-from agentplane.store import (
-    ConditionFailed,
-    Expr,
-    Transaction,
-    TransactionFailed,
-    Update,
-    attr_eq,
-    attr_in,
-    exists,
-    get_store,
-)
+from agentplane.store import ConditionFailed, Item, Transaction, TransactionFailed, get_store, retrying
 
-Item = dict[str, Any]
+if TYPE_CHECKING:
+    from pynamodb.expressions.condition import Condition
+    from pynamodb.expressions.update import Action
 
 # The clock every queue decision reads (tests move it forward to see timeouts and backoff).
 clock: Callable[[], datetime] = _system_now
@@ -100,30 +102,35 @@ RETRY_BASE_SECONDS = 5
 RETRY_MAX_SECONDS = 3600
 # Candidates one claim call reads at most (across priorities and pages).
 CLAIM_READ_BUDGET = 200
-# Jobs with these statuses are counted; unfinished ones also per priority (`open_p<n>`).
-_COUNTED = tuple(status.value for status in JobStatus)
 _CONFLICT_RETRIES = 3
 _ERROR_HISTORY = 20
-JOB_ENTITY = "queue_job"
+_open_counter = QueueCounterItem.open_counter
+
+
+class Writer(Protocol):
+    """Who a queue write acts as and how its transaction is guarded and committed: a caller's
+    `Access`, or a schedule firing as the schedule's creator."""
+
+    @property
+    def workspace_id(self) -> str: ...
+
+    @property
+    def actor_id(self) -> str: ...
+
+    def transaction(self) -> Transaction: ...
+
+    def commit(self, tx: Transaction) -> None: ...
+
+    def audit(
+        self, tx: Transaction, action: str, target_type: str, target_id: str, details: Mapping[str, Any] | None = None
+    ) -> None: ...
 
 
 # ------------------------------------------------------------------------------------- items
 
 
-def _open_counter(priority: int) -> str:
-    return f"open_p{priority}"
-
-
 def _dump(document: dict[str, Any]) -> str:
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
-
-
-def to_job(item: Item) -> QueueJob:
-    public = {k: v for k, v in item.items() if k not in ("payload_json", "result_json")}
-    public["payload"] = json.loads(item.get("payload_json") or "{}")
-    if item.get("result_json") is not None:
-        public["result"] = json.loads(item["result_json"])
-    return QueueJob.model_validate(public)
 
 
 def _fingerprint(body: JobSubmit) -> str:
@@ -133,161 +140,124 @@ def _fingerprint(body: JobSubmit) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def new_job_item(ws: str, body: JobSubmit, created_by: str, at: datetime, source: Item | None = None) -> Item:
-    job_id = new_id("job")
-    available_at = iso(at + timedelta(seconds=body.delay_seconds))
+def _new_job(ws: str, body: JobSubmit, created_by: str, at: datetime, source: Item | None) -> QueueJobItem:
     created_at = iso(at)
-    priority = int(body.priority)
-    item: Item = {
-        **keys.queue_job_key(ws, job_id),
-        keys.ENTITY: JOB_ENTITY,
-        keys.GSI1PK: keys.queue_job_status_gsi(ws, JobStatus.pending),
-        keys.GSI1SK: job_id,
-        keys.GSI2PK: keys.queue_ready_gsi(ws, body.queue_name),
-        keys.GSI2SK: keys.queue_ready_sk(priority, available_at, job_id),
-        "id": job_id,
-        "workspace_id": ws,
-        "queue_name": body.queue_name,
-        "task_type": body.task_type,
-        "payload_json": _dump(body.payload),
-        "priority": priority,
-        "status": JobStatus.pending.value,
-        "attempts": 0,
-        "max_attempts": body.max_attempts,
-        "timeout_seconds": body.timeout_seconds,
-        "available_at": available_at,
-        "errors": [],
-        "created_by": created_by,
-        "created_at": created_at,
-        "updated_at": created_at,
-    }
-    if body.idempotency_key:
-        item["idempotency_key"] = body.idempotency_key
-        item["fingerprint"] = _fingerprint(body)
-    if source:
-        item["source"] = source
-    return item
-
-
-def _count(tx: Transaction, ws: str, job: Item, deltas: dict[str, int]) -> None:
-    """Move the job's counter shard by `deltas` (status names and open_p<n>) in `tx`."""
-    tx.update(
-        keys.queue_counter_key(ws, keys.queue_counter_shard(job["id"])),
-        Update(set={keys.ENTITY: "queue_counter"}, add=deltas),
+    return QueueJobItem(
+        workspace_id=ws,
+        id=new_id("job"),
+        queue_name=body.queue_name,
+        task_type=body.task_type,
+        payload_json=_dump(body.payload),
+        priority=int(body.priority),
+        status=JobStatus.pending.value,
+        attempts=0,
+        max_attempts=body.max_attempts,
+        timeout_seconds=body.timeout_seconds,
+        available_at=iso(at + timedelta(seconds=body.delay_seconds)),
+        errors=[],
+        idempotency_key=body.idempotency_key,
+        fingerprint=_fingerprint(body) if body.idempotency_key else None,
+        source=source or None,
+        created_by=created_by,
+        created_at=created_at,
+        updated_at=created_at,
     )
 
 
-def _load(ws: str, job_id: str) -> Item:
-    item = get_store().get(keys.queue_job_key(ws, job_id))
-    if item is None:
-        raise NotFound(f"queue job {job_id} not found")
-    return item
+def _count(tx: Transaction, job: QueueJobItem, deltas: dict[str, int]) -> None:
+    """Move the job's counter shard by `deltas` (status names and open_p<n>) in `tx`."""
+    tx.upsert(QueueCounterItem, _counter_key(job), _moves(deltas))
 
 
-def _load_with_secrets(ws: str, job_id: str) -> tuple[Item, tuple[str, ...]]:
+def _counter_key(job: QueueJobItem) -> keys.Key:
+    return keys.queue_counter_key(job.workspace_id, keys.queue_counter_shard(job.id))
+
+
+def _moves(deltas: dict[str, int]) -> list[Action]:
+    return [getattr(QueueCounterItem, name).add(delta) for name, delta in deltas.items()]
+
+
+def _load(ws: str, job_id: str) -> QueueJobItem:
+    return get_store().read_or_404(QueueJobItem, keys.queue_job_key(ws, job_id), f"queue job {job_id} not found")
+
+
+def _load_with_secrets(ws: str, job_id: str) -> tuple[QueueJobItem, tuple[str, ...]]:
     """The job and the workspace's secret values (to redact what the worker wrote) in one BatchGetItem."""
     item, known = known_secrets.read_with(keys.queue_job_key(ws, job_id), ws)
     if item is None:
         raise NotFound(f"queue job {job_id} not found")
-    return item, known
+    return job_from_item(item), known
 
 
-def _pause(attempt: int) -> None:
-    time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # noqa: S311 - jitter, not a secret
+def _only_conflicts(failure: Exception) -> bool:
+    return isinstance(failure, TransactionFailed) and failure.only_conflicts()
 
 
-def _commit_retrying(commit: Callable[[Transaction], None], tx: Transaction) -> None:
+def _commit_retrying(writer: Writer, tx: Transaction) -> None:
     """Commit, retrying a transaction cancelled only by a concurrent transaction on one of its
     items (DynamoDB's TransactionConflict); any other failure is the caller's to interpret."""
-    for attempt in range(_CONFLICT_RETRIES):
-        try:
-            commit(tx)
-            return
-        except TransactionFailed as failure:
-            conflicted = "TransactionConflict" in failure.reasons
-            condition_failed = "ConditionalCheckFailed" in failure.reasons
-            if not conflicted or condition_failed or attempt == _CONFLICT_RETRIES - 1:
-                raise
-            _pause(attempt)
+    retrying(lambda: writer.commit(tx), retry_if=_only_conflicts, attempts=_CONFLICT_RETRIES, base_delay=0.02)
 
 
 # ------------------------------------------------------------------------------------ submit
 
 
 def enqueue(
-    ws: str,
+    writer: Writer,
     body: JobSubmit,
-    actor_id: str,
-    request_id: str,
     *,
-    transaction: Callable[[], Transaction],
-    commit: Callable[[Transaction], None],
     source: Item | None = None,
-    extra: Callable[[Transaction, Item], None] | None = None,
-) -> tuple[Item, bool]:
+    extra: Callable[[Transaction, QueueJobItem], None] | None = None,
+) -> tuple[QueueJobItem, bool]:
     """Put a new job (with its counters, idempotency guard, audit row and `extra` writes) in one
     transaction. Returns the job and whether it is new: an idempotency_key already used answers
     the job it created (a 422 when the submission differs)."""
-    item = new_job_item(ws, body, actor_id, clock(), source)
-    tx = transaction()
-    tx.put(item, Expr("attribute_not_exists(PK)"))
-    _count(tx, ws, item, {JobStatus.pending.value: 1, _open_counter(item["priority"]): 1})
-    guard_index = -1
+    ws = writer.workspace_id
+    job = _new_job(ws, body, writer.actor_id, clock(), source)
+    tx = writer.transaction()
+    tx.create(job)
+    _count(tx, job, {JobStatus.pending.value: 1, _open_counter(int(job.priority)): 1})
     if body.idempotency_key:
-        guard_index = len(tx.operations)
-        tx.put(
-            {
-                **keys.queue_idempotency_key(ws, body.idempotency_key),
-                keys.ENTITY: "queue_job_key",
-                "job_id": item["id"],
-            },
-            Expr("attribute_not_exists(PK)"),
-        )
+        guard = QueueIdempotencyItem(workspace_id=ws, idempotency_key=body.idempotency_key, job_id=job.id)
+        tx.create(guard, name="idempotency_key")
     if extra is not None:
-        extra(tx, item)
-    audit.record(tx, ws, actor_id, "queue_job.submitted", "queue_job", item["id"], request_id,
-                 {"task_type": body.task_type, "priority": item["priority"]})  # fmt: skip
+        extra(tx, job)
+    submitted = {"task_type": body.task_type, "priority": job.priority}
+    writer.audit(tx, "queue_job.submitted", "queue_job", job.id, submitted)
     try:
-        _commit_retrying(commit, tx)
+        _commit_retrying(writer, tx)
     except TransactionFailed as failure:
-        if guard_index >= 0 and failure.reasons[guard_index] == "ConditionalCheckFailed":
+        if failure.reason("idempotency_key") == "ConditionalCheckFailed":
             return _replay(ws, body), False
         raise
-    return item, True
+    return job, True
 
 
-def _replay(ws: str, body: JobSubmit) -> Item:
+def _replay(ws: str, body: JobSubmit) -> QueueJobItem:
     assert body.idempotency_key is not None
-    guard = get_store().get(keys.queue_idempotency_key(ws, body.idempotency_key)) or {}
-    existing = get_store().get(keys.queue_job_key(ws, str(guard.get("job_id", ""))))
+    guard = get_store().read(QueueIdempotencyItem, keys.queue_idempotency_key(ws, body.idempotency_key))
+    existing = get_store().read(QueueJobItem, keys.queue_job_key(ws, guard.job_id)) if guard else None
     if existing is None:  # pragma: no cover - the guard and its job are written together
         raise Conflict("the idempotency_key is in use by a job being submitted; retry")
-    if existing.get("fingerprint") != _fingerprint(body):
+    if existing.fingerprint != _fingerprint(body):
         raise Unprocessable(
-            f"idempotency_key {body.idempotency_key!r} was already used for a different job ({existing['id']})",
+            f"idempotency_key {body.idempotency_key!r} was already used for a different job ({existing.id})",
             errors=[{"field": "idempotency_key", "message": "already used with other fields"}],
-            job_id=existing["id"],
+            job_id=existing.id,
         )
     return existing
 
 
-def submit_job(access: Access, body: JobSubmit, request_id: str = "") -> tuple[QueueJob, bool]:
-    item, created = enqueue(
-        access.workspace_id,
-        body,
-        access.actor_id,
-        request_id,
-        transaction=access.transaction,
-        commit=access.commit,
-    )
-    return to_job(item), created
+def submit_job(access: Access, body: JobSubmit) -> tuple[QueueJob, bool]:
+    job, created = enqueue(access, body)
+    return job.to_model(), created
 
 
 # ------------------------------------------------------------------------------------- reads
 
 
 def get_job(access: Access, job_id: str) -> QueueJob:
-    return to_job(_load(access.workspace_id, job_id))
+    return _load(access.workspace_id, job_id).to_model()
 
 
 def list_jobs(
@@ -299,35 +269,25 @@ def list_jobs(
     query = {"status": status, "task_type": task_type}
     scope = f"queue:{ws}"
     start = decode_cursor(cursor, scope, query)
-    condition = attr_eq("task_type", task_type) if task_type else None
-    store = get_store()
     if status is not None:
-        page = store.query(
-            keys.queue_job_status_gsi(ws, status), index=keys.GSI1, limit=limit, start_key=start,
-            newest_first=True, filter=condition,
-        )  # fmt: skip
+        page = jobs_in_status(ws, status, task_type=task_type, newest_first=True, limit=limit, start=start)
     else:
-        page = store.query(
-            keys.ws_pk(ws), sk_prefix=keys.QUEUE_JOB_PREFIX, limit=limit, start_key=start,
-            newest_first=True, filter=condition,
-        )  # fmt: skip
-    return [to_job(item) for item in page.items], encode_cursor(page.last_key, scope, query)
+        page = jobs_of_workspace(ws, task_type=task_type, limit=limit, start=start)
+    return [job.to_model() for job in page.items], encode_cursor(page.last_key, scope, query)
 
 
 def counters(ws: str) -> dict[str, int]:
     """The workspace's queue counters, summed over their shards (one BatchGetItem)."""
-    shards = get_store().get_many([keys.queue_counter_key(ws, n) for n in range(keys.QUEUE_COUNTER_SHARDS)])
     total: dict[str, int] = {}
-    for shard in shards:
-        for name, value in (shard or {}).items():
-            if isinstance(value, int) and name.startswith(("open_p", *_COUNTED)):
-                total[name] = total.get(name, 0) + value
+    for shard in counter_shards(ws):
+        for name, value in (shard.counts() if shard else {}).items():
+            total[name] = total.get(name, 0) + value
     return total
 
 
 def stats(ws: str) -> QueueStats:
     counted = counters(ws)
-    by_status = {status: max(0, counted.get(status, 0)) for status in _COUNTED}
+    by_status = {status: max(0, counted.get(status, 0)) for status in COUNTED}
     open_by_priority = {
         str(p): counted[_open_counter(p)]
         for p in range(MAX_PRIORITY, MIN_PRIORITY - 1, -1)
@@ -341,21 +301,19 @@ def queue_stats(access: Access) -> QueueStats:
 
 
 def oldest_pending(ws: str) -> Item | None:
-    """The pending job submitted first (one Query of the pending index, oldest first)."""
-    page = get_store().query(keys.queue_job_status_gsi(ws, JobStatus.pending), index=keys.GSI1, limit=1)
-    return page.items[0] if page.items else None
+    """The pending job submitted first, as the table holds it (one Query of the pending index)."""
+    page = jobs_in_status(ws, JobStatus.pending, limit=1)
+    return page.items[0].as_item() if page.items else None
 
 
 def claimed_jobs(ws: str, budget: int = 1000) -> tuple[list[Item], bool]:
-    """The workspace's claimed jobs (reading at most `budget`), and whether the budget cut them short."""
+    """The workspace's claimed jobs as the table holds them (reading at most `budget`), and whether
+    the budget cut them short."""
     found: list[Item] = []
     start: dict[str, Any] | None = None
     while len(found) < budget:
-        page = get_store().query(
-            keys.queue_job_status_gsi(ws, JobStatus.claimed), index=keys.GSI1, limit=min(200, budget - len(found)),
-            start_key=start,
-        )  # fmt: skip
-        found += page.items
+        page = jobs_in_status(ws, JobStatus.claimed, limit=min(200, budget - len(found)), start=start)
+        found += [job.as_item() for job in page.items]
         start = page.last_key
         if start is None:
             return found, False
@@ -365,21 +323,20 @@ def claimed_jobs(ws: str, budget: int = 1000) -> tuple[list[Item], bool]:
 # ------------------------------------------------------------------------------------- claim
 
 
-def _ready(at: datetime) -> Expr:
+def _ready(at: datetime) -> Condition:
     """A pending job that is due, or a claimed one whose claim has expired, at `at`."""
     moment = iso(at)
-    return Expr(
-        "(#st = :pending AND #avail <= :ready_now) OR (#st = :claimed AND #exp <= :ready_now)",
-        {"#st": "status", "#avail": "available_at", "#exp": "claim_expires_at"},
-        {":pending": JobStatus.pending.value, ":claimed": JobStatus.claimed.value, ":ready_now": moment},
-    )
+    due: Condition = (QueueJobItem.status == JobStatus.pending.value) & (QueueJobItem.available_at <= moment)
+    expired: Condition = (QueueJobItem.status == JobStatus.claimed.value) & (QueueJobItem.claim_expires_at <= moment)
+    ready: Condition = due | expired
+    return ready
 
 
-def _as_seen(candidate: Item) -> Expr:
-    """The job is still in the status, attempt and claim the index showed."""
-    condition = exists() & attr_eq("status", candidate["status"]) & attr_eq("attempts", candidate.get("attempts", 0))
-    if candidate.get("worker_id"):
-        condition = condition & attr_eq("worker_id", candidate["worker_id"])
+def _as_seen(job: QueueJobItem) -> Condition:
+    """The job is still in the status, attempt and claim it was read with."""
+    condition: Condition = (QueueJobItem.status == job.status) & (QueueJobItem.attempts == (job.attempts or 0))
+    if job.worker_id:
+        condition = condition & (QueueJobItem.worker_id == job.worker_id)
     return condition
 
 
@@ -390,20 +347,19 @@ def _error_entry(attempt: int, error: str, worker_id: str | None, at: datetime) 
     return entry
 
 
-def _with_error(job: Item, entry: Item) -> list[Item]:
-    return [*(job.get("errors") or []), entry][-_ERROR_HISTORY:]
+def _with_error(job: QueueJobItem, entry: Item) -> list[Item]:
+    return [*(job.errors or []), entry][-_ERROR_HISTORY:]
 
 
-def claim_jobs(access: Access, body: JobClaim, request_id: str = "") -> JobClaimResult:
+def claim_jobs(access: Access, body: JobClaim) -> JobClaimResult:
     ws = access.workspace_id
     # The caller's right to write (live token, membership), checked once per claim call.
-    _commit_retrying(access.commit, access.transaction())
+    _commit_retrying(access, access.transaction())
     at = clock()
     moment = iso(at)
     counted = counters(ws)
     wanted = body.wanted_task_types()
-    only = attr_in("task_type", wanted) if wanted else None
-    claimed: list[Item] = []
+    claimed: list[QueueJobItem] = []
     budget = CLAIM_READ_BUDGET
     for priority in range(MAX_PRIORITY, MIN_PRIORITY - 1, -1):
         if counted.get(_open_counter(priority), 0) <= 0:
@@ -411,11 +367,7 @@ def claim_jobs(access: Access, body: JobClaim, request_id: str = "") -> JobClaim
         start: dict[str, Any] | None = None
         while len(claimed) < body.batch_size and budget > 0:
             step = min(budget, max(10, 2 * (body.batch_size - len(claimed))))
-            page = get_store().query(
-                keys.queue_ready_gsi(ws, body.queue_name), index=keys.GSI2,
-                sk_between=keys.queue_ready_range(priority, moment),
-                limit=step, start_key=start, filter=only,
-            )  # fmt: skip
+            page = claimable_jobs(ws, body.queue_name, priority, moment, task_types=wanted, limit=step, start=start)
             budget -= step
             candidates = list(page.items)
             contended = False
@@ -423,7 +375,7 @@ def claim_jobs(access: Access, body: JobClaim, request_id: str = "") -> JobClaim
                 # Oldest first; once a candidate was lost to another claimer, the rest of the page
                 # in random order, so concurrent claimers spread out instead of racing in step.
                 pick = random.randrange(len(candidates)) if contended else 0  # noqa: S311 - not a secret
-                job = _claim_one(access, candidates.pop(pick), body.worker_id, at, request_id)
+                job = _claim_one(access, candidates.pop(pick), body.worker_id, at)
                 if job is None:
                     contended = True
                 else:
@@ -433,99 +385,86 @@ def claim_jobs(access: Access, body: JobClaim, request_id: str = "") -> JobClaim
                 break
         if len(claimed) >= body.batch_size or budget <= 0:
             break
-    return JobClaimResult(worker_id=body.worker_id, jobs=[to_job(job) for job in claimed])
+    return JobClaimResult(worker_id=body.worker_id, jobs=[job.to_model() for job in claimed])
 
 
-def _record(ws: str, job: Item, deltas: dict[str, int], audit_row: Item) -> None:
+def _record(access: Access, job: QueueJobItem, deltas: dict[str, int], action: str, details: Item) -> None:
     """A claim's bookkeeping, written right after the claim itself (see the module docstring)."""
     store = get_store()
     if deltas:
-        store.update(
-            keys.queue_counter_key(ws, keys.queue_counter_shard(job["id"])),
-            Update(set={keys.ENTITY: "queue_counter"}, add=deltas),
-        )
-    store.put(audit_row)
+        store.upsert(QueueCounterItem, _counter_key(job), _moves(deltas))
+    ws, actor = access.workspace_id, access.actor_id
+    store.put(audit.audit_item(ws, actor, action, "queue_job", job.id, access.request_id, details))
 
 
-def _claim_one(access: Access, candidate: Item, worker_id: str, at: datetime, request_id: str) -> Item | None:
+def _claim_one(access: Access, candidate: QueueJobItem, worker_id: str, at: datetime) -> QueueJobItem | None:
     """Hand one candidate to `worker_id` with one conditional UpdateItem; None when another
     claimer got it first (or it changed since the index was read)."""
-    ws = access.workspace_id
-    status = candidate.get("status")
-    if status not in (JobStatus.pending, JobStatus.claimed):
+    if candidate.status not in (JobStatus.pending, JobStatus.claimed):
         return None
-    attempts = int(candidate.get("attempts", 0))
-    expired_claim = status == JobStatus.claimed
-    if expired_claim and attempts >= int(candidate["max_attempts"]):
-        _dead_letter_expired(access, candidate, at, request_id)
+    attempts = int(candidate.attempts or 0)
+    expired_claim = candidate.status == JobStatus.claimed
+    if expired_claim and attempts >= int(candidate.max_attempts):
+        _dead_letter_expired(access, candidate, at)
         return None
-    expires = iso(at + timedelta(seconds=int(candidate["timeout_seconds"])))
-    changes: Item = {
+    still_ready = _as_seen(candidate) & _ready(at)
+    claim: Item = {
         "status": JobStatus.claimed.value,
         "worker_id": worker_id,
         "claimed_at": iso(at),
-        "claim_expires_at": expires,
+        "claim_expires_at": iso(at + timedelta(seconds=int(candidate.timeout_seconds))),
         "attempts": attempts + 1,
         "updated_at": iso(at),
-        keys.GSI1PK: keys.queue_job_status_gsi(ws, JobStatus.claimed),
-        keys.GSI2SK: keys.queue_ready_sk(int(candidate["priority"]), expires, candidate["id"]),
     }
     if expired_claim:
-        note = f"the claim by worker {candidate.get('worker_id')} expired"
-        changes["errors"] = _with_error(candidate, _error_entry(attempts, note, candidate.get("worker_id"), at))
-        changes["last_error"] = note
+        note = f"the claim by worker {candidate.worker_id} expired"
+        claim["errors"] = _with_error(candidate, _error_entry(attempts, note, candidate.worker_id, at))
+        claim["last_error"] = note
     try:
-        job = get_store().update(
-            keys.queue_job_key(ws, candidate["id"]), Update(set=changes), _as_seen(candidate) & _ready(at)
-        )
+        job = get_store().change(candidate, candidate.assign(**claim), still_ready)
     except ConditionFailed:
         return None  # lost to another claimer (or to a change): move on to the next candidate
     deltas = {} if expired_claim else {JobStatus.pending.value: -1, JobStatus.claimed.value: 1}
     details = {"worker_id": worker_id, "attempt": attempts + 1, "reclaimed": expired_claim}
-    row = audit.audit_item(ws, access.actor_id, "queue_job.claimed", "queue_job", job["id"], request_id, details)
-    _record(ws, job, deltas, row)
+    _record(access, job, deltas, "queue_job.claimed", details)
     return job
 
 
-def _dead_letter_expired(access: Access, candidate: Item, at: datetime, request_id: str) -> None:
+def _dead_letter_expired(access: Access, candidate: QueueJobItem, at: datetime) -> None:
     """A claim expired on the job's last attempt: the job is dead rather than handed out again."""
-    ws = access.workspace_id
-    note = f"the claim by worker {candidate.get('worker_id')} expired on the last attempt"
-    attempts = int(candidate["attempts"])
-    changes: Item = {
+    still_ready = _as_seen(candidate) & _ready(at)
+    note = f"the claim by worker {candidate.worker_id} expired on the last attempt"
+    attempts = int(candidate.attempts)
+    dead: Item = {
         "status": JobStatus.dead.value,
         "dead_at": iso(at),
         "updated_at": iso(at),
         "last_error": note,
-        "errors": _with_error(candidate, _error_entry(attempts, note, candidate.get("worker_id"), at)),
-        keys.GSI1PK: keys.queue_job_status_gsi(ws, JobStatus.dead),
+        "errors": _with_error(candidate, _error_entry(attempts, note, candidate.worker_id, at)),
     }
     try:
-        job = get_store().update(
-            keys.queue_job_key(ws, candidate["id"]),
-            Update(set=changes, remove=[keys.GSI2PK, keys.GSI2SK]),
-            _as_seen(candidate) & _ready(at),
-        )
+        job = get_store().change(candidate, candidate.assign(**dead), still_ready)
     except ConditionFailed:
         return  # someone else moved it first
-    deltas = {JobStatus.claimed.value: -1, JobStatus.dead.value: 1, _open_counter(int(job["priority"])): -1}
-    details = {"reason": "claim_expired", "attempts": attempts}
-    row = audit.audit_item(ws, access.actor_id, "queue_job.dead_lettered", "queue_job", job["id"], request_id, details)
-    _record(ws, job, deltas, row)
+    deltas = {JobStatus.claimed.value: -1, JobStatus.dead.value: 1, _open_counter(int(job.priority)): -1}
+    _record(access, job, deltas, "queue_job.dead_lettered", {"reason": "claim_expired", "attempts": attempts})
 
 
 # -------------------------------------------------------------------------- complete and fail
 
 
-def _require_claim(job: Item, worker_id: str, verb: str) -> None:
-    if job["status"] != JobStatus.claimed:
+def _require_claim(job: QueueJobItem, worker_id: str, verb: str) -> None:
+    if job.status != JobStatus.claimed:
         raise InvalidTransition(
-            f"cannot {verb} queue job {job['id']}: it is {job['status']}, not claimed", current_status=job["status"]
+            f"cannot {verb} queue job {job.id}: it is {job.status}, not claimed", current_status=job.status
         )
-    if job.get("worker_id") != worker_id:
-        raise Conflict(
-            f"cannot {verb} queue job {job['id']}: it is claimed by another worker", current_status=job["status"]
-        )
+    if job.worker_id != worker_id:
+        raise Conflict(f"cannot {verb} queue job {job.id}: it is claimed by another worker", current_status=job.status)
+
+
+# What a worker's outcome does to the job it holds: the fields it sets (None clears one), the
+# counter moves, and the audit action with its details.
+_Outcome = tuple[Item, dict[str, int], str, Item]
 
 
 def _finish(
@@ -533,8 +472,7 @@ def _finish(
     job_id: str,
     worker_id: str,
     verb: str,
-    request_id: str,
-    build: Callable[[Item, datetime, tuple[str, ...]], tuple[Item, list[str], dict[str, int], str, Item]],
+    build: Callable[[QueueJobItem, datetime, tuple[str, ...]], _Outcome],
     *,
     redacts: bool,
 ) -> QueueJob:
@@ -544,40 +482,33 @@ def _finish(
     ws = access.workspace_id
     known: tuple[str, ...] = ()
     if redacts:
-        current, known = _load_with_secrets(ws, job_id)
+        job, known = _load_with_secrets(ws, job_id)
     else:
-        current = _load(ws, job_id)
-    _require_claim(current, worker_id, verb)
-    at = clock()
-    changes, remove, deltas, action, details = build(current, at, known)
+        job = _load(ws, job_id)
+    _require_claim(job, worker_id, verb)
+    held = _as_seen(job)
+    fields, deltas, action, details = build(job, clock(), known)
     tx = access.transaction()
-    tx.update(keys.queue_job_key(ws, job_id), Update(set=changes, remove=remove), _as_seen(current))
-    _count(tx, ws, current, deltas)
-    audit.record(tx, ws, access.actor_id, action, "queue_job", job_id, request_id, details)
+    tx.change(job, job.assign(**fields), held)
+    _count(tx, job, deltas)
+    access.audit(tx, action, "queue_job", job_id, details)
     try:
-        _commit_retrying(access.commit, tx)
+        _commit_retrying(access, tx)
     except TransactionFailed as failure:
         _require_claim(_load(ws, job_id), worker_id, verb)  # explains a lost race, if it was one
         raise Conflict(f"queue job {job_id} changed while it was being updated; retry") from failure
-    result = {k: v for k, v in {**current, **changes}.items() if k not in remove}
-    return to_job(result)
+    return job.to_model()
 
 
-def complete_job(access: Access, job_id: str, body: JobComplete, request_id: str = "") -> QueueJob:
-    def build(job: Item, at: datetime, known: tuple[str, ...]) -> tuple[Item, list[str], dict[str, int], str, Item]:
-        changes: Item = {
-            "status": JobStatus.completed.value,
-            "completed_at": iso(at),
-            "updated_at": iso(at),
-            keys.GSI1PK: keys.queue_job_status_gsi(access.workspace_id, JobStatus.completed),
-        }
+def complete_job(access: Access, job_id: str, body: JobComplete) -> QueueJob:
+    def build(job: QueueJobItem, at: datetime, known: tuple[str, ...]) -> _Outcome:
+        fields: Item = {"status": JobStatus.completed.value, "completed_at": iso(at), "updated_at": iso(at)}
         if body.result is not None:
-            changes["result_json"] = _dump(redact_value(body.result, known))
-        deltas = {JobStatus.claimed.value: -1, JobStatus.completed.value: 1, _open_counter(int(job["priority"])): -1}
-        details = {"worker_id": body.worker_id, "attempt": job["attempts"]}
-        return changes, [keys.GSI2PK, keys.GSI2SK], deltas, "queue_job.completed", details
+            fields["result_json"] = _dump(redact_value(body.result, known))
+        deltas = {JobStatus.claimed.value: -1, JobStatus.completed.value: 1, _open_counter(int(job.priority)): -1}
+        return fields, deltas, "queue_job.completed", {"worker_id": body.worker_id, "attempt": job.attempts}
 
-    return _finish(access, job_id, body.worker_id, "complete", request_id, build, redacts=body.result is not None)
+    return _finish(access, job_id, body.worker_id, "complete", build, redacts=body.result is not None)
 
 
 def backoff_seconds(attempts: int) -> int:
@@ -585,37 +516,26 @@ def backoff_seconds(attempts: int) -> int:
     return int(min(RETRY_BASE_SECONDS * 2 ** min(attempts, 30), RETRY_MAX_SECONDS))
 
 
-def fail_job(access: Access, job_id: str, body: JobFail, request_id: str = "") -> QueueJob:
-    def build(job: Item, at: datetime, known: tuple[str, ...]) -> tuple[Item, list[str], dict[str, int], str, Item]:
-        ws = access.workspace_id
-        attempts = int(job["attempts"])
+def fail_job(access: Access, job_id: str, body: JobFail) -> QueueJob:
+    def build(job: QueueJobItem, at: datetime, known: tuple[str, ...]) -> _Outcome:
+        attempts = int(job.attempts)
         error = redact_text(body.detail, known)
-        errors = _with_error(job, _error_entry(attempts, error, body.worker_id, at))
         reason = redact_text(body.reason, known)
         details: Item = {"worker_id": body.worker_id, "attempt": attempts, "reason": reason, "error": error[:500]}
-        if body.retryable and attempts < int(job["max_attempts"]):
-            available_at = iso(at + timedelta(seconds=backoff_seconds(attempts)))
-            changes: Item = {
-                "status": JobStatus.pending.value,
-                "available_at": available_at,
-                "last_error": error,
-                "errors": errors,
-                "updated_at": iso(at),
-                keys.GSI1PK: keys.queue_job_status_gsi(ws, JobStatus.pending),
-                keys.GSI2SK: keys.queue_ready_sk(int(job["priority"]), available_at, job["id"]),
-            }
-            deltas = {JobStatus.claimed.value: -1, JobStatus.pending.value: 1}
-            remove = ["worker_id", "claimed_at", "claim_expires_at"]
-            return changes, remove, deltas, "queue_job.retry_scheduled", {**details, "available_at": available_at}
-        changes = {
-            "status": JobStatus.dead.value,
-            "dead_at": iso(at),
+        failed: Item = {
             "last_error": error,
-            "errors": errors,
+            "errors": _with_error(job, _error_entry(attempts, error, body.worker_id, at)),
             "updated_at": iso(at),
-            keys.GSI1PK: keys.queue_job_status_gsi(ws, JobStatus.dead),
         }
-        deltas = {JobStatus.claimed.value: -1, JobStatus.dead.value: 1, _open_counter(int(job["priority"])): -1}
-        return changes, [keys.GSI2PK, keys.GSI2SK], deltas, "queue_job.dead_lettered", details
+        if body.retryable and attempts < int(job.max_attempts):
+            available_at = iso(at + timedelta(seconds=backoff_seconds(attempts)))
+            retry = {"status": JobStatus.pending.value, "available_at": available_at}
+            released = dict.fromkeys(("worker_id", "claimed_at", "claim_expires_at"))
+            deltas = {JobStatus.claimed.value: -1, JobStatus.pending.value: 1}
+            scheduled = {**details, "available_at": available_at}
+            return {**failed, **retry, **released}, deltas, "queue_job.retry_scheduled", scheduled
+        dead = {"status": JobStatus.dead.value, "dead_at": iso(at)}
+        deltas = {JobStatus.claimed.value: -1, JobStatus.dead.value: 1, _open_counter(int(job.priority)): -1}
+        return {**failed, **dead}, deltas, "queue_job.dead_lettered", details
 
-    return _finish(access, job_id, body.worker_id, "fail", request_id, build, redacts=True)
+    return _finish(access, job_id, body.worker_id, "fail", build, redacts=True)

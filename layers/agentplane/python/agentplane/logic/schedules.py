@@ -49,17 +49,21 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
+from pynamodb.expressions.operand import Path
 
 from agentplane import audit, clients, keys
-from agentplane.access import Access
+from agentplane.access import Access, workspace_live
 from agentplane.auth.scopes import roles_with
 from agentplane.cursor import decode_cursor, encode_cursor
+from agentplane.entities.base import Entity
+from agentplane.entities.queue import QueueJobItem
+from agentplane.entities.schedules import ScheduleFiringItem, ScheduleItem, schedules_of_workspace
 from agentplane.errors import AppError, NotFound, PreconditionFailed, Unprocessable
 from agentplane.ids import epoch, iso, new_id
 from agentplane.keys import Key
@@ -79,19 +83,7 @@ from agentplane.models.schedules import (
 )
 from agentplane.observability import logger
 from agentplane.settings import get_settings
-from agentplane.store import (
-    ConditionFailed,
-    Expr,
-    Transaction,
-    TransactionFailed,
-    Update,
-    attr_eq,
-    attr_in,
-    exists,
-    get_store,
-)
-
-Item = dict[str, Any]
+from agentplane.store import ConditionFailed, Transaction, TransactionFailed, get_store, not_exists
 
 SCHEDULE_GROUP = "default"
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
@@ -103,6 +95,8 @@ _SCHEDULER_FIELDS = ("name", "expression", "timezone", "enabled")
 # Pushes one update makes at most to bring Scheduler in step with concurrent updates.
 _CONVERGE_ATTEMPTS = 5
 _RETIRE_ATTEMPTS = 3
+# The names of a scheduled firing's two guards: the workspace lives, its creator still may.
+_WORKSPACE_GUARD, _CREATOR_GUARD = "workspace", "creator"
 
 
 # ------------------------------------------------------------------------ EventBridge Scheduler
@@ -119,18 +113,18 @@ def _configured() -> tuple[str, str]:
     return settings.schedule_fired_function_arn, settings.scheduler_role_arn
 
 
-def scheduler_definition(item: Item) -> dict[str, Any]:
-    """The CreateSchedule/UpdateSchedule arguments that make Scheduler fire `item`."""
+def scheduler_definition(schedule: ScheduleItem) -> dict[str, Any]:
+    """The CreateSchedule/UpdateSchedule arguments that make Scheduler fire `schedule`."""
     function_arn, role_arn = _configured()
-    payload = {"workspace_id": item["workspace_id"], "schedule_id": item["id"], "scheduled_time": SCHEDULED_TIME}
+    payload = {"workspace_id": schedule.workspace_id, "schedule_id": schedule.id, "scheduled_time": SCHEDULED_TIME}
     return {
-        "Name": scheduler_name(item["id"]),
+        "Name": scheduler_name(schedule.id),
         "GroupName": SCHEDULE_GROUP,
-        "ScheduleExpression": item["expression"],
-        "ScheduleExpressionTimezone": item["timezone"],
+        "ScheduleExpression": schedule.expression,
+        "ScheduleExpressionTimezone": schedule.timezone,
         "FlexibleTimeWindow": {"Mode": "OFF"},
-        "State": "ENABLED" if item["enabled"] else "DISABLED",
-        "Description": f"{item['workspace_id']}: {item['name']}"[:512],
+        "State": "ENABLED" if schedule.enabled else "DISABLED",
+        "Description": f"{schedule.workspace_id}: {schedule.name}"[:512],
         "ActionAfterCompletion": "NONE",
         "Target": {
             "Arn": function_arn,
@@ -141,9 +135,9 @@ def scheduler_definition(item: Item) -> dict[str, Any]:
     }
 
 
-def _push(item: Item, *, create: bool) -> None:
+def _push(schedule: ScheduleItem, *, create: bool) -> None:
     client = clients.scheduler()
-    definition = scheduler_definition(item)
+    definition = scheduler_definition(schedule)
     try:
         if create:
             client.create_schedule(**definition)
@@ -174,15 +168,13 @@ def _remove_from_scheduler(schedule_id: str) -> None:
 # -------------------------------------------------------------------------------------- items
 
 
-def to_schedule(item: Item) -> Schedule:
-    return Schedule.model_validate({**item, "target": json.loads(item["target_json"])})
+def _load(ws: str, schedule_id: str) -> ScheduleItem:
+    key = keys.schedule_key(ws, schedule_id)
+    return get_store().read_or_404(ScheduleItem, key, f"schedule {schedule_id} not found")
 
 
-def _load(ws: str, schedule_id: str) -> Item:
-    item = get_store().get(keys.schedule_key(ws, schedule_id))
-    if item is None:
-        raise NotFound(f"schedule {schedule_id} not found")
-    return item
+def _target_of(schedule: ScheduleItem) -> QueueJobTarget | RunTarget:
+    return schedule.to_model().target
 
 
 def _project_missing(ws: str, target: QueueJobTarget | RunTarget) -> str | None:
@@ -195,58 +187,61 @@ def _project_missing(ws: str, target: QueueJobTarget | RunTarget) -> str | None:
     return None
 
 
+def _target_scope(target: QueueJobTarget | RunTarget) -> str:
+    """The scope firing a target takes: submitting a queue job, or starting a run."""
+    return "tasks:write" if isinstance(target, QueueJobTarget) else "runs:start"
+
+
 def _require_target(access: Access, target: QueueJobTarget | RunTarget) -> None:
     """A schedule acts for the people who set it up: they need the scope its target needs
     (`tasks:write` to submit queue jobs, `runs:start` to create runs), and its project must exist."""
-    access.require("tasks:write" if isinstance(target, QueueJobTarget) else "runs:start")
+    access.require(_target_scope(target))
     missing = _project_missing(access.workspace_id, target)
     if missing:
         raise Unprocessable(missing, errors=[{"field": "target.project_id", "message": missing}])
 
 
-def create_schedule(access: Access, body: ScheduleCreate, request_id: str = "") -> Schedule:
+def _target_json(target: QueueJobTarget | RunTarget) -> str:
+    return json.dumps(target_fields(target), separators=(",", ":"))
+
+
+def create_schedule(access: Access, body: ScheduleCreate) -> Schedule:
     ws = access.workspace_id
     _configured()
     _require_target(access, body.target)
-    schedule_id = new_id("sch")
     at = iso()
-    item: Item = {
-        **keys.schedule_key(ws, schedule_id),
-        keys.ENTITY: "schedule",
-        keys.GSI1PK: keys.schedule_list_gsi(ws),
-        keys.GSI1SK: schedule_id,
-        "id": schedule_id,
-        "workspace_id": ws,
-        "name": body.name,
-        "description": body.description,
-        "expression": body.expression,
-        "timezone": body.timezone,
-        "enabled": body.enabled,
-        "target_json": json.dumps(target_fields(body.target), separators=(",", ":")),
-        "fire_count": 0,
-        "created_by": access.actor_id,
-        "created_at": at,
-        "updated_at": at,
-        "version": 1,
-    }
-    _push(item, create=True)
+    schedule = ScheduleItem(
+        workspace_id=ws,
+        id=new_id("sch"),
+        name=body.name,
+        description=body.description,
+        expression=body.expression,
+        timezone=body.timezone,
+        enabled=body.enabled,
+        target_json=_target_json(body.target),
+        fire_count=0,
+        created_by=access.actor_id,
+        created_at=at,
+        updated_at=at,
+    )
+    _push(schedule, create=True)
     tx = access.transaction()
-    tx.put(item, Expr("attribute_not_exists(PK)"))
-    audit.record(tx, ws, access.actor_id, "schedule.created", "schedule", schedule_id, request_id,
-                 {"name": body.name, "expression": body.expression, "target": body.target.type})  # fmt: skip
+    tx.create(schedule)
+    created = {"name": body.name, "expression": body.expression, "target": body.target.type}
+    access.audit(tx, "schedule.created", "schedule", schedule.id, created)
     try:
         access.commit(tx)
     except Exception:
         try:
-            _remove_from_scheduler(schedule_id)
+            _remove_from_scheduler(schedule.id)
         except Exception:  # the orphan deletes itself when it first fires
             logger.exception("could not remove the Scheduler schedule of a schedule never written")
         raise
-    return to_schedule(item)
+    return schedule.to_model()
 
 
 def get_schedule(access: Access, schedule_id: str) -> Schedule:
-    return to_schedule(_load(access.workspace_id, schedule_id))
+    return _load(access.workspace_id, schedule_id).to_model()
 
 
 def list_schedules(
@@ -256,66 +251,61 @@ def list_schedules(
     ws = access.workspace_id
     query = {"enabled": enabled}
     scope = f"schedules:{ws}"
-    start = decode_cursor(cursor, scope, query)
-    condition = attr_eq("enabled", enabled) if enabled is not None else None
-    page = get_store().query(
-        keys.schedule_list_gsi(ws), index=keys.GSI1, limit=limit, start_key=start, filter=condition
-    )
-    return [to_schedule(item) for item in page.items], encode_cursor(page.last_key, scope, query)
+    page = schedules_of_workspace(ws, enabled=enabled, limit=limit, start=decode_cursor(cursor, scope, query))
+    return [schedule.to_model() for schedule in page.items], encode_cursor(page.last_key, scope, query)
 
 
-def update_schedule(
-    access: Access, schedule_id: str, body: ScheduleUpdate, if_match: int | None = None, request_id: str = ""
-) -> Schedule:
+def _definition(schedule: ScheduleItem) -> tuple[Any, ...]:
+    """What the Scheduler schedule is made of."""
+    return tuple(getattr(schedule, name) for name in _SCHEDULER_FIELDS)
+
+
+def _copy(schedule: ScheduleItem) -> ScheduleItem:
+    return ScheduleItem.from_raw_data(schedule.serialize())
+
+
+def update_schedule(access: Access, schedule_id: str, body: ScheduleUpdate, if_match: int | None = None) -> Schedule:
     ws = access.workspace_id
-    current = _load(ws, schedule_id)
+    schedule = _load(ws, schedule_id)
     expected = body.version or if_match
-    if expected is not None and expected != current["version"]:
+    if expected is not None and expected != schedule.version:
         raise PreconditionFailed(
-            f"schedule {schedule_id} is at version {current['version']}, not {expected}",
-            current_version=current["version"],
+            f"schedule {schedule_id} is at version {schedule.version}, not {expected}",
+            current_version=schedule.version,
         )
-    changes: Item = body.model_dump(exclude_none=True, exclude={"version", "target"})
+    changes: dict[str, Any] = body.model_dump(exclude_none=True, exclude={"version", "target"})
     if body.target is not None:
         _require_target(access, body.target)
-        changes["target_json"] = json.dumps(target_fields(body.target), separators=(",", ":"))
-    changes["updated_at"] = iso()
-    changes["version"] = current["version"] + 1
-    key = keys.schedule_key(ws, schedule_id)
+        changes["target_json"] = _target_json(body.target)
+    fields = sorted(name.removesuffix("_json") for name in changes)
+    before = _copy(schedule)
     tx = access.transaction()
-    tx.update(key, Update(set=changes), exists() & attr_eq("version", current["version"]))
-    fields = sorted(k.removesuffix("_json") for k in changes if k not in ("updated_at", "version"))
-    audit.record(tx, ws, access.actor_id, "schedule.updated", "schedule", schedule_id, request_id, {"fields": fields})
+    tx.change(schedule, schedule.assign(**changes, updated_at=iso()))
+    access.audit(tx, "schedule.updated", "schedule", schedule_id, {"fields": fields})
     try:
         access.commit(tx)
     except TransactionFailed as failure:
         raise PreconditionFailed(f"schedule {schedule_id} changed while it was being updated; reload and retry") from (
             failure
         )
-    updated = {**current, **changes}
-    if _definition(updated) != _definition(current):
+    if _definition(schedule) != _definition(before):
         try:
-            _push(updated, create=False)
+            _push(schedule, create=False)
         except Exception as error:
             # Scheduler kept the old definition: so does the item, and the audit trail says so.
-            _revert(access, current, changes, fields, request_id, error)
+            _revert(access, before, schedule, [*changes, "updated_at"], fields, error)
             raise
-        _converge(ws, schedule_id, updated)
-    return to_schedule(updated)
+        _converge(ws, schedule_id, schedule)
+    return schedule.to_model()
 
 
-def _definition(item: Item) -> tuple[Any, ...]:
-    """What the Scheduler schedule is made of."""
-    return tuple(item.get(name) for name in _SCHEDULER_FIELDS)
-
-
-def _converge(ws: str, schedule_id: str, pushed: Item) -> None:
+def _converge(ws: str, schedule_id: str, pushed: ScheduleItem) -> None:
     """Make Scheduler hold the stored definition after a push. Concurrent updates commit in version
     order but may push in any order; each updater reads the item again after its push and pushes
     once more while the stored definition differs from its last push. The last push to land is
     therefore always followed by a read that saw it current."""
     for _ in range(_CONVERGE_ATTEMPTS):
-        stored = get_store().get(keys.schedule_key(ws, schedule_id))
+        stored = get_store().read(ScheduleItem, keys.schedule_key(ws, schedule_id))
         if stored is None:
             _remove_from_scheduler(schedule_id)  # deleted meanwhile: a push may have put it back
             return
@@ -333,34 +323,33 @@ def _converge(ws: str, schedule_id: str, pushed: Item) -> None:
     logger.warning("schedule kept changing while Scheduler was brought in step", extra={"id": schedule_id})
 
 
-def _revert(access: Access, current: Item, changes: Item, fields: list[str], request_id: str, error: Exception) -> None:
-    """Put back the fields of an update Scheduler refused, with an audit row that says it was undone,
-    in one transaction; only if nothing changed the schedule since."""
-    ws, schedule_id = access.workspace_id, current["id"]
-    previous = {name: current[name] for name in changes if name in current}
-    absent = [name for name in changes if name not in current]
+def _revert(
+    access: Access,
+    before: ScheduleItem,
+    after: ScheduleItem,
+    changed: list[str],
+    fields: list[str],
+    error: Exception,
+) -> None:
+    """Put back the fields (and the version) of an update Scheduler refused, with an audit row that
+    says it was undone, in one transaction; only if nothing changed the schedule since."""
+    schedule_id = before.id
+    put_back = before.assign(**{name: getattr(before, name) for name in [*changed, "version"]})
     tx = get_store().transaction()
-    tx.update(
-        keys.schedule_key(ws, schedule_id),
-        Update(set=previous, remove=absent),
-        exists() & attr_eq("version", changes["version"]),
-    )
-    reason = str(error)[:500]
-    audit.record(tx, ws, access.actor_id, "schedule.update_reverted", "schedule", schedule_id, request_id,
-                 {"fields": fields, "version": changes["version"], "reason": reason})  # fmt: skip
+    tx.adjust(ScheduleItem, before.key, put_back, ScheduleItem.version == after.version)
+    reverted = {"fields": fields, "version": after.version, "reason": str(error)[:500]}
+    access.audit(tx, "schedule.update_reverted", "schedule", schedule_id, reverted)
     try:
         tx.commit()
     except TransactionFailed:
         logger.warning("schedule changed again before its update could be undone", extra={"id": schedule_id})
 
 
-def delete_schedule(access: Access, schedule_id: str, request_id: str = "") -> None:
-    ws = access.workspace_id
-    current = _load(ws, schedule_id)
+def delete_schedule(access: Access, schedule_id: str) -> None:
+    schedule = _load(access.workspace_id, schedule_id)
     tx = access.transaction()
-    tx.delete(keys.schedule_key(ws, schedule_id), exists())
-    audit.record(tx, ws, access.actor_id, "schedule.deleted", "schedule", schedule_id, request_id,
-                 {"name": current["name"]})  # fmt: skip
+    tx.drop(ScheduleItem, schedule.key)
+    access.audit(tx, "schedule.deleted", "schedule", schedule_id, {"name": schedule.name})
     try:
         access.commit(tx)
     except TransactionFailed as failure:
@@ -383,74 +372,114 @@ def _scheduled_time(value: str | None) -> str | None:
 
 
 def _record_error(ws: str, schedule_id: str, error: str) -> None:
+    recorded = [ScheduleItem.last_error.set(error), ScheduleItem.last_error_at.set(iso())]
     with contextlib.suppress(ConditionFailed):  # deleted meanwhile
-        get_store().update(
-            keys.schedule_key(ws, schedule_id), Update(set={"last_error": error, "last_error_at": iso()}), exists()
-        )
+        get_store().adjust(ScheduleItem, keys.schedule_key(ws, schedule_id), recorded)
+
+
+class _NotAllowed(Exception):
+    """A firing's guards failed at commit: the workspace was deleted or its creator lost access."""
+
+
+@dataclass(frozen=True)
+class _Actor:
+    """Who a scheduled firing acts as (the schedule's creator), and whether they still may: the
+    item that grants it and what must still hold of it when the firing commits."""
+
+    refusal: str | None
+    guard_key: Key | None = None
+    guard: Any = None  # a condition on the guard item
+
+
+@dataclass(frozen=True)
+class _AsCreator:
+    """What a scheduled firing writes as: the schedule's creator, in transactions that re-check
+    the workspace lives and the creator still may do what the target takes (a queue writer)."""
+
+    workspace_id: str
+    actor_id: str
+    request_id: str
+    actor: _Actor
+
+    def transaction(self) -> Transaction:
+        assert self.actor.guard_key is not None
+        tx = get_store().transaction()
+        tx.check(keys.workspace_key(self.workspace_id), workspace_live(), name=_WORKSPACE_GUARD)
+        tx.require(Entity, self.actor.guard_key, self.actor.guard, name=_CREATOR_GUARD)
+        return tx
+
+    def commit(self, tx: Transaction) -> None:
+        try:
+            tx.commit()
+        except TransactionFailed as failure:
+            lost = {failure.reason(_WORKSPACE_GUARD), failure.reason(_CREATOR_GUARD)}
+            if "ConditionalCheckFailed" in lost:
+                raise _NotAllowed from failure
+            raise
+
+    def audit(
+        self, tx: Transaction, action: str, target_type: str, target_id: str, details: Mapping[str, Any] | None = None
+    ) -> None:
+        audit.record(tx, self.workspace_id, self.actor_id, action, target_type, target_id, self.request_id, details)
 
 
 class _Firing:
     """The writes every firing adds to the transaction that makes its job or run."""
 
-    def __init__(self, ws: str, item: Item, actor_id: str, request_id: str, scheduled_time: str | None, manual: bool):
-        self.ws, self.item, self.actor_id, self.request_id = ws, item, actor_id, request_id
+    def __init__(self, writer: queue.Writer, schedule: ScheduleItem, scheduled_time: str | None, manual: bool):
+        self.writer, self.schedule = writer, schedule
         self.scheduled_time, self.manual = scheduled_time, manual
-        self.mark_index = -1
         self.at = iso()
 
     def write(self, tx: Transaction, kind: str, made_id: str) -> None:
-        schedule_id = self.item["id"]
+        schedule = self.schedule
         if self.scheduled_time:
-            self.mark_index = len(tx.operations)
-            tx.put(
-                {
-                    **keys.schedule_firing_key(self.ws, schedule_id, self.scheduled_time),
-                    keys.ENTITY: "schedule_firing",
-                    "type": kind,
-                    "made_id": made_id,
-                    keys.TTL: epoch() + FIRING_MARK_SECONDS,
-                },
-                Expr("attribute_not_exists(PK)"),
+            mark = ScheduleFiringItem(
+                workspace_id=schedule.workspace_id,
+                schedule_id=schedule.id,
+                scheduled_time=self.scheduled_time,
+                made_type=kind,
+                made_id=made_id,
+                ttl=epoch() + FIRING_MARK_SECONDS,
             )
+            tx.create(mark, name="firing_mark")
         result = {"type": kind, "id": made_id, "at": self.at, "manual": self.manual}
-        tx.update(
-            keys.schedule_key(self.ws, schedule_id),
-            Update(set={"last_fired_at": self.at, "last_result": result}, remove=["last_error"], add={"fire_count": 1}),
-            exists(),
-        )
+        fired = [
+            ScheduleItem.last_fired_at.set(self.at),
+            ScheduleItem.last_result.set(result),
+            ScheduleItem.last_error.remove(),
+            ScheduleItem.fire_count.add(1),
+        ]
+        tx.adjust(ScheduleItem, schedule.key, fired)
         details = {kind: made_id, "manual": self.manual, "scheduled_time": self.scheduled_time}
-        audit.record(tx, self.ws, self.actor_id, "schedule.fired", "schedule", schedule_id, self.request_id, details)
+        self.writer.audit(tx, "schedule.fired", "schedule", schedule.id, details)
 
-    def repeated(self, failure: TransactionFailed) -> Item | None:
+    def repeated(self, failure: TransactionFailed) -> ScheduleFiringItem | None:
         """The firing mark of an earlier delivery of this firing, when that is why `failure` happened."""
-        if self.mark_index < 0 or failure.reasons[self.mark_index] != "ConditionalCheckFailed":
+        if not self.scheduled_time or failure.reason("firing_mark") != "ConditionalCheckFailed":
             return None
-        assert self.scheduled_time is not None
-        return get_store().get(keys.schedule_firing_key(self.ws, self.item["id"], self.scheduled_time))
+        schedule = self.schedule
+        mark_key = keys.schedule_firing_key(schedule.workspace_id, schedule.id, self.scheduled_time)
+        return get_store().read(ScheduleFiringItem, mark_key)
 
 
-def _fire(
-    ws: str,
-    item: Item,
-    firing: _Firing,
-    *,
-    transaction: Callable[[], Transaction],
-    commit: Callable[[Transaction], None],
-    access: Access | None,
-) -> ScheduleFiring:
-    schedule_id = item["id"]
-    target = to_schedule(item).target
+def _job_fields(target: QueueJobTarget) -> dict[str, Any]:
+    return {k: v for k, v in target_fields(target).items() if k != "type"}
+
+
+def _fire(schedule: ScheduleItem, firing: _Firing, access: Access | None) -> ScheduleFiring:
+    writer, ws, schedule_id = firing.writer, schedule.workspace_id, schedule.id
+    target = _target_of(schedule)
     if isinstance(target, QueueJobTarget):
         body = JobSubmit.model_validate(_job_fields(target))
         source = {"type": "schedule", "schedule_id": schedule_id}
         try:
             job, _ = queue.enqueue(
-                ws, body, firing.actor_id, firing.request_id, transaction=transaction, commit=commit, source=source,
-                extra=lambda tx, job_item: firing.write(tx, "queue_job", job_item["id"]),
-            )  # fmt: skip
+                writer, body, source=source, extra=lambda tx, job: firing.write(tx, "queue_job", job.id)
+            )
         except TransactionFailed as failure:
-            return _after_failure(ws, schedule_id, firing, failure)
-        return ScheduleFiring(schedule_id=schedule_id, fired=True, job=queue.to_job(job))
+            return _after_failure(firing, failure)
+        return ScheduleFiring(schedule_id=schedule_id, fired=True, job=job.to_model())
     missing = _project_missing(ws, target)
     if missing:
         if firing.manual:
@@ -458,112 +487,89 @@ def _fire(
         _record_error(ws, schedule_id, missing)
         return ScheduleFiring(schedule_id=schedule_id, fired=False, error=missing)
     run_body = RunCreate.model_validate({k: v for k, v in target_fields(target).items() if k != "type"})
-    run = runs.new_run_item(ws, run_body, firing.actor_id)
+    run = runs.new_run_item(ws, run_body, writer.actor_id)
     run["schedule_id"] = schedule_id
-    tx = transaction()
-    tx.put(run, Expr("attribute_not_exists(PK)"))
-    audit.record(tx, ws, firing.actor_id, "run.created", "run", run["id"], firing.request_id,
-                 {"title": run_body.title, "kind": run_body.kind.value, "schedule_id": schedule_id})  # fmt: skip
+    tx = writer.transaction()
+    tx.put(run, not_exists())  # a run is still a plain item of the runs family
+    created = {"title": run_body.title, "kind": run_body.kind.value, "schedule_id": schedule_id}
+    writer.audit(tx, "run.created", "run", run["id"], created)
     firing.write(tx, "run", run["id"])
     try:
-        commit(tx)
+        writer.commit(tx)
     except TransactionFailed as failure:
-        return _after_failure(ws, schedule_id, firing, failure)
+        return _after_failure(firing, failure)
     return ScheduleFiring(schedule_id=schedule_id, fired=True, run=runs.to_run(run, access))
 
 
-def _job_fields(target: QueueJobTarget) -> dict[str, Any]:
-    return {k: v for k, v in target_fields(target).items() if k != "type"}
-
-
-def _after_failure(ws: str, schedule_id: str, firing: _Firing, failure: TransactionFailed) -> ScheduleFiring:
+def _after_failure(firing: _Firing, failure: TransactionFailed) -> ScheduleFiring:
+    ws, schedule_id = firing.schedule.workspace_id, firing.schedule.id
     mark = firing.repeated(failure)
     if mark is None:
-        if get_store().get(keys.schedule_key(ws, schedule_id)) is None:
+        if get_store().read(ScheduleItem, keys.schedule_key(ws, schedule_id)) is None:
             raise NotFound(f"schedule {schedule_id} not found") from failure
         raise failure
-    made = get_store().get(
-        keys.queue_job_key(ws, mark["made_id"]) if mark["type"] == "queue_job" else keys.run_key(ws, mark["made_id"])
-    )
     result = ScheduleFiring(schedule_id=schedule_id, fired=False, duplicate=True)
-    if made is not None and mark["type"] == "queue_job":
-        result.job = queue.to_job(made)
-    elif made is not None:
-        result.run = runs.to_run(made)
+    if mark.made_type == "queue_job":
+        job = get_store().read(QueueJobItem, keys.queue_job_key(ws, mark.made_id))
+        result.job = job.to_model() if job is not None else None
+    else:
+        made = get_store().get(keys.run_key(ws, mark.made_id))
+        result.run = runs.to_run(made) if made is not None else None
     return result
 
 
-def run_schedule(access: Access, schedule_id: str, request_id: str = "") -> ScheduleFiring:
+def run_schedule(access: Access, schedule_id: str) -> ScheduleFiring:
     """Fire now, whatever the expression and even when disabled; the caller is the actor."""
-    ws = access.workspace_id
-    item = _load(ws, schedule_id)
-    access.require("tasks:write" if to_schedule(item).target.type == "queue_job" else "runs:start")
-    firing = _Firing(ws, item, access.actor_id, request_id, None, manual=True)
-    return _fire(ws, item, firing, transaction=access.transaction, commit=access.commit, access=access)
+    schedule = _load(access.workspace_id, schedule_id)
+    access.require(_target_scope(_target_of(schedule)))
+    return _fire(schedule, _Firing(access, schedule, None, manual=True), access)
 
 
-def _target_scope(item: Item) -> str:
-    """The scope firing the schedule's target takes: submitting a queue job, or starting a run."""
-    return "tasks:write" if to_schedule(item).target.type == "queue_job" else "runs:start"
-
-
-@dataclass(frozen=True)
-class _Actor:
-    """Who a scheduled firing acts as (the schedule's creator), and whether they still may."""
-
-    refusal: str | None
-    guard_key: Key | None = None
-    guard: Expr | None = None
-
-
-def _creator(ws: str, item: Item) -> _Actor:
+def _creator(ws: str, schedule: ScheduleItem) -> _Actor:
     """The creator must still be allowed what the target takes: a member whose role grants the
-    scope, or (for a schedule an agent key created) that key, active with the scope."""
-    creator, scope = str(item["created_by"]), _target_scope(item)
+    scope, or (for a schedule an agent key created) that key, active with the scope. Members and
+    keys are other families' items: their guards name the attributes they hold."""
+    creator, scope = schedule.created_by, _target_scope(_target_of(schedule))
     member = get_store().get(keys.member_key(ws, creator))
     if member is not None:
         if member.get("role") not in roles_with(scope):
             return _Actor(f"the schedule's creator {creator} is no longer allowed to use {scope} here")
-        return _Actor(None, keys.member_key(ws, creator), attr_in("role", roles_with(scope)))
+        return _Actor(None, keys.member_key(ws, creator), Path("role").is_in(*roles_with(scope)))
     key_item = get_store().get(keys.api_key_key(ws, creator))
     if key_item is not None and key_item.get("agent"):
         usable = not key_item.get("deleted_at") and api_keys.status_of(key_item) == ApiKeyStatus.active
         if usable and scope in (key_item.get("scopes") or []):
-            guard = attr_eq("status", ApiKeyStatus.active.value) & Expr("attribute_not_exists(deleted_at)")
-            return _Actor(None, keys.api_key_key(ws, creator), guard)
+            still_active = (Path("status") == ApiKeyStatus.active.value) & Path("deleted_at").does_not_exist()
+            return _Actor(None, keys.api_key_key(ws, creator), still_active)
         return _Actor(f"the agent key {creator} that created the schedule can no longer use {scope}")
     return _Actor(f"the schedule's creator {creator} is no longer a member of the workspace")
 
 
-class _NotAllowed(Exception):
-    """A firing's guards failed at commit: the workspace was deleted or its creator lost access."""
-
-
-def _retire(ws: str, item: Item, reason: str) -> ScheduleFiring:
+def _retire(schedule: ScheduleItem, reason: str) -> ScheduleFiring:
     """A schedule that must not fire any more: disabled (with `last_error` saying why, and an audit
     row, in one conditional write) and removed from Scheduler. Enabling it again puts it back in
     Scheduler; it fires again only once its creator may do what it does."""
-    schedule_id = item["id"]
-    current: Item | None = item
+    ws, schedule_id = schedule.workspace_id, schedule.id
+    current: ScheduleItem | None = schedule
     for _ in range(_RETIRE_ATTEMPTS):
-        if current is None or not current.get("enabled"):
+        if current is None or not current.enabled:
             break  # deleted or disabled meanwhile
         at = iso()
         tx = get_store().transaction()
-        tx.update(
-            keys.schedule_key(ws, schedule_id),
-            Update(set={"enabled": False, "last_error": reason, "last_error_at": at, "updated_at": at},
-                   add={"version": 1}),
-            exists() & attr_eq("version", current["version"]),
-        )  # fmt: skip
+        tx.change(current, current.assign(enabled=False, last_error=reason, last_error_at=at, updated_at=at))
         audit.record(tx, ws, "system", "schedule.disabled", "schedule", schedule_id, "", {"reason": reason})
         try:
             tx.commit()
             break
         except TransactionFailed:
-            current = get_store().get(keys.schedule_key(ws, schedule_id))
+            current = get_store().read(ScheduleItem, keys.schedule_key(ws, schedule_id))
     _remove_from_scheduler(schedule_id)
     return ScheduleFiring(schedule_id=schedule_id, fired=False, error=reason)
+
+
+def _workspace_deleted(ws: str) -> bool:
+    workspace = get_store().get(keys.workspace_key(ws))
+    return workspace is None or bool(workspace.get("deleted_at"))
 
 
 def fire_scheduled(event: ScheduleFiredEvent) -> ScheduleFiring:
@@ -572,43 +578,23 @@ def fire_scheduled(event: ScheduleFiredEvent) -> ScheduleFiring:
     disabled and leaves Scheduler (see `_retire`). The firing's transaction re-checks both, so
     access lost while it was being prepared stops it too."""
     ws, schedule_id = event.workspace_id, event.schedule_id
-    store = get_store()
-    item = store.get(keys.schedule_key(ws, schedule_id))
-    if item is None:
+    schedule = get_store().read(ScheduleItem, keys.schedule_key(ws, schedule_id))
+    if schedule is None:
         # A Scheduler schedule whose item is gone (deleted, or never written): remove it.
         _remove_from_scheduler(schedule_id)
         return ScheduleFiring(schedule_id=schedule_id, fired=False, error="schedule not found")
-    if not item.get("enabled"):
+    if not schedule.enabled:
         return ScheduleFiring(schedule_id=schedule_id, fired=False, error="schedule is disabled")
-    workspace = store.get(keys.workspace_key(ws))
-    if workspace is None or workspace.get("deleted_at"):
-        return _retire(ws, item, "the workspace was deleted")
-    actor = _creator(ws, item)
+    if _workspace_deleted(ws):
+        return _retire(schedule, "the workspace was deleted")
+    actor = _creator(ws, schedule)
     if actor.refusal is not None:
-        return _retire(ws, item, actor.refusal)
-    assert actor.guard_key is not None and actor.guard is not None
-    guard_key, guard = actor.guard_key, actor.guard
-
-    def transaction() -> Transaction:
-        tx = store.transaction()
-        tx.check(keys.workspace_key(ws), exists() & Expr("attribute_not_exists(deleted_at)"))
-        tx.check(guard_key, guard)
-        return tx
-
-    def commit(tx: Transaction) -> None:
-        try:
-            store.commit(tx)
-        except TransactionFailed as failure:
-            if "ConditionalCheckFailed" in failure.reasons[:2]:
-                raise _NotAllowed from failure
-            raise
-
+        return _retire(schedule, actor.refusal)
     scheduled_time = _scheduled_time(event.scheduled_time)
-    firing = _Firing(ws, item, item["created_by"], f"schedule:{scheduled_time or iso()}", scheduled_time, False)
+    writer = _AsCreator(ws, schedule.created_by, f"schedule:{scheduled_time or iso()}", actor)
     try:
-        return _fire(ws, item, firing, transaction=transaction, commit=commit, access=None)
+        return _fire(schedule, _Firing(writer, schedule, scheduled_time, manual=False), None)
     except _NotAllowed:
-        workspace = store.get(keys.workspace_key(ws))
-        if workspace is None or workspace.get("deleted_at"):
-            return _retire(ws, item, "the workspace was deleted")
-        return _retire(ws, item, _creator(ws, item).refusal or "the schedule's creator lost access meanwhile")
+        if _workspace_deleted(ws):
+            return _retire(schedule, "the workspace was deleted")
+        return _retire(schedule, _creator(ws, schedule).refusal or "the schedule's creator lost access meanwhile")

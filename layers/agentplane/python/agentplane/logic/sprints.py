@@ -461,9 +461,7 @@ def _start_agents(access: Access, names: list[str], request_id: str) -> tuple[li
             continue
         if agent.status != AgentStatus.starting:
             try:
-                agent = agents.update_agent(
-                    access, name, AgentUpdate(status=AgentStatus.starting), request_id=request_id
-                )
+                agent = agents.update_agent(access, name, AgentUpdate(status=AgentStatus.starting))
             except NotFound:  # removed since it was read
                 skipped.append(SkippedAgent(name=name, reason="not_registered"))
                 continue

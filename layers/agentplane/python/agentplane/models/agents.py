@@ -6,9 +6,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, StringConstraints
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
-from agentplane.models.common import Input, Output
+from agentplane.models.common import Input, ListQuery, Output
 
 # An agent's name is its id in paths: lower-case, no '#' or '/', unique within the workspace.
 AGENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
@@ -197,6 +197,14 @@ class Agent(Output):
     version: int = Field(description="Moves on every change but heartbeats")
 
 
+class AgentQuery(ListQuery):
+    all: bool = Field(default=False, description="Include finished child agents")
+    status: str | None = Field(
+        default=None, max_length=200, description="A status, or several comma-separated (any of them)"
+    )
+    role: str | None = Field(default=None, max_length=50)
+
+
 class StallCheck(Input):
     timeout_seconds: int | None = Field(
         default=None, ge=5, le=7 * 24 * 3600, description="Silence that counts as stalled (default: the server's)"
@@ -227,6 +235,16 @@ class ProgressCreate(Input):
     step: ShortField | None = None
     file: ShortField | None = None
     detail: ProgressText | None = None
+
+
+class ProgressQuery(BaseModel):
+    """The query string of an agent's progress list: how many of its latest reports."""
+
+    model_config = ConfigDict(extra="ignore", defer_build=True)
+
+    limit: int = Field(
+        default=PROGRESS_LIST_MAX, ge=1, le=PROGRESS_LIST_MAX, description="Reports (default and max 20)"
+    )
 
 
 class Progress(Output):
@@ -335,6 +353,11 @@ class AgentTemplateUpdate(Input):
     is_featured: bool | None = None
     sort_order: int | None = Field(default=None, ge=-1_000_000, le=1_000_000)
     version: int | None = Field(default=None, ge=1, description="Expected current version (or send If-Match)")
+
+
+class AgentTemplateQuery(ListQuery):
+    category: str | None = Field(default=None, max_length=50)
+    featured: bool | None = Field(default=None, description="Only featured (true) or other (false) templates")
 
 
 class AgentTemplate(Output):

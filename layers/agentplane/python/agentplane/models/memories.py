@@ -7,7 +7,8 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from agentplane.models.common import Input, Output
+from agentplane.models.agents import AGENT_NAME_PATTERN
+from agentplane.models.common import Input, ListQuery, Output
 
 # A memory's key names it within its agent (upsert by agent + key); no '#' or '/'.
 MEMORY_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
@@ -61,3 +62,19 @@ class Memory(Output):
     updated_by: str
     created_at: str
     updated_at: str
+
+
+class AgentMemoryQuery(ListQuery):
+    """The query string of one agent's memories."""
+
+    type: MemoryType | None = None
+
+
+class MemoryQuery(AgentMemoryQuery):
+    """The query string of a workspace's memories (all, shared or expired)."""
+
+    agent: str | None = Field(default=None, pattern=AGENT_NAME_PATTERN, description="One agent's memories")
+
+
+class MemorySearchQuery(MemoryQuery):
+    q: str = Field(min_length=1, max_length=200, description="Words that must all appear in key or content")

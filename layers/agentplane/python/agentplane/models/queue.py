@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AliasChoices, Field, StringConstraints, field_validator
 
-from agentplane.models.common import Input, Output
+from agentplane.models.common import Input, ListQuery, Output
 
 # Payloads and results are stored as JSON text of at most this many bytes (UTF-8).
 MAX_DOCUMENT_BYTES = 64 * 1024
@@ -164,6 +164,11 @@ class QueueJob(Output):
     created_by: str
     created_at: str
     updated_at: str
+
+
+class JobQuery(ListQuery):
+    status: JobStatus | None = None
+    task_type: TaskType | None = None
 
 
 class JobClaimResult(Output):

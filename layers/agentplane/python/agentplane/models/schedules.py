@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, field_validator
 
-from agentplane.models.common import Input, Output
+from agentplane.models.common import Input, ListQuery, Output
 from agentplane.models.queue import (
     DEFAULT_PRIORITY,
     DEFAULT_QUEUE,
@@ -184,6 +184,10 @@ class ScheduleUpdate(Input):
     enabled: bool | None = None
     target: ScheduleTarget | None = None
     version: int | None = Field(default=None, ge=1, description="Expected current version (or send If-Match)")
+
+
+class ScheduleQuery(ListQuery):
+    enabled: bool | None = None
 
 
 class FiringRef(Output):
