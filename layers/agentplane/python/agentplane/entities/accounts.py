@@ -5,7 +5,7 @@ partition so one Query lists each of them."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
 from pynamodb.attributes import BooleanAttribute, UnicodeAttribute
@@ -16,6 +16,9 @@ from agentplane.entities.patterns import access_pattern
 from agentplane.models.auth import User
 from agentplane.models.me import Profile
 from agentplane.store import EntityPage, QuerySpec, get_store
+
+if TYPE_CHECKING:
+    from pynamodb.expressions.condition import Condition
 
 E = TypeVar("E", bound=Entity)
 # Items of one of a person's collections read per round when all of them are wanted.
@@ -70,9 +73,10 @@ class UniqueItem(Entity, discriminator="unique"):
         return Keys(keys.unique_key(self.claim, self.value))
 
     @classmethod
-    def held_by(cls, user_id: str) -> Any:
+    def held_by(cls, user_id: str) -> Condition:
         """The claim is still this person's (a release after a transfer must not take it back)."""
-        return cls.user_id == user_id
+        held: Condition = cls.user_id == user_id
+        return held
 
 
 class SiteOwnerItem(Entity, discriminator="site_owner"):
