@@ -58,13 +58,14 @@ class Clock:
 
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
-    from agentplane.auth import tokens
-    from agentplane.logic import api_keys
+    from agentplane.auth import key_usage, tokens
+    from agentplane.logic.api_keys import records
 
     fake = Clock()
     patched = SimpleNamespace(time=fake.time)
     monkeypatch.setattr(tokens, "time", patched)
-    monkeypatch.setattr(api_keys, "time", patched)
+    monkeypatch.setattr(key_usage, "time", patched)
+    monkeypatch.setattr(records, "time", patched)
     return fake
 
 
@@ -392,19 +393,20 @@ def test_concurrent_rotations_from_one_read_have_exactly_one_winner(api, user, w
     from agentplane.auth.tokens import resolve_principal
     from agentplane.errors import InvalidTransition
     from agentplane.logic import api_keys
+    from agentplane.logic.api_keys import rolling
 
     api.token = user["token"]
     key = create_key(api, workspace, scopes=["tasks:read"])
     racers = 4
     barrier = threading.Barrier(racers)
-    load = api_keys._load_live
+    load = rolling.load_live
 
-    def load_then_wait(ws: str, key_id: str) -> dict:
+    def load_then_wait(ws: str, key_id: str) -> Any:
         item = load(ws, key_id)
         barrier.wait()  # every racer has read version 1 before anyone writes
         return item
 
-    monkeypatch.setattr(api_keys, "_load_live", load_then_wait)
+    monkeypatch.setattr(rolling, "load_live", load_then_wait)
     access = workspace_access(resolve_principal(user["token"]), workspace["id"], "admin")
     outcomes: list[str] = []
 
@@ -422,7 +424,7 @@ def test_concurrent_rotations_from_one_read_have_exactly_one_winner(api, user, w
     winners = [o for o in outcomes if o.startswith("apk_")]
     assert len(winners) == 1
     assert sorted(o for o in outcomes if not o.startswith("apk_")) == ["409 active"] * (racers - 1)
-    monkeypatch.setattr(api_keys, "_load_live", load)
+    monkeypatch.setattr(rolling, "load_live", load)
     stored = api.get(f"{keys_path(workspace)}/{key['id']}").json["data"]
     assert stored["version"] == 2
     assert stored["key_prefix"] == winners[0][:12]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from agentplane.http import (
     PROBLEM_RESPONSES,
-    Cursor,
-    Limit,
     create_app,
     created,
     lambda_entry,
@@ -20,6 +19,7 @@ from agentplane.http import (
     request_principal,
 )
 from agentplane.logic import me
+from agentplane.models.common import ListQuery
 from agentplane.models.envelope import Data, DataList
 from agentplane.models.me import (
     PersonalAccessToken,
@@ -48,15 +48,15 @@ def update_me(body: ProfileUpdate) -> Data[Profile]:
 
 
 @app.get(f"{BASE}/workspaces", responses=PROBLEM_RESPONSES)
-def list_my_workspaces(limit: Limit = 50, cursor: Cursor = None) -> DataList[Membership]:
-    items, next_cursor = me.list_my_workspaces(request_principal(app), limit, cursor)
-    return page(items, next_cursor, limit)
+def list_my_workspaces(query: Annotated[ListQuery, Query()]) -> DataList[Membership]:
+    items, next_cursor = me.list_my_workspaces(request_principal(app), query.limit, query.cursor)
+    return page(items, next_cursor, query.limit)
 
 
 @app.get(f"{BASE}/personal-access-tokens", responses=PROBLEM_RESPONSES)
-def list_personal_access_tokens(limit: Limit = 50, cursor: Cursor = None) -> DataList[PersonalAccessToken]:
-    items, next_cursor = me.list_pats(request_principal(app), limit, cursor)
-    return page(items, next_cursor, limit)
+def list_personal_access_tokens(query: Annotated[ListQuery, Query()]) -> DataList[PersonalAccessToken]:
+    items, next_cursor = me.list_pats(request_principal(app), query.limit, query.cursor)
+    return page(items, next_cursor, query.limit)
 
 
 @app.post(f"{BASE}/personal-access-tokens", responses={201: {"description": "Created"}, **PROBLEM_RESPONSES})

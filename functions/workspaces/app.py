@@ -12,12 +12,10 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from agentplane.access import Access, workspace_access
+from agentplane.access import Access
 from agentplane.http import (
     PROBLEM_RESPONSES,
-    Cursor,
     IfMatch,
-    Limit,
     create_app,
     created,
     lambda_entry,
@@ -65,6 +63,10 @@ CREATED = {201: {"description": "Created"}, **PROBLEM_RESPONSES}
 DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}
 # Settings writes share a tighter per-user limit (20/min by default).
 settings_limit = [limit_group("settings-write")]
+AnyMember = Annotated[Access, workspace_scope()]
+ReadSettings = Annotated[Access, workspace_scope("settings:read")]
+WriteSettings = Annotated[Access, workspace_scope("settings:write")]
+WriteSecrets = Annotated[Access, workspace_scope("secrets:write")]
 
 
 # --- workspaces ----------------------------------------------------------------------------------
@@ -76,27 +78,26 @@ def create_workspace(body: WorkspaceCreate) -> Response[Data[Workspace]]:
 
 
 @app.get("/api/v1/workspaces", responses=PROBLEM_RESPONSES)
-def list_workspaces(limit: Limit = 50, cursor: Cursor = None) -> DataList[Membership]:
-    items, next_cursor = workspaces.list_workspaces(request_principal(app), limit, cursor)
-    return page(items, next_cursor, limit)
+def list_workspaces(query: Annotated[ListQuery, Query()]) -> DataList[Membership]:
+    items, next_cursor = workspaces.list_workspaces(request_principal(app), query.limit, query.cursor)
+    return page(items, next_cursor, query.limit)
 
 
 @app.get(WS, responses=PROBLEM_RESPONSES)
-def get_workspace(ws: str) -> Data[Workspace]:
-    access = workspace_access(request_principal(app), ws)
+def get_workspace(ws: str, access: AnyMember) -> Data[Workspace]:
     return ok(workspaces.get_workspace(access))
 
 
 @app.patch(WS, middlewares=settings_limit, responses=PROBLEM_RESPONSES)
-def update_workspace(ws: str, body: WorkspaceUpdate, if_match: IfMatch = None) -> Data[Workspace]:
-    access = workspace_access(request_principal(app), ws, "settings:write")
-    return ok(workspaces.update_workspace(access, body, if_match, request_id(app)))
+def update_workspace(
+    ws: str, access: WriteSettings, body: WorkspaceUpdate, if_match: IfMatch = None
+) -> Data[Workspace]:
+    return ok(workspaces.update_workspace(access, body, if_match))
 
 
 @app.delete(WS, responses=DELETED)
-def delete_workspace(ws: str) -> Response[Any]:
-    access = workspace_access(request_principal(app), ws, "settings:write")
-    workspaces.delete_workspace(access, request_id(app))
+def delete_workspace(ws: str, access: WriteSettings) -> Response[Any]:
+    workspaces.delete_workspace(access)
     return no_content()
 
 
@@ -104,29 +105,25 @@ def delete_workspace(ws: str) -> Response[Any]:
 
 
 @app.get(f"{WS}/members", responses=PROBLEM_RESPONSES)
-def list_members(ws: str, limit: Limit = 50, cursor: Cursor = None) -> DataList[Member]:
-    access = workspace_access(request_principal(app), ws, "settings:read")
-    items, next_cursor = members.list_members(access, limit, cursor)
-    return page(items, next_cursor, limit)
+def list_members(ws: str, access: ReadSettings, query: Annotated[ListQuery, Query()]) -> DataList[Member]:
+    items, next_cursor = members.list_members(access, query.limit, query.cursor)
+    return page(items, next_cursor, query.limit)
 
 
 @app.post(f"{WS}/members", responses=CREATED)
-def add_member(ws: str, body: MemberAdd) -> Response[Data[Member]]:
-    access = workspace_access(request_principal(app), ws, "settings:write")
-    return created(members.add_member(access, body, request_id(app)))
+def add_member(ws: str, access: WriteSettings, body: MemberAdd) -> Response[Data[Member]]:
+    return created(members.add_member(access, body))
 
 
 @app.patch(f"{WS}/members/<user_id>", responses=PROBLEM_RESPONSES)
-def update_member(ws: str, user_id: str, body: MemberUpdate) -> Data[Member]:
-    access = workspace_access(request_principal(app), ws, "settings:write")
-    return ok(members.update_member(access, user_id, body, request_id(app)))
+def update_member(ws: str, user_id: str, access: WriteSettings, body: MemberUpdate) -> Data[Member]:
+    return ok(members.update_member(access, user_id, body))
 
 
 @app.delete(f"{WS}/members/<user_id>", responses=DELETED)
-def remove_member(ws: str, user_id: str) -> Response[Any]:
+def remove_member(ws: str, user_id: str, access: AnyMember) -> Response[Any]:
     # Any member may remove themselves (leave); removing someone else needs settings:write.
-    access = workspace_access(request_principal(app), ws)
-    members.remove_member(access, user_id, request_id(app))
+    members.remove_member(access, user_id)
     return no_content()
 
 
@@ -134,22 +131,19 @@ def remove_member(ws: str, user_id: str) -> Response[Any]:
 
 
 @app.get(f"{WS}/invites", responses=PROBLEM_RESPONSES)
-def list_invites(ws: str, limit: Limit = 50, cursor: Cursor = None) -> DataList[Invite]:
-    access = workspace_access(request_principal(app), ws, "settings:read")
-    items, next_cursor = invites.list_invites(access, limit, cursor)
-    return page(items, next_cursor, limit)
+def list_invites(ws: str, access: ReadSettings, query: Annotated[ListQuery, Query()]) -> DataList[Invite]:
+    items, next_cursor = invites.list_invites(access, query.limit, query.cursor)
+    return page(items, next_cursor, query.limit)
 
 
 @app.post(f"{WS}/invites", responses=CREATED)
-def create_invite(ws: str, body: InviteCreate) -> Response[Data[InviteCreated]]:
-    access = workspace_access(request_principal(app), ws, "settings:write")
-    return created(invites.create_invite(access, body, request_id(app)))
+def create_invite(ws: str, access: WriteSettings, body: InviteCreate) -> Response[Data[InviteCreated]]:
+    return created(invites.create_invite(access, body))
 
 
 @app.delete(f"{WS}/invites/<invite_id>", responses=DELETED)
-def revoke_invite(ws: str, invite_id: str) -> Response[Any]:
-    access = workspace_access(request_principal(app), ws, "settings:write")
-    invites.revoke_invite(access, invite_id, request_id(app))
+def revoke_invite(ws: str, invite_id: str, access: WriteSettings) -> Response[Any]:
+    invites.revoke_invite(access, invite_id)
     return no_content()
 
 
@@ -159,10 +153,6 @@ def accept_invite(token: str) -> Data[Membership]:
 
 
 # --- teams ---------------------------------------------------------------------------------------
-ReadSettings = Annotated[Access, workspace_scope("settings:read")]
-WriteSettings = Annotated[Access, workspace_scope("settings:write")]
-
-
 @app.get(f"{WS}/teams", responses=PROBLEM_RESPONSES)
 def list_teams(ws: str, access: ReadSettings, query: Annotated[TeamQuery, Query()]) -> DataList[Team]:
     items, next_cursor = teams.list_teams(access, query.name, query.limit, query.cursor)
@@ -213,15 +203,13 @@ def remove_team_member(ws: str, team_id: str, user_id: str, access: WriteSetting
 
 
 @app.get(f"{WS}/export", responses=PROBLEM_RESPONSES)
-def export_workspace(ws: str) -> Data[WorkspaceExport]:
-    access = workspace_access(request_principal(app), ws, "settings:read")
+def export_workspace(ws: str, access: ReadSettings) -> Data[WorkspaceExport]:
     return ok(transfer.export_workspace(access))
 
 
 @app.post(f"{WS}/import", responses=PROBLEM_RESPONSES)
-def import_workspace(ws: str, body: WorkspaceDocument) -> Data[ImportResult]:
-    access = workspace_access(request_principal(app), ws, "settings:write")
-    return ok(transfer.import_workspace(access, body, request_id(app)))
+def import_workspace(ws: str, access: WriteSettings, body: WorkspaceDocument) -> Data[ImportResult]:
+    return ok(transfer.import_workspace(access, body))
 
 
 # --- common env ----------------------------------------------------------------------------------
@@ -230,27 +218,26 @@ def import_workspace(ws: str, body: WorkspaceDocument) -> Data[ImportResult]:
 @app.get(f"{WS}/common-env", responses=PROBLEM_RESPONSES)
 def get_common_env(
     ws: str,
+    access: ReadSettings,
     reveal: Annotated[bool, Query(description="Return plaintext values (needs secrets:read)")] = False,
 ) -> Data[CommonEnv]:
-    access = workspace_access(request_principal(app), ws, "settings:read")
-    return ok(workspaces.get_common_env(access, reveal, request_id(app)))
+    return ok(workspaces.get_common_env(access, reveal))
 
 
 @app.put(f"{WS}/common-env", middlewares=settings_limit, responses=PROBLEM_RESPONSES)
-def put_common_env(ws: str, body: CommonEnvPut, if_match: IfMatch = None) -> Data[CommonEnv]:
-    access = workspace_access(request_principal(app), ws, "secrets:write")
-    return ok(workspaces.put_common_env(access, body, if_match, request_id(app)))
+def put_common_env(ws: str, access: WriteSecrets, body: CommonEnvPut, if_match: IfMatch = None) -> Data[CommonEnv]:
+    return ok(workspaces.put_common_env(access, body, if_match))
 
 
 @app.delete(f"{WS}/common-env", middlewares=settings_limit, responses=DELETED)
 def delete_common_env(
     ws: str,
+    access: WriteSecrets,
     name: Annotated[
         str | None, Query(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", description="One variable; omit for all")
     ] = None,
 ) -> Response[Any]:
-    access = workspace_access(request_principal(app), ws, "secrets:write")
-    workspaces.delete_common_env(access, name, request_id(app))
+    workspaces.delete_common_env(access, name)
     return no_content()
 
 

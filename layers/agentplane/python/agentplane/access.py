@@ -10,16 +10,20 @@ logic.workspaces.delete_workspace).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentplane import audit, keys
 from agentplane.auth.principal import Principal
 from agentplane.auth.scopes import AGENT_SCOPES, ROLE_SCOPES, Role, roles_with
+from agentplane.entities.tokens import TokenItem
+from agentplane.entities.workspaces import MemberItem, WorkspaceItem
 from agentplane.errors import Forbidden, MissingScope, NotFound, Unauthorized
-from agentplane.store import Expr, Transaction, TransactionFailed, attr_in, get_store
+from agentplane.store import Transaction, TransactionFailed, get_store
+
+if TYPE_CHECKING:
+    from pynamodb.expressions.condition import Condition
 
 
 @dataclass(frozen=True)
@@ -51,18 +55,33 @@ class Access:
         token is still live, and the membership still grants the scope (for an agent key, which
         has none: the workspace has not been deleted)."""
         tx = get_store().transaction()
-        tx.check(keys.token_key(self.principal.token_hash), live_token(), name=TOKEN_GUARD)
+        self.check_token(tx)
+        self.check_membership(tx)
+        return tx
+
+    def check_token(self, tx: Transaction) -> None:
+        """Add the guard that the caller's token is still live (`TOKEN_GUARD`). A write to the
+        token's own record carries this condition instead, under the same name: a transaction
+        may hold one operation per item."""
+        tx.require(TokenItem, keys.token_key(self.principal.token_hash), TokenItem.live(), name=TOKEN_GUARD)
+
+    def check_membership(self, tx: Transaction) -> None:
+        """Add the guard that the caller may still write here (`MEMBERSHIP_GUARD`): the membership
+        grants the scope, or for an agent key the workspace is not deleted. A write to the
+        caller's own membership carries `membership_condition()` instead, under the same name."""
         if self.principal.kind == "agent_key":
-            tx.check(keys.workspace_key(self.workspace_id), workspace_live(), name=MEMBERSHIP_GUARD)
+            tx.require(
+                WorkspaceItem, keys.workspace_key(self.workspace_id), WorkspaceItem.live(), name=MEMBERSHIP_GUARD
+            )
         else:
             assert self.principal.user_id is not None
-            allowed = roles_with(self.scope) if self.scope else [r.value for r in Role]
-            tx.check(
-                keys.member_key(self.workspace_id, self.principal.user_id),
-                attr_in("role", allowed),
-                name=MEMBERSHIP_GUARD,
-            )
-        return tx
+            member_key = keys.member_key(self.workspace_id, self.principal.user_id)
+            tx.require(MemberItem, member_key, self.membership_condition(), name=MEMBERSHIP_GUARD)
+
+    def membership_condition(self) -> Condition:
+        """What the caller's membership must still say: a role that grants the scope."""
+        allowed = roles_with(self.scope) if self.scope else [r.value for r in Role]
+        return MemberItem.with_role(*allowed)
 
     def audit(
         self,
@@ -104,19 +123,6 @@ class Access:
 
 # The names of the two guards every write of an Access starts with.
 TOKEN_GUARD, MEMBERSHIP_GUARD = "caller_token", "caller_membership"
-
-
-def live_token() -> Expr:
-    now = int(time.time())
-    return Expr(
-        "attribute_exists(#pk) AND attribute_not_exists(#revoked) AND (attribute_not_exists(#exp) OR #exp > :now)",
-        {"#pk": "PK", "#revoked": "revoked", "#exp": "expires_at"},
-        {":now": now},
-    )
-
-
-def workspace_live() -> Expr:
-    return Expr("attribute_exists(#pk) AND attribute_not_exists(#deleted)", {"#pk": "PK", "#deleted": "deleted_at"})
 
 
 def _check_scope(principal: Principal, role: Role, scope: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agentplane import keys
+from agentplane.entities.audit import AuditItem
 from agentplane.ids import iso, new_id
 from agentplane.store import Transaction
 
@@ -27,6 +27,33 @@ def redact_fields(data: Mapping[str, Any]) -> dict[str, Any]:
     return clean
 
 
+def new_event(
+    workspace_id: str,
+    actor_id: str,
+    action: str,
+    target_type: str,
+    target_id: str,
+    request_id: str = "",
+    details: Mapping[str, Any] | None = None,
+    *,
+    user_id: str | None = None,
+) -> AuditItem:
+    """An audit event of `workspace_id` (or, with no workspace, of `user_id`'s own account), its
+    details with every secret field masked."""
+    return AuditItem(
+        id=new_id("aud"),
+        workspace_id=workspace_id or None,
+        user_id=user_id,
+        actor_id=actor_id,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        request_id=request_id,
+        details=redact_fields(details or {}),
+        created_at=iso(),
+    )
+
+
 def audit_item(
     workspace_id: str,
     actor_id: str,
@@ -36,21 +63,10 @@ def audit_item(
     request_id: str = "",
     details: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    audit_id = new_id("aud")
-    at = iso()
-    return {
-        **keys.audit_key(workspace_id, audit_id),
-        keys.ENTITY: "audit",
-        "id": audit_id,
-        "workspace_id": workspace_id,
-        "actor_id": actor_id,
-        "action": action,
-        "target_type": target_type,
-        "target_id": target_id,
-        "request_id": request_id,
-        "details": redact_fields(details or {}),
-        "created_at": at,
-    }
+    """A workspace's audit event as the table holds it (for writes still built from plain items)."""
+    event = new_event(workspace_id, actor_id, action, target_type, target_id, request_id, details)
+    event.stamp()
+    return event.as_item()
 
 
 def record(
@@ -63,7 +79,7 @@ def record(
     request_id: str = "",
     details: Mapping[str, Any] | None = None,
 ) -> None:
-    tx.put(audit_item(workspace_id, actor_id, action, target_type, target_id, request_id, details))
+    tx.save(new_event(workspace_id, actor_id, action, target_type, target_id, request_id, details))
 
 
 def record_account(
@@ -77,6 +93,4 @@ def record_account(
 ) -> None:
     """An audit event of a change to a person's own account (tokens, profile, sessions): it
     belongs to no workspace, so it goes to the person's own trail, in the same transaction."""
-    item = audit_item("", user_id, action, target_type, target_id, request_id, details)
-    del item["workspace_id"]
-    tx.put({**item, **keys.account_audit_key(user_id, item["id"]), "user_id": user_id})
+    tx.save(new_event("", user_id, action, target_type, target_id, request_id, details, user_id=user_id))

@@ -18,9 +18,13 @@ import threading
 import time
 from dataclasses import dataclass
 
+from pynamodb.expressions.condition import size
+
 from agentplane import keys
+from agentplane.entities.limits import RateLogItem, RateWindowItem
+from agentplane.entities.tokens import expiry
 from agentplane.errors import RateLimited
-from agentplane.store import ConditionFailed, Expr, Update, attr_eq, get_store
+from agentplane.store import ConditionFailed, get_store
 
 WINDOW_SECONDS = 60
 SYNC_EVERY = 10
@@ -72,28 +76,25 @@ def hit_exact(bucket: str, limit: int) -> Decision:
     key = keys.rate_log_key(bucket)
     for _attempt in range(_LOG_ATTEMPTS):
         now = _now()
+        kept = [RateLogItem.ttl.set(expiry(int(now) + 2 * WINDOW_SECONDS)), RateLogItem.writes.add(1)]
         try:
             # Fast path: the log has room, so appending cannot exceed the limit.
-            item = store.update(
-                key,
-                Update(set={keys.TTL: int(now) + 2 * WINDOW_SECONDS}, add={"writes": 1}, append={"hits": [now]}),
-                Expr("attribute_not_exists(#h) OR size(#h) < :limit", {"#h": "hits"}, {":limit": limit}),
-            )
-            return _decision(item["hits"], limit, now)
+            room = RateLogItem.hits.does_not_exist() | (size(RateLogItem.hits) < limit)  # type: ignore[no-untyped-call]
+            appended = RateLogItem.hits.set((RateLogItem.hits | []).append([now]))
+            log = store.upsert(RateLogItem, key, [appended, *kept], room)
+            return _decision(log.hits, limit, now)
         except ConditionFailed as full:
-            current = full.current or {}
-        recent = [hit for hit in current.get("hits", []) if hit > now - WINDOW_SECONDS]
+            current = full.current_as(RateLogItem)
+        hits = current.hits if current is not None else []
+        recent = [hit for hit in hits or [] if hit > now - WINDOW_SECONDS]
         if len(recent) >= limit:
             reset = math.ceil(min(recent) + WINDOW_SECONDS)
             raise _limited(f"rate limit of {limit} per minute reached for {bucket.split(':')[0]}", limit, reset)
         # The log is full of calls older than the window: drop them, unless someone else wrote first.
+        unchanged = RateLogItem.writes == (int(current.writes or 0) if current is not None else 0)
         try:
-            item = store.update(
-                key,
-                Update(set={"hits": [*recent, now], keys.TTL: int(now) + 2 * WINDOW_SECONDS}, add={"writes": 1}),
-                attr_eq("writes", current.get("writes", 0)),
-            )
-            return _decision(item["hits"], limit, now)
+            log = store.upsert(RateLogItem, key, [RateLogItem.hits.set([*recent, now]), *kept], unchanged)
+            return _decision(log.hits, limit, now)
         except ConditionFailed:
             continue
     raise _limited(f"rate limit of {limit} per minute reached for {bucket.split(':')[0]}", limit, int(_now()) + 1)
@@ -129,11 +130,12 @@ def hit_principal(principal_id: str, limit: int) -> Decision:
             counter.window, counter.unsynced, counter.known_total = start, 0, 0
         counter.unsynced += 1
         if counter.unsynced >= SYNC_EVERY or counter.known_total + counter.unsynced >= limit:
-            item = get_store().update(
+            window = get_store().upsert(
+                RateWindowItem,
                 keys.rate_key(f"principal:{principal_id}", start),
-                Update(set={keys.TTL: reset + WINDOW_SECONDS}, add={"count": counter.unsynced}),
+                [RateWindowItem.ttl.set(expiry(reset + WINDOW_SECONDS)), RateWindowItem.calls.add(counter.unsynced)],
             )
-            counter.known_total, counter.unsynced = int(item["count"]), 0
+            counter.known_total, counter.unsynced = int(window.calls), 0
         used = counter.known_total + counter.unsynced
     if used > limit:
         raise _limited(f"rate limit of {limit} requests per minute reached", limit, reset)

@@ -14,8 +14,10 @@ from agentplane import keys
 from agentplane.auth.principal import Principal
 from agentplane.auth.scopes import WILDCARD
 from agentplane.auth.secrets import hash_secret, new_secret
+from agentplane.entities.accounts import PatItem
+from agentplane.entities.tokens import TokenItem, expiry
 from agentplane.errors import Unauthorized
-from agentplane.store import Transaction, TransactionFailed, Update, exists, get_store
+from agentplane.store import Transaction, TransactionFailed, get_store
 
 BEARER_KINDS = frozenset({"session", "pat", "api_key", "agent_key"})
 # A sliding session is pushed forward at most this often, so busy clients do not write per call.
@@ -24,9 +26,12 @@ SLIDE_GRANULARITY_SECONDS = 3600
 LAST_USED_GRANULARITY_SECONDS = 60
 # A revoked token's record is kept this long, then TTL removes it (an unknown secret is refused too).
 REVOKED_RETENTION_SECONDS = 86400
+# An expiring record outlives its expiry by this long before TTL removes it.
+EXPIRED_RETENTION_SECONDS = 86400
+MAX_SECRET_LENGTH = 512
 
 
-def token_item(
+def new_token(
     secret: str,
     *,
     kind: str,
@@ -38,51 +43,73 @@ def token_item(
     expires_at: int | None = None,
     sliding_seconds: int | None = None,
     extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The item that makes `secret` valid; put it in the same transaction as what it belongs to."""
-    item: dict[str, Any] = {
-        **keys.token_key(hash_secret(secret)),
-        keys.ENTITY: "token",
-        "kind": kind,
-        "token_id": token_id,
-        "principal_id": principal_id,
-        "user_id": user_id,
-        "scopes": scopes or [WILDCARD],
-        "workspace_id": workspace_id,
-        "expires_at": expires_at,
-        "sliding_seconds": sliding_seconds,
-        "created_at": int(time.time()),
-    }
+) -> TokenItem:
+    """The record that makes `secret` valid; write it in the same transaction as what it belongs
+    to. `extra` holds what a kind of token carries besides (an agent key's agent_name, ...)."""
+    token = TokenItem(
+        token_hash=hash_secret(secret),
+        token_kind=kind,
+        token_id=token_id,
+        principal_id=principal_id,
+        user_id=user_id,
+        scopes=scopes or [WILDCARD],
+        workspace_id=workspace_id,
+        expires_at=expires_at,
+        sliding_seconds=sliding_seconds,
+        created_at=int(time.time()),
+    )
     if expires_at:
         # Expired secrets are removed by TTL a day after they stop working.
-        item[keys.TTL] = expires_at + 86400
-    item.update(extra or {})
-    return item
+        token.ttl = expires_at + EXPIRED_RETENTION_SECONDS
+    attributes = TokenItem.get_attributes()
+    for name, value in (extra or {}).items():
+        if name not in attributes:
+            raise TypeError(f"a token record has no attribute {name!r}: declare it on TokenItem")
+        setattr(token, name, value)
+    return token
+
+
+def token_item(secret: str, **fields: Any) -> dict[str, Any]:
+    """The record that makes `secret` valid, as the table holds it (see `new_token`)."""
+    token = new_token(secret, **fields)
+    token.stamp()
+    return token.as_item()
 
 
 def issue(tx: Transaction, kind: str, **fields: Any) -> str:
     """Add a new secret of `kind` to `tx` and return it (the only time it is ever visible)."""
     secret = new_secret(kind)
-    tx.put(token_item(secret, kind=kind, **fields))
+    tx.save(new_token(secret, kind=kind, **fields))
     return secret
 
 
-def lookup(secret: str) -> dict[str, Any] | None:
+def find(secret: str) -> TokenItem | None:
     """The live token record for `secret`, or None if unknown, revoked or expired."""
-    if not secret or len(secret) > 512:
+    if not secret or len(secret) > MAX_SECRET_LENGTH:
         return None
-    item = get_store().get(keys.token_key(hash_secret(secret)))
-    if item is None or item.get("revoked") is not None:
+    token = get_store().read(TokenItem, keys.token_key(hash_secret(secret)))
+    if token is None or token.revoked is not None:
         return None
-    expires_at = item.get("expires_at")
-    if expires_at and int(expires_at) <= int(time.time()):
+    if token.expires_at and int(token.expires_at) <= int(time.time()):
         return None
-    return item
+    return token
+
+
+def lookup(secret: str) -> dict[str, Any] | None:
+    """The live token record for `secret` as the table holds it, or None (see `find`)."""
+    token = find(secret)
+    return token.as_item() if token is not None else None
+
+
+def revocation(at: int | None = None) -> list[Any]:
+    """The update actions that revoke a record now, and let TTL remove it a day later."""
+    now = int(time.time()) if at is None else at
+    return [TokenItem.revoked.set(now), TokenItem.ttl.set(expiry(now + REVOKED_RETENTION_SECONDS))]
 
 
 def revoke_by_hash(tx: Transaction, token_hash: str) -> None:
-    now = int(time.time())
-    tx.update(keys.token_key(token_hash), Update(set={"revoked": now, keys.TTL: now + REVOKED_RETENTION_SECONDS}))
+    # Whether or not the record is still there: an expired one may already be gone.
+    tx.upsert(TokenItem, keys.token_key(token_hash), revocation())
 
 
 def _slide(item: dict[str, Any]) -> None:
@@ -92,9 +119,10 @@ def _slide(item: dict[str, Any]) -> None:
     now = int(time.time())
     new_expiry = now + int(sliding)
     if new_expiry - int(item.get("expires_at") or 0) >= SLIDE_GRANULARITY_SECONDS:
-        get_store().update(
+        get_store().upsert(
+            TokenItem,
             keys.key(item[keys.PK], item[keys.SK]),
-            Update(set={"expires_at": new_expiry, keys.TTL: new_expiry + 86400}),
+            [TokenItem.expires_at.set(new_expiry), TokenItem.ttl.set(expiry(new_expiry + EXPIRED_RETENTION_SECONDS))],
         )
 
 
@@ -107,10 +135,9 @@ def _record_use(item: dict[str, Any]) -> None:
     now = int(time.time())
     if now - int(item.get("last_used_at") or 0) < LAST_USED_GRANULARITY_SECONDS:
         return
-    used = Update(set={"last_used_at": now})
     tx = get_store().transaction()
-    tx.update(keys.key(item[keys.PK], item[keys.SK]), used, exists())
-    tx.update(keys.pat_key(item["user_id"], item["token_id"]), used, exists())
+    tx.adjust(TokenItem, keys.key(item[keys.PK], item[keys.SK]), [TokenItem.last_used_at.set(now)])
+    tx.adjust(PatItem, keys.pat_key(item["user_id"], item["token_id"]), [PatItem.last_used_at.set(now)])
     try:
         tx.commit()
     except TransactionFailed:  # revoked and removed in the meantime, or a concurrent call recorded it

@@ -123,3 +123,16 @@ def all_teams(ws_id: str) -> Iterator[TeamItem]:
         if page.last_key is None:
             return
         start = page.last_key
+
+
+@access_pattern(TeamMemberItem, partition=keys.ws_pk, sort="prefix TEAM#{team_id}#MEMBER#, every page")
+def every_member_of_team(ws_id: str, team_id: str) -> Iterator[TeamMemberItem]:
+    """Every member of a team, strongly consistent, page by page (export and import)."""
+    spec = QuerySpec(keys.ws_pk(ws_id), sk_prefix=keys.team_member_prefix(team_id), consistent=True)
+    start: dict[str, Any] | None = None
+    while True:
+        page = get_store().select(TeamMemberItem, spec, limit=_ALL_TEAMS_ROUND, start=start)
+        yield from page.items
+        if page.last_key is None:
+            return
+        start = page.last_key

@@ -7,14 +7,29 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agentplane import audit, keys
-from agentplane.access import live_token
+from agentplane.access import TOKEN_GUARD
 from agentplane.auth import tokens
 from agentplane.auth.principal import Principal
 from agentplane.auth.scopes import WILDCARD, normalize_scopes
 from agentplane.auth.secrets import dummy_password_hash, hash_password, hash_secret, verify_password
+from agentplane.entities.accounts import (
+    DeviceItem,
+    PatItem,
+    SessionItem,
+    SiteOwnerItem,
+    UniqueItem,
+    UserItem,
+    devices_of,
+    pats_of,
+    sessions_of,
+)
+from agentplane.entities.teams import teams_of_member
+from agentplane.entities.tokens import TokenItem
+from agentplane.entities.workspaces import MemberItem, WorkspaceItem, every_membership_of, first_members
 from agentplane.errors import Conflict, Forbidden, NotFound, Unauthorized
 from agentplane.ids import iso, new_id
 from agentplane.logic import api_keys
+from agentplane.logic.teams import drop_team_membership
 from agentplane.models.auth import (
     ERASED_USERNAME,
     DeviceToken,
@@ -27,20 +42,9 @@ from agentplane.models.auth import (
 )
 from agentplane.observability import logger
 from agentplane.settings import get_settings
-from agentplane.store import (
-    Expr,
-    Transaction,
-    TransactionFailed,
-    Update,
-    attr_eq,
-    exists,
-    get_store,
-    not_exists,
-)
+from agentplane.store import Transaction, TransactionFailed, get_store
 
 RESET_TTL_SECONDS = 3600
-# DynamoDB's ceiling on the operations of one TransactWriteItems.
-MAX_TRANSACTION_OPERATIONS = 100
 # Kinds of token that act as the person themself (API and agent keys act inside one workspace).
 PERSONAL_KINDS = frozenset({"session", "pat"})
 # Profile attributes that are personal data: an erased account keeps none of them.
@@ -54,15 +58,11 @@ def iso_epoch(epoch: int) -> str:
     return iso(datetime.fromtimestamp(epoch, UTC))
 
 
-def to_user(item: dict[str, Any]) -> User:
-    return User.model_validate(item)
-
-
-def load_user(user_id: str) -> dict[str, Any]:
-    item = get_store().get(keys.user_key(user_id))
-    if item is None or item.get("erased_at"):
+def load_user(user_id: str) -> UserItem:
+    user = get_store().read(UserItem, keys.user_key(user_id))
+    if user is None or user.erased:
         raise NotFound("user not found")
-    return item
+    return user
 
 
 def require_person(principal: Principal, *, unrestricted: bool = False) -> str:
@@ -78,10 +78,17 @@ def require_person(principal: Principal, *, unrestricted: bool = False) -> str:
     return principal.user_id
 
 
+def guarded_transaction(principal: Principal) -> Transaction:
+    """A transaction that fails unless the caller's token is still live (`TOKEN_GUARD`)."""
+    tx = get_store().transaction()
+    tx.require(TokenItem, keys.token_key(principal.token_hash), TokenItem.live(), name=TOKEN_GUARD)
+    return tx
+
+
 def current_user(principal: Principal) -> User:
     """The person behind a session or personal access token. A workspace key acts for a person
     (or as an agent) without being one: it gets 403, as on /me, and never its maker's profile."""
-    return to_user(load_user(require_person(principal)))
+    return load_user(require_person(principal)).to_user()
 
 
 def register(body: RegisterRequest, request_id: str = "") -> User:
@@ -89,81 +96,77 @@ def register(body: RegisterRequest, request_id: str = "") -> User:
     user_id = new_id("usr")
     at = iso()
     email = body.email.lower()
-    user = {
-        **keys.user_key(user_id),
-        keys.ENTITY: "user",
-        "id": user_id,
-        "username": body.username,
-        "email": email,
-        "password_hash": hash_password(body.password),
-        "terms_accepted_at": at,
-        "privacy_accepted_at": at,
-        "created_at": at,
-        "updated_at": at,
-    }
+    user = UserItem(
+        id=user_id,
+        username=body.username,
+        email=email,
+        password_hash=hash_password(body.password),
+        terms_accepted_at=at,
+        privacy_accepted_at=at,
+        created_at=at,
+        updated_at=at,
+    )
 
     def attempt(claim_site_owner: bool) -> None:
         tx = get_store().transaction()
-        tx.put({**keys.unique_key("email", email), "user_id": user_id}, not_exists())
-        tx.put({**keys.unique_key("username", body.username), "user_id": user_id}, not_exists())
+        tx.create(UniqueItem(claim="email", value=email, user_id=user_id), name="email")
+        tx.create(UniqueItem(claim="username", value=body.username, user_id=user_id), name="username")
         if claim_site_owner:
-            tx.put({**keys.site_owner_key(), "user_id": user_id, "claimed_at": at}, not_exists())
-        tx.put({**user, "site_owner": claim_site_owner}, not_exists())
+            tx.create(SiteOwnerItem(user_id=user_id, claimed_at=at))
+        user.site_owner = claim_site_owner
+        tx.create(user)
         audit.record_account(tx, user_id, "account.registered", "user", user_id, request_id)
         tx.commit()
 
     try:
         attempt(claim_site_owner=True)
-        user["site_owner"] = True
     except TransactionFailed as failure:
-        index = failure.failed_index()
-        if index == 0:
+        if failure.failed == "email":
             raise Conflict("an account with this email already exists", field="email") from failure
-        if index == 1:
+        if failure.failed == "username":
             raise Conflict("this username is taken", field="username") from failure
         try:
             attempt(claim_site_owner=False)
         except TransactionFailed as retry:
-            field = "email" if retry.failed_index() == 0 else "username"
+            field = "email" if retry.failed == "email" else "username"
             raise Conflict(f"an account with this {field} already exists", field=field) from retry
-        user["site_owner"] = False
-    return to_user(user)
+    return user.to_user()
 
 
-def _authenticate(email: str, password: str) -> dict[str, Any]:
+def _authenticate(email: str, password: str) -> UserItem:
     """Verify credentials in constant-ish time: unknown emails still pay for a hash check."""
-    unique = get_store().get(keys.unique_key("email", email.lower()))
-    user = get_store().get(keys.user_key(unique["user_id"])) if unique else None
-    if user is None or user.get("erased_at"):
+    unique = get_store().read(UniqueItem, keys.unique_key("email", email.lower()))
+    user = get_store().read(UserItem, keys.user_key(unique.user_id)) if unique else None
+    if user is None or user.erased:
         verify_password(dummy_password_hash(), password)
         raise Unauthorized("invalid email or password")
-    if not verify_password(user["password_hash"], password):
+    if not verify_password(user.password_hash or "", password):
         raise Unauthorized("invalid email or password")
     return user
 
 
-def _issue_session(tx: Transaction, user: dict[str, Any], session_id: str) -> tuple[str, str, int]:
+def _issue_session(tx: Transaction, user: UserItem, session_id: str) -> tuple[str, str, int]:
     settings = get_settings()
     now = int(time.time())
     access_expires = now + settings.session_ttl_seconds
-    common = {"token_id": session_id, "principal_id": user["id"], "user_id": user["id"]}
+    common: dict[str, Any] = {"token_id": session_id, "principal_id": user.id, "user_id": user.id}
     access = tokens.issue(
         tx,
         "session",
         expires_at=access_expires,
         sliding_seconds=settings.session_ttl_seconds,
-        extra={"site_owner": bool(user.get("site_owner"))},
+        extra={"site_owner": bool(user.site_owner)},
         **common,
     )
     refresh = tokens.issue(tx, "refresh", expires_at=now + settings.refresh_ttl_seconds, **common)
-    tx.put({
-        **keys.session_key(user["id"], session_id),
-        keys.ENTITY: "session",
-        "id": session_id,
-        "token_hashes": [hash_secret(access), hash_secret(refresh)],
-        "created_at": iso(),
-        keys.TTL: now + settings.refresh_ttl_seconds,
-    })  # fmt: skip
+    session = SessionItem(
+        id=session_id,
+        user_id=user.id,
+        token_hashes=[hash_secret(access), hash_secret(refresh)],
+        created_at=iso(),
+        ttl=now + settings.refresh_ttl_seconds,
+    )
+    tx.save(session)
     return access, refresh, access_expires
 
 
@@ -172,18 +175,19 @@ def login(body: LoginRequest) -> Session:
     tx = get_store().transaction()
     access, refresh, expires = _issue_session(tx, user, new_id("ses"))
     tx.commit()
-    return Session(token=access, refresh_token=refresh, expires_at=iso_epoch(expires), user=to_user(user))
+    return Session(token=access, refresh_token=refresh, expires_at=iso_epoch(expires), user=user.to_user())
 
 
 def issue_personal_token(
     tx: Transaction,
-    user: dict[str, Any],
+    user_id: str,
     *,
+    site_owner: bool,
     name: str,
     scopes: list[str],
     expires_in_days: int | None,
     origin: str,
-) -> tuple[dict[str, Any], str]:
+) -> tuple[PatItem, str]:
     """Add a personal access token to `tx`: the bearer record (by hash) and the user's listing of
     it. Returns the listing item and the secret, which is never stored and never shown again."""
     token_id = new_id("pat")
@@ -192,25 +196,24 @@ def issue_personal_token(
         tx,
         "pat",
         token_id=token_id,
-        principal_id=user["id"],
-        user_id=user["id"],
+        principal_id=user_id,
+        user_id=user_id,
         scopes=scopes,
         expires_at=expires_at,
-        extra={"site_owner": bool(user.get("site_owner"))},
+        extra={"site_owner": site_owner},
     )
-    record = {
-        **keys.pat_key(user["id"], token_id),
-        keys.ENTITY: "pat",
-        "id": token_id,
-        "name": name,
-        "scopes": scopes,
-        "origin": origin,
-        "token_hash": hash_secret(secret),
-        "expires_at": expires_at,
-        "created_at": iso(),
-    }
-    tx.put(record, not_exists())
-    return record, secret
+    listing = PatItem(
+        id=token_id,
+        user_id=user_id,
+        name=name,
+        scopes=scopes,
+        origin=origin,
+        token_hash=hash_secret(secret),
+        expires_at=expires_at,
+        created_at=iso(),
+    )
+    tx.create(listing)
+    return listing, secret
 
 
 def issue_device_token(body: DeviceTokenRequest, request_id: str = "") -> DeviceToken:
@@ -218,19 +221,24 @@ def issue_device_token(body: DeviceTokenRequest, request_id: str = "") -> Device
     user = _authenticate(body.email, body.password)
     abilities = normalize_scopes(body.abilities)
     tx = get_store().transaction()
-    record, secret = issue_personal_token(
-        tx, user, name=body.name, scopes=abilities, expires_in_days=body.expires_in_days, origin="device"
+    listing, secret = issue_personal_token(
+        tx,
+        user.id,
+        site_owner=bool(user.site_owner),
+        name=body.name,
+        scopes=abilities,
+        expires_in_days=body.expires_in_days,
+        origin="device",
     )
-    details = {"name": body.name, "scopes": abilities, "expires_at": record["expires_at"]}
-    audit.record_account(tx, user["id"], "device_token.created", "pat", record["id"], request_id, details)
+    details = {"name": body.name, "scopes": abilities, "expires_at": listing.expires_at}
+    audit.record_account(tx, user.id, "device_token.created", "pat", listing.id, request_id, details)
     tx.commit()
-    expires_at = record["expires_at"]
     return DeviceToken(
-        id=record["id"],
+        id=listing.id,
         token=secret,
         name=body.name,
         abilities=abilities,
-        expires_at=iso_epoch(expires_at) if expires_at else None,
+        expires_at=iso_epoch(int(listing.expires_at)) if listing.expires_at else None,
     )
 
 
@@ -240,83 +248,66 @@ def _invalid_refresh() -> Unauthorized:
 
 def refresh_session(refresh_secret: str) -> Session:
     """Trade a refresh token for a new pair; the old pair stops working (rotation)."""
-    record = tokens.lookup(refresh_secret)
-    if record is None or record["kind"] != "refresh":
+    record = tokens.find(refresh_secret)
+    if record is None or record.token_kind != "refresh" or record.user_id is None:
         raise _invalid_refresh()
-    user = get_store().get(keys.user_key(record["user_id"]))
-    session_key = keys.session_key(record["user_id"], record["token_id"])
-    session = get_store().get(session_key)
-    if user is None or user.get("erased_at") or session is None:
+    user, session = get_store().read_each(
+        [(UserItem, keys.user_key(record.user_id)), (SessionItem, keys.session_key(record.user_id, record.token_id))]
+    )
+    if not isinstance(user, UserItem) or user.erased or not isinstance(session, SessionItem):
         raise _invalid_refresh()
     tx = get_store().transaction()
     presented = hash_secret(refresh_secret)
-    for token_hash in session.get("token_hashes", []):
+    for token_hash in session.token_hashes or []:
         # The presented token's revocation is conditional: two racing refreshes cannot both win.
-        guard = exists() & _not_revoked() if token_hash == presented else None
-        tx.update(keys.token_key(token_hash), Update(set={"revoked": int(time.time())}), guard)
-    tx.delete(session_key)
+        unrevoked = TokenItem.present() & TokenItem.revoked.does_not_exist() if token_hash == presented else None
+        tx.upsert(TokenItem, keys.token_key(token_hash), [TokenItem.revoked.set(int(time.time()))], unrevoked)
+    tx.discard(SessionItem, session.key)
     access, refresh, expires = _issue_session(tx, user, new_id("ses"))
     try:
         tx.commit()
     except TransactionFailed as failure:
         raise _invalid_refresh() from failure
-    return Session(token=access, refresh_token=refresh, expires_at=iso_epoch(expires), user=to_user(user))
+    return Session(token=access, refresh_token=refresh, expires_at=iso_epoch(expires), user=user.to_user())
 
 
-def _not_revoked() -> Expr:
-    return Expr("attribute_not_exists(#revoked)", {"#revoked": "revoked"})
+def _commit_in_parts(tx: Transaction) -> None:
+    """Write `tx` as consecutive transactions of at most 100 operations each.
 
-
-def _all_items(partition: str, sk_prefix: str) -> list[dict[str, Any]]:
-    """Every item of one of a user's own collections (sessions, tokens, devices), page by page."""
-    items: list[dict[str, Any]] = []
-    start: dict[str, Any] | None = None
-    while True:
-        page = get_store().query(partition, sk_prefix=sk_prefix, limit=100, start_key=start, consistent=True)
-        items.extend(page.items)
-        if page.last_key is None:
-            return items
-        start = page.last_key
-
-
-def commit_in_chunks(operations: list[dict[str, Any]]) -> None:
-    """Write `operations` as consecutive transactions of at most 100 operations each.
-
-    Used where a user's own collections can outgrow one transaction. Each chunk is atomic; the
+    Used where a user's own collections can outgrow one transaction. Each part is atomic; the
     whole is not, so callers order operations so that a retry after a partial failure is safe.
     """
-    for start in range(0, len(operations), MAX_TRANSACTION_OPERATIONS):
-        chunk = get_store().transaction()
-        chunk.operations = operations[start : start + MAX_TRANSACTION_OPERATIONS]
-        chunk.commit()
+    for part in tx.parts():
+        part.commit()
 
 
 def _revoke_sessions(tx: Transaction, user_id: str, only_session: str | None = None, keep: str = "") -> None:
     """Revoke both tokens of each session and drop the session; `keep` is a token hash already
     revoked elsewhere in `tx` (one transaction may not touch an item twice)."""
-    for session in _all_items(keys.user_pk(user_id), keys.session_prefix()):
-        if only_session and session["id"] != only_session:
+    for session in sessions_of(user_id):
+        if only_session and session.id != only_session:
             continue
-        for token_hash in session.get("token_hashes", []):
+        for token_hash in session.token_hashes or []:
             if token_hash != keep:
                 tokens.revoke_by_hash(tx, token_hash)
-        tx.delete(keys.key(session[keys.PK], session[keys.SK]))
+        tx.discard(SessionItem, session.key)
 
 
 def _revoke_pats(tx: Transaction, user_id: str, origins: frozenset[str], keep: str = "") -> None:
-    for pat in _all_items(keys.user_pk(user_id), keys.pat_prefix()):
-        if pat.get("origin", "personal") in origins and not pat.get("revoked_at") and pat["token_hash"] != keep:
-            tokens.revoke_by_hash(tx, pat["token_hash"])
-            tx.update(keys.key(pat[keys.PK], pat[keys.SK]), Update(set={"revoked_at": iso()}))
+    for pat in pats_of(user_id):
+        if (pat.origin or "personal") in origins and not pat.revoked_at and pat.token_hash != keep:
+            tokens.revoke_by_hash(tx, pat.token_hash)
+            tx.upsert(PatItem, pat.key, [PatItem.revoked_at.set(iso())])
 
 
 def _revoke_caller(tx: Transaction, principal: Principal) -> None:
     """Revoke the caller's own token, on condition that it is still live (a token revoked while
     this request was in flight cannot act); a personal access token also leaves its
     owner's list."""
-    tx.update(keys.token_key(principal.token_hash), Update(set={"revoked": int(time.time())}), live_token())
+    revoked = [TokenItem.revoked.set(int(time.time()))]
+    tx.upsert(TokenItem, keys.token_key(principal.token_hash), revoked, TokenItem.live(), name=TOKEN_GUARD)
     if principal.kind == "pat" and principal.user_id:
-        tx.update(keys.pat_key(principal.user_id, principal.token_id), Update(set={"revoked_at": iso()}))
+        tx.upsert(PatItem, keys.pat_key(principal.user_id, principal.token_id), [PatItem.revoked_at.set(iso())])
 
 
 def logout(principal: Principal, all_devices: bool, request_id: str = "") -> None:
@@ -327,7 +318,7 @@ def logout(principal: Principal, all_devices: bool, request_id: str = "") -> Non
     if principal.kind not in PERSONAL_KINDS:
         raise Forbidden("an API key is revoked through its workspace's API key routes, not by logging out")
     tx = get_store().transaction()
-    # The caller's own token goes first: even if a later chunk fails, the caller is logged out.
+    # The caller's own token goes first: even if a later part fails, the caller is logged out.
     _revoke_caller(tx, principal)
     audit.record_account(
         tx, principal.user_id, "session.logged_out", principal.kind, principal.token_id, request_id,
@@ -339,7 +330,7 @@ def logout(principal: Principal, all_devices: bool, request_id: str = "") -> Non
     elif principal.kind == "session":
         _revoke_sessions(tx, principal.user_id, only_session=principal.token_id, keep=principal.token_hash)
     try:
-        commit_in_chunks(tx.operations)
+        _commit_in_parts(tx)
     except TransactionFailed as failure:
         raise Unauthorized("the token is invalid, expired or revoked") from failure
 
@@ -352,23 +343,23 @@ def deliver_password_reset(user: dict[str, Any], reset_secret: str) -> None:
 
 def forgot_password(email: str) -> None:
     """Always succeeds from the caller's view, so the answer never reveals whether an account exists."""
-    unique = get_store().get(keys.unique_key("email", email.lower()))
+    unique = get_store().read(UniqueItem, keys.unique_key("email", email.lower()))
     if unique is None:
         return
-    user = get_store().get(keys.user_key(unique["user_id"]))
-    if user is None or user.get("erased_at"):
+    user = get_store().read(UserItem, keys.user_key(unique.user_id))
+    if user is None or user.erased:
         return
     tx = get_store().transaction()
     secret = tokens.issue(
         tx,
         "reset",
         token_id=new_id("rst"),
-        principal_id=user["id"],
-        user_id=user["id"],
+        principal_id=user.id,
+        user_id=user.id,
         expires_at=int(time.time()) + RESET_TTL_SECONDS,
     )
     tx.commit()
-    deliver_password_reset(user, secret)
+    deliver_password_reset(user.as_item(), secret)
 
 
 def _invalid_reset() -> Unauthorized:
@@ -378,66 +369,60 @@ def _invalid_reset() -> Unauthorized:
 def reset_password(body: ResetPasswordRequest, request_id: str = "") -> None:
     """Set a new password with a reset secret. It ends every session and device token (whoever knew
     the old password is logged out) and voids every other reset secret issued before it."""
-    record = tokens.lookup(body.token)
-    if record is None or record["kind"] != "reset":
+    record = tokens.find(body.token)
+    if record is None or record.token_kind != "reset" or record.user_id is None:
         raise _invalid_reset()
-    user = get_store().get(keys.user_key(record["user_id"]))
-    if user is None or user.get("erased_at"):
+    user = get_store().read(UserItem, keys.user_key(record.user_id))
+    if user is None or user.erased:
         raise _invalid_reset()
-    if int(record.get("created_at") or 0) <= int(user.get("password_changed_epoch") or 0):
+    if int(record.created_at or 0) <= int(user.password_changed_epoch or 0):
         raise _invalid_reset()
     tx = get_store().transaction()
-    tx.update(
-        keys.token_key(hash_secret(body.token)), Update(set={"revoked": int(time.time())}), exists() & _not_revoked()
+    now = int(time.time())
+    tx.adjust(
+        TokenItem,
+        keys.token_key(hash_secret(body.token)),
+        [TokenItem.revoked.set(now)],
+        TokenItem.revoked.does_not_exist(),
     )
-    tx.update(
-        keys.user_key(user["id"]),
-        Update(
-            set={
-                "password_hash": hash_password(body.password),
-                "password_changed_epoch": int(time.time()),
-                "updated_at": iso(),
-            }
-        ),
-        # Two reset secrets used at once: only the first changes the password.
-        exists() & attr_eq("password_hash", user["password_hash"]),
-    )
-    audit.record_account(tx, user["id"], "password.reset", "user", user["id"], request_id)
-    _revoke_sessions(tx, user["id"])
-    _revoke_pats(tx, user["id"], frozenset({"device"}))
+    # Two reset secrets used at once: only the first changes the password.
+    unchanged = UserItem.password_hash == user.password_hash
+    changed = user.assign(password_hash=hash_password(body.password), password_changed_epoch=now, updated_at=iso())
+    tx.change(user, changed, unchanged)
+    audit.record_account(tx, user.id, "password.reset", "user", user.id, request_id)
+    _revoke_sessions(tx, user.id)
+    _revoke_pats(tx, user.id, frozenset({"device"}))
     try:
-        commit_in_chunks(tx.operations)
+        _commit_in_parts(tx)
     except TransactionFailed as failure:
         raise _invalid_reset() from failure
 
 
-def _workspaces_of(user_id: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    start: dict[str, Any] | None = None
-    while True:
-        page = get_store().query(keys.member_of_user_gsi(user_id), index=keys.GSI1, limit=100, start_key=start)
-        items.extend(page.items)
-        if page.last_key is None:
-            return items
-        start = page.last_key
-
-
 def _has_other_members(ws_id: str, user_id: str) -> bool:
-    page = get_store().query(keys.ws_pk(ws_id), sk_prefix=keys.MEMBER_PREFIX, limit=2, consistent=True)
-    return any(item.get("user_id") != user_id for item in page.items)
+    return any(member.user_id != user_id for member in first_members(ws_id, limit=2))
 
 
 def _leave_teams(tx: Transaction, ws_id: str, user_id: str) -> None:
     """Drop the user from the workspace's teams, keeping each team's member count right."""
-    start: dict[str, Any] | None = None
-    while True:
-        page = get_store().query(keys.teams_of_member_gsi(ws_id, user_id), index=keys.GSI1, limit=100, start_key=start)
-        for item in page.items:
-            tx.delete(keys.team_member_key(ws_id, item["team_id"], user_id), exists())
-            tx.update(keys.team_key(ws_id, item["team_id"]), Update(add={"member_count": -1}), exists())
-        if page.last_key is None:
-            return
-        start = page.last_key
+    for team_id in teams_of_member(ws_id, user_id):
+        drop_team_membership(tx, ws_id, team_id, user_id)
+
+
+def _close_workspace(tx: Transaction, workspace: WorkspaceItem, user_id: str, at: str, request_id: str) -> None:
+    """Delete a workspace its owner was alone in as their account is erased; its keys die with it
+    (an agent key has no membership to lose)."""
+    marks = [
+        WorkspaceItem.deleted_at.set(at),
+        WorkspaceItem.deleted_by.set(user_id),
+        WorkspaceItem.deleted_reason.set("owner_erased"),
+        WorkspaceItem.updated_at.set(at),
+    ]
+    tx.adjust(WorkspaceItem, workspace.key, marks, WorkspaceItem.deleted_at.does_not_exist())
+    revocations = api_keys.live_key_revocations(workspace.id)
+    details = {"reason": "its only member erased their account", "api_keys_revoked": len(revocations)}
+    audit.record(tx, workspace.id, user_id, "workspace.deleted", "workspace", workspace.id, request_id, details)
+    for revocation in revocations:
+        revocation.add_to(tx)
 
 
 def erase_user(principal: Principal, password: str | None = None, request_id: str = "") -> None:
@@ -452,15 +437,13 @@ def erase_user(principal: Principal, password: str | None = None, request_id: st
     """
     user_id = require_person(principal, unrestricted=True)
     user = load_user(user_id)
-    if password is not None and not verify_password(user["password_hash"], password):
+    if password is not None and not verify_password(user.password_hash or "", password):
         raise Unauthorized("the password is not correct")
-    if user.get("site_owner"):
+    if user.site_owner:
         raise Forbidden("the site owner's account cannot be erased; it administers this installation")
-    memberships = _workspaces_of(user_id)
+    memberships = list(every_membership_of(user_id))
     shared = sorted(
-        m["workspace_id"]
-        for m in memberships
-        if m.get("role") == "owner" and _has_other_members(m["workspace_id"], user_id)
+        m.workspace_id for m in memberships if m.role == "owner" and _has_other_members(m.workspace_id, user_id)
     )
     if shared:
         raise Conflict(
@@ -468,71 +451,58 @@ def erase_user(principal: Principal, password: str | None = None, request_id: st
             workspace_ids=shared,
         )
 
-    cleanup = get_store().transaction()
     # A token revoked while this request is in flight cannot erase anything.
-    cleanup.check(keys.token_key(principal.token_hash), live_token())
+    cleanup = guarded_transaction(principal)
     at = iso()
     for membership in memberships:
-        ws_id = membership["workspace_id"]
-        cleanup.delete(keys.member_key(ws_id, user_id))
-        workspace = get_store().get(keys.workspace_key(ws_id))
-        if membership.get("role") == "owner" and workspace is not None and not workspace.get("deleted_at"):
-            # They were its only member: nobody is left to use it.
-            cleanup.update(
-                keys.workspace_key(ws_id),
-                Update(
-                    set={"deleted_at": at, "deleted_by": user_id, "deleted_reason": "owner_erased", "updated_at": at}
-                ),
-                exists() & Expr("attribute_not_exists(deleted_at)"),
-            )
-            # Its keys die with it: an agent key has no membership to lose.
-            revocations = api_keys.live_key_revocations(ws_id)
-            details = {"reason": "its only member erased their account", "api_keys_revoked": len(revocations)}
-            audit.record(cleanup, ws_id, user_id, "workspace.deleted", "workspace", ws_id, request_id, details)
-            for revocation in revocations:
-                cleanup.operations.extend(revocation.operations)
+        ws_id = membership.workspace_id
+        cleanup.discard(MemberItem, membership.key)
+        workspace = get_store().read(WorkspaceItem, keys.workspace_key(ws_id))
+        if membership.role == "owner" and workspace is not None and not workspace.deleted_at:
+            _close_workspace(cleanup, workspace, user_id, at, request_id)  # they were its only member
         else:
             _leave_teams(cleanup, ws_id, user_id)
             audit.record(cleanup, ws_id, user_id, "member.erased", "user", user_id, request_id)
     _revoke_sessions(cleanup, user_id, keep=principal.token_hash)
-    for pat in _all_items(keys.user_pk(user_id), keys.pat_prefix()):
-        if pat["token_hash"] != principal.token_hash:
-            tokens.revoke_by_hash(cleanup, pat["token_hash"])
-        if pat["id"] != principal.token_id:
-            cleanup.delete(keys.key(pat[keys.PK], pat[keys.SK]))
-    for device in _all_items(keys.user_pk(user_id), keys.device_prefix()):
-        cleanup.delete(keys.key(device[keys.PK], device[keys.SK]))
-        claim_key = keys.push_token_claim_key(device["push_token_digest"])
-        claim = get_store().get(claim_key)
-        if claim and claim.get("user_id") == user_id:
-            cleanup.delete(claim_key, attr_eq("user_id", user_id))
+    for pat in pats_of(user_id):
+        if pat.token_hash != principal.token_hash:
+            tokens.revoke_by_hash(cleanup, pat.token_hash)
+        if pat.id != principal.token_id:
+            cleanup.discard(PatItem, pat.key)
+    for device in devices_of(user_id):
+        cleanup.discard(DeviceItem, device.key)
+        claim_key = keys.push_token_claim_key(device.push_token_digest)
+        claim = get_store().read(UniqueItem, claim_key)
+        if claim and claim.user_id == user_id:
+            cleanup.drop(UniqueItem, claim_key, UniqueItem.held_by(user_id))
+    first, *rest = cleanup.parts()
     try:
-        commit_in_chunks(cleanup.operations[:MAX_TRANSACTION_OPERATIONS])
+        first.commit()
     except TransactionFailed as failure:
-        if failure.failed_index() == 0:
+        if failure.failed == TOKEN_GUARD:
             raise Unauthorized("the token is invalid, expired or revoked") from failure
         raise Conflict("the account changed while it was being erased; try again") from failure
-    commit_in_chunks(cleanup.operations[MAX_TRANSACTION_OPERATIONS:])
+    for part in rest:
+        part.commit()
 
     # Last, in one transaction: the tombstone, the released email and username, and the caller's
     # own token. Until this commits the account still exists and the erase can be retried.
+    email, username = str(user.email), user.username
     final = get_store().transaction()
-    final.update(
-        keys.user_key(user_id),
-        Update(
-            set={"erased_at": at, "username": ERASED_USERNAME, "site_owner": False, "updated_at": at},
-            remove=list(PERSONAL_FIELDS),
-        ),
-        exists()
-        & Expr("attribute_not_exists(erased_at)")
-        & attr_eq("email", user["email"])
-        & attr_eq("username", user["username"]),
+    still_theirs = UserItem.erased_at.does_not_exist() & (UserItem.email == email) & (UserItem.username == username)
+    tombstone = user.assign(
+        erased_at=at,
+        username=ERASED_USERNAME,
+        site_owner=False,
+        updated_at=at,
+        **dict.fromkeys(PERSONAL_FIELDS),
     )
-    final.delete(keys.unique_key("email", user["email"]), attr_eq("user_id", user_id))
-    final.delete(keys.unique_key("username", user["username"]), attr_eq("user_id", user_id))
-    final.update(keys.token_key(principal.token_hash), Update(set={"revoked": int(time.time())}))
+    final.change(user, tombstone, still_theirs)
+    final.drop(UniqueItem, keys.unique_key("email", email), UniqueItem.held_by(user_id))
+    final.drop(UniqueItem, keys.unique_key("username", username), UniqueItem.held_by(user_id))
+    final.upsert(TokenItem, keys.token_key(principal.token_hash), [TokenItem.revoked.set(int(time.time()))])
     if principal.kind == "pat":
-        final.delete(keys.pat_key(user_id, principal.token_id))
+        final.discard(PatItem, keys.pat_key(user_id, principal.token_id))
     try:
         final.commit()
     except TransactionFailed as failure:

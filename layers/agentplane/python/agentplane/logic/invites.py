@@ -18,173 +18,131 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Any
 
 from agentplane import audit, keys
-from agentplane.access import Access, live_token
+from agentplane.access import TOKEN_GUARD, Access
 from agentplane.auth import tokens
 from agentplane.auth.principal import Principal
 from agentplane.auth.scopes import Role
 from agentplane.auth.secrets import hash_secret, new_secret
 from agentplane.cursor import decode_cursor, encode_cursor
+from agentplane.entities.accounts import UniqueItem
+from agentplane.entities.tokens import TokenItem
+from agentplane.entities.workspaces import (
+    InviteEmailItem,
+    InviteItem,
+    MemberItem,
+    WorkspaceItem,
+    pending_invites,
+)
 from agentplane.errors import Conflict, Forbidden, InvalidTransition, NotFound, Unauthorized
 from agentplane.ids import epoch, iso, new_id, now
-from agentplane.logic.workspaces import load_workspace, member_item, not_deleted
+from agentplane.logic.workspaces import new_member
 from agentplane.models.workspaces import Invite, InviteCreate, InviteCreated, InviteStatus, Membership
-from agentplane.store import Expr, Transaction, TransactionFailed, Update, attr_eq, exists, get_store, not_exists
+from agentplane.store import Transaction, TransactionFailed, get_store
 
 _INVITE_NOT_FOUND = "invite not found, expired, revoked or already used"
 # Invite records stay readable (accepted_by, revoked_at) for a while after they stop mattering.
 _RECORD_RETENTION_SECONDS = 30 * 86400
 
 
-def _to_invite(item: dict[str, Any]) -> Invite:
-    return Invite.model_validate(item)
-
-
-def _email_guard_free(at: int) -> Expr:
-    """No live invite holds the email: no guard, or the guard's invite has expired."""
-    return Expr(
-        "attribute_not_exists(#pk) OR #gexp <= :gnow", {"#pk": keys.PK, "#gexp": "expires_epoch"}, {":gnow": at}
-    )
-
-
-def create_invite(access: Access, body: InviteCreate, request_id: str = "") -> InviteCreated:
+def create_invite(access: Access, body: InviteCreate) -> InviteCreated:
     ws = access.workspace_id
     email = body.email.lower()
     # Who holds the email, if anyone: whether they are a member already is checked in the transaction.
-    account = get_store().get(keys.unique_key("email", email))
-    if account and account["user_id"] == access.principal.user_id:
+    account = get_store().read(UniqueItem, keys.unique_key("email", email))
+    if account and account.user_id == access.principal.user_id:
         raise Conflict(f"{email} is already a member of this workspace")
-    invite_id = new_id("inv")
     secret = new_secret("invite")
     created = now()
     expires = created + timedelta(days=body.expires_in_days)
     expires_epoch = epoch(expires)
-    item = {
-        **keys.invite_key(ws, invite_id),
-        keys.ENTITY: "invite",
-        keys.GSI1PK: keys.invite_pending_gsi(ws),
-        keys.GSI1SK: invite_id,
-        keys.TTL: expires_epoch + _RECORD_RETENTION_SECONDS,
-        "id": invite_id,
-        "workspace_id": ws,
-        "email": email,
-        "role": body.role.value,
-        "status": InviteStatus.pending.value,
-        "expires_at": iso(expires),
-        "expires_epoch": expires_epoch,
-        "created_by": access.actor_id,
-        "created_at": iso(created),
-        "token_hash": hash_secret(secret),
-    }
+    invite = InviteItem(
+        id=new_id("inv"),
+        workspace_id=ws,
+        email=email,
+        role=body.role.value,
+        status=InviteStatus.pending.value,
+        expires_at=iso(expires),
+        expires_epoch=expires_epoch,
+        created_by=access.actor_id,
+        created_at=iso(created),
+        token_hash=hash_secret(secret),
+        ttl=expires_epoch + _RECORD_RETENTION_SECONDS,
+    )
+    email_guard = InviteEmailItem(
+        workspace_id=ws, email=email, invite_id=invite.id, expires_epoch=expires_epoch, ttl=expires_epoch
+    )
+    token = tokens.new_token(
+        secret,
+        kind="invite",
+        token_id=invite.id,
+        principal_id=invite.id,
+        user_id=None,
+        workspace_id=ws,
+        expires_at=expires_epoch,
+        extra={"role": body.role.value, "invited_by": access.actor_id},
+    )
     tx = access.transaction()
-    workspace_index = member_index = None
     if access.principal.kind != "agent_key":  # an agent key's guard already checks the workspace
         # A workspace being deleted loses its members last: it is checked here, not read first.
-        workspace_index = len(tx.operations)
-        tx.check(keys.workspace_key(ws), exists() & not_deleted())
+        tx.require(WorkspaceItem, keys.workspace_key(ws), WorkspaceItem.live(), name="workspace")
     if account:
-        member_index = len(tx.operations)
-        tx.check(keys.member_key(ws, account["user_id"]), not_exists())
-    tx.put(item, not_exists())
-    guard_index = len(tx.operations)
-    tx.put(
-        {
-            **keys.invite_email_key(ws, email),
-            keys.ENTITY: "invite_email",
-            keys.TTL: expires_epoch,
-            "invite_id": invite_id,
-            "expires_epoch": expires_epoch,
-        },
-        _email_guard_free(epoch(created)),
-    )
-    tx.put(
-        tokens.token_item(
-            secret,
-            kind="invite",
-            token_id=invite_id,
-            principal_id=invite_id,
-            user_id=None,
-            workspace_id=ws,
-            expires_at=expires_epoch,
-            extra={"role": body.role.value, "invited_by": access.actor_id},
-        ),
-        not_exists(),
-    )
-    audit.record(
-        tx,
-        ws,
-        access.actor_id,
-        "invite.created",
-        "invite",
-        invite_id,
-        request_id,
-        {"email": email, "role": body.role.value},
-    )
+        tx.require(MemberItem, keys.member_key(ws, account.user_id), MemberItem.absent(), name="membership")
+    tx.create(invite)
+    tx.save(email_guard, InviteEmailItem.free(epoch(created)), name="email")
+    tx.create(token)
+    access.audit(tx, "invite.created", "invite", invite.id, {"email": email, "role": body.role.value})
     try:
         access.commit(tx)
     except TransactionFailed as failure:
-        index = failure.failed_index()
-        if index is not None and index == workspace_index:
+        if failure.failed == "workspace":
             raise NotFound("workspace not found") from failure
-        if index is not None and index == member_index:
+        if failure.failed == "membership":
             raise Conflict(f"{email} is already a member of this workspace") from failure
-        if index == guard_index:
+        if failure.failed == "email":
             raise Conflict(f"an active invite for {email} already exists; revoke it first") from failure
         raise
-    return InviteCreated.model_validate({**item, "token": secret})
+    return InviteCreated.model_validate({**invite.to_model().model_dump(), "token": secret})
 
 
 def list_invites(access: Access, limit: int, cursor: str | None) -> tuple[list[Invite], str | None]:
     """Pending, unexpired invites, oldest first. Never their secrets."""
     ws = access.workspace_id
     scope = f"invites:{ws}"
-    page = get_store().query(
-        keys.invite_pending_gsi(ws),
-        index=keys.GSI1,
-        limit=limit,
-        start_key=decode_cursor(cursor, scope, {}),
-        filter=Expr("#exp > :now", {"#exp": "expires_epoch"}, {":now": int(time.time())}),
-    )
-    return [_to_invite(item) for item in page.items], encode_cursor(page.last_key, scope, {})
+    page = pending_invites(ws, now=int(time.time()), limit=limit, start=decode_cursor(cursor, scope, {}))
+    return [invite.to_model() for invite in page.items], encode_cursor(page.last_key, scope, {})
 
 
-def _release_email(tx: Transaction, ws_id: str, email: str, invite_id: str) -> None:
+def _release_email(tx: Transaction, invite: InviteItem) -> None:
     """Drop the one-live-invite guard, if it is still this invite's."""
-    guard = get_store().get(keys.invite_email_key(ws_id, email))
-    if guard and guard.get("invite_id") == invite_id:
-        tx.delete(keys.invite_email_key(ws_id, email), attr_eq("invite_id", invite_id))
+    guard_key = keys.invite_email_key(invite.workspace_id, invite.email)
+    guard = get_store().read(InviteEmailItem, guard_key)
+    if guard is not None and guard.invite_id == invite.id:
+        tx.drop(InviteEmailItem, guard_key, InviteEmailItem.invite_id == invite.id)
 
 
-def revoke_invite(access: Access, invite_id: str, request_id: str = "") -> None:
+def revoke_invite(access: Access, invite_id: str) -> None:
     ws = access.workspace_id
-    item = get_store().get(keys.invite_key(ws, invite_id))
-    if item is None:
-        raise NotFound(f"invite {invite_id} not found")
-    if item["status"] != InviteStatus.pending.value:
-        raise InvalidTransition(f"invite {invite_id} is {item['status']}", current_status=item["status"])
-    at = iso()
+    invite = get_store().read_or_404(InviteItem, keys.invite_key(ws, invite_id), f"invite {invite_id} not found")
+    if invite.status != InviteStatus.pending.value:
+        raise InvalidTransition(f"invite {invite_id} is {invite.status}", current_status=invite.status)
+    expired = int(invite.expires_epoch) <= int(time.time())
     tx = access.transaction()
-    tx.update(
-        keys.invite_key(ws, invite_id),
-        Update(
-            set={"status": InviteStatus.revoked.value, "revoked_at": at, "revoked_by": access.actor_id},
-            remove=[keys.GSI1PK, keys.GSI1SK],
-        ),
-        exists() & attr_eq("status", InviteStatus.pending.value),
-    )
-    if int(item["expires_epoch"]) > int(time.time()):
+    revoked = invite.assign(status=InviteStatus.revoked.value, revoked_at=iso(), revoked_by=access.actor_id)
+    tx.change(invite, revoked, InviteItem.pending())
+    if not expired:
         # Past its expiry the secret no longer works (and its record may be gone): nothing to revoke.
-        tx.update(keys.token_key(item["token_hash"]), Update(set={"revoked": int(time.time())}), exists())
-    _release_email(tx, ws, item["email"], invite_id)
-    audit.record(tx, ws, access.actor_id, "invite.revoked", "invite", invite_id, request_id, {"email": item["email"]})
+        tx.adjust(TokenItem, keys.token_key(invite.token_hash), [TokenItem.revoked.set(int(time.time()))])
+    _release_email(tx, invite)
+    access.audit(tx, "invite.revoked", "invite", invite_id, {"email": invite.email})
     try:
         access.commit(tx)
     except TransactionFailed as failure:
-        current = get_store().get(keys.invite_key(ws, invite_id)) or {}
+        current = get_store().read(InviteItem, keys.invite_key(ws, invite_id))
         raise InvalidTransition(
-            f"invite {invite_id} changed while it was being revoked", current_status=current.get("status", "unknown")
+            f"invite {invite_id} changed while it was being revoked",
+            current_status=current.status if current is not None else "unknown",
         ) from failure
 
 
@@ -193,57 +151,53 @@ def accept_invite(principal: Principal, secret: str, request_id: str = "") -> Me
         raise Forbidden("an invite is accepted by a person's session or personal token")
     user_id = principal.user_id
     token_hash = hash_secret(secret)
-    record = get_store().get(keys.token_key(token_hash)) if 0 < len(secret) <= 512 else None
+    record = get_store().read(TokenItem, keys.token_key(token_hash)) if 0 < len(secret) <= 512 else None
     now_epoch = int(time.time())
     if (
         record is None
-        or record.get("kind") != "invite"
-        or record.get("revoked") is not None
-        or record.get("used_at") is not None
-        or int(record.get("expires_at") or 0) <= now_epoch
+        or record.token_kind != "invite"
+        or record.revoked is not None
+        or record.used_at is not None
+        or int(record.expires_at or 0) <= now_epoch
     ):
         raise NotFound(_INVITE_NOT_FOUND)
-    ws, invite_id = record["workspace_id"], record["token_id"]
-    invite = get_store().get(keys.invite_key(ws, invite_id))
-    if invite is None or invite["status"] != InviteStatus.pending.value:
+    ws, invite_id = str(record.workspace_id), record.token_id
+    # The invite, its workspace and whether the caller belongs there already, in one read.
+    invite, workspace, member = get_store().read_each([
+        (InviteItem, keys.invite_key(ws, invite_id)),
+        (WorkspaceItem, keys.workspace_key(ws)),
+        (MemberItem, keys.member_key(ws, user_id)),
+    ])  # fmt: skip
+    if not isinstance(invite, InviteItem) or invite.status != InviteStatus.pending.value:
         raise NotFound(_INVITE_NOT_FOUND)
-    try:
-        workspace = load_workspace(ws)
-    except NotFound as gone:
-        raise NotFound(_INVITE_NOT_FOUND) from gone
-    if get_store().get(keys.member_key(ws, user_id)):
+    if not isinstance(workspace, WorkspaceItem) or workspace.deleted_at:
+        raise NotFound(_INVITE_NOT_FOUND)
+    if member is not None:
         raise Conflict("you are already a member of this workspace")
     at = iso()
-    role = Role(invite["role"])
-    membership = member_item(ws, workspace["name"], user_id, role, at, added_by=invite["created_by"])
+    role = Role(invite.role)
+    membership = new_member(ws, workspace.name, user_id, role, at, added_by=invite.created_by)
     tx = get_store().transaction()
-    tx.check(keys.token_key(principal.token_hash), live_token())
+    tx.require(TokenItem, keys.token_key(principal.token_hash), TokenItem.live(), name=TOKEN_GUARD)
     # Single use: the secret's record is marked used only if it is still live and unused.
-    tx.update(
+    tx.adjust(
+        TokenItem,
         keys.token_key(token_hash),
-        Update(set={"used_at": now_epoch, "used_by": user_id}),
-        live_token() & Expr("attribute_not_exists(used_at)"),
+        [TokenItem.used_at.set(now_epoch), TokenItem.used_by.set(user_id)],
+        TokenItem.live() & TokenItem.used_at.does_not_exist(),
     )
-    tx.update(
-        keys.invite_key(ws, invite_id),
-        Update(
-            set={"status": InviteStatus.accepted.value, "accepted_by": user_id, "accepted_at": at},
-            remove=[keys.GSI1PK, keys.GSI1SK],
-        ),
-        exists() & attr_eq("status", InviteStatus.pending.value),
-    )
-    member_index = len(tx.operations)
-    tx.put(membership, not_exists())
-    tx.check(keys.workspace_key(ws), exists() & not_deleted())
-    _release_email(tx, ws, invite["email"], invite_id)
+    accepted = invite.assign(status=InviteStatus.accepted.value, accepted_by=user_id, accepted_at=at)
+    tx.change(invite, accepted, InviteItem.pending())
+    tx.create(membership, name="membership")
+    tx.require(WorkspaceItem, keys.workspace_key(ws), WorkspaceItem.live())
+    _release_email(tx, invite)
     audit.record(tx, ws, user_id, "invite.accepted", "invite", invite_id, request_id, {"role": role.value})
     try:
         tx.commit()
     except TransactionFailed as failure:
-        index = failure.failed_index()
-        if index == 0:
+        if failure.failed == TOKEN_GUARD:
             raise Unauthorized("the token is invalid, expired or revoked") from failure
-        if index == member_index:
+        if failure.failed == "membership":
             raise Conflict("you are already a member of this workspace") from failure
         raise NotFound(_INVITE_NOT_FOUND) from failure
-    return Membership.model_validate(membership)
+    return membership.to_membership()

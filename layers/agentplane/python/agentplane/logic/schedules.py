@@ -58,12 +58,13 @@ from botocore.exceptions import ClientError
 from pynamodb.expressions.operand import Path
 
 from agentplane import audit, clients, keys
-from agentplane.access import Access, workspace_live
+from agentplane.access import Access
 from agentplane.auth.scopes import roles_with
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.entities.base import Entity
 from agentplane.entities.queue import QueueJobItem
 from agentplane.entities.schedules import ScheduleFiringItem, ScheduleItem, schedules_of_workspace
+from agentplane.entities.workspaces import WorkspaceItem
 from agentplane.errors import AppError, NotFound, PreconditionFailed, Unprocessable
 from agentplane.ids import epoch, iso, new_id
 from agentplane.keys import Key
@@ -404,7 +405,7 @@ class _AsCreator:
     def transaction(self) -> Transaction:
         assert self.actor.guard_key is not None
         tx = get_store().transaction()
-        tx.check(keys.workspace_key(self.workspace_id), workspace_live(), name=_WORKSPACE_GUARD)
+        tx.require(WorkspaceItem, keys.workspace_key(self.workspace_id), WorkspaceItem.live(), name=_WORKSPACE_GUARD)
         tx.require(Entity, self.actor.guard_key, self.actor.guard, name=_CREATOR_GUARD)
         return tx
 

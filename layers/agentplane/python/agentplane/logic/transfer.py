@@ -33,21 +33,20 @@ import json
 from collections import Counter
 from typing import Any
 
-from agentplane import audit, keys
+from agentplane import keys
 from agentplane.access import Access
+from agentplane.entities.teams import TeamItem, TeamMemberItem, all_teams, every_member_of_team
+from agentplane.entities.workspaces import (
+    MemberItem,
+    TaskTemplateItem,
+    WorkspaceItem,
+    every_member,
+    every_task_template,
+)
 from agentplane.errors import Unprocessable
 from agentplane.ids import iso
 from agentplane.logic import agents, task_indexes, tasks
-from agentplane.logic.teams import all_teams, team_item, team_member_item
-from agentplane.logic.workspaces import (
-    all_items,
-    all_members,
-    commit_in_parts,
-    load_workspace,
-    not_deleted,
-    rename_memberships,
-    scratch,
-)
+from agentplane.logic.workspaces import commit_in_parts, load_workspace, not_deleted, rename_memberships, scratch
 from agentplane.models.agents import AgentDefinition
 from agentplane.models.tasks import TaskStatus
 from agentplane.models.workspaces import (
@@ -113,21 +112,15 @@ def _live_tasks(ws_id: str) -> Any:
         start = page.last_key
 
 
-def _task_templates(ws_id: str) -> Any:
-    return all_items(keys.ws_pk(ws_id), keys.TASK_TEMPLATE_PREFIX)
-
-
-def _template_entry(item: dict[str, Any]) -> dict[str, Any]:
-    return {f: item[f] for f in _TEMPLATE_FIELDS if item.get(f) is not None}
+def _template_entry(template: TaskTemplateItem | None) -> dict[str, Any]:
+    if template is None:
+        return {}
+    return {f: getattr(template, f) for f in _TEMPLATE_FIELDS if getattr(template, f) is not None}
 
 
 def template_id(title: str) -> str:
     """A template's id follows from its title, so importing a document twice converges."""
     return "ttpl_" + hashlib.sha256(title.casefold().encode()).hexdigest()[:26]
-
-
-def _team_members(ws_id: str, team_id: str) -> Any:
-    return all_items(keys.ws_pk(ws_id), keys.team_member_prefix(team_id))
 
 
 def _task_entry(item: dict[str, Any]) -> dict[str, Any]:
@@ -140,32 +133,32 @@ def export_workspace(access: Access) -> WorkspaceExport:
     workspace = load_workspace(ws)
     budget = _Budget(MAX_EXPORT_BYTES)
     truncated: list[str] = []
-    settings = {f: workspace[f] for f in _SETTINGS_FIELDS if f in workspace}
+    settings = {f: getattr(workspace, f) for f in _SETTINGS_FIELDS if getattr(workspace, f) is not None}
     budget.take(settings)
     members = _collect(
-        all_members(ws),
+        every_member(ws),
         MAX_EXPORT_MEMBERS,
         budget,
-        lambda m: {"user_id": m["user_id"], "role": m["role"], "joined_at": m.get("joined_at")},
+        lambda m: {"user_id": m.user_id, "role": m.role, "joined_at": m.joined_at},
         "members",
         truncated,
     )
 
-    def team_entry(team: dict[str, Any]) -> dict[str, Any]:
+    def team_entry(team: TeamItem) -> dict[str, Any]:
         entries = []
-        for index, member in enumerate(_team_members(ws, team["id"])):
+        for index, member in enumerate(every_member_of_team(ws, team.id)):
             if index >= MAX_EXPORT_TEAM_MEMBERS:
                 if "teams" not in truncated:
                     truncated.append("teams")
                 break
-            entries.append({"user_id": member["user_id"], "role": member["role"]})
-        return {"id": team["id"], "name": team["name"], "description": team.get("description", ""), "members": entries}
+            entries.append({"user_id": member.user_id, "role": member.role})
+        return {"id": team.id, "name": team.name, "description": team.description or "", "members": entries}
 
     teams = _collect(all_teams(ws), MAX_EXPORT_TEAMS, budget, team_entry, "teams", truncated)
     task_entries = _collect(_live_tasks(ws), MAX_EXPORT_TASKS, budget, _task_entry, "tasks", truncated)
     agent_entries = _collect(agents.definitions(ws), MAX_EXPORT_AGENTS, budget, dict, "agents", truncated)
     templates = _collect(
-        _task_templates(ws), MAX_EXPORT_TEMPLATES, budget, _template_entry, "task_templates", truncated
+        every_task_template(ws), MAX_EXPORT_TEMPLATES, budget, _template_entry, "task_templates", truncated
     )
     return WorkspaceExport(
         exported_at=iso(),
@@ -196,7 +189,9 @@ def _get_many(found_keys: list[keys.Key]) -> list[dict[str, Any] | None]:
 
 def _validate_teams(ws: str, teams: list[ExportedTeam]) -> None:
     users = sorted({m.user_id for team in teams for m in team.members})
-    present = _get_many([keys.member_key(ws, u) for u in users])
+    present: list[MemberItem | None] = []
+    for start in range(0, len(users), 100):
+        present += get_store().read_many(MemberItem, [keys.member_key(ws, u) for u in users[start : start + 100]])
     missing = {u for u, item in zip(users, present, strict=True) if item is None}
     errors = [
         {"field": f"teams.{t}.members.{m}.user_id", "message": f"{member.user_id} is not a member of this workspace"}
@@ -343,48 +338,46 @@ def _team_ops(
 ) -> list[dict[str, Any]]:
     ws = access.workspace_id
     actor = access.actor_id
-    existing = {t["id"]: t for t in all_teams(ws)}
+    existing = {team.id: team for team in all_teams(ws)}
     doc_ids = {t.id for t in doc_teams}
     tx = scratch()
     if mode == "replace":
         for team_id, team in existing.items():
             if team_id in doc_ids:
                 continue
-            for member in _team_members(ws, team_id):
-                tx.delete(keys.team_member_key(ws, team_id, member["user_id"]))
+            for member in every_member_of_team(ws, team_id):
+                tx.discard(TeamMemberItem, member.key)
                 stats["team_members_removed"] += 1
-            tx.delete(keys.team_key(ws, team_id), attr_eq("version", team["version"]))
+            tx.remove(team)
             stats["teams_removed"] += 1
     for doc_team in doc_teams:
         current = existing.get(doc_team.id)
-        members = {m["user_id"]: m for m in _team_members(ws, doc_team.id)} if current else {}
+        members = {m.user_id: m for m in every_member_of_team(ws, doc_team.id)} if current else {}
         wanted = {m.user_id: m.role.value for m in doc_team.members}
         if mode == "replace":
             for user_id in sorted(set(members) - set(wanted)):
-                tx.delete(keys.team_member_key(ws, doc_team.id, user_id))
+                tx.discard(TeamMemberItem, keys.team_member_key(ws, doc_team.id, user_id))
                 stats["team_members_removed"] += 1
         for user_id, role in wanted.items():
-            if user_id in members and members[user_id]["role"] == role:
+            previous = members.get(user_id)
+            if previous is not None and previous.role == role:
                 continue
-            previous = members.get(user_id, {})
-            tx.put(
-                team_member_item(
-                    ws, doc_team.id, user_id, role, previous.get("added_by", actor), previous.get("added_at", at)
-                )
+            member = TeamMemberItem(
+                workspace_id=ws,
+                team_id=doc_team.id,
+                user_id=user_id,
+                role=role,
+                added_by=previous.added_by if previous is not None else actor,
+                added_at=previous.added_at if previous is not None else at,
             )
-            stats["team_members_added" if not previous else "team_members_updated"] += 1
+            tx.save(member)
+            stats["team_members_added" if previous is None else "team_members_updated"] += 1
         final = set(wanted) if mode == "replace" else set(members) | set(wanted)
-        fields: dict[str, Any] = {
-            "name": doc_team.name,
-            "description": doc_team.description,
-            "member_count": len(final),
-            "created_by": (current or {}).get("created_by", actor),
-            "created_at": (current or {}).get("created_at", at),
-            "updated_at": at,
-            "version": int((current or {}).get("version", 0)) + 1,
-        }
-        guard = not_exists() if current is None else attr_eq("version", current["version"])
-        tx.put(team_item(ws, doc_team.id, fields), guard)
+        team = current or TeamItem(workspace_id=ws, id=doc_team.id, created_by=actor, created_at=at)
+        team.name, team.description = doc_team.name, doc_team.description
+        team.member_count, team.updated_at = len(final), at
+        # A new team only if there is none; a known one only at the version read.
+        tx.save(team, TeamItem.absent() if current is None else None)
         stats["teams_created" if current is None else "teams_updated"] += 1
     return tx.operations
 
@@ -401,50 +394,47 @@ def _agent_ops(access: Access, doc_agents: list[AgentDefinition], at: str, stats
     return tx.operations
 
 
-def _template_ops(ws: str, doc_templates: list[ExportedTaskTemplate], mode: ImportMode, at: str,
-                  stats: Counter[str]) -> list[dict[str, Any]]:  # fmt: skip
+def _template_ops(
+    ws: str, doc_templates: list[ExportedTaskTemplate], mode: ImportMode, at: str, stats: Counter[str]
+) -> list[dict[str, Any]]:
     tx = scratch()
     wanted = {template_id(t.title): t for t in doc_templates}
-    existing = {item["id"]: item for item in _task_templates(ws)}
+    existing = {template.id: template for template in every_task_template(ws)}
     if mode == "replace":
         for stale in sorted(set(existing) - set(wanted)):
-            tx.delete(keys.task_template_key(ws, stale))
+            tx.discard(TaskTemplateItem, keys.task_template_key(ws, stale))
             stats["templates_removed"] += 1
     for tid, template in wanted.items():
         fields = template.model_dump(exclude_none=True)
-        if _template_entry(existing.get(tid, {})) == fields:
+        current = existing.get(tid)
+        if _template_entry(current) == fields:
             continue
-        created_at = existing.get(tid, {}).get("created_at", at)
-        item = {**keys.task_template_key(ws, tid), keys.ENTITY: "task_template", "id": tid, "workspace_id": ws,
-                **fields, "created_at": created_at, "updated_at": at}  # fmt: skip
-        tx.put(item)
+        created_at = current.created_at if current is not None else at
+        tx.save(TaskTemplateItem(id=tid, workspace_id=ws, **fields, created_at=created_at, updated_at=at))
         stats["templates_imported"] += 1
     return tx.operations
 
 
-def _settings_ops(ws: str, doc: WorkspaceDocument, current: dict[str, Any], at: str) -> list[dict[str, Any]]:
+def _settings_ops(ws: str, doc: WorkspaceDocument, workspace: WorkspaceItem, at: str) -> list[dict[str, Any]]:
     if doc.workspace is None:
         return []
     changes: dict[str, Any] = doc.workspace.model_dump(exclude_none=True)
-    changes = {k: v for k, v in changes.items() if current.get(k) != v}
+    changes = {k: v for k, v in changes.items() if getattr(workspace, k) != v}
     if not changes:
         return []
-    changes["updated_at"] = at
-    changes["version"] = int(current["version"]) + 1
     tx = scratch()
-    tx.update(
-        keys.workspace_key(ws), Update(set=changes), exists() & not_deleted() & attr_eq("version", current["version"])
-    )
+    tx.change(workspace, workspace.assign(**changes, updated_at=at), WorkspaceItem.deleted_at.does_not_exist())
     return tx.operations
 
 
-def import_workspace(access: Access, doc: WorkspaceDocument, request_id: str = "") -> ImportResult:
+def import_workspace(access: Access, doc: WorkspaceDocument) -> ImportResult:
     ws = access.workspace_id
     if doc.tasks is not None or doc.task_templates is not None:
         access.require("tasks:write")
     if doc.agents is not None:
         access.require("agents:write")
     workspace = load_workspace(ws)
+    old_name = workspace.name
     at = iso()
     stats: Counter[str] = Counter()
 
@@ -474,18 +464,9 @@ def import_workspace(access: Access, doc: WorkspaceDocument, request_id: str = "
     summary = {"mode": doc.mode, **dict(sorted(stats.items()))}
 
     def audit_row(tx: Transaction, part: int, parts: int) -> None:
-        audit.record(
-            tx,
-            ws,
-            access.actor_id,
-            "workspace.imported",
-            "workspace",
-            ws,
-            request_id,
-            {**summary, "part": part + 1, "parts": parts},
-        )
+        access.audit(tx, "workspace.imported", "workspace", ws, {**summary, "part": part + 1, "parts": parts})
 
     transactions = commit_in_parts(access, operations, audit_row)
-    if doc.workspace and doc.workspace.name and doc.workspace.name != workspace["name"]:
+    if doc.workspace and doc.workspace.name and doc.workspace.name != old_name:
         rename_memberships(ws, doc.workspace.name)
     return ImportResult(mode=doc.mode, stats=dict(stats), transactions=transactions)

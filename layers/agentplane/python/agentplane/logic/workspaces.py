@@ -16,10 +16,20 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from agentplane import audit, crypto, keys
-from agentplane.access import Access, live_token
+from agentplane.access import Access
 from agentplane.auth.principal import Principal
-from agentplane.auth.scopes import Role, roles_with
+from agentplane.auth.scopes import Role
 from agentplane.cursor import decode_cursor, encode_cursor
+from agentplane.entities.api_keys import ApiKeyItem
+from agentplane.entities.tokens import TokenItem
+from agentplane.entities.workspaces import (
+    CommonEnvItem,
+    MemberItem,
+    WorkspaceItem,
+    every_member,
+    first_members,
+    memberships_of,
+)
 from agentplane.errors import Conflict, Forbidden, NotFound, PreconditionFailed, Unprocessable
 from agentplane.ids import iso, new_id
 from agentplane.logic import api_keys
@@ -33,44 +43,34 @@ from agentplane.models.workspaces import (
     WorkspaceCreate,
     WorkspaceUpdate,
 )
-from agentplane.store import (
-    ConditionFailed,
-    Expr,
-    Transaction,
-    TransactionFailed,
-    Update,
-    attr_eq,
-    attr_in,
-    exists,
-    get_store,
-    not_exists,
-)
+from agentplane.store import ConditionFailed, Expr, Transaction, TransactionFailed, get_store
 
 MAX_TRANSACTION_ITEMS = 100
+# The name of the owner count's update in a transaction that changes it.
+OWNER_COUNT = "owner_count"
 
 
 # --- shared helpers ------------------------------------------------------------------------------
 
 
 def not_deleted() -> Expr:
+    """The item has no `deleted_at` (for conditions still written as expressions)."""
     return Expr("attribute_not_exists(deleted_at)")
+
+
+def new_member(ws_id: str, ws_name: str, user_id: str, role: Role, at: str, added_by: str | None = None) -> MemberItem:
+    return MemberItem(
+        workspace_id=ws_id, workspace_name=ws_name, user_id=user_id, role=role.value, joined_at=at, added_by=added_by
+    )
 
 
 def member_item(
     ws_id: str, ws_name: str, user_id: str, role: Role, at: str, added_by: str | None = None
 ) -> dict[str, Any]:
-    return {
-        **keys.member_key(ws_id, user_id),
-        keys.ENTITY: "member",
-        keys.GSI1PK: keys.member_of_user_gsi(user_id),
-        keys.GSI1SK: keys.member_of_user_sort_key(ws_id),
-        "workspace_id": ws_id,
-        "workspace_name": ws_name,
-        "user_id": user_id,
-        "role": role.value,
-        "joined_at": at,
-        "added_by": added_by,
-    }
+    """A membership as the table holds it."""
+    member = new_member(ws_id, ws_name, user_id, role, at, added_by)
+    member.stamp()
+    return member.as_item()
 
 
 def own_transaction(access: Access) -> Transaction:
@@ -78,17 +78,11 @@ def own_transaction(access: Access) -> Transaction:
 
     DynamoDB allows one operation per item in a transaction, so the membership guard that
     `access.transaction()` adds as a separate check moves into that write's condition instead
-    (`own_member_condition`). The write must be the transaction's second operation, where
-    `access.commit` expects the membership guard.
+    (`access.membership_condition()`); the transaction starts with the token's guard alone.
     """
     tx = get_store().transaction()
-    tx.check(keys.token_key(access.principal.token_hash), live_token())
+    tx.require(TokenItem, keys.token_key(access.principal.token_hash), TokenItem.live())
     return tx
-
-
-def own_member_condition(access: Access) -> Expr:
-    allowed = roles_with(access.scope) if access.scope else [r.value for r in Role]
-    return exists() & attr_in("role", allowed)
 
 
 def owner_transaction(access: Access) -> Transaction:
@@ -96,25 +90,17 @@ def owner_transaction(access: Access) -> Transaction:
     if access.principal.user_id is None or access.role != Role.owner:
         raise Forbidden("only an owner of the workspace can do this", role=access.role.value)
     tx = get_store().transaction()
-    tx.check(keys.token_key(access.principal.token_hash), live_token())
-    tx.check(keys.member_key(access.workspace_id, access.principal.user_id), attr_eq("role", Role.owner.value))
+    tx.require(TokenItem, keys.token_key(access.principal.token_hash), TokenItem.live())
+    owner = keys.member_key(access.workspace_id, access.principal.user_id)
+    tx.require(MemberItem, owner, MemberItem.with_role(Role.owner.value))
     return tx
 
 
-def owner_count_change(tx: Transaction, ws_id: str, delta: int) -> int:
-    """Add `delta` owners to the workspace's count; a decrement never takes it below one.
-    Returns the operation's index, so a failure there can be told apart."""
-    condition = exists() & not_deleted()
-    if delta < 0:
-        condition = condition & Expr("#owners > :one", {"#owners": "owner_count"}, {":one": 1})
-    tx.update(keys.workspace_key(ws_id), Update(add={"owner_count": delta}), condition)
-    return len(tx.operations) - 1
-
-
-def failure_reason(failure: TransactionFailed, index: int | None) -> str:
-    if index is None or index >= len(failure.reasons):
-        return ""
-    return failure.reasons[index]
+def count_owners(tx: Transaction, ws_id: str, delta: int) -> None:
+    """Add `delta` owners to the workspace's count (the operation named OWNER_COUNT); a decrement
+    never takes it below one."""
+    actions, condition = WorkspaceItem.owner_count_change(delta)
+    tx.adjust(WorkspaceItem, keys.workspace_key(ws_id), actions, condition, name=OWNER_COUNT)
 
 
 def commit_in_parts(
@@ -122,13 +108,14 @@ def commit_in_parts(
     operations: list[dict[str, Any]],
     audit_row: Callable[[Transaction, int, int], None],
 ) -> int:
-    """Commit `operations` as consecutive guarded transactions of at most 100 items each.
+    """Commit `operations` (built in scratch transactions) as consecutive guarded transactions of
+    at most 100 items each.
 
     Each part carries the caller's guards and its own audit row, and is atomic; the whole is not.
     If part k fails, parts before it stay applied: `PartialWrite` says how far it got. Returns the
     number of transactions written.
     """
-    room = MAX_TRANSACTION_ITEMS - len(access.transaction().operations) - 1
+    room = MAX_TRANSACTION_ITEMS - access.transaction().size - 1
     parts = [operations[i : i + room] for i in range(0, len(operations), room)] or [[]]
     for index, part in enumerate(parts):
         tx = access.transaction()
@@ -151,7 +138,8 @@ def scratch() -> Transaction:
 
 
 def all_items(pk: str, sk_prefix: str, page_size: int = 100) -> Iterator[dict[str, Any]]:
-    """Every item of one workspace collection, page by page (strongly consistent)."""
+    """Every item of one workspace collection as the table holds it, page by page (strongly
+    consistent)."""
     start: dict[str, Any] | None = None
     while True:
         page = get_store().query(pk, sk_prefix=sk_prefix, limit=page_size, start_key=start, consistent=True)
@@ -162,7 +150,9 @@ def all_items(pk: str, sk_prefix: str, page_size: int = 100) -> Iterator[dict[st
 
 
 def all_members(ws_id: str) -> Iterator[dict[str, Any]]:
-    return all_items(keys.ws_pk(ws_id), keys.MEMBER_PREFIX)
+    """Every membership of a workspace as the table holds it."""
+    for member in every_member(ws_id):
+        yield member.as_item()
 
 
 # --- workspace ---------------------------------------------------------------------------------
@@ -174,40 +164,38 @@ def create_workspace(principal: Principal, body: WorkspaceCreate, request_id: st
         raise Forbidden("only a person's session or personal token can create workspaces")
     ws_id = new_id("ws")
     at = iso()
-    item = {
-        **keys.workspace_key(ws_id),
-        keys.ENTITY: "workspace",
+    workspace = WorkspaceItem(
+        id=ws_id,
         **body.model_dump(),
-        "id": ws_id,
-        "owner_id": principal.user_id,
-        "owner_count": 1,
-        "auto_push": False,
-        "created_at": at,
-        "updated_at": at,
-        "version": 1,
-    }
+        owner_id=principal.user_id,
+        owner_count=1,
+        auto_push=False,
+        created_at=at,
+        updated_at=at,
+    )
     tx = get_store().transaction()
-    tx.put(item, not_exists())
-    tx.put(member_item(ws_id, body.name, principal.user_id, Role.owner, at), not_exists())
+    tx.create(workspace)
+    tx.create(new_member(ws_id, body.name, principal.user_id, Role.owner, at))
     audit.record(tx, ws_id, principal.user_id, "workspace.created", "workspace", ws_id, request_id, {"name": body.name})
     tx.commit()
-    return Workspace.model_validate(item)
+    return workspace.to_model()
 
 
-def load_workspace(ws_id: str) -> dict[str, Any]:
-    item = get_store().get(keys.workspace_key(ws_id))
-    if item is None or item.get("deleted_at"):
+def load_workspace(ws_id: str) -> WorkspaceItem:
+    """The workspace, or a 404 once it is deleted."""
+    workspace = get_store().read(WorkspaceItem, keys.workspace_key(ws_id))
+    if workspace is None or workspace.deleted_at:
         raise NotFound("workspace not found")
-    return item
+    return workspace
 
 
 def get_workspace(access: Access) -> Workspace:
-    return Workspace.model_validate(load_workspace(access.workspace_id))
+    return load_workspace(access.workspace_id).to_model()
 
 
 def list_memberships(user_id: str, limit: int, start_key: dict[str, Any] | None) -> tuple[list[Membership], Any]:
-    page = get_store().query(keys.member_of_user_gsi(user_id), index=keys.GSI1, limit=limit, start_key=start_key)
-    return [Membership.model_validate(item) for item in page.items], page.last_key
+    page = memberships_of(user_id, limit=limit, start=start_key)
+    return [member.to_membership() for member in page.items], page.last_key
 
 
 def list_workspaces(principal: Principal, limit: int, cursor: str | None) -> tuple[list[Membership], str | None]:
@@ -220,48 +208,43 @@ def list_workspaces(principal: Principal, limit: int, cursor: str | None) -> tup
         return items, encode_cursor(last_key, scope, {})
     ws = principal.workspace_id
     if principal.user_id is not None:
-        member = get_store().get(keys.member_key(ws, principal.user_id))
-        return ([Membership.model_validate(member)] if member else []), None
-    workspace, key = get_store().get_many([keys.workspace_key(ws), keys.api_key_key(ws, principal.token_id)])
-    if workspace is None or workspace.get("deleted_at") or key is None:
+        member = get_store().read(MemberItem, keys.member_key(ws, principal.user_id))
+        return ([member.to_membership()] if member else []), None
+    workspace, key = get_store().read_each(
+        [(WorkspaceItem, keys.workspace_key(ws)), (ApiKeyItem, keys.api_key_key(ws, principal.token_id))]
+    )
+    if not isinstance(workspace, WorkspaceItem) or workspace.deleted_at or not isinstance(key, ApiKeyItem):
         return [], None
     agent = Membership(
-        workspace_id=ws, workspace_name=workspace["name"], user_id=None, role=Role.member, joined_at=key["created_at"]
+        workspace_id=ws, workspace_name=workspace.name, user_id=None, role=Role.member, joined_at=key.created_at
     )
     return [agent], None
 
 
-def update_workspace(
-    access: Access, body: WorkspaceUpdate, if_match: int | None = None, request_id: str = ""
-) -> Workspace:
+def update_workspace(access: Access, body: WorkspaceUpdate, if_match: int | None = None) -> Workspace:
     """Optimistic: a stale `version` (or If-Match) is a 412 and nothing is written."""
     ws = access.workspace_id
-    current = load_workspace(ws)
+    workspace = load_workspace(ws)
     expected = body.version or if_match
-    if expected is not None and expected != current["version"]:
+    if expected is not None and expected != workspace.version:
         raise PreconditionFailed(
-            f"the workspace is at version {current['version']}, not {expected}", current_version=current["version"]
+            f"the workspace is at version {workspace.version}, not {expected}", current_version=workspace.version
         )
     changes: dict[str, Any] = body.model_dump(exclude_none=True, exclude={"version"})
     if not changes:
-        return Workspace.model_validate(current)
+        return workspace.to_model()
     fields = sorted(changes)
-    changes["updated_at"] = iso()
-    changes["version"] = current["version"] + 1
+    old_name = workspace.name
     tx = access.transaction()
-    tx.update(
-        keys.workspace_key(ws),
-        Update(set=changes),
-        exists() & attr_eq("version", current["version"]) & not_deleted(),
-    )
-    audit.record(tx, ws, access.actor_id, "workspace.updated", "workspace", ws, request_id, {"fields": fields})
+    tx.change(workspace, workspace.assign(**changes, updated_at=iso()), WorkspaceItem.deleted_at.does_not_exist())
+    access.audit(tx, "workspace.updated", "workspace", ws, {"fields": fields})
     try:
         access.commit(tx)
     except TransactionFailed as failure:
         raise PreconditionFailed("the workspace changed while it was being updated; reload and retry") from failure
-    if "name" in changes and changes["name"] != current["name"]:
-        rename_memberships(ws, changes["name"])
-    return Workspace.model_validate({**current, **changes})
+    if workspace.name != old_name:
+        rename_memberships(ws, workspace.name)
+    return workspace.to_model()
 
 
 def rename_memberships(ws_id: str, name: str) -> None:
@@ -269,16 +252,14 @@ def rename_memberships(ws_id: str, name: str) -> None:
 
     Done after the rename commits, one conditional update per member: a crash half way leaves
     some lists showing the old name until the next rename, and nothing else."""
-    for member in list(all_members(ws_id)):
+    for member in list(every_member(ws_id)):
         try:
-            get_store().update(
-                keys.member_key(ws_id, member["user_id"]), Update(set={"workspace_name": name}), exists()
-            )
+            get_store().adjust(MemberItem, member.key, [MemberItem.workspace_name.set(name)])
         except ConditionFailed:
             continue  # the member left meanwhile
 
 
-def delete_workspace(access: Access, request_id: str = "") -> None:
+def delete_workspace(access: Access) -> None:
     """Soft delete (owner only). The workspace item keeps `deleted_at` for its audit trail, every
     API key and agent key of it is revoked, and every membership is removed, so members get 404
     everywhere, the workspace leaves their lists, and its keys stop working.
@@ -292,33 +273,28 @@ def delete_workspace(access: Access, request_id: str = "") -> None:
     ws = access.workspace_id
     tx = owner_transaction(access)
     actor = access.principal.user_id
-    item = get_store().get(keys.workspace_key(ws))
-    if item is None:
-        raise NotFound("workspace not found")
-    if not item.get("deleted_at"):
-        others = [m["user_id"] for m in all_members(ws) if m["user_id"] != actor]
+    workspace = get_store().read_or_404(WorkspaceItem, keys.workspace_key(ws), "workspace not found")
+    if not workspace.deleted_at:
+        others = [m.user_id for m in every_member(ws) if m.user_id != actor]
         revocations = api_keys.live_key_revocations(ws)
         at = iso()
-        tx.update(
-            keys.workspace_key(ws),
-            Update(set={"deleted_at": at, "deleted_by": access.actor_id, "updated_at": at}),
-            exists() & not_deleted(),
+        marks = workspace.assign(deleted_at=at, deleted_by=access.actor_id, updated_at=at)
+        tx.adjust(WorkspaceItem, workspace.key, marks, WorkspaceItem.deleted_at.does_not_exist(), name="workspace")
+        access.audit(
+            tx, "workspace.deleted", "workspace", ws, {"name": workspace.name, "api_keys_revoked": len(revocations)}
         )
-        details = {"name": item["name"], "api_keys_revoked": len(revocations)}
-        audit.record(tx, ws, access.actor_id, "workspace.deleted", "workspace", ws, request_id, details)
         for revocation in revocations:
-            # The caller's own token is already the transaction's first operation: its key goes later.
-            fits = len(tx.operations) + len(revocation.operations) <= MAX_TRANSACTION_ITEMS
+            # The caller's own token is already guarded by the transaction: its key goes later.
+            fits = tx.size + revocation.size <= MAX_TRANSACTION_ITEMS
             if fits and access.principal.token_hash not in revocation.token_hashes:
-                tx.operations.extend(revocation.operations)
-        room = MAX_TRANSACTION_ITEMS - len(tx.operations)
-        for user_id in others[:room]:
-            tx.delete(keys.member_key(ws, user_id))
+                revocation.add_to(tx)
+        for user_id in others[: MAX_TRANSACTION_ITEMS - tx.size]:
+            tx.discard(MemberItem, keys.member_key(ws, user_id))
         try:
             access.commit(tx)
         except TransactionFailed as failure:
             # A concurrent DELETE won: fall through and finish its cleanup.
-            if failure_reason(failure, 2) != "ConditionalCheckFailed":
+            if failure.reason("workspace") != "ConditionalCheckFailed":
                 raise Conflict("the workspace changed while it was being deleted; try again") from failure
     _revoke_keys(ws)
     _remove_memberships(ws, keep_last=actor)
@@ -328,7 +304,7 @@ def _revoke_keys(ws_id: str) -> None:
     """Revoke the keys the first transaction had no room for, one key per transaction."""
     for revocation in api_keys.live_key_revocations(ws_id):
         tx = get_store().transaction()
-        tx.operations.extend(revocation.operations)
+        revocation.add_to(tx)
         try:
             tx.commit()
         except TransactionFailed as failure:
@@ -337,17 +313,13 @@ def _revoke_keys(ws_id: str) -> None:
 
 
 def _remove_memberships(ws_id: str, keep_last: str | None) -> None:
-    while True:
-        page = get_store().query(keys.ws_pk(ws_id), sk_prefix=keys.MEMBER_PREFIX, limit=100, consistent=True)
-        doomed = [m["user_id"] for m in page.items if m["user_id"] != keep_last]
-        if not doomed:
-            break
+    while doomed := [m.user_id for m in first_members(ws_id, limit=100) if m.user_id != keep_last]:
         tx = get_store().transaction()
         for user_id in doomed:
-            tx.delete(keys.member_key(ws_id, user_id))
+            tx.discard(MemberItem, keys.member_key(ws_id, user_id))
         tx.commit()
     if keep_last:
-        get_store().delete(keys.member_key(ws_id, keep_last))
+        get_store().discard(MemberItem, keys.member_key(ws_id, keep_last))
 
 
 # --- common env ----------------------------------------------------------------------------------
@@ -364,20 +336,22 @@ def _remove_memberships(ws_id: str, keep_last: str | None) -> None:
 # - Audit rows name the variables that changed and never carry a value.
 # - Runs receive the values server-side through `common_env_values`; export never includes them.
 
-
-def _env_item(ws_id: str) -> dict[str, Any] | None:
-    return get_store().get(keys.common_env_key(ws_id))
+EnvMeta = dict[str, dict[str, str]]
 
 
-def _open_env(item: dict[str, Any] | None, ws_id: str) -> dict[str, str]:
-    if not item or not item.get("sealed"):
+def _env(ws_id: str) -> CommonEnvItem | None:
+    return get_store().read(CommonEnvItem, keys.common_env_key(ws_id))
+
+
+def _open_env(env: CommonEnvItem | None, ws_id: str) -> dict[str, str]:
+    if env is None or not env.sealed:
         return {}
-    values: dict[str, str] = json.loads(crypto.unseal(item["sealed"], ws_id))
+    values: dict[str, str] = json.loads(crypto.unseal(env.sealed, ws_id))
     return values
 
 
-def _env_view(item: dict[str, Any] | None, values: dict[str, str], reveal: bool) -> CommonEnv:
-    meta: dict[str, dict[str, str]] = (item or {}).get("variables", {})
+def _env_view(env: CommonEnvItem | None, values: dict[str, str], reveal: bool) -> CommonEnv:
+    meta: EnvMeta = env.variables if env is not None else {}
     variables = [
         CommonEnvVar(
             name=name,
@@ -390,80 +364,72 @@ def _env_view(item: dict[str, Any] | None, values: dict[str, str], reveal: bool)
     return CommonEnv(
         variables=variables,
         revealed=reveal,
-        version=int((item or {}).get("version", 0)),
-        updated_at=(item or {}).get("updated_at"),
+        version=int(env.version or 0) if env is not None else 0,
+        updated_at=env.updated_at if env is not None else None,
     )
 
 
 def common_env_values(ws_id: str) -> dict[str, str]:
     """The plaintext variables, for the runs that hand them to agents (never for a response)."""
-    return _open_env(_env_item(ws_id), ws_id)
+    return _open_env(_env(ws_id), ws_id)
 
 
-def get_common_env(access: Access, reveal: bool = False, request_id: str = "") -> CommonEnv:
+def get_common_env(access: Access, reveal: bool = False) -> CommonEnv:
     ws = access.workspace_id
     if reveal:
         access.require("secrets:read")
-    item = _env_item(ws)
-    values = _open_env(item, ws)
+    env = _env(ws)
+    values = _open_env(env, ws)
     if reveal and values:
         tx = access.transaction()
-        audit.record(
-            tx, ws, access.actor_id, "common_env.revealed", "common_env", ws, request_id, {"names": sorted(values)}
-        )
+        access.audit(tx, "common_env.revealed", "common_env", ws, {"names": sorted(values)})
         access.commit(tx)
-    return _env_view(item, values, reveal)
+    return _env_view(env, values, reveal)
 
 
 def _write_env(
     access: Access,
-    item: dict[str, Any] | None,
+    env: CommonEnvItem | None,
     values: dict[str, str],
-    meta: dict[str, dict[str, str]],
+    meta: EnvMeta,
     action: str,
     details: dict[str, Any],
-    request_id: str,
-) -> dict[str, Any] | None:
+) -> CommonEnvItem | None:
+    """Store `values` over the common env read as `env` (only if it is still at that version),
+    or remove it when none are left; answers what is stored now."""
     ws = access.workspace_id
-    at = iso()
-    version = int(item["version"]) if item else 0
-    guard = attr_eq("version", version) if item else not_exists()
     tx = access.transaction()
-    new_item: dict[str, Any] | None = None
+    written: CommonEnvItem | None = None
     if values:
-        new_item = {
-            **keys.common_env_key(ws),
-            keys.ENTITY: "common_env",
-            "workspace_id": ws,
-            "sealed": crypto.seal(json.dumps(values, separators=(",", ":")), ws),
-            "variables": meta,
-            "version": version + 1,
-            "updated_at": at,
-            "updated_by": access.actor_id,
-        }
-        tx.put(new_item, guard)
+        written = env if env is not None else CommonEnvItem(workspace_id=ws)
+        written.sealed = crypto.seal(json.dumps(values, separators=(",", ":")), ws)
+        written.variables = meta
+        written.updated_at = iso()
+        written.updated_by = access.actor_id
+        tx.save(written)
     else:
-        tx.delete(keys.common_env_key(ws), guard)
-    audit.record(tx, ws, access.actor_id, action, "common_env", ws, request_id, details)
+        assert env is not None, "only a stored common env is emptied"
+        tx.remove(env)
+    access.audit(tx, action, "common_env", ws, details)
     try:
         access.commit(tx)
     except TransactionFailed as failure:
         raise PreconditionFailed("the common env changed while it was being written; reload and retry") from failure
-    return new_item
+    return written
 
 
-def put_common_env(access: Access, body: CommonEnvPut, if_match: int | None = None, request_id: str = "") -> CommonEnv:
+def put_common_env(access: Access, body: CommonEnvPut, if_match: int | None = None) -> CommonEnv:
     ws = access.workspace_id
     load_workspace(ws)
-    item = _env_item(ws)
-    current_version = int(item["version"]) if item else 0
+    env = _env(ws)
+    current_version = int(env.version or 0) if env is not None else 0
     expected = body.version if body.version is not None else if_match
     if expected is not None and expected != current_version:
         raise PreconditionFailed(
             f"the common env is at version {current_version}, not {expected}", current_version=current_version
         )
-    values = _open_env(item, ws)
-    meta: dict[str, dict[str, str]] = dict((item or {}).get("variables", {}))
+    values = _open_env(env, ws)
+    meta: EnvMeta = dict(env.variables) if env is not None else {}
     removed = sorted(set(values) - set(body.variables)) if body.replace else []
     for name in removed:
         values.pop(name)
@@ -475,30 +441,28 @@ def put_common_env(access: Access, body: CommonEnvPut, if_match: int | None = No
             errors=[{"field": "variables", "message": f"at most {MAX_COMMON_ENV} variables"}],
         )
     if not changed and not removed:
-        return _env_view(item, values, reveal=False)
+        return _env_view(env, values, reveal=False)
     at = iso()
     for name in changed:
         values[name] = body.variables[name]
         meta[name] = {"updated_at": at, "updated_by": access.actor_id}
-    new_item = _write_env(
-        access, item, values, meta, "common_env.updated", {"set": changed, "removed": removed}, request_id
-    )
-    return _env_view(new_item, values, reveal=False)
+    written = _write_env(access, env, values, meta, "common_env.updated", {"set": changed, "removed": removed})
+    return _env_view(written, values, reveal=False)
 
 
-def delete_common_env(access: Access, name: str | None = None, request_id: str = "") -> None:
+def delete_common_env(access: Access, name: str | None = None) -> None:
     ws = access.workspace_id
     load_workspace(ws)
-    item = _env_item(ws)
-    values = _open_env(item, ws)
-    meta: dict[str, dict[str, str]] = dict((item or {}).get("variables", {}))
+    env = _env(ws)
+    values = _open_env(env, ws)
+    meta: EnvMeta = dict(env.variables) if env is not None else {}
     if name is not None:
         if name not in values:
             raise NotFound(f"no common env variable named {name}")
         values.pop(name)
         meta.pop(name, None)
-        _write_env(access, item, values, meta, "common_env.deleted", {"removed": [name]}, request_id)
+        _write_env(access, env, values, meta, "common_env.deleted", {"removed": [name]})
         return
-    if item is None:
+    if env is None:
         return
-    _write_env(access, item, {}, {}, "common_env.cleared", {"removed": sorted(values)}, request_id)
+    _write_env(access, env, {}, {}, "common_env.cleared", {"removed": sorted(values)})

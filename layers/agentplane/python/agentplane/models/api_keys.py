@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints, model_validator
 
-from agentplane.models.common import Input, Name, Output, ShortText
+from agentplane.models.common import Input, ListQuery, Name, Output, ShortText
 
 ScopeName = Annotated[str, StringConstraints(min_length=1, max_length=50)]
 Scopes = Annotated[list[ScopeName], Field(min_length=1, max_length=50)]
@@ -53,6 +53,10 @@ class ApiKeyUpdate(Input):
     scopes: Scopes | None = None
     active: bool | None = Field(default=None, description="false switches the key off, true back on")
     version: int | None = Field(default=None, ge=1, description="Expected current version (or send If-Match)")
+
+
+class ApiKeyQuery(ListQuery):
+    include_revoked: bool = Field(default=False, description="Also list revoked keys")
 
 
 class ApiKeyRotate(Input):

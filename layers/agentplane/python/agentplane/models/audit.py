@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints, field_validator
 
-from agentplane.models.common import Input, Output
+from agentplane.models.common import Input, ListQuery, Output
 
 ActivityType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.:-]{0,63}$")]
 Message = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
@@ -18,6 +19,21 @@ EntityId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 # Serialized size a piece of activity metadata may take.
 MAX_METADATA_BYTES = 4096
+
+
+# What a list's text filters accept.
+FilterText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+SINCE = "Earliest time, ISO-8601 (UTC if no offset)"
+UNTIL = "Latest time, ISO-8601 (UTC if no offset)"
+
+
+class AuditQuery(ListQuery):
+    actor: FilterText | None = None
+    action: FilterText | None = None
+    target_type: FilterText | None = None
+    target_id: FilterText | None = None
+    since: datetime | None = Field(default=None, alias="from", description=SINCE)
+    until: datetime | None = Field(default=None, alias="to", description=UNTIL)
 
 
 class AuditEvent(Output):
@@ -43,6 +59,22 @@ class ActorType(StrEnum):
     user = "user"
     agent = "agent"
     key = "key"
+
+
+class ActivityQuery(ListQuery):
+    type: FilterText | None = None
+    agent: FilterText | None = None
+    task_id: FilterText | None = None
+    actor: FilterText | None = None
+    since: datetime | None = Field(default=None, alias="from", description=SINCE)
+    until: datetime | None = Field(default=None, alias="to", description=UNTIL)
+
+
+class LogQuery(ListQuery):
+    agent: FilterText | None = None
+    level: ActivityLevel | None = Field(default=None, description="Minimum level")
+    q: FilterText | None = None
+    since: datetime | None = Field(default=None, alias="from", description=SINCE)
 
 
 class ActivityCreate(Input):
