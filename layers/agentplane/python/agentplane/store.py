@@ -369,6 +369,26 @@ class Transaction:
         guard = entity.present() if condition is None else entity.present() & condition
         return self._add("Delete", _key_operation(entity, key, guard), name)
 
+    def upsert(
+        self,
+        entity: type[Entity],
+        key: Key,
+        actions: Sequence[Action],
+        condition: Condition | None = None,
+        *,
+        name: str | None = None,
+    ) -> Transaction:
+        """Update attributes of an item by its key, creating it (as `entity`'s kind) when absent:
+        counters and bookkeeping items shared by many others, which the first write brings into
+        being. Its version, if any, is left as it is."""
+        kind = entity.entity.set(entity)
+        return self._add("Update", _key_operation(entity, key, condition, [kind, *actions]), name)
+
+    def discard(self, entity: type[Entity], key: Key, *, name: str | None = None) -> Transaction:
+        """Delete an item by its key whether or not it is there (an item that only points at
+        another, kept in step with it: there is nothing to refuse if it is already gone)."""
+        return self._add("Delete", _key_operation(entity, key, None), name)
+
     def require(self, entity: type[Entity], key: Key, condition: Condition, *, name: str | None = None) -> Transaction:
         """Write nothing to `key`, but only commit if `condition` holds of it."""
         op = entity.get_operation_kwargs_from_class(key["PK"], key["SK"], condition=condition)
@@ -382,7 +402,7 @@ class Transaction:
 
 
 def _key_operation(
-    entity: type[Entity], key: Key, condition: Condition, actions: Sequence[Action] | None = None
+    entity: type[Entity], key: Key, condition: Condition | None, actions: Sequence[Action] | None = None
 ) -> dict[str, Any]:
     # pynamodb builds key-addressed operations only for condition checks; the same builder
     # takes update actions, without the version handling an instance's update adds.
