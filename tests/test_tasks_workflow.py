@@ -195,9 +195,9 @@ def test_free_text_cursor_is_bound_to_the_query(api, user, workspace):
 
 
 def test_a_sprint_lists_in_full_pages_however_many_other_tasks_there_are(api, user, workspace, monkeypatch):
-    from agentplane.logic import tasks
+    from agentplane import store
 
-    monkeypatch.setattr(tasks, "_LIST_ROUND", 3)  # filtered reads go on in rounds of three tasks
+    monkeypatch.setattr(store, "_FILL_ROUND", 3)  # filtered reads go on in rounds of three tasks
     api.token = user["token"]
     for i in range(6):
         new_task(api, workspace, title=f"Backlog {i}")
@@ -270,8 +270,8 @@ def test_next_takes_the_owner_when_a_task_has_no_assignee(api, user, workspace):
 def test_next_finds_a_new_p0_behind_more_todo_tasks_than_it_reads(api, user, workspace, monkeypatch):
     from agentplane.logic import tasks
 
-    monkeypatch.setattr(tasks, "NEXT_READ_BUDGET", 12)
-    monkeypatch.setattr(tasks, "_NEXT_PAGE", 4)
+    monkeypatch.setattr(tasks.listing, "NEXT_READ_BUDGET", 12)
+    monkeypatch.setattr(tasks.listing, "_NEXT_PAGE", 4)
     api.token = user["token"]
     blocker = new_task(api, workspace, title="Unfinished", assignee="other")
     for i in range(20):
@@ -605,11 +605,11 @@ def test_an_approval_from_a_stale_read_loses_to_the_conditional_write(api, user,
 
     api.token = user["token"]
     task = in_review(api, workspace)
-    stale = stored(workspace, task["id"])
+    stale = tasks.load_live(workspace["id"], task["id"])
     assert api.post(f"{tasks_path(workspace)}/{task['id']}/reject", {"reason": "no"}).status == 200
     real_load = tasks.load_live
     reads = iter([stale])
-    monkeypatch.setattr(tasks, "load_live", lambda ws, task_id: next(reads, None) or real_load(ws, task_id))
+    monkeypatch.setattr(tasks.transition, "load_live", lambda ws, task_id: next(reads, None) or real_load(ws, task_id))
     response = api.post(f"{tasks_path(workspace)}/{task['id']}/approve")
     assert response.status == 409
     assert response.json["current_status"] == "in_progress"
@@ -621,11 +621,11 @@ def test_a_concurrent_edit_of_other_fields_does_not_block_the_transition(api, us
 
     api.token = user["token"]
     task = in_review(api, workspace)
-    stale = stored(workspace, task["id"])
+    stale = tasks.load_live(workspace["id"], task["id"])
     assert api.patch(f"{tasks_path(workspace)}/{task['id']}", {"labels": ["x"]}).status == 200
     real_load = tasks.load_live
     reads = iter([stale])
-    monkeypatch.setattr(tasks, "load_live", lambda ws, task_id: next(reads, None) or real_load(ws, task_id))
+    monkeypatch.setattr(tasks.transition, "load_live", lambda ws, task_id: next(reads, None) or real_load(ws, task_id))
     response = api.post(f"{tasks_path(workspace)}/{task['id']}/approve")
     assert response.status == 200, response.body
     assert response.json["data"]["labels"] == ["x"]

@@ -379,6 +379,11 @@ def agent_todo_key(ws_id: str, agent: str, priority: str, task_id: str) -> Key:
     return key(agent_todo_pk(ws_id, agent), f"{priority}#{task_id}")
 
 
+def agent_todo_prefix(priority: str) -> str:
+    """Sort-key prefix under agent_todo_pk: the agent's todo tasks of one priority."""
+    return f"{priority}#"
+
+
 def task_day_pk(ws_id: str) -> str:
     """A workspace's task counters per UTC day (SK `YYYY-MM-DD`): created, started and done tasks,
     points and hourly figures, moved in each task's own transaction (daily analytics)."""
@@ -402,6 +407,11 @@ def task_done_pk(ws_id: str) -> str:
 
 def task_done_key(ws_id: str, completed_at: str, task_id: str) -> Key:
     return key(task_done_pk(ws_id), f"{completed_at}#{task_id}")
+
+
+def task_done_day_prefix(day: str) -> str:
+    """Sort-key prefix under task_done_pk: the tasks completed on one UTC day (`YYYY-MM-DD`)."""
+    return f"{day}T"
 
 
 # @keys:sprints

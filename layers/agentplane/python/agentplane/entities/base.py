@@ -138,6 +138,16 @@ class Entity(Model):
     # Attributes that are bookkeeping, never part of the API model (keys are left out anyway).
     internal: ClassVar[frozenset[str]] = frozenset()
 
+    @classmethod
+    def from_raw_data(cls: type[E], data: dict[str, Any]) -> E:
+        entity = super().from_raw_data(data)
+        entity.read_undeclared(data)
+        return entity
+
+    def read_undeclared(self, raw: Mapping[str, Any]) -> None:
+        """Keep what the stored item holds beyond the declared attributes (nothing, for most kinds:
+        pynamodb drops such attributes; counters whose names are data read them here)."""
+
     def where(self) -> Keys:
         raise NotImplementedError(f"{type(self).__name__} does not say where it lives")
 

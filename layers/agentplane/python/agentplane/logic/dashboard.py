@@ -3,7 +3,7 @@
 Every number comes from maintained counters or a bounded number of Queries, never a Scan:
 - queue: the queue's counters (one BatchGetItem), its oldest pending job (one Query of the pending
   index) and its claimed jobs (the claimed index, at most READ_BUDGET);
-- tasks: the status indexes (`task_status_gsi`), at most READ_BUDGET tasks per status;
+- tasks: the tasks by status, at most READ_BUDGET tasks per status;
 - agents: the workspace's agent items (`AGENT_PREFIX` under ws_pk), at most READ_BUDGET;
 - runs: the active-run counter (`run_counter_key`), and statuses of the newest RUN_WINDOW runs;
 - projects: the live project index, at most READ_BUDGET.
@@ -29,6 +29,7 @@ from typing import Any
 
 from agentplane import keys
 from agentplane.access import Access
+from agentplane.entities.tasks import TaskItem, tasks_in_status_up_to
 from agentplane.ids import id_range, iso, parse_iso
 from agentplane.ids import now as _system_now
 from agentplane.logic import queue
@@ -44,7 +45,7 @@ from agentplane.models.dashboard import (
     StatusCounts,
 )
 from agentplane.models.tasks import TaskStatus
-from agentplane.store import Expr, get_store
+from agentplane.store import get_store
 
 Item = dict[str, Any]
 
@@ -66,9 +67,10 @@ def _read(
     sk_between: tuple[str, str] | None = None,
     budget: int | None = None,
     newest_first: bool = False,
-    filter: Expr | None = None,
 ) -> tuple[list[Item], bool]:
-    """Up to `budget` (default READ_BUDGET) items of one partition, and whether the budget ran out first."""
+    """Up to `budget` (default READ_BUDGET) items of one partition of another family (agents, runs,
+    projects: read as the table holds them, as only their statuses and names count here), and
+    whether the budget ran out first."""
     budget = READ_BUDGET if budget is None else budget
     items: list[Item] = []
     start: dict[str, Any] | None = None
@@ -76,9 +78,14 @@ def _read(
     while read < budget:
         step = min(_PAGE, budget - read)
         page = get_store().query(
-            partition, index=index, sk_prefix=sk_prefix, sk_between=sk_between, limit=step, start_key=start,
-            newest_first=newest_first, filter=filter,
-        )  # fmt: skip
+            partition,
+            index=index,
+            sk_prefix=sk_prefix,
+            sk_between=sk_between,
+            limit=step,
+            start_key=start,
+            newest_first=newest_first,
+        )
         items += page.items
         read += step
         start = page.last_key
@@ -95,11 +102,15 @@ def _status_counts(items: Iterable[Item], capped: bool) -> StatusCounts:
 # ---------------------------------------------------------------------------------------- stats
 
 
+def _tasks(ws: str, status: TaskStatus) -> tuple[list[TaskItem], bool]:
+    return tasks_in_status_up_to(ws, status.value, budget=READ_BUDGET)
+
+
 def _task_counts(ws: str) -> StatusCounts:
     by_status: dict[str, int] = {}
     capped = False
     for status in TaskStatus:
-        items, cut = _read(keys.task_status_gsi(ws, status), index=keys.GSI1)
+        items, cut = _tasks(ws, status)
         by_status[status.value] = len(items)
         capped = capped or cut
     return StatusCounts(by_status=by_status, total=sum(by_status.values()), capped=capped)
@@ -135,8 +146,8 @@ def dashboard_stats(access: Access) -> DashboardStats:
 # ----------------------------------------------------------------------------------- efficiency
 
 
-def _agent_of(task: Item) -> str:
-    return str(task.get("assignee") or task.get("owner") or UNASSIGNED)
+def _agent_of(task: TaskItem) -> str:
+    return task.agent or UNASSIGNED
 
 
 def _seconds(start: str, end: str) -> float:
@@ -150,19 +161,17 @@ def agent_efficiency(access: Access, days: int) -> AgentEfficiencyReport:
     access.require("tasks:read")
     at = clock()
     since = at - timedelta(days=days)
-    in_window = Expr("#done_at >= :since", {"#done_at": "completed_at"}, {":since": iso(since)})
-    done, capped = _read(
-        keys.task_status_gsi(ws, TaskStatus.done), index=keys.GSI1, budget=EFFICIENCY_BUDGET, newest_first=True,
-        filter=in_window,
-    )  # fmt: skip
-    working, working_capped = _read(keys.task_status_gsi(ws, TaskStatus.in_progress), index=keys.GSI1)
+    done, capped = tasks_in_status_up_to(
+        ws, TaskStatus.done.value, budget=EFFICIENCY_BUDGET, newest_first=True, completed_since=iso(since)
+    )
+    working, working_capped = _tasks(ws, TaskStatus.in_progress)
     cycles: dict[str, list[float]] = defaultdict(list)
     tasks_done: Counter[str] = Counter()
     for task in done:
         agent = _agent_of(task)
         tasks_done[agent] += 1
-        if task.get("started_at") and task.get("completed_at"):
-            cycles[agent].append(max(0.0, _seconds(task["started_at"], task["completed_at"])))
+        if task.started_at and task.completed_at:
+            cycles[agent].append(max(0.0, _seconds(task.started_at, task.completed_at)))
     in_progress = Counter(_agent_of(task) for task in working)
     agents = set(tasks_done) | set(in_progress)
     run_outcomes: dict[str, Counter[str]] = defaultdict(Counter)
@@ -224,11 +233,11 @@ def agent_queue_health(access: Access) -> AgentQueueHealthReport:
         expired_claims=len(expired),
         capped=claimed_capped,
     )
-    todo, todo_capped = _read(keys.task_status_gsi(ws, TaskStatus.todo), index=keys.GSI1)
-    working, working_capped = _read(keys.task_status_gsi(ws, TaskStatus.in_progress), index=keys.GSI1)
+    todo, todo_capped = _tasks(ws, TaskStatus.todo)
+    working, working_capped = _tasks(ws, TaskStatus.in_progress)
     waits: dict[str, list[float]] = defaultdict(list)
     for task in todo:
-        waits[_agent_of(task)].append(max(0.0, _seconds(task["created_at"], moment)))
+        waits[_agent_of(task)].append(max(0.0, _seconds(task.created_at, moment)))
     in_progress = Counter(_agent_of(task) for task in working)
     holding = Counter(str(job.get("worker_id")) for job in claimed)
     silent = Counter(str(job.get("worker_id")) for job in expired)

@@ -10,10 +10,10 @@ or leaves `active`, so at most one sprint is active), audited in the same transa
 sprint is "the current sprint" of `sprints/current/...`.
 
 Analytics read counters the tasks family moves in each task's own transaction
-(`logic/task_indexes.py`): a sprint's figures (summary, breakdowns, burndown) are one item, velocity
-is one BatchGetItem of the completed sprints' items, and daily analytics is a window of day items
-plus the month totals. Only the lists of tasks some answers carry are read from the tasks
-themselves, with one bounded Query on GSI3 (tasks by sprint).
+(`entities/task_counters.py`): a sprint's figures (summary, breakdowns, burndown) are one item,
+velocity is one BatchGetItem of the latest sprints' items, and daily analytics is a window of day
+items plus the month totals. Only the lists of tasks some answers carry are read from the tasks
+themselves, with one bounded Query of the tasks by sprint.
 """
 
 from __future__ import annotations
@@ -21,17 +21,36 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, timedelta
+from itertools import islice
 from typing import Any
 
-from agentplane import audit, ids, keys
+from agentplane import ids, keys
 from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
+from agentplane.entities.base import Entity
+from agentplane.entities.sprints import (
+    SprintCounterItem,
+    SprintItem,
+    SprintRetroItem,
+    retro_comments,
+    sprints_newest_first,
+    sprints_of_workspace,
+)
+from agentplane.entities.task_counters import (
+    UNASSIGNED,
+    SprintFigures,
+    SprintStatsItem,
+    TaskTotalsItem,
+    day_figures,
+    days_between,
+    done_by_month,
+    sprint_figures,
+)
+from agentplane.entities.tasks import TaskFilter, TaskItem, tasks_done_on, tasks_of_sprint, tasks_of_sprint_up_to
 from agentplane.errors import Conflict, InvalidTransition, NotFound, PreconditionFailed
 from agentplane.ids import iso, new_id, parse_iso
-from agentplane.logic import projects, task_indexes
-from agentplane.logic.activity import query_filled
-from agentplane.logic.task_indexes import SprintFigures, agent_of, completed_at, day_figures, sprint_figures
-from agentplane.logic.tasks import get_tasks
+from agentplane.logic import projects
+from agentplane.logic.tasks import live_tasks_by_id
 from agentplane.models.agents import ACTIVE_STATUSES, AgentStatus, AgentUpdate, DesiredState
 from agentplane.models.sprints import (
     SPRINT_TRANSITIONS,
@@ -59,20 +78,15 @@ from agentplane.models.sprints import (
     Velocity,
     VelocityEntry,
 )
-from agentplane.models.tasks import Task
-from agentplane.store import Expr, TransactionFailed, Update, attr_eq, attr_in, exists, get_store, not_exists
-
-Item = dict[str, Any]
+from agentplane.store import TransactionFailed, get_store, retrying
 
 # Attempts at a write that lost a race to another writer of the same counter or sprint.
 _WRITE_ATTEMPTS = 8
-# Tasks one analytics read covers (one Query on GSI3, paged) and the page size it reads with.
+# Tasks one analytics read covers (one Query of the tasks by sprint, paged) and its page size.
 SPRINT_TASK_CAP = 1000
 _TASK_PAGE = 500
 # A burndown shows at most this many days (the last ones when a sprint ran longer).
 MAX_BURNDOWN_DAYS = 366
-# Sprint items read while looking for the current or completed sprints (newest first).
-_SPRINT_READ_BUDGET = 1000
 # Tasks daily analytics lists (the day's completions, in the order they were done).
 DAILY_TASKS_CAP = 200
 # Retrospective comments a review includes.
@@ -84,6 +98,12 @@ BOARD_AGENTS = 100
 BOARD_SPRINTS = 20
 BOARD_PROJECTS = 100
 _DONE = "done"
+# The names of a sprint write's operations on the sprint and on the counter.
+_SPRINT, _COUNTER = "sprint", "counter"
+
+
+def _lost(failure: Exception) -> bool:
+    return isinstance(failure, TransactionFailed)
 
 
 class _WriteLost(Exception):
@@ -97,24 +117,17 @@ class _WriteLost(Exception):
 # --- reads ------------------------------------------------------------------------------------
 
 
-def _to_sprint(item: Item) -> Sprint:
-    return Sprint.model_validate({**item, "id": item["number"]})
+def _load_sprint(ws: str, number: int) -> SprintItem:
+    return get_store().read_or_404(SprintItem, keys.sprint_key(ws, number), f"sprint {number} not found")
 
 
-def _load_sprint(ws: str, number: int) -> Item:
-    item = get_store().get(keys.sprint_key(ws, number))
-    if item is None:
-        raise NotFound(f"sprint {number} not found")
-    return item
-
-
-def _read_counter(ws: str) -> Item | None:
-    return get_store().get(keys.sprint_counter_key(ws))
+def _read_counter(ws: str) -> SprintCounterItem | None:
+    return get_store().read(SprintCounterItem, keys.sprint_counter_key(ws))
 
 
 def _active_number(ws: str) -> int | None:
     counter = _read_counter(ws)
-    value = counter.get("active_number") if counter else None
+    value = counter.active_number if counter else None
     return int(value) if value is not None else None
 
 
@@ -124,7 +137,7 @@ def active_sprint_number(ws: str) -> int | None:
 
 
 def get_sprint(access: Access, number: int) -> Sprint:
-    return _to_sprint(_load_sprint(access.workspace_id, number))
+    return _load_sprint(access.workspace_id, number).to_model()
 
 
 def get_current_sprint(access: Access) -> Sprint:
@@ -140,52 +153,14 @@ def list_sprints(
     ws = access.workspace_id
     query = {"status": status}
     scope = f"sprints:{ws}"
-    page = query_filled(
-        keys.ws_pk(ws),
-        sk_prefix=keys.SPRINT_PREFIX,
-        limit=limit,
-        start=decode_cursor(cursor, scope, query),
-        filter=attr_eq("status", status.value) if status is not None else None,
-    )
-    return [_to_sprint(item) for item in page.items], encode_cursor(page.last_key, scope, query)
+    start = decode_cursor(cursor, scope, query)
+    page = sprints_of_workspace(ws, status=status.value if status else None, limit=limit, start=start)
+    return [sprint.to_model() for sprint in page.items], encode_cursor(page.last_key, scope, query)
 
 
-def _sprints_newest_first(ws: str, condition: Expr) -> Iterable[Item]:
-    """Sprint items matching `condition`, highest number first, reading at most a bounded number."""
-    start: dict[str, Any] | None = None
-    read = 0
-    while read < _SPRINT_READ_BUDGET:
-        page = get_store().query(
-            keys.ws_pk(ws),
-            sk_prefix=keys.SPRINT_PREFIX,
-            limit=100,
-            start_key=start,
-            filter=condition,
-            newest_first=True,
-        )
-        read += 100
-        yield from page.items
-        start = page.last_key
-        if start is None:
-            return
-
-
-def _sprint_task_items(ws: str, number: int) -> tuple[list[Item], bool]:
-    """A sprint's live tasks (one Query on GSI3, paged up to SPRINT_TASK_CAP) and whether more exist."""
-    items: list[Item] = []
-    start: dict[str, Any] | None = None
-    partition = keys.task_sprint_gsi(ws, number)
-    while True:
-        page = get_store().query(
-            partition, index=keys.GSI3, limit=min(_TASK_PAGE, SPRINT_TASK_CAP - len(items)), start_key=start
-        )
-        items += [item for item in page.items if not item.get("deleted_at")]
-        start = page.last_key
-        if start is None:
-            return items, False
-        if len(items) >= SPRINT_TASK_CAP:
-            probe = get_store().query(partition, index=keys.GSI3, limit=1, start_key=start)
-            return items, bool(probe.items)
+def _sprint_tasks(ws: str, number: int) -> tuple[list[TaskItem], bool]:
+    """A sprint's live tasks (up to SPRINT_TASK_CAP) and whether more exist."""
+    return tasks_of_sprint_up_to(ws, number, cap=SPRINT_TASK_CAP, page=_TASK_PAGE)
 
 
 def sprint_board(access: Access, sprint: int | None, limit: int, cursor: str | None) -> tuple[SprintBoard, str | None]:
@@ -199,14 +174,10 @@ def sprint_board(access: Access, sprint: int | None, limit: int, cursor: str | N
         raise NotFound("no sprint is active")
     query = {"sprint": number}
     scope = f"sprint-tasks:{ws}"
-    page = get_store().query(
-        keys.task_sprint_gsi(ws, number),
-        index=keys.GSI3,
-        limit=limit,
-        start_key=decode_cursor(cursor, scope, query),
-    )
-    item = get_store().get(keys.sprint_key(ws, number))
-    latest = get_store().query(keys.ws_pk(ws), sk_prefix=keys.SPRINT_PREFIX, limit=BOARD_SPRINTS, newest_first=True)
+    start = decode_cursor(cursor, scope, query)
+    page = tasks_of_sprint(ws, number, where=TaskFilter(), limit=limit, start=start)
+    current = get_store().read(SprintItem, keys.sprint_key(ws, number))
+    latest = list(islice(sprints_newest_first(ws, round_size=BOARD_SPRINTS), BOARD_SPRINTS))
     from agentplane.logic import agents  # the board and sprint start only: keeps the import light
 
     sees_agents = access.may("agents:read")
@@ -216,12 +187,12 @@ def sprint_board(access: Access, sprint: int | None, limit: int, cursor: str | N
         else []
     )
     board = SprintBoard(
-        sprint=_to_sprint(item) if item else None,
+        sprint=current.to_model() if current else None,
         number=number,
-        tasks=[Task.model_validate(task) for task in page.items if not task.get("deleted_at")],
+        tasks=[task.to_model() for task in page.items if task.is_live],
         agents=listed_agents,
         progress=agents.latest_progress(access, BOARD_AGENTS, None)[0] if sees_agents else [],
-        sprints=[_to_sprint(listed) for listed in latest.items],
+        sprints=[listed.to_model() for listed in latest],
         projects=(
             projects.list_projects(access, limit=BOARD_PROJECTS, cursor=None)[0] if access.may("projects:read") else []
         ),
@@ -232,13 +203,14 @@ def sprint_board(access: Access, sprint: int | None, limit: int, cursor: str | N
 # --- create and move ----------------------------------------------------------------------------
 
 
-def create_sprint(access: Access, body: SprintCreate, request_id: str = "") -> Sprint:
+def create_sprint(access: Access, body: SprintCreate) -> Sprint:
     ws = access.workspace_id
     activate = body.status == SprintStatus.active
-    for _ in range(_WRITE_ATTEMPTS):
+
+    def attempt() -> SprintItem:
         counter = _read_counter(ws)
-        last = int(counter["last_number"]) if counter else None
-        active = counter.get("active_number") if counter else None
+        last = int(counter.last_number) if counter else None
+        active = counter.active_number if counter else None
         if activate and active is not None:
             raise Conflict(
                 f"sprint {active} is active; move it on (or create this sprint as planning) first",
@@ -246,97 +218,80 @@ def create_sprint(access: Access, body: SprintCreate, request_id: str = "") -> S
             )
         number = body.number if body.number is not None else (last or 0) + 1
         at = iso()
-        item: Item = {
-            **keys.sprint_key(ws, number),
-            keys.ENTITY: "sprint",
-            "number": number,
-            "workspace_id": ws,
-            "name": body.name,
-            "goal": body.goal,
-            "status": body.status.value,
-            "deadline": body.deadline.isoformat() if body.deadline else None,
-            "started_at": at if activate else None,
-            "created_by": access.actor_id,
-            "created_at": at,
-            "updated_at": at,
-            "version": 1,
-        }
-        counter_set: dict[str, Any] = {
-            keys.ENTITY: "sprint_counter",
-            "workspace_id": ws,
-            "last_number": number if last is None else max(last, number),
-        }
-        guard = not_exists() if counter is None else attr_eq("last_number", last)
-        if activate:
-            counter_set["active_number"] = number
-            guard = guard & Expr("attribute_not_exists(#active)", {"#active": "active_number"})
-        tx = access.transaction()
-        counter_step = len(tx.operations)
-        tx.update(keys.sprint_counter_key(ws), Update(set=counter_set), guard)
-        tx.put(item, not_exists())
-        audit.record(
-            tx, ws, access.actor_id, "sprint.created", "sprint", str(number), request_id, {"status": body.status.value}
+        sprint = SprintItem(
+            workspace_id=ws,
+            number=number,
+            name=body.name,
+            goal=body.goal,
+            status=body.status.value,
+            deadline=body.deadline.isoformat() if body.deadline else None,
+            started_at=at if activate else None,
+            created_by=access.actor_id,
+            created_at=at,
+            updated_at=at,
         )
+        # The counter moves only from the state read (or is created), so concurrent creates
+        # never share a number; activating also takes the one active place.
+        numbered = [
+            SprintCounterItem.workspace_id.set(ws),
+            SprintCounterItem.last_number.set(number if last is None else max(last, number)),
+        ]
+        guard = SprintCounterItem.PK.does_not_exist() if counter is None else SprintCounterItem.last_number == last
+        if activate:
+            numbered.append(SprintCounterItem.active_number.set(number))
+            guard = guard & SprintCounterItem.active_number.does_not_exist()
+        tx = access.transaction()
+        tx.upsert(SprintCounterItem, keys.sprint_counter_key(ws), numbered, guard, name=_COUNTER)
+        tx.create(sprint, name=_SPRINT)
+        access.audit(tx, "sprint.created", "sprint", str(number), {"status": body.status.value})
         try:
             access.commit(tx)
         except TransactionFailed as failure:
-            if failure.failed_index() == counter_step + 1 and body.number is not None:
+            if failure.failed == _SPRINT and body.number is not None:
                 raise Conflict(f"sprint {number} already exists") from failure
-            continue  # another create or transition moved the counter: read it again
-        return _to_sprint(item)
-    raise Conflict("too many sprints are being created at once; retry")
+            raise  # another create or transition moved the counter: read it again
+        return sprint
+
+    try:
+        return retrying(attempt, retry_if=_lost, attempts=_WRITE_ATTEMPTS).to_model()
+    except TransactionFailed as failure:
+        raise Conflict("too many sprints are being created at once; retry") from failure
 
 
 def _write_sprint(
-    access: Access, current: Item, fields: dict[str, Any], target: SprintStatus | None, request_id: str
-) -> Item:
+    access: Access, sprint: SprintItem, fields: dict[str, Any], target: SprintStatus | None
+) -> SprintItem:
     """One conditional write of a sprint (and of the counter when it enters or leaves `active`)."""
     ws = access.workspace_id
-    number = int(current["number"])
-    status = SprintStatus(current["status"])
+    number = int(sprint.number)
+    status = SprintStatus(sprint.status)
     at = iso()
-    changes: dict[str, Any] = {**fields, "updated_at": at, "version": int(current["version"]) + 1}
+    changes: dict[str, Any] = {**fields, "updated_at": at}
     if target is not None:
         changes["status"] = target.value
-        if target == SprintStatus.active and not current.get("started_at"):
+        if target == SprintStatus.active and not sprint.started_at:
             changes["started_at"] = at
         if target == SprintStatus.completed:
             changes["completed_at"] = at
     tx = access.transaction()
-    sprint_step = len(tx.operations)
-    tx.update(
-        keys.sprint_key(ws, number),
-        Update(set=changes),
-        exists() & attr_eq("status", status.value) & attr_eq("version", current["version"]),
-    )
+    tx.change(sprint, sprint.assign(**changes), SprintItem.status == status.value, name=_SPRINT)
+    counter = keys.sprint_counter_key(ws)
+    active = SprintCounterItem.active_number
     if target == SprintStatus.active:
-        tx.update(
-            keys.sprint_counter_key(ws),
-            Update(set={"active_number": number}),
-            exists() & Expr("attribute_not_exists(#active)", {"#active": "active_number"}),
-        )
+        tx.adjust(SprintCounterItem, counter, [active.set(number)], active.does_not_exist(), name=_COUNTER)
     elif target is not None and status == SprintStatus.active:
         # Clear the pointer only if it is ours (or already gone): never another sprint's.
-        tx.update(
-            keys.sprint_counter_key(ws),
-            Update(remove=["active_number"]),
-            exists()
-            & Expr(
-                "attribute_not_exists(#active) OR #active = :number", {"#active": "active_number"}, {":number": number}
-            ),
-        )
-    details: dict[str, Any]
+        ours = active.does_not_exist() | (active == number)
+        tx.adjust(SprintCounterItem, counter, [active.remove()], ours, name=_COUNTER)
     if target is not None:
-        action, details = "sprint.status_changed", {"from": status.value, "to": target.value}
+        access.audit(tx, "sprint.status_changed", "sprint", str(number), {"from": status.value, "to": target.value})
     else:
-        action, details = "sprint.updated", {"fields": sorted(fields)}
-    audit.record(tx, ws, access.actor_id, action, "sprint", str(number), request_id, details)
+        access.audit(tx, "sprint.updated", "sprint", str(number), {"fields": sorted(fields)})
     try:
         access.commit(tx)
     except TransactionFailed as failure:
-        failed = failure.failed_index()
-        raise _WriteLost("counter" if failed == sprint_step + 1 else "sprint") from failure
-    return {**current, **changes}
+        raise _WriteLost(_COUNTER if failure.failed == _COUNTER else _SPRINT) from failure
+    return sprint
 
 
 def _refuse(number: int, status: SprintStatus, target: SprintStatus) -> InvalidTransition:
@@ -355,31 +310,28 @@ def _other_active_conflict(ws: str, number: int) -> Conflict:
     )
 
 
-def update_sprint(
-    access: Access, number: int, body: SprintUpdate, if_match: int | None = None, request_id: str = ""
-) -> Sprint:
+def update_sprint(access: Access, number: int, body: SprintUpdate, if_match: int | None = None) -> Sprint:
     ws = access.workspace_id
     expected = body.version or if_match
     fields = body.model_dump(mode="json", exclude_none=True, exclude={"version", "status"})
     for _ in range(_WRITE_ATTEMPTS):
-        current = _load_sprint(ws, number)
-        if expected is not None and expected != current["version"]:
+        sprint = _load_sprint(ws, number)
+        if expected is not None and expected != sprint.version:
             raise PreconditionFailed(
-                f"sprint {number} is at version {current['version']}, not {expected}",
-                current_version=current["version"],
+                f"sprint {number} is at version {sprint.version}, not {expected}", current_version=sprint.version
             )
-        status = SprintStatus(current["status"])
+        status = SprintStatus(sprint.status)
         target = body.status if body.status is not None and body.status != status else None
         if target is not None and target not in SPRINT_TRANSITIONS[status]:
             raise _refuse(number, status, target)
         if target is None and not fields:
-            return _to_sprint(current)  # nothing to change
+            return sprint.to_model()  # nothing to change
         try:
-            return _to_sprint(_write_sprint(access, current, fields, target, request_id))
+            return _write_sprint(access, sprint, fields, target).to_model()
         except _WriteLost as lost:
-            if lost.step == "counter":
+            if lost.step == _COUNTER:
                 raise _other_active_conflict(ws, number) from lost
-            now_status = _load_sprint(ws, number)["status"]
+            now_status = _load_sprint(ws, number).status
             if target is not None and now_status != status.value:
                 raise InvalidTransition(
                     f"sprint {number} moved to {now_status} while this request was in flight",
@@ -391,7 +343,7 @@ def update_sprint(
     raise Conflict(f"sprint {number} is being changed by others; retry")
 
 
-def start_current_sprint(access: Access, request_id: str = "") -> SprintStart:
+def start_current_sprint(access: Access) -> SprintStart:
     """Toban's CLI entry point: activate the current sprint (the latest one not completed), set its
     agents to `starting` and answer it with its agents and tasks. An already active sprint is
     answered as it is; its agents are still set to starting (the CLI calls this at every start)."""
@@ -399,34 +351,30 @@ def start_current_sprint(access: Access, request_id: str = "") -> SprintStart:
     for _ in range(_WRITE_ATTEMPTS):
         active = _active_number(ws)
         if active is not None:
-            return _start_answer(access, _load_sprint(ws, active), started=False, request_id=request_id)
-        candidate = next(
-            iter(_sprints_newest_first(ws, Expr("#st <> :done", {"#st": "status"}, {":done": "completed"}))), None
-        )
+            return _start_answer(access, _load_sprint(ws, active), started=False)
+        candidate = next(iter(sprints_newest_first(ws, open_only=True)), None)
         if candidate is None:
             raise NotFound("there is no sprint to start; create one first")
-        status = SprintStatus(candidate["status"])
+        status = SprintStatus(candidate.status)
         if SprintStatus.active not in SPRINT_TRANSITIONS[status]:
-            raise _refuse(int(candidate["number"]), status, SprintStatus.active)
+            raise _refuse(int(candidate.number), status, SprintStatus.active)
         try:
-            started = _write_sprint(access, candidate, {}, SprintStatus.active, request_id)
+            started = _write_sprint(access, candidate, {}, SprintStatus.active)
         except _WriteLost:
             continue  # someone else started or moved it: look again
-        return _start_answer(access, started, started=True, request_id=request_id)
+        return _start_answer(access, started, started=True)
     raise Conflict("the current sprint is being changed by others; retry")
 
 
-def _start_answer(access: Access, sprint: Item, *, started: bool, request_id: str) -> SprintStart:
+def _start_answer(access: Access, sprint: SprintItem, *, started: bool) -> SprintStart:
     ws = access.workspace_id
-    number = int(sprint["number"])
-    figures = sprint_figures(get_store().get(keys.sprint_stats_key(ws, number)))
-    names = sorted(
-        name for name, row in figures.agents.items() if name != task_indexes.UNASSIGNED and row.tasks > row.done
-    )[:START_AGENTS_CAP]
-    moved, skipped = _start_agents(access, names, request_id)
-    items, truncated = _sprint_task_items(ws, number)
+    number = int(sprint.number)
+    figures = sprint_figures(get_store().read(SprintStatsItem, keys.sprint_stats_key(ws, number)))
+    names = sorted(name for name, row in figures.agents.items() if name != UNASSIGNED and row.tasks > row.done)
+    moved, skipped = _start_agents(access, names[:START_AGENTS_CAP])
+    items, truncated = _sprint_tasks(ws, number)
     return SprintStart(
-        sprint=_to_sprint(sprint),
+        sprint=sprint.to_model(),
         started=started,
         agents=moved,
         skipped_agents=skipped,
@@ -435,7 +383,7 @@ def _start_answer(access: Access, sprint: Item, *, started: bool, request_id: st
     )
 
 
-def _start_agents(access: Access, names: list[str], request_id: str) -> tuple[list[StartedAgent], list[SkippedAgent]]:
+def _start_agents(access: Access, names: list[str]) -> tuple[list[StartedAgent], list[SkippedAgent]]:
     """Toban sets the agents with open work in the sprint to `starting`, each with the agents
     family's own conditional, audited write. One already at work, asked to stop, or not
     registered is left as it is and listed as skipped, with the reason."""
@@ -472,38 +420,32 @@ def _start_agents(access: Access, names: list[str], request_id: str) -> tuple[li
 # --- retrospectives -------------------------------------------------------------------------------
 
 
-def add_retro_comment(access: Access, number: int, body: RetroCreate, request_id: str = "") -> RetroComment:
+def add_retro_comment(access: Access, number: int, body: RetroCreate) -> RetroComment:
     ws = access.workspace_id
-    comment_id = new_id("rtr")
-    item: Item = {
-        **keys.sprint_retro_key(ws, number, comment_id),
-        keys.ENTITY: "sprint_retro",
-        "id": comment_id,
-        "workspace_id": ws,
-        "sprint": number,
-        "author": body.agent_name or access.principal.agent_name or access.actor_id,
-        "agent_name": body.agent_name or access.principal.agent_name,
-        "actor_id": access.actor_id,
-        "went_well": body.went_well,
-        "to_improve": body.to_improve,
-        "action_item": body.action_item,
-        "suggested_tasks": [task.model_dump(mode="json") for task in body.suggested_tasks],
-        "created_at": iso(),
-    }
-    tx = access.transaction()
-    sprint_step = len(tx.operations)
-    tx.check(keys.sprint_key(ws, number), exists())
-    tx.put(item, not_exists())
-    audit.record(
-        tx, ws, access.actor_id, "sprint.retro_added", "sprint", str(number), request_id, {"comment_id": comment_id}
+    comment = SprintRetroItem(
+        workspace_id=ws,
+        sprint=number,
+        id=new_id("rtr"),
+        author=body.agent_name or access.principal.agent_name or access.actor_id,
+        agent_name=body.agent_name or access.principal.agent_name,
+        actor_id=access.actor_id,
+        went_well=body.went_well,
+        to_improve=body.to_improve,
+        action_item=body.action_item,
+        suggested_tasks=[task.model_dump(mode="json") for task in body.suggested_tasks],
+        created_at=iso(),
     )
+    tx = access.transaction()
+    tx.require(SprintItem, keys.sprint_key(ws, number), SprintItem.present(), name=_SPRINT)
+    tx.create(comment)
+    access.audit(tx, "sprint.retro_added", "sprint", str(number), {"comment_id": comment.id})
     try:
         access.commit(tx)
     except TransactionFailed as failure:
-        if failure.failed_index() == sprint_step:
+        if failure.failed == _SPRINT:
             raise NotFound(f"sprint {number} not found") from failure
         raise
-    return RetroComment.model_validate(item)
+    return comment.to_model()
 
 
 def list_retro_comments(
@@ -513,17 +455,15 @@ def list_retro_comments(
     _load_sprint(ws, number)
     query = {"sprint": number}
     scope = f"sprint-retro:{ws}"
-    page = get_store().query(
-        keys.sprint_retro_pk(ws, number), limit=limit, start_key=decode_cursor(cursor, scope, query)
-    )
-    return [RetroComment.model_validate(item) for item in page.items], encode_cursor(page.last_key, scope, query)
+    page = retro_comments(ws, number, limit=limit, start=decode_cursor(cursor, scope, query))
+    return [comment.to_model() for comment in page.items], encode_cursor(page.last_key, scope, query)
 
 
 # --- analytics ------------------------------------------------------------------------------------
 
 
-def _task_summaries(items: Iterable[Item]) -> list[SprintTaskSummary]:
-    return [SprintTaskSummary.model_validate({**item, "completed_at": completed_at(item)}) for item in items]
+def _task_summaries(tasks: Iterable[TaskItem]) -> list[SprintTaskSummary]:
+    return [SprintTaskSummary.model_validate({**task.fields(), "completed_at": task.done_at}) for task in tasks]
 
 
 def _percent(part: int, whole: int) -> int:
@@ -551,19 +491,19 @@ def _day(value: str) -> date:
     return parse_iso(value).astimezone(UTC).date()
 
 
-def _sprint_and_figures(ws: str, number: int) -> tuple[Item, SprintFigures]:
+def _sprint_and_figures(ws: str, number: int) -> tuple[SprintItem, SprintFigures]:
     """The sprint and its counters, in one BatchGetItem."""
-    sprint, stats = get_store().get_many([keys.sprint_key(ws, number), keys.sprint_stats_key(ws, number)])
-    if sprint is None:
+    sprint, stats = get_store().read_many(Entity, [keys.sprint_key(ws, number), keys.sprint_stats_key(ws, number)])
+    if not isinstance(sprint, SprintItem):
         raise NotFound(f"sprint {number} not found")
-    return sprint, sprint_figures(stats)
+    return sprint, sprint_figures(stats if isinstance(stats, SprintStatsItem) else None)
 
 
-def _burndown(sprint: Item, figures: SprintFigures, today: date) -> list[BurndownDay]:
+def _burndown(sprint: SprintItem, figures: SprintFigures, today: date) -> list[BurndownDay]:
     """Tasks and points still open at the end of each day, from the sprint's start to its end
     (completion) or today. A task finished before the sprint started counts as done on day one."""
-    start = _day(sprint.get("started_at") or sprint["created_at"])
-    end = _day(sprint["completed_at"]) if sprint.get("completed_at") else today
+    start = _day(sprint.started_at or sprint.created_at)
+    end = _day(sprint.completed_at) if sprint.completed_at else today
     end = max(end, start)
     first = max(start, end - timedelta(days=MAX_BURNDOWN_DAYS - 1))
     done_on: Counter[date] = Counter()
@@ -594,9 +534,9 @@ def _burndown(sprint: Item, figures: SprintFigures, today: date) -> list[Burndow
 def sprint_analytics(access: Access, number: int) -> SprintAnalytics:
     ws = access.workspace_id
     sprint, figures = _sprint_and_figures(ws, number)
-    items, truncated = _sprint_task_items(ws, number)
+    tasks, truncated = _sprint_tasks(ws, number)
     return SprintAnalytics(
-        sprint=_to_sprint(sprint),
+        sprint=sprint.to_model(),
         summary=_summary(figures),
         by_agent={
             name: AgentBreakdown(total=row.tasks, done=row.done, points=row.points, done_points=row.done_points)
@@ -605,7 +545,7 @@ def sprint_analytics(access: Access, number: int) -> SprintAnalytics:
         by_type=dict(sorted(figures.types.items())),
         by_priority=dict(sorted(figures.priorities.items())),
         burndown=_burndown(sprint, figures, ids.now().date()),
-        tasks=_task_summaries(items),
+        tasks=_task_summaries(tasks),
         truncated=truncated,
     )
 
@@ -613,16 +553,16 @@ def sprint_analytics(access: Access, number: int) -> SprintAnalytics:
 def sprint_review(access: Access, number: int) -> SprintReview:
     ws = access.workspace_id
     sprint, figures = _sprint_and_figures(ws, number)
-    items, truncated = _sprint_task_items(ws, number)
+    tasks, truncated = _sprint_tasks(ws, number)
     by_owner: dict[str, list[SprintTaskSummary]] = defaultdict(list)
-    for item, summary in zip(items, _task_summaries(items), strict=True):
-        by_owner[agent_of(item) or task_indexes.UNASSIGNED].append(summary)
-    retro = get_store().query(keys.sprint_retro_pk(ws, number), limit=REVIEW_RETRO_CAP)
+    for task, summary in zip(tasks, _task_summaries(tasks), strict=True):
+        by_owner[task.agent or UNASSIGNED].append(summary)
+    retro = retro_comments(ws, number, limit=REVIEW_RETRO_CAP)
     return SprintReview(
-        sprint=_to_sprint(sprint),
+        sprint=sprint.to_model(),
         summary=_summary(figures),
         by_owner=dict(sorted(by_owner.items())),
-        retro=[RetroComment.model_validate(item) for item in retro.items],
+        retro=[comment.to_model() for comment in retro.items],
         truncated=truncated or retro.last_key is not None,
     )
 
@@ -632,49 +572,26 @@ def velocity(access: Access, limit: int) -> Velocity:
     Toban lists them), oldest first, each with its status: their counters in one BatchGetItem. The
     average is over the completed ones, which an unfinished sprint would drag down."""
     ws = access.workspace_id
-    latest: list[Item] = []
-    for sprint in _sprints_newest_first(ws, attr_in("status", [status.value for status in SprintStatus])):
-        latest.append(sprint)
-        if len(latest) >= limit:
-            break
+    latest = list(islice(sprints_newest_first(ws), limit))
     latest.reverse()
-    stats = get_store().get_many([keys.sprint_stats_key(ws, int(sprint["number"])) for sprint in latest])
+    stats = get_store().read_many(SprintStatsItem, [keys.sprint_stats_key(ws, int(s.number)) for s in latest])
     entries = []
     for sprint, counters in zip(latest, stats, strict=True):
         summary = _summary(sprint_figures(counters))
         entries.append(
             VelocityEntry(
-                sprint=int(sprint["number"]),
-                status=SprintStatus(sprint["status"]),
+                sprint=int(sprint.number),
+                status=SprintStatus(sprint.status),
                 total=summary.total,
                 done=summary.done,
                 total_points=summary.total_points,
                 done_points=summary.done_points,
-                completed_at=sprint.get("completed_at"),
+                completed_at=sprint.completed_at,
             )
         )
     completed = [e.done_points for e in entries if e.status == SprintStatus.completed]
     average = round(sum(completed) / len(completed), 2) if completed else 0.0
     return Velocity(velocity=entries, average_done_points=average)
-
-
-def _day_items(ws: str, first: date, last: date) -> dict[str, Item]:
-    """The workspace's day counters from `first` to `last` (at most 90 + 31 days: one Query)."""
-    found: dict[str, Item] = {}
-    start: dict[str, Any] | None = None
-    for _ in range(3):
-        page = get_store().query(
-            keys.task_day_pk(ws),
-            sk_between=(first.isoformat(), last.isoformat()),
-            limit=200,
-            start_key=start,
-            consistent=True,
-        )
-        found.update({str(item[keys.SK]): item for item in page.items})
-        start = page.last_key
-        if start is None:
-            break
-    return found
 
 
 def daily_analytics(access: Access, day: date | None, days: int) -> DailyAnalytics:
@@ -690,8 +607,10 @@ def daily_analytics(access: Access, day: date | None, days: int) -> DailyAnalyti
     last = day or ids.now().date()
     first = last - timedelta(days=days - 1)
     month_start = first.replace(day=1)
-    months = task_indexes.done_by_month(get_store().get(keys.task_totals_key(ws)))
-    stored = {name: day_figures(item) for name, item in _day_items(ws, month_start, last).items()}
+    months = done_by_month(get_store().read(TaskTotalsItem, keys.task_totals_key(ws)))
+    stored = {
+        name: day_figures(item) for name, item in days_between(ws, month_start.isoformat(), last.isoformat()).items()
+    }
     running = sum(count for month, count in months.items() if month < month_start.isoformat()[:7])
     running += sum(figures.done for name, figures in stored.items() if name < first.isoformat())
 
@@ -718,18 +637,16 @@ def daily_analytics(access: Access, day: date | None, days: int) -> DailyAnalyti
         done_so_far += done
         hourly.append(HourlyActivity(hour=hour, done=done, started=started, total=done_so_far, created=created))
 
-    links = get_store().query(
-        keys.task_done_pk(ws), sk_prefix=f"{last.isoformat()}T", limit=DAILY_TASKS_CAP, consistent=True
-    )
-    found = get_tasks(ws, [link["task_id"] for link in links.items])
-    done_tasks = [found[link["task_id"]] for link in links.items if link["task_id"] in found]
+    links = tasks_done_on(ws, last.isoformat(), limit=DAILY_TASKS_CAP)
+    found = live_tasks_by_id(ws, [link.task_id for link in links.items])
+    done_tasks = [found[link.task_id] for link in links.items if link.task_id in found]
     return DailyAnalytics(
         date=last.isoformat(),
         days=days,
         scorecard=DailyScorecard(
             tasks_done=today.done,
             points=today.done_points,
-            agents_active=len([name for name in today.agents if name != task_indexes.UNASSIGNED]),
+            agents_active=len([name for name in today.agents if name != UNASSIGNED]),
             types=dict(sorted(today.types.items())),
         ),
         hourly=hourly,

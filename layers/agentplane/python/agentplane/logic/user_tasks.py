@@ -7,9 +7,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agentplane import audit, keys
+from agentplane import keys
 from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
+from agentplane.entities.tasks import UserTaskItem, user_tasks_of_workspace
 from agentplane.errors import NotFound, PreconditionFailed
 from agentplane.ids import iso, new_id
 from agentplane.logic import tasks
@@ -22,50 +23,39 @@ from agentplane.models.tasks import (
     UserTaskStatus,
     UserTaskUpdate,
 )
-from agentplane.store import Expr, TransactionFailed, Update, attr_eq, exists, get_store, not_exists
+from agentplane.store import TransactionFailed, get_store
 
-Item = dict[str, Any]
 USER_TASK_ID = re.compile(USER_TASK_ID_PATTERN)
 
 
-def _to_user_task(item: Item) -> UserTask:
-    return UserTask.model_validate(item)
-
-
-def _load(ws: str, user_task_id: str) -> Item:
+def _load(ws: str, user_task_id: str) -> UserTaskItem:
     # An id that could never have been minted is not looked up (nor sent to DynamoDB as a key).
-    item = get_store().get(keys.user_task_key(ws, user_task_id)) if USER_TASK_ID.match(user_task_id) else None
-    if item is None:
+    key = keys.user_task_key(ws, user_task_id)
+    found = get_store().read(UserTaskItem, key) if USER_TASK_ID.match(user_task_id) else None
+    if found is None:
         raise NotFound(f"user task {user_task_id} not found")
-    return item
+    return found
 
 
-def create_user_task(access: Access, body: UserTaskCreate, request_id: str = "") -> UserTask:
+def create_user_task(access: Access, body: UserTaskCreate) -> UserTask:
     ws = access.workspace_id
     tasks.require_tasks(ws, "related_tasks", body.related_tasks)
-    user_task_id = new_id("utask")
     at = iso()
-    item: Item = {
-        **keys.user_task_key(ws, user_task_id),
-        keys.ENTITY: "user_task",
-        **body.model_dump(),
-        "related_tasks": list(dict.fromkeys(body.related_tasks)),
-        "id": user_task_id,
-        "workspace_id": ws,
-        "created_by": access.actor_id,
-        "created_at": at,
-        "updated_at": at,
-        "version": 1,
-    }
-    if body.status == UserTaskStatus.done:
-        item["completed_at"] = at
-    tx = access.transaction()
-    tx.put(item, not_exists())
-    audit.record(
-        tx, ws, access.actor_id, "user_task.created", "user_task", user_task_id, request_id, {"title": body.title}
+    user_task = UserTaskItem(
+        workspace_id=ws,
+        id=new_id("utask"),
+        **body.model_dump(mode="json", exclude={"related_tasks"}),
+        related_tasks=list(dict.fromkeys(body.related_tasks)),
+        created_by=access.actor_id,
+        created_at=at,
+        updated_at=at,
+        completed_at=at if body.status == UserTaskStatus.done else None,
     )
+    tx = access.transaction()
+    tx.create(user_task)
+    access.audit(tx, "user_task.created", "user_task", user_task.id, {"title": body.title})
     access.commit(tx)
-    return _to_user_task(item)
+    return user_task.to_model()
 
 
 def list_user_tasks(
@@ -75,72 +65,47 @@ def list_user_tasks(
     query = {"status": status}
     scope = f"user-tasks:{ws}"
     start = decode_cursor(cursor, scope, query)
-    page = get_store().query(
-        keys.ws_pk(ws),
-        sk_prefix=keys.USER_TASK_PREFIX,
-        limit=limit,
-        start_key=start,
-        filter=attr_eq("status", status) if status is not None else None,
-    )
-    return [_to_user_task(item) for item in page.items], encode_cursor(page.last_key, scope, query)
+    page = user_tasks_of_workspace(ws, status=status, limit=limit, start=start)
+    return [user_task.to_model() for user_task in page.items], encode_cursor(page.last_key, scope, query)
 
 
-def update_user_task(
-    access: Access, user_task_id: str, body: UserTaskUpdate, if_match: int | None = None, request_id: str = ""
-) -> UserTask:
+def update_user_task(access: Access, user_task_id: str, body: UserTaskUpdate, if_match: int | None = None) -> UserTask:
     ws = access.workspace_id
-    current = _load(ws, user_task_id)
-    expected = body.version or if_match
-    if expected is not None and expected != current["version"]:
-        raise PreconditionFailed(
-            f"user task {user_task_id} is at version {current['version']}, not {expected}",
-            current_version=current["version"],
-        )
-    changes = body.model_dump(exclude_none=True, exclude={"version"})
+    user_task = _load(ws, user_task_id)
+    tasks.require_version(f"user task {user_task_id}", user_task.version, body.version or if_match)
+    changes: dict[str, Any] = body.model_dump(mode="json", exclude_none=True, exclude={"version"})
     if "related_tasks" in changes:
         tasks.require_tasks(ws, "related_tasks", changes["related_tasks"])
         changes["related_tasks"] = list(dict.fromkeys(changes["related_tasks"]))
     at = iso()
-    remove: list[str] = []
+    named = {*changes, "updated_at", "version"}
     new_status = changes.get("status")
-    if new_status is not None and new_status != current["status"]:
+    if new_status is not None and new_status != user_task.status:
+        # completed_at while done: set on reaching it, removed on leaving it.
         if new_status == UserTaskStatus.done:
             changes["completed_at"] = at
-        elif "completed_at" in current:
-            remove.append("completed_at")
-    changes["updated_at"] = at
-    changes["version"] = current["version"] + 1
+            named.add("completed_at")
+        elif user_task.completed_at is not None:
+            changes["completed_at"] = None
+            named.add("completed_at")
     tx = access.transaction()
-    tx.update(
-        keys.user_task_key(ws, user_task_id),
-        Update(set=changes, remove=remove),
-        exists() & attr_eq("version", current["version"]),
-    )
-    audit.record(
-        tx,
-        ws,
-        access.actor_id,
-        "user_task.updated",
-        "user_task",
-        user_task_id,
-        request_id,
-        {"fields": sorted(set(changes) | set(remove))},
-    )
+    tx.change(user_task, user_task.assign(**changes, updated_at=at))
+    access.audit(tx, "user_task.updated", "user_task", user_task_id, {"fields": sorted(named)})
     try:
         access.commit(tx)
     except TransactionFailed as failure:
         raise PreconditionFailed(
             f"user task {user_task_id} changed while it was being updated; reload and retry"
         ) from failure
-    return _to_user_task({k: v for k, v in {**current, **changes}.items() if k not in remove})
+    return user_task.to_model()
 
 
-def delete_user_task(access: Access, user_task_id: str, request_id: str = "") -> None:
+def delete_user_task(access: Access, user_task_id: str) -> None:
     ws = access.workspace_id
     _load(ws, user_task_id)
     tx = access.transaction()
-    tx.delete(keys.user_task_key(ws, user_task_id), exists())
-    audit.record(tx, ws, access.actor_id, "user_task.deleted", "user_task", user_task_id, request_id)
+    tx.drop(UserTaskItem, keys.user_task_key(ws, user_task_id), name="user_task")
+    access.audit(tx, "user_task.deleted", "user_task", user_task_id)
     try:
         access.commit(tx)
     except TransactionFailed as failure:
@@ -164,23 +129,15 @@ def list_blockers(
     query = {"sprint": number}
     scope = f"user-task-blockers:{ws}"
     start = decode_cursor(cursor, scope, query)
-    page = get_store().query(
-        keys.ws_pk(ws),
-        sk_prefix=keys.USER_TASK_PREFIX,
-        limit=limit,
-        start_key=start,
-        filter=Expr(
-            "#open_status <> :open_done", {"#open_status": "status"}, {":open_done": UserTaskStatus.done.value}
-        ),
-    )
-    related = tasks.get_tasks(ws, [t for item in page.items for t in item.get("related_tasks") or []])
+    page = user_tasks_of_workspace(ws, not_status=UserTaskStatus.done.value, limit=limit, start=start)
+    related = tasks.live_tasks_by_id(ws, [t for user_task in page.items for t in user_task.related_tasks or []])
     blockers: list[UserTaskBlocker] = []
-    for item in page.items:
+    for user_task in page.items:
         held = [
-            tasks.summarize(related[t])
-            for t in item.get("related_tasks") or []
-            if t in related and related[t]["status"] != TaskStatus.done and related[t].get("sprint") == number
+            related[t].to_summary()
+            for t in user_task.related_tasks or []
+            if t in related and related[t].status != TaskStatus.done and related[t].sprint == number
         ]
         if held:
-            blockers.append(UserTaskBlocker.model_validate({**item, "blocked_sprint_tasks": held}))
+            blockers.append(UserTaskBlocker.model_validate({**user_task.fields(), "blocked_sprint_tasks": held}))
     return blockers, encode_cursor(page.last_key, scope, query)

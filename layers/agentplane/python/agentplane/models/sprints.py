@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from agentplane.models.agents import Agent, AgentStatus, Progress
-from agentplane.models.common import Input, Output
+from agentplane.models.common import Input, ListQuery, Output
 from agentplane.models.envelope import PageMeta
 from agentplane.models.projects import Project
 from agentplane.models.tasks import Task, TaskPriority
@@ -59,6 +59,14 @@ class SprintUpdate(Input):
     goal: Goal | None = None
     deadline: date | None = None
     version: int | None = Field(default=None, ge=1, description="Expected current version (or send If-Match)")
+
+
+class SprintQuery(ListQuery):
+    status: SprintStatus | None = None
+
+
+class SprintBoardQuery(ListQuery):
+    sprint: int | None = Field(default=None, ge=0, le=MAX_SPRINT_NUMBER, description="Another sprint's number")
 
 
 class Sprint(Output):

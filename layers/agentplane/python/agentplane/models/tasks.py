@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from agentplane.models.common import Input, LongText, Output
+from agentplane.models.common import Input, ListQuery, LongText, Output
 
 Title = Annotated[str, StringConstraints(min_length=1, max_length=300)]
 AgentName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
@@ -190,6 +190,18 @@ class ReviewActionResult(Output):
     fix_task: Task | None = Field(default=None, description="fix: the sub-task created for the fix")
 
 
+class TaskQuery(ListQuery):
+    """The filters of the task list (each narrows the page; `next` answers one task instead)."""
+
+    status: TaskStatus | None = None
+    sprint: int | None = Field(default=None, ge=0, le=MAX_SPRINT)
+    owner: str | None = Field(default=None, max_length=100)
+    assignee: str | None = Field(default=None, max_length=100, description="An assignee, or `me` for the caller")
+    priority: TaskPriority | None = None
+    q: str | None = Field(default=None, max_length=200, description="Text in the title or description")
+    next: bool = Field(default=False, description="Answer only the assignee's (default: the caller's) next todo task")
+
+
 # --- stories ------------------------------------------------------------------------------------
 class StoryStatus(StrEnum):
     todo = "todo"
@@ -231,6 +243,11 @@ class Story(Output):
     updated_at: str
     version: int
     tasks: list[Task] | None = Field(default=None, description="The story's first tasks (single-story reads)")
+
+
+class StoryQuery(ListQuery):
+    status: StoryStatus | None = None
+    sprint: int | None = Field(default=None, ge=0, le=MAX_SPRINT)
 
 
 # --- user tasks ---------------------------------------------------------------------------------
@@ -283,3 +300,14 @@ class UserTaskBlocker(Output):
     blocked_sprint_tasks: list[TaskSummary] = Field(
         description="Open tasks of the sprint (the active one unless `sprint` is given) waiting on this user task"
     )
+
+
+class UserTaskQuery(ListQuery):
+    status: UserTaskStatus | None = None
+
+
+class UserTaskBlockerQuery(ListQuery):
+    sprint: int | None = Field(
+        default=None, ge=0, le=MAX_SPRINT, description="Sprint whose tasks count (default: the active sprint)"
+    )
+    limit: int = Field(default=20, ge=1, le=50, description="User tasks read per page (default 20, max 50)")
