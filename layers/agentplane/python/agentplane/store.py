@@ -369,6 +369,27 @@ class Transaction:
         guard = entity.present() if condition is None else entity.present() & condition
         return self._add("Delete", _key_operation(entity, key, guard), name)
 
+    def upsert(
+        self,
+        entity: type[Entity],
+        key: Key,
+        actions: Sequence[Action],
+        condition: Condition | None = None,
+        *,
+        name: str | None = None,
+    ) -> Transaction:
+        """Update attributes of an item by its key, creating it (as `entity`'s kind) when absent:
+        counters and bookkeeping items shared by many others, which the first write brings into
+        being, and marks that must land even where the item may have expired (a revocation). Its
+        version, if any, is left as it is."""
+        kind = entity.entity.set(entity)
+        return self._add("Update", _key_operation(entity, key, condition, [kind, *actions]), name)
+
+    def discard(self, entity: type[Entity], key: Key, *, name: str | None = None) -> Transaction:
+        """Delete an item by its key whether or not it is still there (a clean-up of records that
+        may already have expired)."""
+        return self._add("Delete", _key_operation(entity, key, None), name)
+
     def require(self, entity: type[Entity], key: Key, condition: Condition, *, name: str | None = None) -> Transaction:
         """Write nothing to `key`, but only commit if `condition` holds of it."""
         op = entity.get_operation_kwargs_from_class(key["PK"], key["SK"], condition=condition)
@@ -382,7 +403,7 @@ class Transaction:
 
 
 def _key_operation(
-    entity: type[Entity], key: Key, condition: Condition, actions: Sequence[Action] | None = None
+    entity: type[Entity], key: Key, condition: Condition | None, actions: Sequence[Action] | None = None
 ) -> dict[str, Any]:
     # pynamodb builds key-addressed operations only for condition checks; the same builder
     # takes update actions, without the version handling an instance's update adds.
@@ -603,6 +624,13 @@ class Store:
         """BatchGetItem of items of one kind; results line up with `keys`."""
         return [entity.from_raw_data(raw) if raw is not None else None for raw in self._get_raw(keys)]
 
+    def read_each(self, wanted: Sequence[tuple[type[Entity], Key]]) -> list[Entity | None]:
+        """Items of different kinds in one BatchGetItem, each read as the kind asked for with its
+        key (so also an item stored before it carried its kind); results line up with `wanted`."""
+        found = self._get_raw([key for _, key in wanted], batch=True)
+        pairs = zip(wanted, found, strict=True)
+        return [entity.from_raw_data(raw) if raw is not None else None for (entity, _), raw in pairs]
+
     def select(
         self, entity: type[E], spec: QuerySpec, *, limit: int, start: dict[str, Any] | None = None
     ) -> EntityPage[E]:
@@ -672,6 +700,21 @@ class Store:
         args = {**_key_operation(entity, key, guard, actions), "TableName": self.table_name, "ReturnValues": "ALL_NEW"}
         response = self._conditional(self.client.update_item, args)
         return entity.from_raw_data(response["Attributes"])
+
+    def upsert(self, entity: type[E], key: Key, actions: Sequence[Action], condition: Condition | None = None) -> E:
+        """UpdateItem by key, creating the item as `entity`'s kind when absent (see
+        `Transaction.upsert`); answers the item."""
+        self.settle_deferred()
+        args = _key_operation(entity, key, condition, [entity.entity.set(entity), *actions])
+        response = self._conditional(
+            self.client.update_item, {**args, "TableName": self.table_name, "ReturnValues": "ALL_NEW"}
+        )
+        return entity.from_raw_data(response["Attributes"])
+
+    def discard(self, entity: type[Entity], key: Key) -> None:
+        """DeleteItem by key whether or not the item is still there (see `Transaction.discard`)."""
+        self.settle_deferred()
+        self.client.delete_item(**{**_key_operation(entity, key, None), "TableName": self.table_name})
 
     def remove(self, entity: Entity, condition: Condition | None = None) -> None:
         """DeleteItem of an item read before (versioned: only at that version)."""
