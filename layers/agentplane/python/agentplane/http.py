@@ -209,17 +209,18 @@ def request_id(app: APIGatewayHttpResolver) -> str:
     return str(_request_context(app).get("requestId", ""))
 
 
-def workspace_scope(scope: str) -> Any:
+def workspace_scope(scope: str | None = None) -> Any:
     """What a route of `/workspaces/{ws}/…` declares to get the caller's `Access` with `scope`:
     `access: Annotated[Access, workspace_scope("tasks:write")]`. A non-member gets a 404, a role
-    or token without the scope a 403 naming it; the access carries the request id for audit."""
+    or token without the scope a 403 naming it; the access carries the request id for audit.
+    Without a scope, any member gets it (a route that checks what it needs itself)."""
 
     def access(request: Request) -> Access:
         context = request.resolved_event.raw_event.get("requestContext") or {}
         workspace_id = request.path_parameters.get("ws", "")
         return workspace_access(request_principal(), workspace_id, scope, request_id=str(context.get("requestId", "")))
 
-    access.__name__ = f"access_{scope.replace(':', '_')}"
+    access.__name__ = f"access_{(scope or 'member').replace(':', '_')}"
     return Depends(access)
 
 
