@@ -62,8 +62,8 @@ def list_audit_logs(
 
 @app.post(f"{WS}/activity", responses={201: {"description": "Created"}, **PROBLEM_RESPONSES})
 def record_activity(ws: str, body: ActivityCreate) -> Response[Data[Activity]]:
-    access = workspace_access(request_principal(app), ws, "agents:write")
-    return created(activity.record_activity(access, body, request_id(app)))
+    access = workspace_access(request_principal(app), ws, "agents:write", request_id=request_id(app))
+    return created(activity.record_activity(access, body))
 
 
 @app.get(f"{WS}/activity", responses=PROBLEM_RESPONSES)
