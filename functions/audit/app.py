@@ -61,7 +61,7 @@ def list_audit_logs(ws: str, access: ReadAudit, query: Annotated[AuditQuery, Que
 
 @app.post(f"{WS}/activity", responses={201: {"description": "Created"}, **PROBLEM_RESPONSES})
 def record_activity(ws: str, access: WriteActivity, body: ActivityCreate) -> Response[Data[Activity]]:
-    return created(activity.record_activity(access, body, access.request_id))
+    return created(activity.record_activity(access, body))
 
 
 @app.get(f"{WS}/activity", responses=PROBLEM_RESPONSES)

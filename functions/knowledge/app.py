@@ -11,20 +11,17 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from agentplane.access import workspace_access
+from agentplane.access import Access
 from agentplane.http import (
     PROBLEM_RESPONSES,
-    Cursor,
     IfMatch,
-    Limit,
     create_app,
     created,
     lambda_entry,
     no_content,
     ok,
     page,
-    request_id,
-    request_principal,
+    workspace_scope,
 )
 from agentplane.logic import knowledge
 from agentplane.models.envelope import Data, DataList
@@ -32,12 +29,14 @@ from agentplane.models.knowledge import (
     Adr,
     AdrCreate,
     AdrPrompt,
-    AdrStatus,
+    AdrQuery,
     AdrUpdate,
     FailureCreate,
+    FailureQuery,
     FailureRecord,
     Rule,
     RuleCreate,
+    RuleQuery,
     RuleUpdate,
 )
 
@@ -46,102 +45,85 @@ app = create_app(requires=REQUIRED_SETTINGS)
 WS = "/api/v1/workspaces/<ws>"
 CREATED = {201: {"description": "Created"}, **PROBLEM_RESPONSES}
 DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}
-NameFilter = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+ReadKnowledge = Annotated[Access, workspace_scope("tasks:read")]
+WriteKnowledge = Annotated[Access, workspace_scope("tasks:write")]
 
 
 @app.post(f"{WS}/adrs", responses=CREATED)
-def create_adr(ws: str, body: AdrCreate) -> Response[Data[Adr]]:
-    access = workspace_access(request_principal(app), ws, "tasks:write")
-    return created(knowledge.create_adr(access, body, request_id(app)))
+def create_adr(ws: str, access: WriteKnowledge, body: AdrCreate) -> Response[Data[Adr]]:
+    return created(knowledge.create_adr(access, body))
 
 
 @app.get(f"{WS}/adrs", responses=PROBLEM_RESPONSES)
-def list_adrs(
-    ws: str, status: Annotated[AdrStatus | None, Query()] = None, limit: Limit = 50, cursor: Cursor = None
-) -> DataList[Adr]:
-    access = workspace_access(request_principal(app), ws, "tasks:read")
-    items, next_cursor = knowledge.list_adrs(access, status=status, limit=limit, cursor=cursor)
-    return page(items, next_cursor, limit)
+def list_adrs(ws: str, access: ReadKnowledge, query: Annotated[AdrQuery, Query()]) -> DataList[Adr]:
+    items, next_cursor = knowledge.list_adrs(access, status=query.status, limit=query.limit, cursor=query.cursor)
+    return page(items, next_cursor, query.limit)
 
 
 @app.get(f"{WS}/adrs/prompt", responses=PROBLEM_RESPONSES)
-def adr_prompt(ws: str, include_proposed: Annotated[bool, Query()] = True) -> Data[AdrPrompt]:
-    access = workspace_access(request_principal(app), ws, "tasks:read")
+def adr_prompt(ws: str, access: ReadKnowledge, include_proposed: Annotated[bool, Query()] = True) -> Data[AdrPrompt]:
     return ok(knowledge.adr_prompt(access, include_proposed=include_proposed))
 
 
 @app.get(f"{WS}/adrs/<adr_id>", responses=PROBLEM_RESPONSES)
-def get_adr(ws: str, adr_id: str) -> Data[Adr]:
-    access = workspace_access(request_principal(app), ws, "tasks:read")
+def get_adr(ws: str, adr_id: str, access: ReadKnowledge) -> Data[Adr]:
     return ok(knowledge.get_adr(access, adr_id))
 
 
 @app.patch(f"{WS}/adrs/<adr_id>", responses=PROBLEM_RESPONSES)
-def update_adr(ws: str, adr_id: str, body: AdrUpdate, if_match: IfMatch = None) -> Data[Adr]:
-    access = workspace_access(request_principal(app), ws, "tasks:write")
-    return ok(knowledge.update_adr(access, adr_id, body, if_match, request_id(app)))
+def update_adr(ws: str, adr_id: str, access: WriteKnowledge, body: AdrUpdate, if_match: IfMatch = None) -> Data[Adr]:
+    return ok(knowledge.update_adr(access, adr_id, body, if_match))
 
 
 @app.delete(f"{WS}/adrs/<adr_id>", responses=DELETED)
-def delete_adr(ws: str, adr_id: str) -> Response[Any]:
-    access = workspace_access(request_principal(app), ws, "tasks:write")
-    knowledge.delete_adr(access, adr_id, request_id(app))
+def delete_adr(ws: str, adr_id: str, access: WriteKnowledge) -> Response[Any]:
+    knowledge.delete_adr(access, adr_id)
     return no_content()
 
 
 @app.post(f"{WS}/rules", responses=CREATED)
-def create_rule(ws: str, body: RuleCreate) -> Response[Data[Rule]]:
-    access = workspace_access(request_principal(app), ws, "tasks:write")
-    return created(knowledge.create_rule(access, body, request_id(app)))
+def create_rule(ws: str, access: WriteKnowledge, body: RuleCreate) -> Response[Data[Rule]]:
+    return created(knowledge.create_rule(access, body))
 
 
 @app.get(f"{WS}/rules", responses=PROBLEM_RESPONSES)
-def list_rules(
-    ws: str,
-    scope: NameFilter = None,
-    agent: NameFilter = None,
-    category: Annotated[str | None, Query(max_length=50)] = None,
-    permanent: Annotated[bool | None, Query()] = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-) -> DataList[Rule]:
-    access = workspace_access(request_principal(app), ws, "tasks:read")
+def list_rules(ws: str, access: ReadKnowledge, query: Annotated[RuleQuery, Query()]) -> DataList[Rule]:
     items, next_cursor = knowledge.list_rules(
-        access, scope=scope, agent=agent, category=category, permanent=permanent, limit=limit, cursor=cursor
+        access,
+        scope=query.scope,
+        agent=query.agent,
+        category=query.category,
+        permanent=query.permanent,
+        limit=query.limit,
+        cursor=query.cursor,
     )
-    return page(items, next_cursor, limit)
+    return page(items, next_cursor, query.limit)
 
 
 @app.patch(f"{WS}/rules/<rule_id>", responses=PROBLEM_RESPONSES)
-def update_rule(ws: str, rule_id: str, body: RuleUpdate, if_match: IfMatch = None) -> Data[Rule]:
-    access = workspace_access(request_principal(app), ws, "tasks:write")
-    return ok(knowledge.update_rule(access, rule_id, body, if_match, request_id(app)))
+def update_rule(
+    ws: str, rule_id: str, access: WriteKnowledge, body: RuleUpdate, if_match: IfMatch = None
+) -> Data[Rule]:
+    return ok(knowledge.update_rule(access, rule_id, body, if_match))
 
 
 @app.delete(f"{WS}/rules/<rule_id>", responses=DELETED)
-def delete_rule(ws: str, rule_id: str) -> Response[Any]:
-    access = workspace_access(request_principal(app), ws, "tasks:write")
-    knowledge.delete_rule(access, rule_id, request_id(app))
+def delete_rule(ws: str, rule_id: str, access: WriteKnowledge) -> Response[Any]:
+    knowledge.delete_rule(access, rule_id)
     return no_content()
 
 
 @app.post(f"{WS}/failures", responses=CREATED)
-def record_failure(ws: str, body: FailureCreate) -> Response[Data[FailureRecord]]:
-    access = workspace_access(request_principal(app), ws, "tasks:write")
-    return created(knowledge.record_failure(access, body, request_id(app)))
+def record_failure(ws: str, access: WriteKnowledge, body: FailureCreate) -> Response[Data[FailureRecord]]:
+    return created(knowledge.record_failure(access, body))
 
 
 @app.get(f"{WS}/failures", responses=PROBLEM_RESPONSES)
-def list_failures(
-    ws: str,
-    agent: Annotated[str | None, Query(max_length=100)] = None,
-    task_id: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-) -> DataList[FailureRecord]:
-    access = workspace_access(request_principal(app), ws, "tasks:read")
-    items, next_cursor = knowledge.list_failures(access, agent=agent, task_id=task_id, limit=limit, cursor=cursor)
-    return page(items, next_cursor, limit)
+def list_failures(ws: str, access: ReadKnowledge, query: Annotated[FailureQuery, Query()]) -> DataList[FailureRecord]:
+    items, next_cursor = knowledge.list_failures(
+        access, agent=query.agent, task_id=query.task_id, limit=query.limit, cursor=query.cursor
+    )
+    return page(items, next_cursor, query.limit)
 
 
 lambda_handler = lambda_entry(app)

@@ -1,4 +1,6 @@
-"""Notifications family: /api/v1/workspaces/{ws}/notifications (the caller's inbox)."""
+"""Notifications family: /api/v1/workspaces/{ws}/notifications (the caller's inbox).
+
+Every member has an inbox, so the routes need membership and no particular scope."""
 
 from __future__ import annotations
 
@@ -7,18 +9,15 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from agentplane.access import workspace_access
+from agentplane.access import Access
 from agentplane.http import (
     PROBLEM_RESPONSES,
-    Cursor,
-    Limit,
     create_app,
     created,
     lambda_entry,
     ok,
     page,
-    request_id,
-    request_principal,
+    workspace_scope,
 )
 from agentplane.logic import notifications
 from agentplane.models.envelope import Data, DataList
@@ -26,7 +25,7 @@ from agentplane.models.notifications import (
     Notification,
     NotificationCreate,
     NotificationCreated,
-    NotificationType,
+    NotificationQuery,
     ReadAllResult,
     UnreadCount,
 )
@@ -34,43 +33,35 @@ from agentplane.models.notifications import (
 REQUIRED_SETTINGS: tuple[str, ...] = ()
 app = create_app(requires=REQUIRED_SETTINGS)
 BASE = "/api/v1/workspaces/<ws>/notifications"
+Member = Annotated[Access, workspace_scope()]
 
 
 @app.get(BASE, responses=PROBLEM_RESPONSES)
-def list_notifications(
-    ws: str,
-    read: Annotated[bool | None, Query(description="true: only read ones; false: only unread ones")] = None,
-    type: Annotated[NotificationType | None, Query()] = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-) -> DataList[Notification]:
-    access = workspace_access(request_principal(app), ws)
-    items, next_cursor = notifications.list_notifications(access, read=read, type=type, limit=limit, cursor=cursor)
-    return page(items, next_cursor, limit)
+def list_notifications(ws: str, access: Member, query: Annotated[NotificationQuery, Query()]) -> DataList[Notification]:
+    items, next_cursor = notifications.list_notifications(
+        access, read=query.read, type=query.type, limit=query.limit, cursor=query.cursor
+    )
+    return page(items, next_cursor, query.limit)
 
 
 @app.post(BASE, responses={201: {"description": "Created"}, **PROBLEM_RESPONSES})
-def create_notification(ws: str, body: NotificationCreate) -> Response[Data[NotificationCreated]]:
-    access = workspace_access(request_principal(app), ws)
-    return created(notifications.create_notification(access, body, request_id(app)))
+def create_notification(ws: str, access: Member, body: NotificationCreate) -> Response[Data[NotificationCreated]]:
+    return created(notifications.create_notification(access, body))
 
 
 @app.get(f"{BASE}/unread-count", responses=PROBLEM_RESPONSES)
-def unread_count(ws: str) -> Data[UnreadCount]:
-    access = workspace_access(request_principal(app), ws)
+def unread_count(ws: str, access: Member) -> Data[UnreadCount]:
     return ok(notifications.unread_count(access))
 
 
 @app.patch(f"{BASE}/read-all", responses=PROBLEM_RESPONSES)
-def mark_all_read(ws: str) -> Data[ReadAllResult]:
-    access = workspace_access(request_principal(app), ws)
-    return ok(notifications.mark_all_read(access, request_id(app)))
+def mark_all_read(ws: str, access: Member) -> Data[ReadAllResult]:
+    return ok(notifications.mark_all_read(access))
 
 
 @app.patch(f"{BASE}/<notification_id>/read", responses=PROBLEM_RESPONSES)
-def mark_read(ws: str, notification_id: str) -> Data[Notification]:
-    access = workspace_access(request_principal(app), ws)
-    return ok(notifications.mark_read(access, notification_id, request_id(app)))
+def mark_read(ws: str, notification_id: str, access: Member) -> Data[Notification]:
+    return ok(notifications.mark_read(access, notification_id))
 
 
 lambda_handler = lambda_entry(app)

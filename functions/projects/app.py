@@ -8,12 +8,10 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from agentplane.access import workspace_access
+from agentplane.access import Access
 from agentplane.http import (
     PROBLEM_RESPONSES,
-    Cursor,
     IfMatch,
-    Limit,
     create_app,
     created,
     lambda_entry,
@@ -21,12 +19,13 @@ from agentplane.http import (
     no_content,
     ok,
     page,
-    request_id,
-    request_principal,
+    workspace_scope,
 )
 from agentplane.logic import docs, projects, runs, snapshots
+from agentplane.models.common import ListQuery
 from agentplane.models.envelope import Data, DataList
 from agentplane.models.projects import (
+    ChangelogQuery,
     MaintenanceAction,
     MaintenanceRun,
     Project,
@@ -52,6 +51,8 @@ PROJECT = f"{BASE}/<project_id>"
 SNAPSHOT = "/api/v1/workspaces/<ws>/snapshots/<snapshot_id>"
 RSS = "application/rss+xml"
 ACCEPTED = {202: {"description": "Maintenance run queued"}, **PROBLEM_RESPONSES}
+ReadProjects = Annotated[Access, workspace_scope("projects:read")]
+WriteProjects = Annotated[Access, workspace_scope("projects:write")]
 
 
 def accepted(data: Any) -> Response[Any]:
@@ -59,34 +60,31 @@ def accepted(data: Any) -> Response[Any]:
 
 
 @app.post(BASE, responses={201: {"description": "Created"}, **PROBLEM_RESPONSES})
-def create_project(ws: str, body: ProjectCreate) -> Response[Data[Project]]:
-    access = workspace_access(request_principal(app), ws, "projects:write")
-    return created(projects.create_project(access, body, request_id(app)))
+def create_project(ws: str, access: WriteProjects, body: ProjectCreate) -> Response[Data[Project]]:
+    return created(projects.create_project(access, body))
 
 
 @app.get(BASE, responses=PROBLEM_RESPONSES)
-def list_projects(ws: str, limit: Limit = 50, cursor: Cursor = None) -> DataList[Project]:
-    access = workspace_access(request_principal(app), ws, "projects:read")
-    items, next_cursor = projects.list_projects(access, limit=limit, cursor=cursor)
-    return page(items, next_cursor, limit)
+def list_projects(ws: str, access: ReadProjects, query: Annotated[ListQuery, Query()]) -> DataList[Project]:
+    items, next_cursor = projects.list_projects(access, limit=query.limit, cursor=query.cursor)
+    return page(items, next_cursor, query.limit)
 
 
 @app.get(PROJECT, responses=PROBLEM_RESPONSES)
-def get_project(ws: str, project_id: str) -> Data[Project]:
-    access = workspace_access(request_principal(app), ws, "projects:read")
+def get_project(ws: str, project_id: str, access: ReadProjects) -> Data[Project]:
     return ok(projects.get_project(access, project_id))
 
 
 @app.patch(PROJECT, responses=PROBLEM_RESPONSES)
-def update_project(ws: str, project_id: str, body: ProjectUpdate, if_match: IfMatch = None) -> Data[Project]:
-    access = workspace_access(request_principal(app), ws, "projects:write")
-    return ok(projects.update_project(access, project_id, body, if_match, request_id(app)))
+def update_project(
+    ws: str, project_id: str, access: WriteProjects, body: ProjectUpdate, if_match: IfMatch = None
+) -> Data[Project]:
+    return ok(projects.update_project(access, project_id, body, if_match))
 
 
 @app.delete(PROJECT, responses={204: {"description": "Deleted"}, **PROBLEM_RESPONSES})
-def delete_project(ws: str, project_id: str) -> Response[Any]:
-    access = workspace_access(request_principal(app), ws, "projects:write")
-    projects.delete_project(access, project_id, request_id(app))
+def delete_project(ws: str, project_id: str, access: WriteProjects) -> Response[Any]:
+    projects.delete_project(access, project_id)
     return no_content()
 
 
@@ -95,39 +93,35 @@ run_start_limit = [limit_group("run-start")]
 
 
 @app.post(f"{PROJECT}/clone", middlewares=run_start_limit, responses=ACCEPTED)
-def clone_project(ws: str, project_id: str) -> Response[Data[MaintenanceRun]]:
-    access = workspace_access(request_principal(app), ws, "projects:write")
-    return accepted(projects.request_maintenance(access, project_id, MaintenanceAction.clone, request_id(app)))
+def clone_project(ws: str, project_id: str, access: WriteProjects) -> Response[Data[MaintenanceRun]]:
+    return accepted(projects.request_maintenance(access, project_id, MaintenanceAction.clone))
 
 
 @app.post(f"{PROJECT}/pull", middlewares=run_start_limit, responses=ACCEPTED)
-def pull_project(ws: str, project_id: str) -> Response[Data[MaintenanceRun]]:
-    access = workspace_access(request_principal(app), ws, "projects:write")
-    return accepted(projects.request_maintenance(access, project_id, MaintenanceAction.pull, request_id(app)))
+def pull_project(ws: str, project_id: str, access: WriteProjects) -> Response[Data[MaintenanceRun]]:
+    return accepted(projects.request_maintenance(access, project_id, MaintenanceAction.pull))
 
 
 @app.post(f"{PROJECT}/index", middlewares=run_start_limit, responses=ACCEPTED)
-def index_project(ws: str, project_id: str) -> Response[Data[MaintenanceRun]]:
-    access = workspace_access(request_principal(app), ws, "projects:write")
-    return accepted(projects.request_maintenance(access, project_id, MaintenanceAction.reindex, request_id(app)))
+def index_project(ws: str, project_id: str, access: WriteProjects) -> Response[Data[MaintenanceRun]]:
+    return accepted(projects.request_maintenance(access, project_id, MaintenanceAction.reindex))
 
 
 @app.get(f"{PROJECT}/docs", responses=PROBLEM_RESPONSES)
-def list_docs(ws: str, project_id: str, limit: Limit = 50, cursor: Cursor = None) -> DataList[ProjectDocSummary]:
-    access = workspace_access(request_principal(app), ws, "projects:read")
-    items, next_cursor = docs.list_docs(access, project_id, limit=limit, cursor=cursor)
-    return page(items, next_cursor, limit)
+def list_docs(
+    ws: str, project_id: str, access: ReadProjects, query: Annotated[ListQuery, Query()]
+) -> DataList[ProjectDocSummary]:
+    items, next_cursor = docs.list_docs(access, project_id, limit=query.limit, cursor=query.cursor)
+    return page(items, next_cursor, query.limit)
 
 
 @app.post(f"{PROJECT}/docs/regenerate", responses=ACCEPTED)
-def regenerate_docs(ws: str, project_id: str) -> Response[Data[MaintenanceRun]]:
-    access = workspace_access(request_principal(app), ws, "projects:write")
-    return accepted(docs.regenerate_docs(access, project_id, request_id(app)))
+def regenerate_docs(ws: str, project_id: str, access: WriteProjects) -> Response[Data[MaintenanceRun]]:
+    return accepted(docs.regenerate_docs(access, project_id))
 
 
 @app.get(f"{PROJECT}/docs/<slug>", responses=PROBLEM_RESPONSES)
-def get_doc(ws: str, project_id: str, slug: str) -> Data[ProjectDoc]:
-    access = workspace_access(request_principal(app), ws, "projects:read")
+def get_doc(ws: str, project_id: str, slug: str, access: ReadProjects) -> Data[ProjectDoc]:
     return ok(docs.get_doc(access, project_id, slug))
 
 
@@ -136,10 +130,9 @@ def get_doc(ws: str, project_id: str, slug: str) -> Data[ProjectDoc]:
     responses={200: {"description": "Replaced"}, 201: {"description": "Created"}, **PROBLEM_RESPONSES},
 )
 def put_doc(
-    ws: str, project_id: str, slug: str, body: ProjectDocPut, if_match: IfMatch = None
+    ws: str, project_id: str, slug: str, access: WriteProjects, body: ProjectDocPut, if_match: IfMatch = None
 ) -> Response[Data[ProjectDoc]]:
-    access = workspace_access(request_principal(app), ws, "projects:write")
-    doc, was_created = docs.put_doc(access, project_id, slug, body, if_match, request_id(app))
+    doc, was_created = docs.put_doc(access, project_id, slug, body, if_match)
     return created(doc) if was_created else Response(200, "application/json", body={"data": doc})
 
 
@@ -157,18 +150,13 @@ def put_doc(
     },
 )
 def get_changelog(
-    ws: str,
-    project_id: str,
-    format: Annotated[ProjectChangelogFormat, Query()] = ProjectChangelogFormat.json,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    ws: str, project_id: str, access: ReadProjects, query: Annotated[ChangelogQuery, Query()]
 ) -> Response[Any]:
-    access = workspace_access(request_principal(app), ws, "projects:read")
-    if format is ProjectChangelogFormat.rss:
-        feed = projects.changelog_rss(access, project_id, limit=limit, feed_url=_feed_url())
+    if query.format is ProjectChangelogFormat.rss:
+        feed = projects.changelog_rss(access, project_id, limit=query.limit, feed_url=_feed_url())
         return Response(200, RSS, body=feed)
-    items, next_cursor = projects.list_changelog(access, project_id, limit=limit, cursor=cursor)
-    return Response(200, "application/json", body=page(items, next_cursor, limit))
+    items, next_cursor = projects.list_changelog(access, project_id, limit=query.limit, cursor=query.cursor)
+    return Response(200, "application/json", body=page(items, next_cursor, query.limit))
 
 
 def _feed_url() -> str:
@@ -181,40 +169,38 @@ def _feed_url() -> str:
 
 @app.get(f"{PROJECT}/snapshots", responses=PROBLEM_RESPONSES)
 def list_snapshots(
-    ws: str, project_id: str, limit: Limit = 50, cursor: Cursor = None
+    ws: str, project_id: str, access: ReadProjects, query: Annotated[ListQuery, Query()]
 ) -> DataList[ProjectSnapshotSummary]:
-    access = workspace_access(request_principal(app), ws, "projects:read")
-    items, next_cursor = snapshots.list_snapshots(access, project_id, limit=limit, cursor=cursor)
-    return page(items, next_cursor, limit)
+    items, next_cursor = snapshots.list_snapshots(access, project_id, limit=query.limit, cursor=query.cursor)
+    return page(items, next_cursor, query.limit)
 
 
 @app.post(f"{PROJECT}/snapshots", responses={201: {"description": "Created"}, **PROBLEM_RESPONSES})
-def create_snapshot(ws: str, project_id: str, body: ProjectSnapshotCreate) -> Response[Data[ProjectSnapshot]]:
-    access = workspace_access(request_principal(app), ws, "projects:write")
-    return created(snapshots.create_snapshot(access, project_id, body, request_id(app)))
+def create_snapshot(
+    ws: str, project_id: str, access: WriteProjects, body: ProjectSnapshotCreate
+) -> Response[Data[ProjectSnapshot]]:
+    return created(snapshots.create_snapshot(access, project_id, body))
 
 
 @app.get(SNAPSHOT, responses=PROBLEM_RESPONSES)
 def get_snapshot(
     ws: str,
     snapshot_id: str,
+    access: ReadProjects,
     include_content: Annotated[bool, Query(description="Inline each doc's content")] = False,
 ) -> Data[ProjectSnapshot]:
-    access = workspace_access(request_principal(app), ws, "projects:read")
     return ok(snapshots.get_snapshot(access, snapshot_id, include_content))
 
 
 @app.post(f"{SNAPSHOT}/restore", responses=PROBLEM_RESPONSES)
-def restore_snapshot(ws: str, snapshot_id: str) -> Data[SnapshotRestoreResult]:
-    access = workspace_access(request_principal(app), ws, "projects:write")
-    return ok(snapshots.restore_snapshot(access, snapshot_id, request_id(app)))
+def restore_snapshot(ws: str, snapshot_id: str, access: WriteProjects) -> Data[SnapshotRestoreResult]:
+    return ok(snapshots.restore_snapshot(access, snapshot_id))
 
 
 @app.post(f"{SNAPSHOT}/compare", responses=PROBLEM_RESPONSES)
 def compare_snapshot(
-    ws: str, snapshot_id: str, body: ProjectSnapshotCompare | None = None
+    ws: str, snapshot_id: str, access: ReadProjects, body: ProjectSnapshotCompare | None = None
 ) -> Data[ProjectSnapshotDiff]:
-    access = workspace_access(request_principal(app), ws, "projects:read")
     return ok(snapshots.compare_snapshot(access, snapshot_id, body or ProjectSnapshotCompare()))
 
 

@@ -4,6 +4,9 @@ Audit rows and activity entries each live in one partition per workspace whose s
 time-ordered ids, so a time window is a key range and every read here is one bounded Query;
 the other filters narrow that Query.
 
+The audit trail's rows are read here as the table holds them (`query_filled`, the page filler of
+lists over plain items); activity entries are `ActivityItem`s.
+
 `logs` (Orkosi's log lines, Takosumi's operation logs) is the activity timeline seen as log lines:
 agents write them with `POST activity` (with a `level`), and `GET logs` filters by agent, minimum
 level and text. The record of state-changing calls is the audit trail (`audit-logs`).
@@ -15,9 +18,10 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agentplane import audit, ids, keys
+from agentplane import ids, keys
 from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
+from agentplane.entities.activity import ActivityItem, activity_in_window, activity_log_lines, activity_timeline
 from agentplane.errors import Unprocessable
 from agentplane.ids import iso, new_id
 from agentplane.logic import known_secrets
@@ -32,7 +36,7 @@ from agentplane.models.audit import (
     LogLine,
 )
 from agentplane.redact import redact_text, redact_value
-from agentplane.store import Expr, Page, attr_eq, attr_in, get_store, not_exists
+from agentplane.store import Expr, Page, attr_eq, get_store
 
 Item = dict[str, Any]
 
@@ -42,7 +46,6 @@ _FILL_ROUNDS = 10
 STATS_READ_CAP = 5000
 _STATS_PAGE = 1000
 MAX_STATS_DAYS = 90
-SEARCH_TEXT = "search_text"
 _LEVEL_ORDER = [ActivityLevel.debug, ActivityLevel.info, ActivityLevel.warn, ActivityLevel.error]
 
 
@@ -149,34 +152,29 @@ def _actor_type(access: Access) -> ActorType:
     return ActorType.user
 
 
-def record_activity(access: Access, body: ActivityCreate, request_id: str = "") -> Activity:
+def record_activity(access: Access, body: ActivityCreate) -> Activity:
     """Agents' log lines repeat what they ran and saw: the message and metadata are stored redacted,
     with the workspace's secrets (one read before the transaction)."""
     ws = access.workspace_id
     known = known_secrets.read(ws)
-    message = redact_text(body.message, known)
-    activity_id = new_id(keys.ACTIVITY_ID_PREFIX)
-    item: Item = {
-        **keys.activity_key(ws, activity_id),
-        keys.ENTITY: "activity",
-        "id": activity_id,
-        "workspace_id": ws,
-        "type": body.type,
-        "message": message,
-        SEARCH_TEXT: message.lower(),
-        "agent": body.agent or access.principal.agent_name,
-        "task_id": body.task_id,
-        "level": body.level.value,
-        "metadata": redact_value(body.metadata, known),
-        "actor_id": access.actor_id,
-        "actor_type": _actor_type(access).value,
-        "created_at": iso(),
-    }
+    entry = ActivityItem(
+        workspace_id=ws,
+        id=new_id(keys.ACTIVITY_ID_PREFIX),
+        type=body.type,
+        message=redact_text(body.message, known),
+        agent=body.agent or access.principal.agent_name,
+        task_id=body.task_id,
+        level=body.level.value,
+        metadata=redact_value(body.metadata, known),
+        actor_id=access.actor_id,
+        actor_type=_actor_type(access).value,
+        created_at=iso(),
+    )
     tx = access.transaction()
-    tx.put(item, not_exists())
-    audit.record(tx, ws, access.actor_id, "activity.created", "activity", activity_id, request_id, {"type": body.type})
+    tx.create(entry)
+    access.audit(tx, "activity.created", "activity", entry.id, {"type": body.type})
     access.commit(tx)
-    return Activity.model_validate(item)
+    return entry.to_model()
 
 
 def list_activity(
@@ -196,15 +194,14 @@ def list_activity(
     filters = {"type": type, "agent": agent, "task_id": task_id, "actor_id": actor}
     query = {**filters, **_time_query(since, until)}
     scope = f"activity:{ws}"
-    page = query_filled(
-        keys.activity_pk(ws),
+    page = activity_timeline(
+        ws,
+        window=_window(keys.ACTIVITY_ID_PREFIX, since, until),
+        equal=filters,
         limit=limit,
         start=decode_cursor(cursor, scope, query),
-        filter=_all_of([attr_eq(name, value) for name, value in filters.items() if value is not None]),
-        newest_first=True,
-        sk_between=_window(keys.ACTIVITY_ID_PREFIX, since, until),
     )
-    return [Activity.model_validate(item) for item in page.items], encode_cursor(page.last_key, scope, query)
+    return [entry.to_model() for entry in page.items], encode_cursor(page.last_key, scope, query)
 
 
 def activity_stats(access: Access, *, since: datetime | None, until: datetime | None, days: int) -> ActivityStats:
@@ -222,24 +219,8 @@ def activity_stats(access: Access, *, since: datetime | None, until: datetime | 
             errors=[{"field": "from", "message": f"window longer than {MAX_STATS_DAYS} days"}],
         )
     window = ids.id_range(keys.ACTIVITY_ID_PREFIX, low, high)
-    items: list[Item] = []
-    start: dict[str, Any] | None = None
-    truncated = False
-    while True:
-        page = get_store().query(
-            keys.activity_pk(ws),
-            sk_between=window,
-            limit=min(_STATS_PAGE, STATS_READ_CAP - len(items)),
-            start_key=start,
-        )
-        items += page.items
-        start = page.last_key
-        if start is None:
-            break
-        if len(items) >= STATS_READ_CAP:
-            truncated = True
-            break
-    per_day = Counter(str(item["created_at"])[:10] for item in items)
+    entries, truncated = activity_in_window(ws, window, at_most=STATS_READ_CAP, round_size=_STATS_PAGE)
+    per_day = Counter(entry.created_at[:10] for entry in entries)
     by_day = []
     day = low.date()
     while day <= high.date():
@@ -248,11 +229,11 @@ def activity_stats(access: Access, *, since: datetime | None, until: datetime | 
     return ActivityStats(
         since=iso(low),
         until=iso(high),
-        total=len(items),
-        by_type=dict(sorted(Counter(str(i["type"]) for i in items).items())),
-        by_actor=dict(sorted(Counter(str(i["actor_id"]) for i in items).items())),
-        by_agent=dict(sorted(Counter(str(i["agent"]) for i in items if i.get("agent")).items())),
-        by_level=dict(sorted(Counter(str(i["level"]) for i in items).items())),
+        total=len(entries),
+        by_type=dict(sorted(Counter(entry.type for entry in entries).items())),
+        by_actor=dict(sorted(Counter(entry.actor_id for entry in entries).items())),
+        by_agent=dict(sorted(Counter(entry.agent for entry in entries if entry.agent).items())),
+        by_level=dict(sorted(Counter(entry.level for entry in entries).items())),
         by_day=by_day,
         truncated=truncated,
     )
@@ -276,32 +257,27 @@ def list_logs(
     ws = access.workspace_id
     query = {"agent": agent, "level": level, "q": q, **_time_query(since, None)}
     scope = f"logs:{ws}"
-    conditions = []
-    if agent is not None:
-        conditions.append(attr_eq("agent", agent))
-    if level is not None:
-        conditions.append(attr_in("level", [lv.value for lv in _LEVEL_ORDER[_LEVEL_ORDER.index(level) :]]))
-    if q:
-        conditions.append(Expr("contains(#text, :q)", {"#text": SEARCH_TEXT}, {":q": q.lower()}))
-    page = query_filled(
-        keys.activity_pk(ws),
+    levels = [lv.value for lv in _LEVEL_ORDER[_LEVEL_ORDER.index(level) :]] if level is not None else None
+    page = activity_log_lines(
+        ws,
+        window=_window(keys.ACTIVITY_ID_PREFIX, since, None),
+        agent=agent,
+        levels=levels,
+        text=q,
         limit=limit,
         start=decode_cursor(cursor, scope, query),
-        filter=_all_of(conditions),
-        newest_first=True,
-        sk_between=_window(keys.ACTIVITY_ID_PREFIX, since, None),
     )
     lines = [
         LogLine(
-            id=item["id"],
-            at=item["created_at"],
-            level=ActivityLevel(item["level"]),
-            source=item.get("agent") or item["actor_id"],
-            type=item["type"],
-            message=item["message"],
-            task_id=item.get("task_id"),
-            actor_id=item["actor_id"],
+            id=entry.id,
+            at=entry.created_at,
+            level=ActivityLevel(entry.level),
+            source=entry.agent or entry.actor_id,
+            type=entry.type,
+            message=entry.message,
+            task_id=entry.task_id,
+            actor_id=entry.actor_id,
         )
-        for item in page.items
+        for entry in page.items
     ]
     return lines, encode_cursor(page.last_key, scope, query)

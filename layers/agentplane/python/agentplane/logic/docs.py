@@ -12,16 +12,17 @@ import hashlib
 import re
 from typing import Any
 
-from agentplane import audit, keys
+from agentplane import keys
 from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
+from agentplane.entities.projects import DocBodyItem, DocItem, ProjectItem, docs_of_project, every_doc
 from agentplane.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from agentplane.ids import iso
 from agentplane.logic.projects import (
     PROJECT_ID,
-    changelog_item,
+    add_draft_run,
+    changelog_entry,
     check_version,
-    live,
     load_live_project,
     maintenance_run_item,
     project_is_live,
@@ -37,17 +38,7 @@ from agentplane.models.projects import (
     ProjectDocPut,
     ProjectDocSummary,
 )
-from agentplane.store import (
-    ConditionFailed,
-    Expr,
-    Item,
-    TransactionFailed,
-    Update,
-    attr_eq,
-    exists,
-    get_store,
-    not_exists,
-)
+from agentplane.store import ConditionFailed, TransactionFailed, get_store
 
 _SLUG = re.compile(SLUG_PATTERN)
 
@@ -57,49 +48,33 @@ def content_digest(content: str) -> tuple[str, int]:
     return hashlib.sha256(raw).hexdigest(), len(raw)
 
 
-def load_docs(ws: str, project_id: str) -> list[Item]:
+def load_docs(ws: str, project_id: str) -> list[DocItem]:
     """Every doc of a project (bounded by the per-project limit, so one query reads them all)."""
-    page = get_store().query(
-        keys.project_pk(ws, project_id), sk_prefix=keys.DOC_PREFIX, limit=MAX_DOCS_PER_PROJECT, consistent=True
-    )
-    return page.items
-
-
-def doc_item(ws: str, project_id: str, slug: str, fields: dict[str, Any]) -> Item:
-    return {
-        **keys.doc_key(ws, project_id, slug),
-        keys.ENTITY: "doc",
-        "workspace_id": ws,
-        "project_id": project_id,
-        "slug": slug,
-        **fields,
-    }
+    return every_doc(ws, project_id, at_most=MAX_DOCS_PER_PROJECT)
 
 
 def store_body(ws: str, project_id: str, content: str) -> tuple[str, int]:
     """Write the content's body item unless it is already stored; returns (sha256, size)."""
     digest, size = content_digest(content)
-    body = {
-        **keys.doc_body_key(ws, project_id, digest),
-        keys.ENTITY: "doc_body",
-        "workspace_id": ws,
-        "project_id": project_id,
-        "content_sha256": digest,
-        "size_bytes": size,
-        "content": content,
-        "created_at": iso(),
-    }
+    body = DocBodyItem(
+        workspace_id=ws,
+        project_id=project_id,
+        content_sha256=digest,
+        size_bytes=size,
+        content=content,
+        created_at=iso(),
+    )
     # Bodies are immutable and named by their hash: an existing one is already right. One left
     # behind by a failed write is unreferenced and harmless.
     with contextlib.suppress(ConditionFailed):
-        get_store().put(body, not_exists())
+        get_store().create(body)
     return digest, size
 
 
 def load_bodies(ws: str, project_id: str, digests: list[str]) -> dict[str, str]:
     wanted = sorted(set(digests))
-    found = get_store().get_many([keys.doc_body_key(ws, project_id, d) for d in wanted])
-    return {d: item["content"] for d, item in zip(wanted, found, strict=True) if item is not None}
+    found = get_store().read_many(DocBodyItem, [keys.doc_body_key(ws, project_id, d) for d in wanted])
+    return {d: body.content for d, body in zip(wanted, found, strict=True) if body is not None}
 
 
 def list_docs(
@@ -108,13 +83,8 @@ def list_docs(
     ws = access.workspace_id
     load_live_project(ws, project_id)
     scope = f"docs:{ws}:{project_id}"
-    page = get_store().query(
-        keys.project_pk(ws, project_id),
-        sk_prefix=keys.DOC_PREFIX,
-        limit=limit,
-        start_key=decode_cursor(cursor, scope, {}),
-    )
-    return [ProjectDocSummary.model_validate(item) for item in page.items], encode_cursor(page.last_key, scope, {})
+    page = docs_of_project(ws, project_id, limit=limit, start=decode_cursor(cursor, scope, {}))
+    return [doc.to_model() for doc in page.items], encode_cursor(page.last_key, scope, {})
 
 
 def get_doc(access: Access, project_id: str, slug: str) -> ProjectDoc:
@@ -123,15 +93,17 @@ def get_doc(access: Access, project_id: str, slug: str) -> ProjectDoc:
         load_live_project(ws, project_id)  # an unknown project is its own 404
         raise NotFound(f"doc {slug} not found")
     # The project and the doc in one BatchGetItem; a doc of a deleted project is gone with it.
-    project, item = get_store().get_many([keys.project_key(ws, project_id), keys.doc_key(ws, project_id, slug)])
-    if project is None or project.get("deleted_at"):
+    project, doc = get_store().read_each(
+        [(ProjectItem, keys.project_key(ws, project_id)), (DocItem, keys.doc_key(ws, project_id, slug))]
+    )
+    if not isinstance(project, ProjectItem) or project.deleted_at:
         raise NotFound(f"project {project_id} not found")
-    if item is None:
+    if not isinstance(doc, DocItem):
         raise NotFound(f"doc {slug} not found")
-    content = load_bodies(ws, project_id, [item["content_sha256"]]).get(item["content_sha256"])
+    content = load_bodies(ws, project_id, [doc.content_sha256]).get(doc.content_sha256)
     if content is None:  # pragma: no cover - bodies are never deleted
         raise NotFound(f"the content of doc {slug} is missing")
-    return ProjectDoc.model_validate({**item, "content": content})
+    return doc.with_content(content)
 
 
 def _check_slug(slug: str) -> None:
@@ -147,28 +119,24 @@ def _check_slug(slug: str) -> None:
 
 
 def put_doc(
-    access: Access, project_id: str, slug: str, body: ProjectDocPut, if_match: int | None = None, request_id: str = ""
+    access: Access, project_id: str, slug: str, body: ProjectDocPut, if_match: int | None = None
 ) -> tuple[ProjectDoc, bool]:
     """Create or replace a doc; returns the doc and whether it was created."""
     _check_slug(slug)
     ws = access.workspace_id
     project = load_live_project(ws, project_id)
-    current = get_store().get(keys.doc_key(ws, project_id, slug))
+    current = get_store().read(DocItem, keys.doc_key(ws, project_id, slug))
     expected = body.version or if_match
     if current is None and expected is not None:
         raise PreconditionFailed(f"doc {slug} does not exist, so it is not at version {expected}")
     if current is not None:
-        check_version("doc", slug, current["version"], expected)
+        check_version("doc", slug, current.version, expected)
     digest, size = content_digest(body.content)
-    if current is not None and (current["content_sha256"], current["title"], current.get("stale")) == (
-        digest,
-        body.title,
-        False,
-    ):
-        return ProjectDoc.model_validate({**current, "content": body.content}), False
+    if current is not None and (current.content_sha256, current.title, current.stale) == (digest, body.title, False):
+        return current.with_content(body.content), False
     store_body(ws, project_id, body.content)
     at = iso()
-    fields = {
+    fields: dict[str, Any] = {
         "title": body.title,
         "content_sha256": digest,
         "size_bytes": size,
@@ -177,59 +145,53 @@ def put_doc(
         "updated_at": at,
     }
     tx = access.transaction()
-    project_index = len(tx.operations)
     if current is None:
-        item = doc_item(ws, project_id, slug, {**fields, "version": 1, "created_by": access.actor_id, "created_at": at})
+        doc = DocItem(
+            workspace_id=ws, project_id=project_id, slug=slug, **fields, created_by=access.actor_id, created_at=at
+        )
         # The project counts its docs, which bounds them (and so every snapshot and restore).
-        tx.update(
-            keys.project_key(ws, project_id),
-            Update(add={"doc_count": 1}),
-            live() & Expr("#dc < :max_docs", {"#dc": "doc_count"}, {":max_docs": MAX_DOCS_PER_PROJECT}),
-        )
-        tx.put(item, not_exists())
+        room = ProjectItem.undeleted() & (ProjectItem.doc_count < MAX_DOCS_PER_PROJECT)
+        tx.adjust(ProjectItem, project.key, [ProjectItem.doc_count.add(1)], room, name="project")
+        tx.create(doc)
     else:
-        item = {**current, **fields, "version": current["version"] + 1}
-        tx.check(keys.project_key(ws, project_id), live())
-        tx.update(
-            keys.doc_key(ws, project_id, slug),
-            Update(set={**fields, "version": item["version"]}),
-            exists() & attr_eq("version", current["version"]),
-        )
+        doc = current
+        tx.require(ProjectItem, project.key, ProjectItem.live(), name="project")
+        tx.change(doc, doc.assign(**fields))
     event = "doc.created" if current is None else "doc.updated"
     verb = "added" if current is None else "updated"
-    tx.put(
-        changelog_item(
+    tx.save(
+        changelog_entry(
             ws, project_id, event, f"Doc {body.title} {verb}", access.actor_id, ("doc", slug), f"{slug}: {size} bytes"
         )
     )
-    audit.record(tx, ws, access.actor_id, event, "doc", f"{project_id}/{slug}", request_id, {"project_id": project_id})
+    access.audit(tx, event, "doc", f"{project_id}/{slug}", {"project_id": project_id})
     try:
         access.commit(tx)
     except TransactionFailed as failure:
         if not project_is_live(ws, project_id):
             raise NotFound(f"project {project_id} not found") from failure
-        if current is None and failure.failed_index() == project_index:
+        if current is None and failure.failed == "project":
             raise Conflict(
-                f"project {project['name']} already has {MAX_DOCS_PER_PROJECT} docs, the most it can hold"
+                f"project {project.name} already has {MAX_DOCS_PER_PROJECT} docs, the most it can hold"
             ) from failure
         raise PreconditionFailed(f"doc {slug} changed while it was being written; reload and retry") from failure
-    return ProjectDoc.model_validate({**item, "content": body.content}), current is None
+    return doc.with_content(body.content), current is None
 
 
-def regenerate_docs(access: Access, project_id: str, request_id: str = "") -> MaintenanceRun:
+def regenerate_docs(access: Access, project_id: str) -> MaintenanceRun:
     """Mark every doc stale and queue a maintenance run that regenerates them."""
     ws = access.workspace_id
     project = load_live_project(ws, project_id)
     docs = load_docs(ws, project_id)
     run = maintenance_run_item(access, project, MaintenanceAction.regenerate_docs)
     tx = access.transaction()
-    tx.check(keys.project_key(ws, project_id), live())
+    tx.require(ProjectItem, project.key, ProjectItem.live())
     for doc in docs:
         # Not a new version: the content is unchanged until the run writes the regenerated doc.
-        tx.update(keys.doc_key(ws, project_id, doc["slug"]), Update(set={"stale": True}), exists())
-    tx.put(run, not_exists())
-    tx.put(
-        changelog_item(
+        tx.adjust(DocItem, doc.key, [DocItem.stale.set(True)])
+    add_draft_run(tx, run)
+    tx.save(
+        changelog_entry(
             ws,
             project_id,
             "docs.regenerate_requested",
@@ -238,14 +200,11 @@ def regenerate_docs(access: Access, project_id: str, request_id: str = "") -> Ma
             ("run", run["id"]),
         )
     )
-    audit.record(
+    access.audit(
         tx,
-        ws,
-        access.actor_id,
         "project.maintenance_requested",
         "project",
         project_id,
-        request_id,
         {"action": MaintenanceAction.regenerate_docs.value, "run_id": run["id"], "docs": len(docs)},
     )
     try:
@@ -254,4 +213,4 @@ def regenerate_docs(access: Access, project_id: str, request_id: str = "") -> Ma
         if not project_is_live(ws, project_id):
             raise NotFound(f"project {project_id} not found") from failure
         raise Conflict("the project's docs changed while marking them stale; retry") from failure
-    return queue_maintenance_run(access, run, request_id)
+    return queue_maintenance_run(access, run)

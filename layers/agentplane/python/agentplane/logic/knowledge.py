@@ -7,18 +7,27 @@ a number and never skip one (a loser re-reads the counter and takes the next num
 
 from __future__ import annotations
 
-import random
 import re
-import time
+from dataclasses import replace
 from typing import Any
 
-from agentplane import audit, keys
+from agentplane import keys
 from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
+from agentplane.entities.knowledge import (
+    AdrCounterItem,
+    AdrItem,
+    FailureItem,
+    RuleItem,
+    adrs_in_number_order,
+    adrs_of_workspace,
+    failures_of_workspace,
+    rules_of_workspace,
+)
 from agentplane.errors import Conflict, Forbidden, InvalidTransition, NotFound, PreconditionFailed, Unprocessable
 from agentplane.ids import iso, new_id
+from agentplane.logic.workspaces import not_deleted
 from agentplane.models.knowledge import (
-    UNIVERSAL_SCOPE,
     Adr,
     AdrCreate,
     AdrPrompt,
@@ -30,124 +39,100 @@ from agentplane.models.knowledge import (
     RuleCreate,
     RuleUpdate,
 )
-from agentplane.store import Expr, Transaction, TransactionFailed, Update, attr_eq, attr_in, exists, get_store
+from agentplane.store import Transaction, TransactionFailed, exists, get_store, retrying
 
 # Concurrent ADR creates retry this often before giving up with a 409.
 _COUNTER_ATTEMPTS = 40
-# The prompt reads at most this many ADRs (pages of 200), oldest number first.
+# The prompt reads at most this many ADRs, oldest number first.
 _PROMPT_MAX_ADRS = 1000
 _PROMPT_FIELD_CHARS = 600
 _NOT_SUPERSEDED = (AdrStatus.proposed.value, AdrStatus.accepted.value, AdrStatus.deprecated.value)
 # Ids as minted (`agentplane.ids.new_id`): anything else names no ADR or rule and is never looked up.
 ADR_ID = re.compile(r"^adr_[0-9a-z]{26}$")
 RULE_ID = re.compile(r"^rule_[0-9a-z]{26}$")
-
-
-def _pause_before_retry(attempt: int) -> None:
-    # Jitter only, so colliding writers spread out; not a security use of randomness.
-    time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311
-
-
-def _conflicted(failure: TransactionFailed) -> bool:
-    """DynamoDB cancelled the transaction because another one touched the same item at once."""
-    return "TransactionConflict" in failure.reasons
+# The operations of an ADR create that another create (or a change to the ADR it supersedes) can
+# win: the loser re-reads and tries again.
+_COUNTER, _SUPERSEDED = "counter", "superseded"
 
 
 # --- ADRs ----------------------------------------------------------------------------------
 
 
-def _to_adr(item: dict[str, Any]) -> Adr:
-    return Adr.model_validate(item)
-
-
-def _load_adr(ws: str, adr_id: str) -> dict[str, Any]:
-    item = get_store().get(keys.adr_key(ws, adr_id)) if ADR_ID.match(adr_id) else None
-    if item is None:
+def _load_adr(ws: str, adr_id: str) -> AdrItem:
+    adr = get_store().read(AdrItem, keys.adr_key(ws, adr_id)) if ADR_ID.match(adr_id) else None
+    if adr is None:
         raise NotFound(f"ADR {adr_id} not found")
-    return item
+    return adr
 
 
-def _supersede(tx: Transaction, ws: str, old: dict[str, Any], new_id_: str, at: str) -> None:
+def _supersede(tx: Transaction, old: AdrItem, new_id_: str, at: str) -> None:
     """Mark `old` superseded by `new_id_`, provided it is not superseded already."""
-    tx.update(
-        keys.adr_key(ws, old["id"]),
-        Update(
-            set={
-                "status": AdrStatus.superseded.value,
-                "superseded_by": new_id_,
-                "status_before_superseded": old["status"],
-                "updated_at": at,
-            },
-            add={"version": 1},
-        ),
-        exists() & attr_in("status", _NOT_SUPERSEDED),
+    actions = old.relinked(
+        status=AdrStatus.superseded.value, superseded_by=new_id_, status_before_superseded=old.status, updated_at=at
     )
+    tx.adjust(AdrItem, old.key, actions, AdrItem.status.is_in(*_NOT_SUPERSEDED), name=_SUPERSEDED)
 
 
-def create_adr(access: Access, body: AdrCreate, request_id: str = "") -> Adr:
+def _lost_a_race(failure: Exception) -> bool:
+    """Another create took the number, or the superseded ADR changed, or DynamoDB cancelled the
+    transaction because another one touched the same item at once."""
+    if not isinstance(failure, TransactionFailed):
+        return False
+    return failure.failed in (_COUNTER, _SUPERSEDED) or "TransactionConflict" in failure.reasons
+
+
+def create_adr(access: Access, body: AdrCreate) -> Adr:
     ws = access.workspace_id
     adr_id = new_id("adr")
     fields = body.model_dump(exclude={"author", "supersedes"})
     author = body.author or access.principal.agent_name or access.actor_id
-    for attempt in range(_COUNTER_ATTEMPTS):
+
+    def take_next_number() -> AdrItem:
+        # Each attempt re-reads, so a superseded or deleted ADR is reported as such.
         old = _load_adr(ws, body.supersedes) if body.supersedes else None
-        if old is not None and old["status"] == AdrStatus.superseded:
-            raise InvalidTransition(
-                f"ADR {old['id']} is already superseded by {old.get('superseded_by')}", old["status"]
-            )
-        counter = get_store().get(keys.adr_counter_key(ws))
-        last = int(counter["last_number"]) if counter else 0
-        number = last + 1
+        if old is not None and old.status == AdrStatus.superseded:
+            raise InvalidTransition(f"ADR {old.id} is already superseded by {old.superseded_by}", old.status)
+        counter = get_store().read(AdrCounterItem, keys.adr_counter_key(ws))
+        last = int(counter.last_number) if counter else 0
         at = iso()
-        item = {
-            **keys.adr_key(ws, adr_id),
-            keys.ENTITY: "adr",
-            keys.GSI1PK: keys.adr_list_gsi(ws),
-            keys.GSI1SK: f"{number:010d}",
+        adr = AdrItem(
+            workspace_id=ws,
+            id=adr_id,
             **fields,
-            "id": adr_id,
-            "workspace_id": ws,
-            "number": number,
-            "author": author,
-            "supersedes": body.supersedes,
-            "created_by": access.actor_id,
-            "created_at": at,
-            "updated_at": at,
-            "version": 1,
-        }
-        tx = access.transaction()
-        counter_index = len(tx.operations)
-        if counter is None:
-            tx.put(
-                {**keys.adr_counter_key(ws), keys.ENTITY: "counter", "last_number": number},
-                Expr("attribute_not_exists(PK)"),
-            )
-        else:
-            tx.update(keys.adr_counter_key(ws), Update(set={"last_number": number}), attr_eq("last_number", last))
-        tx.put(item, Expr("attribute_not_exists(PK)"))
-        audit.record(
-            tx, ws, access.actor_id, "adr.created", "adr", adr_id, request_id, {"number": number, "title": body.title}
+            number=last + 1,
+            author=author,
+            supersedes=body.supersedes,
+            created_by=access.actor_id,
+            created_at=at,
+            updated_at=at,
         )
-        supersede_index = len(tx.operations)
+        tx = access.transaction()
+        if counter is None:
+            tx.create(AdrCounterItem(workspace_id=ws, last_number=adr.number), name=_COUNTER)
+        else:
+            numbered = [AdrCounterItem.last_number.set(adr.number)]
+            tx.adjust(AdrCounterItem, counter.key, numbered, AdrCounterItem.last_number == last, name=_COUNTER)
+        tx.create(adr)
+        access.audit(tx, "adr.created", "adr", adr_id, {"number": adr.number, "title": body.title})
         if old is not None:
-            _supersede(tx, ws, old, adr_id, at)
-            audit.record(tx, ws, access.actor_id, "adr.superseded", "adr", old["id"], request_id, {"by": adr_id})
-        try:
-            access.commit(tx)
-        except TransactionFailed as failure:
-            lost = failure.failed_index()
-            if lost == counter_index or _conflicted(failure) or (old is not None and lost == supersede_index):
-                # Another create took this number, or the superseded ADR changed: re-read and retry
-                # (the next pass reports a superseded or deleted ADR as such).
-                _pause_before_retry(attempt)
-                continue
-            raise
-        return _to_adr(item)
-    raise Conflict("too many ADRs are being created at once; retry")
+            _supersede(tx, old, adr_id, at)
+            access.audit(tx, "adr.superseded", "adr", old.id, {"by": adr_id})
+        access.commit(tx)
+        return adr
+
+    try:
+        adr = retrying(
+            take_next_number, retry_if=_lost_a_race, attempts=_COUNTER_ATTEMPTS, base_delay=0.001, max_delay=0.05
+        )
+    except TransactionFailed as failure:
+        if _lost_a_race(failure):
+            raise Conflict("too many ADRs are being created at once; retry") from failure
+        raise
+    return adr.to_model()
 
 
 def get_adr(access: Access, adr_id: str) -> Adr:
-    return _to_adr(_load_adr(access.workspace_id, adr_id))
+    return _load_adr(access.workspace_id, adr_id).to_model()
 
 
 def list_adrs(
@@ -157,24 +142,18 @@ def list_adrs(
     ws = access.workspace_id
     query = {"status": status}
     scope = f"adrs:{ws}"
-    page = get_store().query(
-        keys.adr_list_gsi(ws),
-        index=keys.GSI1,
-        limit=limit,
-        start_key=decode_cursor(cursor, scope, query),
-        newest_first=True,
-        filter=attr_eq("status", status.value) if status else None,
-    )
-    return [_to_adr(item) for item in page.items], encode_cursor(page.last_key, scope, query)
+    start = decode_cursor(cursor, scope, query)
+    page = adrs_of_workspace(ws, status=status.value if status else None, limit=limit, start=start)
+    return [adr.to_model() for adr in page.items], encode_cursor(page.last_key, scope, query)
 
 
-def update_adr(access: Access, adr_id: str, body: AdrUpdate, if_match: int | None = None, request_id: str = "") -> Adr:
+def update_adr(access: Access, adr_id: str, body: AdrUpdate, if_match: int | None = None) -> Adr:
     ws = access.workspace_id
     current = _load_adr(ws, adr_id)
     expected = body.version or if_match
-    if expected is not None and expected != current["version"]:
+    if expected is not None and expected != current.version:
         raise PreconditionFailed(
-            f"ADR {adr_id} is at version {current['version']}, not {expected}", current_version=current["version"]
+            f"ADR {adr_id} is at version {current.version}, not {expected}", current_version=current.version
         )
     changes: dict[str, Any] = body.model_dump(exclude_none=True, exclude={"version", "superseded_by"})
     remove: list[str] = []
@@ -192,99 +171,70 @@ def update_adr(access: Access, adr_id: str, body: AdrUpdate, if_match: int | Non
                 "an ADR cannot supersede itself", errors=[{"field": "superseded_by", "message": "is this ADR"}]
             )
         newer = _load_adr(ws, replacement)
-        if newer["status"] == AdrStatus.superseded:
+        if newer.status == AdrStatus.superseded:
             # Only a standing decision can replace another; this also keeps supersession acyclic.
-            raise InvalidTransition(f"ADR {replacement} is itself superseded", newer["status"])
+            raise InvalidTransition(f"ADR {replacement} is itself superseded", newer.status)
         changes["status"] = AdrStatus.superseded.value
         changes["superseded_by"] = replacement
-        if current["status"] != AdrStatus.superseded:
-            changes["status_before_superseded"] = current["status"]
-        if not newer.get("supersedes"):
+        if current.status != AdrStatus.superseded:
+            changes["status_before_superseded"] = current.status
+        if not newer.supersedes:
             # Record the link on the newer ADR too, unless it already names another one.
-            tx.update(
-                keys.adr_key(ws, replacement),
-                Update(set={"supersedes": adr_id, "updated_at": at}, add={"version": 1}),
-                exists() & Expr("attribute_not_exists(supersedes)"),
-            )
+            linked = newer.relinked(supersedes=adr_id, updated_at=at)
+            tx.adjust(AdrItem, newer.key, linked, AdrItem.supersedes.does_not_exist())
         else:
-            tx.check(keys.adr_key(ws, replacement), exists())
-    elif body.status is AdrStatus.superseded and current["status"] != AdrStatus.superseded:
+            tx.require(AdrItem, newer.key, AdrItem.present())
+    elif body.status is AdrStatus.superseded and current.status != AdrStatus.superseded:
         raise Unprocessable(
             "say which ADR supersedes this one",
             errors=[{"field": "superseded_by", "message": "required to mark an ADR superseded"}],
         )
     elif body.status is not None and body.status is not AdrStatus.superseded:
         remove = ["superseded_by", "status_before_superseded"]
-    previous = current.get("superseded_by")
+    previous = current.superseded_by
     if previous and changes.get("superseded_by", None if remove else previous) != previous:
         # The ADR that superseded this one no longer does: drop its back link if it still points here.
-        earlier = get_store().get(keys.adr_key(ws, previous))
-        if earlier is not None and earlier.get("supersedes") == adr_id:
-            tx.update(
-                keys.adr_key(ws, previous),
-                Update(set={"updated_at": at}, remove=["supersedes"], add={"version": 1}),
-                attr_eq("supersedes", adr_id),
-            )
-    changes["updated_at"] = at
-    changes["version"] = current["version"] + 1
-    tx.update(
-        keys.adr_key(ws, adr_id),
-        Update(set=changes, remove=remove),
-        exists() & attr_eq("version", current["version"]),
-    )
-    audit.record(
-        tx,
-        ws,
-        access.actor_id,
-        "adr.updated",
-        "adr",
-        adr_id,
-        request_id,
-        {"fields": sorted(k for k in changes if k not in ("updated_at", "version", "status_before_superseded"))},
-    )
+        earlier = get_store().read(AdrItem, keys.adr_key(ws, previous))
+        if earlier is not None and earlier.supersedes == adr_id:
+            unlinked = earlier.relinked(supersedes=None, updated_at=at)
+            tx.adjust(AdrItem, earlier.key, unlinked, AdrItem.supersedes == adr_id)
+    fields = sorted(name for name in changes if name != "status_before_superseded")
+    tx.change(current, current.assign(**changes, **dict.fromkeys(remove), updated_at=at))
+    access.audit(tx, "adr.updated", "adr", adr_id, {"fields": fields})
     try:
         access.commit(tx)
     except TransactionFailed as failure:
         raise PreconditionFailed(f"ADR {adr_id} or a linked ADR changed while it was being updated; retry") from failure
-    result = {**current, **changes}
-    for name in remove:
-        result.pop(name, None)
-    return _to_adr(result)
+    return current.to_model()
 
 
-def delete_adr(access: Access, adr_id: str, request_id: str = "") -> None:
+def delete_adr(access: Access, adr_id: str) -> None:
     """Deletes the ADR (its number is never reused) and undoes its supersession links: an ADR it
     superseded gets its earlier status back."""
     ws = access.workspace_id
     current = _load_adr(ws, adr_id)
     at = iso()
     tx = access.transaction()
-    tx.delete(keys.adr_key(ws, adr_id), exists() & attr_eq("version", current["version"]))
-    older_id = current.get("supersedes")
-    older = get_store().get(keys.adr_key(ws, older_id)) if older_id else None
-    if older is not None and older.get("superseded_by") == adr_id:
-        tx.update(
-            keys.adr_key(ws, older["id"]),
-            Update(
-                set={"status": older.get("status_before_superseded", AdrStatus.accepted.value), "updated_at": at},
-                remove=["superseded_by", "status_before_superseded"],
-                add={"version": 1},
-            ),
-            attr_eq("superseded_by", adr_id),
+    tx.remove(current)
+    older_id = current.supersedes
+    older = get_store().read(AdrItem, keys.adr_key(ws, older_id)) if older_id else None
+    if older is not None and older.superseded_by == adr_id:
+        restored = older.relinked(
+            status=older.status_before_superseded or AdrStatus.accepted.value,
+            superseded_by=None,
+            status_before_superseded=None,
+            updated_at=at,
         )
-    newer_id = current.get("superseded_by")
-    newer = get_store().get(keys.adr_key(ws, newer_id)) if newer_id and newer_id != older_id else None
-    if newer is not None and newer.get("supersedes") == adr_id:
-        tx.update(
-            keys.adr_key(ws, newer["id"]),
-            Update(set={"updated_at": at}, remove=["supersedes"], add={"version": 1}),
-            attr_eq("supersedes", adr_id),
-        )
-    audit.record(tx, ws, access.actor_id, "adr.deleted", "adr", adr_id, request_id, {"number": current["number"]})
+        tx.adjust(AdrItem, older.key, restored, AdrItem.superseded_by == adr_id)
+    newer_id = current.superseded_by
+    newer = get_store().read(AdrItem, keys.adr_key(ws, newer_id)) if newer_id and newer_id != older_id else None
+    if newer is not None and newer.supersedes == adr_id:
+        tx.adjust(AdrItem, newer.key, newer.relinked(supersedes=None, updated_at=at), AdrItem.supersedes == adr_id)
+    access.audit(tx, "adr.deleted", "adr", adr_id, {"number": current.number})
     try:
         access.commit(tx)
     except TransactionFailed as failure:
-        if get_store().get(keys.adr_key(ws, adr_id)) is None:
+        if get_store().read(AdrItem, keys.adr_key(ws, adr_id)) is None:
             raise NotFound(f"ADR {adr_id} not found") from failure
         raise PreconditionFailed(f"ADR {adr_id} or a linked ADR changed while it was being deleted; retry") from failure
 
@@ -297,82 +247,51 @@ def _clip(text: str) -> str:
 def adr_prompt(access: Access, *, include_proposed: bool = True) -> AdrPrompt:
     """Toban's ADR block for an agent's prompt: accepted decisions, then (by default) proposed ones
     marked as such, in number order."""
-    ws = access.workspace_id
     wanted = [AdrStatus.accepted.value] + ([AdrStatus.proposed.value] if include_proposed else [])
-    adrs: list[dict[str, Any]] = []
-    start: dict[str, Any] | None = None
-    read = 0
-    while read < _PROMPT_MAX_ADRS:
-        page = get_store().query(
-            keys.adr_list_gsi(ws), index=keys.GSI1, limit=200, start_key=start, filter=attr_in("status", wanted)
-        )
-        adrs += page.items
-        read += 200
-        start = page.last_key
-        if not start:
-            break
-    accepted = [a for a in adrs if a["status"] == AdrStatus.accepted]
-    proposed = [a for a in adrs if a["status"] == AdrStatus.proposed]
+    adrs = adrs_in_number_order(access.workspace_id, statuses=wanted, at_most=_PROMPT_MAX_ADRS)
+    accepted = [a for a in adrs if a.status == AdrStatus.accepted]
+    proposed = [a for a in adrs if a.status == AdrStatus.proposed]
     lines = ["", "### Architecture Decisions (ADR)"]
     if not adrs:
         lines.append("No architecture decisions are recorded yet.")
     for adr in accepted:
         lines += [
-            f"- ADR-{adr['number']:03d}: {_clip(adr['title'])}",
-            f"  Decision: {_clip(adr['decision'])}",
-            f"  Rationale: {_clip(adr['rationale'])}",
+            f"- ADR-{int(adr.number):03d}: {_clip(adr.title)}",
+            f"  Decision: {_clip(adr.decision)}",
+            f"  Rationale: {_clip(adr.rationale)}",
         ]
     if proposed:
         lines += ["", "Proposed (under discussion, not yet binding):"]
-        lines += [f"- ADR-{adr['number']:03d}: {_clip(adr['title'])} — {_clip(adr['decision'])}" for adr in proposed]
+        lines += [f"- ADR-{int(adr.number):03d}: {_clip(adr.title)} — {_clip(adr.decision)}" for adr in proposed]
     return AdrPrompt(prompt="\n".join(lines) + "\n", count=len(adrs))
 
 
 # --- rules ---------------------------------------------------------------------------------
 
 
-def _to_rule(item: dict[str, Any]) -> Rule:
-    return Rule.model_validate(item)
-
-
-def _load_rule(ws: str, rule_id: str) -> dict[str, Any]:
-    item = get_store().get(keys.rule_key(ws, rule_id)) if RULE_ID.match(rule_id) else None
-    if item is None:
+def _load_rule(ws: str, rule_id: str) -> RuleItem:
+    rule = get_store().read(RuleItem, keys.rule_key(ws, rule_id)) if RULE_ID.match(rule_id) else None
+    if rule is None:
         raise NotFound(f"rule {rule_id} not found")
-    return item
+    return rule
 
 
-def create_rule(access: Access, body: RuleCreate, request_id: str = "") -> Rule:
-    ws = access.workspace_id
-    rule_id = new_id("rule")
+def create_rule(access: Access, body: RuleCreate) -> Rule:
     at = iso()
-    item = {
-        **keys.rule_key(ws, rule_id),
-        keys.ENTITY: "rule",
-        keys.GSI1PK: keys.rule_list_gsi(ws),
-        keys.GSI1SK: rule_id,
+    rule = RuleItem(
+        workspace_id=access.workspace_id,
+        id=new_id("rule"),
         **body.model_dump(),
-        "id": rule_id,
-        "workspace_id": ws,
-        "created_by": access.actor_id,
-        "created_at": at,
-        "updated_at": at,
-        "version": 1,
-    }
-    tx = access.transaction()
-    tx.put(item, Expr("attribute_not_exists(PK)"))
-    audit.record(
-        tx,
-        ws,
-        access.actor_id,
-        "rule.created",
-        "rule",
-        rule_id,
-        request_id,
-        {"scope": body.scope, "category": body.category, "permanent": body.permanent},
+        created_by=access.actor_id,
+        created_at=at,
+        updated_at=at,
     )
+    tx = access.transaction()
+    tx.create(rule)
+    details = {"scope": body.scope, "category": body.category, "permanent": body.permanent}
+    access.audit(tx, "rule.created", "rule", rule.id, details)
     access.commit(tx)
-    return _to_rule(item)
+    return rule.to_model()
 
 
 def list_rules(
@@ -389,78 +308,53 @@ def list_rules(
     ws = access.workspace_id
     query = {"scope": scope, "agent": agent, "category": category, "permanent": permanent}
     list_scope = f"rules:{ws}"
-    filters: list[Expr] = []
-    if scope is not None:
-        filters.append(attr_eq("scope", scope))
-    if agent is not None:
-        filters.append(attr_in("scope", [agent, UNIVERSAL_SCOPE]))
-    if category is not None:
-        filters.append(attr_eq("category", category))
-    if permanent is not None:
-        filters.append(attr_eq("permanent", permanent))
-    condition: Expr | None = None
-    for expr in filters:
-        condition = expr if condition is None else condition & expr
-    page = get_store().query(
-        keys.rule_list_gsi(ws),
-        index=keys.GSI1,
+    page = rules_of_workspace(
+        ws,
+        scope=scope,
+        followed_by=agent,
+        category=category,
+        permanent=permanent,
         limit=limit,
-        start_key=decode_cursor(cursor, list_scope, query),
-        filter=condition,
+        start=decode_cursor(cursor, list_scope, query),
     )
-    return [_to_rule(item) for item in page.items], encode_cursor(page.last_key, list_scope, query)
+    return [rule.to_model() for rule in page.items], encode_cursor(page.last_key, list_scope, query)
 
 
-def update_rule(
-    access: Access, rule_id: str, body: RuleUpdate, if_match: int | None = None, request_id: str = ""
-) -> Rule:
-    ws = access.workspace_id
-    current = _load_rule(ws, rule_id)
+def update_rule(access: Access, rule_id: str, body: RuleUpdate, if_match: int | None = None) -> Rule:
+    current = _load_rule(access.workspace_id, rule_id)
     expected = body.version or if_match
-    if expected is not None and expected != current["version"]:
+    if expected is not None and expected != current.version:
         raise PreconditionFailed(
-            f"rule {rule_id} is at version {current['version']}, not {expected}", current_version=current["version"]
+            f"rule {rule_id} is at version {current.version}, not {expected}", current_version=current.version
         )
-    if current.get("permanent") and body.permanent is False:
+    if current.permanent and body.permanent is False:
         # Making a permanent rule deletable is the one change members may not make.
         access.require("admin")
     changes: dict[str, Any] = body.model_dump(exclude_none=True, exclude={"version"})
-    changes["updated_at"] = iso()
-    changes["version"] = current["version"] + 1
     tx = access.transaction()
-    tx.update(keys.rule_key(ws, rule_id), Update(set=changes), exists() & attr_eq("version", current["version"]))
-    audit.record(
-        tx,
-        ws,
-        access.actor_id,
-        "rule.updated",
-        "rule",
-        rule_id,
-        request_id,
-        {"fields": sorted(k for k in changes if k not in ("updated_at", "version"))},
-    )
+    tx.change(current, current.assign(**changes, updated_at=iso()))
+    access.audit(tx, "rule.updated", "rule", rule_id, {"fields": sorted(changes)})
     try:
         access.commit(tx)
     except TransactionFailed as failure:
         raise PreconditionFailed(f"rule {rule_id} changed while it was being updated; reload and retry") from failure
-    return _to_rule({**current, **changes})
+    return current.to_model()
 
 
-def delete_rule(access: Access, rule_id: str, request_id: str = "") -> None:
+def delete_rule(access: Access, rule_id: str) -> None:
     """Permanent rules refuse deletion with 403; the check is part of the delete's condition, so a
     rule made permanent a moment ago is not deleted either."""
     ws = access.workspace_id
     current = _load_rule(ws, rule_id)
-    if current.get("permanent"):
+    if current.permanent:
         raise Forbidden(f"rule {rule_id} is permanent and cannot be deleted")
     tx = access.transaction()
-    tx.delete(keys.rule_key(ws, rule_id), exists() & attr_eq("permanent", False))
-    audit.record(tx, ws, access.actor_id, "rule.deleted", "rule", rule_id, request_id, {"scope": current["scope"]})
+    tx.drop(RuleItem, current.key, RuleItem.permanent == False)  # noqa: E712 - a condition, not a test
+    access.audit(tx, "rule.deleted", "rule", rule_id, {"scope": current.scope})
     try:
         access.commit(tx)
     except TransactionFailed as failure:
-        now_stored = get_store().get(keys.rule_key(ws, rule_id))
-        if now_stored is None:
+        if get_store().read(RuleItem, current.key) is None:
             raise NotFound(f"rule {rule_id} not found") from failure
         raise Forbidden(f"rule {rule_id} is permanent and cannot be deleted") from failure
 
@@ -468,63 +362,48 @@ def delete_rule(access: Access, rule_id: str, request_id: str = "") -> None:
 # --- failures ------------------------------------------------------------------------------
 
 
-def _to_failure(item: dict[str, Any]) -> FailureRecord:
-    return FailureRecord.model_validate(item)
-
-
 def add_failure_writes(
     tx: Transaction, access: Access, body: FailureCreate, request_id: str = "", *, source: str = "reported"
-) -> dict[str, Any]:
+) -> FailureItem:
     """Put a failure record and its audit row into `tx` (a rejected task records its failure in the
-    rejection's own transaction); returns the record as stored."""
-    ws = access.workspace_id
-    failure_id = new_id("fail")
-    item = {
-        **keys.failure_key(ws, failure_id),
-        keys.ENTITY: "failure",
-        keys.GSI1PK: keys.failure_list_gsi(ws),
-        keys.GSI1SK: failure_id,
+    rejection's own transaction); returns the record as stored. `request_id` names the request on
+    the audit row when the caller's access does not carry it."""
+    failure = FailureItem(
+        workspace_id=access.workspace_id,
+        id=new_id("fail"),
         **body.model_dump(),
-        "id": failure_id,
-        "workspace_id": ws,
-        "agent": body.agent or access.principal.agent_name,
-        "source": source,
-        "created_by": access.actor_id,
-        "created_at": iso(),
-    }
-    tx.put(item, Expr("attribute_not_exists(PK)"))
-    audit.record(
-        tx,
-        ws,
-        access.actor_id,
-        "failure.recorded",
-        "failure",
-        failure_id,
-        request_id,
-        {"title": body.title, "task_id": body.task_id, "source": source},
+        source=source,
+        created_by=access.actor_id,
+        created_at=iso(),
     )
-    return item
+    failure.agent = body.agent or access.principal.agent_name
+    tx.create(failure)
+    recorder = replace(access, request_id=request_id) if request_id else access
+    details = {"title": body.title, "task_id": body.task_id, "source": source}
+    recorder.audit(tx, "failure.recorded", "failure", failure.id, details)
+    return failure
 
 
-def record_failure(access: Access, body: FailureCreate, request_id: str = "") -> FailureRecord:
+def record_failure(access: Access, body: FailureCreate) -> FailureRecord:
     """Record a failure; the task and run it names must be this workspace's (checked in the write)."""
     ws = access.workspace_id
     tx = access.transaction()
-    references = [(f, v) for f, v in (("task_id", body.task_id), ("run_id", body.run_id)) if v is not None]
-    for field, value in references:
+    references = {field: value for field, value in (("task_id", body.task_id), ("run_id", body.run_id)) if value}
+    for field, value in references.items():
+        # Tasks and runs are other families' items: the check reads only their key and deletion mark.
         key = keys.task_key(ws, value) if field == "task_id" else keys.run_key(ws, value)
-        tx.check(key, exists() & Expr("attribute_not_exists(deleted_at)"))
-    first_reference = len(tx.operations) - len(references)
-    item = add_failure_writes(tx, access, body, request_id)
+        tx.check(key, exists() & not_deleted(), name=field)
+    failure = add_failure_writes(tx, access, body)
     try:
         access.commit(tx)
-    except TransactionFailed as failure:
-        index = failure.failed_index()
-        if index is not None and first_reference <= index < first_reference + len(references):
-            field, value = references[index - first_reference]
-            raise Unprocessable(f"{field} {value} names nothing in this workspace", field=field) from failure
+    except TransactionFailed as refused:
+        if refused.failed in references:
+            field = refused.failed
+            raise Unprocessable(
+                f"{field} {references[field]} names nothing in this workspace", field=field
+            ) from refused
         raise
-    return _to_failure(item)
+    return failure.to_model()
 
 
 def list_failures(
@@ -534,16 +413,6 @@ def list_failures(
     ws = access.workspace_id
     query = {"agent": agent, "task_id": task_id}
     scope = f"failures:{ws}"
-    filters = [attr_eq(name, value) for name, value in (("agent", agent), ("task_id", task_id)) if value is not None]
-    condition: Expr | None = None
-    for expr in filters:
-        condition = expr if condition is None else condition & expr
-    page = get_store().query(
-        keys.failure_list_gsi(ws),
-        index=keys.GSI1,
-        limit=limit,
-        start_key=decode_cursor(cursor, scope, query),
-        newest_first=True,
-        filter=condition,
-    )
-    return [_to_failure(item) for item in page.items], encode_cursor(page.last_key, scope, query)
+    start = decode_cursor(cursor, scope, query)
+    page = failures_of_workspace(ws, agent=agent, task_id=task_id, limit=limit, start=start)
+    return [failure.to_model() for failure in page.items], encode_cursor(page.last_key, scope, query)

@@ -19,12 +19,19 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from agentplane import audit, keys
+from agentplane import keys
 from agentplane.access import Access
 from agentplane.auth.scopes import Role
 from agentplane.cursor import decode_cursor, encode_cursor
+from agentplane.entities.notifications import (
+    NotificationCounterItem,
+    NotificationItem,
+    inbox,
+    unread_notifications,
+    workspace_member_ids,
+)
 from agentplane.errors import Conflict, Forbidden, NotFound, Unprocessable
-from agentplane.ids import epoch, iso, new_id, new_id_after, now
+from agentplane.ids import iso, new_id, new_id_after, now
 from agentplane.models.notifications import (
     Notification,
     NotificationCreate,
@@ -34,10 +41,8 @@ from agentplane.models.notifications import (
     UnreadCount,
 )
 from agentplane.observability import notifications_delivered
-from agentplane.store import Expr, Transaction, TransactionFailed, Update, attr_eq, exists, get_store, not_exists
+from agentplane.store import Transaction, TransactionFailed, exists, get_store
 
-ENTITY = "notification"
-COUNTER_ENTITY = "notification_counter"
 MAX_FANOUT = 200
 # A delivery is two writes (the notification and the counter); a transaction holds 100 operations,
 # of which the caller's guards and the audit row take a few.
@@ -49,11 +54,8 @@ READ_RETENTION = timedelta(days=90)
 # Bounds the work of one read-all call (a larger backlog takes another call).
 READ_ALL_MAX = 1000
 _NOTIFICATION_ID = re.compile(r"^ntf_[0-9a-z]{26}$")
-_UNREAD = Expr("attribute_not_exists(#read_at)", {"#read_at": "read_at"})
-
-
-def _to_notification(item: Mapping[str, Any]) -> Notification:
-    return Notification.model_validate({**item, "read": bool(item.get("read_at"))})
+# The recipient a notification names must still be a member when it lands.
+_RECIPIENT = "recipient"
 
 
 def _fields(
@@ -77,6 +79,11 @@ def _fields(
     return fields
 
 
+def _inbox_of(user_id: str) -> str:
+    """The name of a delivery's counter update in its transaction (one per recipient)."""
+    return f"inbox:{user_id}"
+
+
 def _deliver(
     tx: Transaction,
     ws: str,
@@ -85,45 +92,34 @@ def _deliver(
     fields: Mapping[str, Any],
     created_by: str,
     at: str,
-) -> list[int]:
+) -> list[str]:
     """Add one delivery per recipient to `tx`: the unread notification and +1 on their counter,
     whose `last_id` moves up to this id (refused if the inbox already holds a newer one). Returns
-    the indexes of the counter updates in `tx`."""
-    counters: list[int] = []
+    the names of the counter updates."""
+    inboxes: list[str] = []
     for user_id in user_ids:
-        tx.put(
-            {
-                **keys.notification_key(ws, user_id, notification_id),
-                keys.GSI1PK: keys.notification_unread_gsi(ws, user_id),
-                keys.GSI1SK: notification_id,
-                keys.ENTITY: ENTITY,
-                **fields,
-                "id": notification_id,
-                "workspace_id": ws,
-                "user_id": user_id,
-                "created_by": created_by,
-                "created_at": at,
-            },
-            not_exists(),
+        delivery = NotificationItem(
+            workspace_id=ws, user_id=user_id, id=notification_id, **fields, created_by=created_by, created_at=at
         )
-        counters.append(len(tx.operations))
-        arrival = _counter_change(ws, user_id, +1)
-        arrival = Update(set={**arrival.set, "last_id": notification_id}, add=arrival.add)
-        tx.update(keys.notification_counter_key(ws, user_id), arrival, _lands_after(notification_id))
-    return counters
+        tx.create(delivery)
+        inboxes.append(_inbox_of(user_id))
+        tx.upsert(
+            NotificationCounterItem,
+            keys.notification_counter_key(ws, user_id),
+            NotificationCounterItem.arrival(ws, user_id, notification_id),
+            NotificationCounterItem.lands_after(notification_id),
+            name=inboxes[-1],
+        )
+    return inboxes
 
 
-def _lands_after(notification_id: str) -> Expr:
-    return Expr("attribute_not_exists(#last) OR #last < :id", {"#last": "last_id"}, {":id": notification_id})
-
-
-def _newest_refusing(failure: TransactionFailed, counters: Sequence[int]) -> str | None:
+def _newest_refusing(failure: TransactionFailed, inboxes: Sequence[str]) -> str | None:
     """The newest id held by an inbox that refused a delivery as out of order (None: no inbox did)."""
-    refused = [
-        str((failure.items[i] or {}).get("last_id") or "")
-        for i in counters
-        if i < len(failure.reasons) and failure.reasons[i] == "ConditionalCheckFailed"
-    ]
+    refused = []
+    for name in inboxes:
+        if failure.reason(name) == "ConditionalCheckFailed":
+            counter = failure.current(name, NotificationCounterItem)
+            refused.append(str(counter.last_id or "") if counter else "")
     return max(refused) if refused else None
 
 
@@ -134,15 +130,8 @@ def _id_after(newest: str | None) -> str:
 
 def newest_id(ws: str, user_id: str) -> str | None:
     """The id of the newest notification in a member's inbox (every later one sorts after it)."""
-    counter = get_store().get(keys.notification_counter_key(ws, user_id))
-    return str(counter["last_id"]) if counter and counter.get("last_id") else None
-
-
-def _counter_change(ws: str, user_id: str, delta: int) -> Update:
-    return Update(
-        set={keys.ENTITY: COUNTER_ENTITY, "workspace_id": ws, "user_id": user_id, "updated_at": iso()},
-        add={"count": delta},
-    )
+    counter = get_store().read(NotificationCounterItem, keys.notification_counter_key(ws, user_id))
+    return str(counter.last_id) if counter and counter.last_id else None
 
 
 def _created(
@@ -198,8 +187,10 @@ def notify(
     if tx is not None:
         # The caller commits: start above what the inboxes hold, so only a delivery racing this
         # one can refuse it (the caller then retries its transaction).
-        counters = get_store().get_many([keys.notification_counter_key(ws, u) for u in recipients])
-        held = [str(c["last_id"]) for c in counters if c and c.get("last_id")]
+        counters = get_store().read_many(
+            NotificationCounterItem, [keys.notification_counter_key(ws, u) for u in recipients]
+        )
+        held = [str(c.last_id) for c in counters if c and c.last_id]
         notification_id = _id_after(max(held) if held else None)
         _deliver(tx, ws, recipients, notification_id, fields, created_by, at)
         return _created(ws, notification_id, fields, recipients, created_by, at)
@@ -207,7 +198,7 @@ def notify(
     for chunk in _chunks(recipients, RECIPIENTS_PER_TRANSACTION):
         chunk_id = _commit_in_order(
             first_id or new_id("ntf"),
-            partial(_delivery_tx, None, ws, chunk, fields, created_by, at),
+            partial(_delivery_tx, ws, chunk, fields, created_by, at),
         )
         first_id = first_id or chunk_id
     return _created(ws, first_id or new_id("ntf"), fields, recipients, created_by, at)
@@ -218,31 +209,30 @@ _ORDER_ATTEMPTS = 5
 
 
 def _delivery_tx(
-    access: Access | None,
     ws: str,
     user_ids: Sequence[str],
     fields: Mapping[str, Any],
     created_by: str,
     at: str,
     notification_id: str,
-) -> tuple[Transaction, list[int]]:
-    tx = access.transaction() if access is not None else get_store().transaction()
+) -> tuple[Transaction, list[str]]:
+    tx = get_store().transaction()
     return tx, _deliver(tx, ws, user_ids, notification_id, fields, created_by, at)
 
 
 def _commit_in_order(
     notification_id: str,
-    build: Callable[[str], tuple[Transaction, list[int]]],
+    build: Callable[[str], tuple[Transaction, list[str]]],
     commit: Callable[[Transaction], None] = lambda tx: tx.commit(),
 ) -> str:
     """Commit the deliveries `build(id)` makes; when an inbox already holds a newer notification,
     build them again with an id after it. Returns the id the deliveries landed with."""
     for _attempt in range(_ORDER_ATTEMPTS):
-        tx, counters = build(notification_id)
+        tx, inboxes = build(notification_id)
         try:
             commit(tx)
         except TransactionFailed as failure:
-            newest = _newest_refusing(failure, counters)
+            newest = _newest_refusing(failure, inboxes)
             if newest is None:
                 raise
             notification_id = _id_after(newest)
@@ -253,16 +243,16 @@ def _commit_in_order(
 
 def _member_ids(ws: str) -> list[str]:
     """Every member of the workspace: one bounded Query (fan-out is capped at MAX_FANOUT members)."""
-    page = get_store().query(keys.ws_pk(ws), sk_prefix=keys.MEMBER_PREFIX, limit=MAX_FANOUT + 1, consistent=True)
-    if len(page.items) > MAX_FANOUT or page.last_key:
+    members, more = workspace_member_ids(ws, limit=MAX_FANOUT + 1)
+    if len(members) > MAX_FANOUT or more:
         raise Unprocessable(
             f"a notification can go to all members of a workspace of at most {MAX_FANOUT} members",
             errors=[{"field": "all_members", "message": f"more than {MAX_FANOUT} members; name user_id instead"}],
         )
-    return [str(item["user_id"]) for item in page.items]
+    return members
 
 
-def create_notification(access: Access, body: NotificationCreate, request_id: str = "") -> NotificationCreated:
+def create_notification(access: Access, body: NotificationCreate) -> NotificationCreated:
     ws = access.workspace_id
     actor = access.actor_id
     to_others = body.all_members or (body.user_id is not None and body.user_id != actor)
@@ -277,29 +267,27 @@ def create_notification(access: Access, body: NotificationCreate, request_id: st
     fields = _fields(body.type, body.title, body.body, body.data, body.link, body.source)
     at = iso()
     details = {"type": fields["type"], "title": body.title, "recipients": len(recipients)}
+    # The caller's own membership is already the transaction's guard (one check per item).
+    named_member = body.user_id if body.user_id not in (None, access.principal.user_id) else None
     first_id: str | None = None
     for index, chunk in enumerate(_chunks(recipients, RECIPIENTS_PER_TRANSACTION)):
-        check_at: list[int] = []
 
         def build(
-            notification_id: str, chunk: Sequence[str] = chunk, index: int = index, check_at: list[int] = check_at
-        ) -> tuple[Transaction, list[int]]:
+            notification_id: str, chunk: Sequence[str] = chunk, first: bool = index == 0
+        ) -> tuple[Transaction, list[str]]:
             tx = access.transaction()
-            check_at[:] = [len(tx.operations)]
-            if body.user_id is not None and body.user_id != access.principal.user_id:
-                # The recipient must still be a member when the notification lands (the caller's
-                # own membership is already the transaction's guard: one check per item).
-                tx.check(keys.member_key(ws, body.user_id), exists())
-            counters = _deliver(tx, ws, chunk, notification_id, fields, actor, at)
-            if index == 0:
-                audit.record(tx, ws, actor, "notification.created", "notification", notification_id, request_id,
-                             details)  # fmt: skip
-            return tx, counters
+            if named_member is not None:
+                # The recipient must still be a member when the notification lands.
+                tx.check(keys.member_key(ws, named_member), exists(), name=_RECIPIENT)
+            inboxes = _deliver(tx, ws, chunk, notification_id, fields, actor, at)
+            if first:
+                access.audit(tx, "notification.created", "notification", notification_id, details)
+            return tx, inboxes
 
         try:
             chunk_id = _commit_in_order(first_id or new_id("ntf"), build, access.commit)
         except TransactionFailed as failure:
-            if body.user_id not in (None, access.principal.user_id) and failure.failed_index() == check_at[0]:
+            if failure.failed == _RECIPIENT:
                 raise Unprocessable(
                     f"user {body.user_id} is not a member of this workspace",
                     errors=[{"field": "user_id", "message": "not a member of this workspace"}],
@@ -323,72 +311,49 @@ def list_notifications(
     query = {"read": read, "type": type}
     scope = f"notifications:{ws}:{user_id}"
     start = decode_cursor(cursor, scope, query)
-    condition = attr_eq("type", type.value) if type is not None else None
+    kind = type.value if type is not None else None
     if read is False:
-        page = get_store().query(
-            keys.notification_unread_gsi(ws, user_id),
-            index=keys.GSI1,
-            limit=limit,
-            start_key=start,
-            newest_first=True,
-            filter=condition,
-        )
+        page = unread_notifications(ws, user_id, type=kind, newest_first=True, limit=limit, start=start)
     else:
-        if read is True:
-            seen = Expr("attribute_exists(#read_at)", {"#read_at": "read_at"})
-            condition = seen if condition is None else seen & condition
-        page = get_store().query(
-            keys.notification_inbox_pk(ws, user_id),
-            sk_prefix=keys.notification_prefix(),
-            limit=limit,
-            start_key=start,
-            newest_first=True,
-            filter=condition,
-        )
-    return [_to_notification(item) for item in page.items], encode_cursor(page.last_key, scope, query)
+        page = inbox(ws, user_id, only_read=read is True, type=kind, limit=limit, start=start)
+    return [item.to_model() for item in page.items], encode_cursor(page.last_key, scope, query)
 
 
 def unread_count(access: Access) -> UnreadCount:
-    counter = get_store().get(keys.notification_counter_key(access.workspace_id, access.actor_id))
-    return UnreadCount(count=max(0, int((counter or {}).get("count", 0))))
-
-
-def _read_changes() -> Update:
-    at = now()
-    return Update(
-        set={"read_at": iso(at), keys.TTL: epoch(at + READ_RETENTION)},
-        remove=[keys.GSI1PK, keys.GSI1SK],
+    counter = get_store().read(
+        NotificationCounterItem, keys.notification_counter_key(access.workspace_id, access.actor_id)
     )
+    return UnreadCount(count=max(0, int(counter.unread)) if counter else 0)
 
 
-def mark_read(access: Access, notification_id: str, request_id: str = "") -> Notification:
+def mark_read(access: Access, notification_id: str) -> Notification:
     """Mark one of the caller's notifications read; reading one already read changes nothing."""
     ws, user_id = access.workspace_id, access.actor_id
     if not _NOTIFICATION_ID.match(notification_id):
         raise NotFound(f"notification {notification_id[:40]} not found")
     key = keys.notification_key(ws, user_id, notification_id)
-    current = get_store().get(key)
+    current = get_store().read(NotificationItem, key)
     if current is None:
         raise NotFound(f"notification {notification_id} not found")
-    if current.get("read_at"):
-        return _to_notification(current)
-    changes = _read_changes()
+    if current.read_at:
+        return current.to_model()
     tx = access.transaction()
-    tx.update(key, changes, exists() & _UNREAD)
-    tx.update(keys.notification_counter_key(ws, user_id), _counter_change(ws, user_id, -1))
-    audit.record(tx, ws, user_id, "notification.read", "notification", notification_id, request_id)
+    tx.adjust(NotificationItem, key, current.mark_read(now(), READ_RETENTION), NotificationItem.unread())
+    counter = NotificationCounterItem.counted(ws, user_id, -1)
+    tx.upsert(NotificationCounterItem, keys.notification_counter_key(ws, user_id), counter)
+    access.audit(tx, "notification.read", "notification", notification_id)
     try:
         access.commit(tx)
     except TransactionFailed:
         # Read meanwhile by another call of the same member: it is read, and counted once.
-        latest = get_store().get(key)
+        latest = get_store().read(NotificationItem, key)
         if latest is None:
             raise NotFound(f"notification {notification_id} not found") from None
-        return _to_notification(latest)
-    return _to_notification({**current, **changes.set})
+        return latest.to_model()
+    return current.to_model()
 
 
-def mark_all_read(access: Access, request_id: str = "") -> ReadAllResult:
+def mark_all_read(access: Access) -> ReadAllResult:
     """Mark every unread notification of the caller read, in transactions that each take the
     counter down by exactly the number they mark. One read concurrently is left out and retried."""
     ws, user_id = access.workspace_id, access.actor_id
@@ -396,15 +361,10 @@ def mark_all_read(access: Access, request_id: str = "") -> ReadAllResult:
     start: dict[str, Any] | None = None
     audited = False
     while updated < READ_ALL_MAX:
-        page = get_store().query(
-            keys.notification_unread_gsi(ws, user_id),
-            index=keys.GSI1,
-            limit=min(RECIPIENTS_PER_TRANSACTION, READ_ALL_MAX - updated),
-            start_key=start,
-        )
-        pending = [str(item["id"]) for item in page.items]
-        if pending:
-            updated += _read_batch(access, pending, audit_row=None if audited else request_id)
+        limit = min(RECIPIENTS_PER_TRANSACTION, READ_ALL_MAX - updated)
+        page = unread_notifications(ws, user_id, newest_first=False, limit=limit, start=start)
+        if page.items:
+            updated += _read_batch(access, page.items, audit=not audited)
             audited = True
         start = page.last_key
         if not start:
@@ -412,30 +372,28 @@ def mark_all_read(access: Access, request_id: str = "") -> ReadAllResult:
     return ReadAllResult(updated=updated, count=unread_count(access).count)
 
 
-def _read_batch(access: Access, notification_ids: list[str], audit_row: str | None) -> int:
-    """Mark `notification_ids` read in one transaction; the ones someone else read first are
+def _read_batch(access: Access, notifications: list[NotificationItem], *, audit: bool) -> int:
+    """Mark `notifications` read in one transaction; the ones someone else read first are
     dropped and the rest retried. Returns how many this call marked."""
     ws, user_id = access.workspace_id, access.actor_id
-    pending = list(notification_ids)
+    at = now()
+    # Worked out once: marking one read moves it out of the unread index, which it then is not.
+    reads = {item.id: item.mark_read(at, READ_RETENTION) for item in notifications}
+    pending = list(notifications)
     for _ in range(5):
         if not pending:
             return 0
         tx = access.transaction()
-        first = len(tx.operations)
-        for notification_id in pending:
-            tx.update(keys.notification_key(ws, user_id, notification_id), _read_changes(), exists() & _UNREAD)
-        tx.update(keys.notification_counter_key(ws, user_id), _counter_change(ws, user_id, -len(pending)))
-        if audit_row is not None:
-            audit.record(tx, ws, user_id, "notification.read_all", "inbox", user_id, audit_row)
+        for item in pending:
+            tx.adjust(NotificationItem, item.key, reads[item.id], NotificationItem.unread(), name=item.id)
+        counter = NotificationCounterItem.counted(ws, user_id, -len(pending))
+        tx.upsert(NotificationCounterItem, keys.notification_counter_key(ws, user_id), counter)
+        if audit:
+            access.audit(tx, "notification.read_all", "inbox", user_id)
         try:
             access.commit(tx)
         except TransactionFailed as failure:
-            lost = {
-                i - first
-                for i, reason in enumerate(failure.reasons)
-                if reason == "ConditionalCheckFailed" and first <= i < first + len(pending)
-            }
-            pending = [n for i, n in enumerate(pending) if i not in lost]
+            pending = [item for item in pending if failure.reason(item.id) != "ConditionalCheckFailed"]
             continue
         return len(pending)
     raise Conflict("notifications kept changing while they were being marked read; try again")

@@ -31,11 +31,12 @@ from typing import Any, TypeGuard
 
 from agentplane import keys
 from agentplane.access import Access
+from agentplane.entities.search import SearchPostingItem, postings_of_token, postings_present
+from agentplane.entities.threads import ThreadItem, ThreadMessageItem, messages_of_thread
 from agentplane.errors import Unprocessable
 from agentplane.models.search import SearchGroups, SearchHit, SearchResults, SearchType
-from agentplane.store import Item, get_store
+from agentplane.store import get_store
 
-POSTING_ENTITY = "search_posting"
 MIN_WORD = 2  # shorter words are never indexed nor searched
 MIN_PREFIX = 3  # prefixes from this length on are indexed (search as you type)
 MAX_TOKEN = 20  # longer words are indexed (and searched) by their first MAX_TOKEN characters
@@ -45,7 +46,6 @@ TITLE_CHARS = 160
 # Candidates a multi-word query looks at per result type, in pages of at most this many.
 _PAGE = 100
 _MAX_PAGES = 3
-_BATCH_GET = 100
 
 _WORD = re.compile(r"[^\W_]+")
 _ID = re.compile(r"^[a-z]{2,8}_[0-9a-z]{10,40}$")
@@ -174,7 +174,7 @@ def _hit(image: Mapping[str, Any], spec: Indexed) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class IndexChange:
-    put: list[Item]
+    put: list[SearchPostingItem]
     delete: list[keys.Key]
 
 
@@ -190,39 +190,29 @@ def index_change(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -
         ws, kind, item_id = str(old["workspace_id"]), old_spec.kind, str(old["id"])
         kept = set(new_tokens) if new_hit and new_hit["id"] == item_id else set()
         deletes = [keys.search_posting_key(ws, t, kind, item_id) for t in old_tokens if t not in kept]
-    puts: list[Item] = []
+    puts: list[SearchPostingItem] = []
     if new and new_spec and new_hit:
         ws = str(new["workspace_id"])
         unchanged = old_hit == new_hit
         written = set(old_tokens) if unchanged else set()
         puts = [
-            {
-                **keys.search_posting_key(ws, token, new_spec.kind, new_hit["id"]),
-                keys.ENTITY: POSTING_ENTITY,
-                "workspace_id": ws,
-                "token": token,
-                **new_hit,
-            }
-            for token in new_tokens
-            if token not in written
+            SearchPostingItem(workspace_id=ws, token=token, **new_hit) for token in new_tokens if token not in written
         ]
     return IndexChange(put=puts, delete=deletes)
 
 
 def _write(change: IndexChange) -> None:
-    """Puts and deletes, at most 100 to a transaction."""
+    """Puts and deletes, at most 100 to a transaction (each is idempotent, none has a condition)."""
     store = get_store()
-    tx, count = store.transaction(), 0
-    for item in change.put:
-        tx.put(item)
-        count += 1
-        if count % 100 == 0:
+    tx = store.transaction()
+    for posting in change.put:
+        tx.save(posting)
+        if tx.size == tx.MAX_OPERATIONS:
             tx.commit()
             tx = store.transaction()
-    for posting in change.delete:
-        tx.delete(posting)
-        count += 1
-        if count % 100 == 0:
+    for key in change.delete:
+        tx.discard(SearchPostingItem, key)
+        if tx.size == tx.MAX_OPERATIONS:
             tx.commit()
             tx = store.transaction()
     tx.commit()
@@ -238,19 +228,19 @@ def _postings_of(image: Mapping[str, Any]) -> list[keys.Key]:
 
 def _thread_deleted(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
     """The change takes a live thread away (soft delete, or the item removed)."""
-    if not old or old.get(keys.ENTITY) != "thread" or old.get("deleted_at"):
+    if not old or old.get(keys.ENTITY) != ThreadItem.kind() or old.get("deleted_at"):
         return False
     return new is None or bool(new.get("deleted_at"))
 
 
 def _is_thread_message(image: Mapping[str, Any] | None, change: IndexChange) -> TypeGuard[Mapping[str, Any]]:
     """The change indexed a thread message (which is findable only while its thread is live)."""
-    return bool(image and change.put and image.get(keys.ENTITY) == "thread_message" and image.get("thread_id"))
+    return bool(image and change.put and image.get(keys.ENTITY) == ThreadMessageItem.kind() and image.get("thread_id"))
 
 
 def _thread_is_live(ws: str, thread_id: str) -> bool:
-    thread = get_store().get(keys.thread_key(ws, thread_id))
-    return thread is not None and not thread.get("deleted_at")
+    thread = get_store().read(ThreadItem, keys.thread_key(ws, thread_id))
+    return thread is not None and not thread.deleted_at
 
 
 def _drop_thread_messages(ws: str, thread_id: str) -> int:
@@ -258,15 +248,10 @@ def _drop_thread_messages(ws: str, thread_id: str) -> int:
     start: dict[str, Any] | None = None
     read = 0
     while True:
-        page = get_store().query(
-            keys.thread_pk(ws, thread_id),
-            sk_prefix=keys.thread_message_prefix(),
-            limit=_PAGE,
-            start_key=start,
-            consistent=True,
-        )
+        page = messages_of_thread(ws, thread_id, limit=_PAGE, start=start)
         read += len(page.items)
-        _write(IndexChange(put=[], delete=[key for message in page.items for key in _postings_of(message)]))
+        postings = [key for message in page.items for key in _postings_of(message.as_item())]
+        _write(IndexChange(put=[], delete=postings))
         start = page.last_key
         if start is None:
             return read
@@ -288,34 +273,25 @@ def apply_change(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -
 # ---------------------------------------------------------------- searching
 
 
-def _has_every_term(ws: str, candidates: list[Item], terms: list[str]) -> list[Item]:
+def _has_every_term(ws: str, candidates: list[SearchPostingItem], terms: list[str]) -> list[SearchPostingItem]:
     """The candidates with a posting under each of `terms` (BatchGetItem, 100 keys at a time)."""
     if not terms:
         return candidates
-    wanted = [keys.search_posting_key(ws, term, str(c["type"]), str(c["id"])) for c in candidates for term in terms]
-    found: list[Item | None] = []
-    for start in range(0, len(wanted), _BATCH_GET):
-        found.extend(get_store().get_many(wanted[start : start + _BATCH_GET]))
+    found = postings_present([keys.search_posting_key(ws, term, c.type, c.id) for c in candidates for term in terms])
     per_candidate = len(terms)
     return [
         candidate
         for index, candidate in enumerate(candidates)
-        if all(found[index * per_candidate + k] is not None for k in range(per_candidate))
+        if all(found[index * per_candidate : (index + 1) * per_candidate])
     ]
 
 
-def _search_kind(ws: str, kind: str, driver: str, others: list[str], limit: int) -> list[Item]:
-    hits: list[Item] = []
+def _search_kind(ws: str, kind: str, driver: str, others: list[str], limit: int) -> list[SearchPostingItem]:
+    hits: list[SearchPostingItem] = []
     start: dict[str, Any] | None = None
     page_size = limit if not others else min(_PAGE, max(limit * 4, 20))
     for _ in range(_MAX_PAGES):
-        page = get_store().query(
-            keys.search_token_pk(ws, driver),
-            sk_prefix=keys.search_entity_prefix(kind),
-            limit=page_size,
-            start_key=start,
-            newest_first=True,
-        )
+        page = postings_of_token(ws, driver, kind, limit=page_size, start=start)
         hits.extend(_has_every_term(ws, page.items, others))
         start = page.last_key
         if len(hits) >= limit or not start or not others:
@@ -366,7 +342,7 @@ def search(access: Access, query: str, types: list[SearchType] | None, limit: in
         others = [t for t in terms if t != driver]
         for group in wanted:
             items = _search_kind(ws, KIND_OF_GROUP[group], driver, others, limit)
-            groups[group.value] = [SearchHit.model_validate(item) for item in items]
+            groups[group.value] = [SearchHit.model_validate(posting.hit()) for posting in items]
     return SearchResults(
         query=query,
         terms=terms,

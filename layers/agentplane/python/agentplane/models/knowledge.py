@@ -7,14 +7,15 @@ from typing import Annotated
 
 from pydantic import AliasChoices, Field, StringConstraints, field_validator
 
-from agentplane.models.common import Input, LongText, Output
+from agentplane.models.common import Input, ListQuery, LongText, Output
 
 KnowledgeTitle = Annotated[str, StringConstraints(min_length=1, max_length=300)]
 RequiredText = Annotated[str, StringConstraints(min_length=1, max_length=20000)]
 AgentRef = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 AdrRef = Annotated[str, StringConstraints(pattern=r"^adr_[0-9a-z]{26}$")]
 # 'all' for rules every agent follows, or an agent's name.
-RuleScope = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+RuleScope = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Category = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,49}$")]
 RefId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 UNIVERSAL_SCOPE = "all"
@@ -81,6 +82,10 @@ class Adr(Output):
     version: int
 
 
+class AdrQuery(ListQuery):
+    status: AdrStatus | None = None
+
+
 class AdrPrompt(Output):
     prompt: str = Field(description="Accepted and proposed ADRs as a text block to put in an agent's prompt")
     count: int
@@ -103,6 +108,13 @@ class RuleUpdate(Input):
     version: int | None = Field(default=None, ge=1, description="Expected current version (or send If-Match)")
 
 
+class RuleQuery(ListQuery):
+    scope: str | None = Field(default=None, pattern=NAME_PATTERN)
+    agent: str | None = Field(default=None, pattern=NAME_PATTERN)
+    category: str | None = Field(default=None, max_length=50)
+    permanent: bool | None = None
+
+
 class Rule(Output):
     id: str
     workspace_id: str
@@ -123,6 +135,11 @@ class FailureCreate(Input):
     task_id: RefId | None = None
     agent: AgentRef | None = None
     run_id: RefId | None = None
+
+
+class FailureQuery(ListQuery):
+    agent: str | None = Field(default=None, max_length=100)
+    task_id: str | None = Field(default=None, max_length=64)
 
 
 class FailureRecord(Output):

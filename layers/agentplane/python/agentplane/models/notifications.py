@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, StringConstraints, field_validator, model_validator
 
-from agentplane.models.common import Input, Output
+from agentplane.models.common import Input, ListQuery, Output
 
 MAX_DATA_BYTES = 8192
 
@@ -59,6 +59,11 @@ class NotificationCreate(Input):
         if self.user_id is not None and self.all_members:
             raise ValueError("give either user_id or all_members, not both")
         return self
+
+
+class NotificationQuery(ListQuery):
+    read: bool | None = Field(default=None, description="true: only read ones; false: only unread ones")
+    type: NotificationType | None = None
 
 
 class Notification(Output):

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
-from agentplane.models.common import Input, Output
+from agentplane.models.common import Input, ListQuery, Output
 
 MAX_DOC_BYTES = 200 * 1024
 MAX_DOCS_PER_PROJECT = 40
@@ -150,6 +150,10 @@ class ProjectChangelogEntry(Output):
 class ProjectChangelogFormat(StrEnum):
     json = "json"
     rss = "rss"
+
+
+class ChangelogQuery(ListQuery):
+    format: ProjectChangelogFormat = ProjectChangelogFormat.json
 
 
 class ProjectSnapshotCreate(Input):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentplane.models.common import Output
 
@@ -18,6 +18,20 @@ class SearchType(StrEnum):
     agents = "agents"
     projects = "projects"
     runs = "runs"
+
+
+class SearchQuery(BaseModel):
+    """The query string of a search: the words, the groups and how many hits each."""
+
+    model_config = ConfigDict(extra="ignore", defer_build=True)
+
+    q: str = Field(min_length=1, max_length=100, description="Words to find; every one must match")
+    types: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Comma-separated groups (tasks, messages, threads, agents, projects, runs)",
+    )
+    limit: int = Field(default=10, ge=1, le=50, description="Hits per group (default 10, max 50)")
 
 
 class SearchHit(Output):

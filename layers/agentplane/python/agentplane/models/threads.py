@@ -7,14 +7,15 @@ from typing import Annotated
 
 from pydantic import AliasChoices, BaseModel, Field, StringConstraints, model_validator
 
-from agentplane.models.common import Input, LongText, Output
+from agentplane.models.common import Input, ListQuery, LongText, Output
 from agentplane.models.envelope import PageMeta
 
 ThreadTitle = Annotated[str, StringConstraints(min_length=1, max_length=300)]
 Author = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 MessageContent = Annotated[str, StringConstraints(min_length=1, max_length=20000)]
 # Channels are agent names or 'team': letters, digits and . _ - only, so they can key a partition.
-Channel = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+CHANNEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+Channel = Annotated[str, StringConstraints(pattern=CHANNEL_PATTERN)]
 TEAM_CHANNEL = "team"
 # Ids as minted (`agentplane.ids.new_id`): anything else names no thread or share.
 THREAD_ID_PATTERN = r"^thr_[0-9a-z]{26}$"
@@ -57,6 +58,10 @@ class Thread(Output):
     created_at: str
     updated_at: str
     version: int
+
+
+class ThreadQuery(ListQuery):
+    status: ThreadStatus | None = None
 
 
 class ThreadMessageCreate(Input):
@@ -143,6 +148,11 @@ class TeamMessageCreate(Input):
         if self.channel is None:
             self.channel = self.to if self.mode is MessageMode.direct else TEAM_CHANNEL
         return self
+
+
+class TeamMessageQuery(ListQuery):
+    channel: str | None = Field(default=None, pattern=CHANNEL_PATTERN)
+    mode: MessageMode | None = None
 
 
 class TeamMessage(Output):
