@@ -369,6 +369,24 @@ class Transaction:
         guard = entity.present() if condition is None else entity.present() & condition
         return self._add("Delete", _key_operation(entity, key, guard), name)
 
+    def tally(
+        self,
+        entity: type[Entity],
+        key: Key,
+        actions: Sequence[Action],
+        condition: Condition | None = None,
+        *,
+        name: str | None = None,
+    ) -> Transaction:
+        """Update bookkeeping attributes by key whether or not the item exists yet: a counter's
+        first count creates it (`adjust` without its presence guard)."""
+        return self._add("Update", _key_operation(entity, key, condition, actions), name)
+
+    def discard(self, entity: type[Entity], key: Key, *, name: str | None = None) -> Transaction:
+        """Delete an item by its key whether or not it is still there (a clean-up of records that
+        may already have expired)."""
+        return self._add("Delete", _key_operation(entity, key, None), name)
+
     def require(self, entity: type[Entity], key: Key, condition: Condition, *, name: str | None = None) -> Transaction:
         """Write nothing to `key`, but only commit if `condition` holds of it."""
         op = entity.get_operation_kwargs_from_class(key["PK"], key["SK"], condition=condition)
@@ -382,7 +400,7 @@ class Transaction:
 
 
 def _key_operation(
-    entity: type[Entity], key: Key, condition: Condition, actions: Sequence[Action] | None = None
+    entity: type[Entity], key: Key, condition: Condition | None, actions: Sequence[Action] | None = None
 ) -> dict[str, Any]:
     # pynamodb builds key-addressed operations only for condition checks; the same builder
     # takes update actions, without the version handling an instance's update adds.
@@ -670,6 +688,18 @@ class Store:
         self.settle_deferred()
         guard = entity.present() if condition is None else entity.present() & condition
         args = {**_key_operation(entity, key, guard, actions), "TableName": self.table_name, "ReturnValues": "ALL_NEW"}
+        response = self._conditional(self.client.update_item, args)
+        return entity.from_raw_data(response["Attributes"])
+
+    def tally(self, entity: type[E], key: Key, actions: Sequence[Action], condition: Condition | None = None) -> E:
+        """UpdateItem of bookkeeping attributes by key, creating the item if absent (see
+        `Transaction.tally`); answers the item."""
+        self.settle_deferred()
+        args = {
+            **_key_operation(entity, key, condition, actions),
+            "TableName": self.table_name,
+            "ReturnValues": "ALL_NEW",
+        }
         response = self._conditional(self.client.update_item, args)
         return entity.from_raw_data(response["Attributes"])
 
