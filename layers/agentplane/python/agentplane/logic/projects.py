@@ -275,7 +275,7 @@ def request_maintenance(
     run = maintenance_run_item(access, project, action)
     tx = access.transaction()
     tx.check(keys.project_key(ws, project_id), live())
-    slot_index = runs.queue_new_run(tx, run)
+    runs.queue_new_run(tx, run)
     tx.put(
         changelog_item(
             ws, project_id, "maintenance.requested", run["title"] + " requested", access.actor_id, ("run", run["id"])
@@ -294,7 +294,7 @@ def request_maintenance(
     try:
         access.commit(tx)
     except TransactionFailed as failure:
-        if failure.failed_index() == slot_index:
+        if failure.failed == runs.RUN_SLOT:
             raise runs.too_many_active() from failure
         raise NotFound(f"project {project_id} not found") from failure
     runs.start_execution(run)
@@ -306,7 +306,7 @@ def queue_maintenance_run(access: Access, run: Item, request_id: str = "") -> Ma
     agent, timed by its execution). If the workspace has no free run slot it stays a draft."""
     from agentplane.logic import runs
 
-    started = runs.start_run(access, run["id"], request_id)
+    started = runs.start_run(access, run["id"])
     return MaintenanceRun.model_validate({**run, "status": started.status.value, "updated_at": started.updated_at})
 
 
