@@ -284,21 +284,38 @@ class _Prepared:
                 diff = str(data.get("diff") or "")
                 additions, deletions = _diff_counts(diff)
                 files[data["file_id"]] = RunFileItem(
-                    **common, id=data["file_id"], path=data["path"], change=data["change"], diff=diff,
-                    additions=additions, deletions=deletions, updated_at=at,
-                )  # fmt: skip
+                    **common,
+                    id=data["file_id"],
+                    path=data["path"],
+                    change=data["change"],
+                    diff=diff,
+                    additions=additions,
+                    deletions=deletions,
+                    updated_at=at,
+                )
             elif record["event_type"] == COMMAND_EXECUTED:
-                others.append(RunCommandItem(
-                    **common, id=data["command_id"], command=data["command"], exit_code=data.get("exit_code"),
-                    duration_ms=data.get("duration_ms"),
-                    stdout_bytes=len(str(data.get("stdout") or "").encode()),
-                    stderr_bytes=len(str(data.get("stderr") or "").encode()),
-                    created_at=at,
-                ))  # fmt: skip
+                others.append(
+                    RunCommandItem(
+                        **common,
+                        id=data["command_id"],
+                        command=data["command"],
+                        exit_code=data.get("exit_code"),
+                        duration_ms=data.get("duration_ms"),
+                        stdout_bytes=len(str(data.get("stdout") or "").encode()),
+                        stderr_bytes=len(str(data.get("stderr") or "").encode()),
+                        created_at=at,
+                    )
+                )
             elif record["event_type"] == SNAPSHOT_CREATED:
-                others.append(RunSnapshotItem(
-                    **common, id=data["snapshot_id"], label=data["label"], files=data.get("files") or [], created_at=at,
-                ))  # fmt: skip
+                others.append(
+                    RunSnapshotItem(
+                        **common,
+                        id=data["snapshot_id"],
+                        label=data["label"],
+                        files=data.get("files") or [],
+                        created_at=at,
+                    )
+                )
         return [*files.values(), *others]
 
 
@@ -531,15 +548,22 @@ def create_artifact(access: Access, run_id: str, body: ArtifactCreate) -> Artifa
         raise InvalidTransition(f"run {run_id} has not started; it has no artifacts yet", current_status="draft")
     artifact_id = new_id("art")
     artifact = RunArtifactItem(
-        workspace_id=ws, run_id=run_id, id=artifact_id, name=body.name, content_type=body.content_type,
-        size=body.size, object_key=keys.run_artifact_object(ws, run_id, artifact_id, body.name),
-        created_by=access.actor_id, created_at=iso(),
-    )  # fmt: skip
+        workspace_id=ws,
+        run_id=run_id,
+        id=artifact_id,
+        name=body.name,
+        content_type=body.content_type,
+        size=body.size,
+        object_key=keys.run_artifact_object(ws, run_id, artifact_id, body.name),
+        created_by=access.actor_id,
+        created_at=iso(),
+    )
     tx = access.transaction()
     tx.create(artifact)
     tx.require(RunItem, run.key, RunItem.present())
-    access.audit(tx, "run.artifact_created", "run", run_id,
-                 {"artifact_id": artifact_id, "name": body.name, "size": body.size})  # fmt: skip
+    access.audit(
+        tx, "run.artifact_created", "run", run_id, {"artifact_id": artifact_id, "name": body.name, "size": body.size}
+    )
     access.commit(tx)
     url = _s3().generate_presigned_url(
         "put_object",

@@ -123,7 +123,8 @@ def remove_connection(connection_id: str) -> int:
         return removed
 
     try:
-        return retrying(attempt, retry_if=lambda failure: isinstance(failure, TransactionFailed),
-                        attempts=_CLEANUP_ATTEMPTS)  # fmt: skip
+        return retrying(
+            attempt, retry_if=lambda failure: isinstance(failure, TransactionFailed), attempts=_CLEANUP_ATTEMPTS
+        )
     except TransactionFailed as failure:
         raise Conflict("the connection changed while it was being removed; retry") from failure

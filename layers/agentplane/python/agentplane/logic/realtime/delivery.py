@@ -159,10 +159,16 @@ def catch_up_run(
         return list(chunk[: min(MAX_EVENTS_PER_CLAIM, budget)])
 
     return _deliver_claimed(
-        poster, ws, keys.realtime_run_channel(run_id), connection_id, delivered,
-        next_chunk=next_chunk, push_of=lambda event: run_event_push(run_id, event), cursor=_run_cursor,
+        poster,
+        ws,
+        keys.realtime_run_channel(run_id),
+        connection_id,
+        delivered,
+        next_chunk=next_chunk,
+        push_of=lambda event: run_event_push(run_id, event),
+        cursor=_run_cursor,
         max_events=max_events,
-    )  # fmt: skip
+    )
 
 
 def catch_up_notifications(
@@ -184,6 +190,13 @@ def catch_up_notifications(
         return list(notifications_after(ws, user_id, after, through=through, limit=min(ITEMS_PER_READ, budget)))
 
     return _deliver_claimed(
-        poster, ws, keys.realtime_notification_channel(user_id), connection_id, delivered,
-        next_chunk=next_chunk, push_of=notification_push, cursor=_notification_cursor, max_events=max_events,
-    )  # fmt: skip
+        poster,
+        ws,
+        keys.realtime_notification_channel(user_id),
+        connection_id,
+        delivered,
+        next_chunk=next_chunk,
+        push_of=notification_push,
+        cursor=_notification_cursor,
+        max_events=max_events,
+    )

@@ -79,15 +79,21 @@ def _store_subscription(
         tx.create(subscriber, name=_SUBSCRIBER)
         tx.save(
             RealtimeConnectionSubscriptionItem(
-                connection_id=cid, workspace_id=ws, channel=channel.name, channel_key=channel.key,
+                connection_id=cid,
+                workspace_id=ws,
+                channel=channel.name,
+                channel_key=channel.key,
                 ttl=connection.expires_at,
             )
-        )  # fmt: skip
+        )
         one_more = [RealtimeConnectionItem.subscription_count.add(1)]
         tx.adjust(
-            RealtimeConnectionItem, keys.realtime_connection_key(cid), one_more, RealtimeConnectionItem.below(limit),
+            RealtimeConnectionItem,
+            keys.realtime_connection_key(cid),
+            one_more,
+            RealtimeConnectionItem.below(limit),
             name=_COUNT,
-        )  # fmt: skip
+        )
         try:
             tx.commit()
         except TransactionFailed as failure:
@@ -104,8 +110,9 @@ def _store_subscription(
             raise  # a concurrent write to the same items: tried again
 
     try:
-        retrying(attempt, retry_if=lambda failure: isinstance(failure, TransactionFailed),
-                 attempts=_TRANSACTION_ATTEMPTS)  # fmt: skip
+        retrying(
+            attempt, retry_if=lambda failure: isinstance(failure, TransactionFailed), attempts=_TRANSACTION_ATTEMPTS
+        )
     except TransactionFailed as failure:
         raise Conflict("the subscription changed while it was being stored; retry") from failure
 
@@ -147,8 +154,9 @@ def remove_subscription(connection_id: str, ws: str, channel_key: str) -> None:
             # Not subscribed (or the connection is gone): there is nothing to stop.
 
     try:
-        retrying(attempt, retry_if=lambda failure: isinstance(failure, TransactionFailed),
-                 attempts=_TRANSACTION_ATTEMPTS)  # fmt: skip
+        retrying(
+            attempt, retry_if=lambda failure: isinstance(failure, TransactionFailed), attempts=_TRANSACTION_ATTEMPTS
+        )
     except TransactionFailed:
         return  # still contended after every attempt: left as it is, as an unsubscribe may be
 
