@@ -19,6 +19,7 @@ WS = "ws_entities_k"
 
 @pytest.fixture
 def store() -> Iterator[Any]:
+    from agentplane import clients
     from agentplane import store as store_module
     from agentplane.settings import get_settings
 
@@ -26,10 +27,10 @@ def store() -> Iterator[Any]:
     try:
         aws.provision(SIGNING_SECRET)
         get_settings.cache_clear()
-        store_module.reset_store()
+        clients.reset()
         yield store_module.get_store()
     finally:
-        store_module.reset_store()
+        clients.reset()
         mock.stop()
 
 

@@ -17,6 +17,7 @@ WS = "ws_platform"
 
 @pytest.fixture
 def store() -> Iterator[object]:
+    from agentplane import clients
     from agentplane import store as store_module
     from agentplane.settings import get_settings
 
@@ -24,10 +25,10 @@ def store() -> Iterator[object]:
     try:
         aws.provision(SIGNING_SECRET)
         get_settings.cache_clear()
-        store_module.reset_store()
+        clients.reset()
         yield store_module.get_store()
     finally:
-        store_module.reset_store()
+        clients.reset()
         mock.stop()
 
 

@@ -338,7 +338,7 @@ def test_subscribing_twice_keeps_one_subscription(api, user, workspace, sockets)
 
 
 def test_a_connection_holds_a_bounded_number_of_subscriptions(api, user, workspace, sockets, monkeypatch):
-    monkeypatch.setattr(realtime, "MAX_SUBSCRIPTIONS_PER_CONNECTION", 2)
+    monkeypatch.setattr(realtime.connections, "MAX_SUBSCRIPTIONS_PER_CONNECTION", 2)
     runs = [started_run(api, workspace, user["token"]) for _ in range(3)]
     socket = sockets(user["token"])
     assert socket.subscribe(workspace["id"], f"runs/{runs[0]['id']}")["type"] == "subscribed"
@@ -520,7 +520,7 @@ def test_subscribing_again_with_since_replays_from_there(api, user, workspace, s
 
 
 def test_a_replay_cut_short_says_so_and_continues_on_request(api, user, workspace, sockets, fanout, monkeypatch):
-    monkeypatch.setattr(realtime, "MAX_REPLAY_EVENTS", 2)
+    monkeypatch.setattr(realtime.subscriptions, "MAX_REPLAY_EVENTS", 2)
     run = started_run(api, workspace, user["token"])
     append(api, workspace, run, user["token"], "a", "b", "c")
     fanout.poll()
@@ -543,7 +543,7 @@ def test_a_replay_cut_short_says_so_and_continues_on_request(api, user, workspac
 def test_a_replay_cut_short_is_completed_in_order_by_the_next_fan_out(
     api, user, workspace, sockets, fanout, monkeypatch
 ):
-    monkeypatch.setattr(realtime, "MAX_REPLAY_EVENTS", 2)
+    monkeypatch.setattr(realtime.subscriptions, "MAX_REPLAY_EVENTS", 2)
     run = started_run(api, workspace, user["token"])
     append(api, workspace, run, user["token"], "a", "b", "c")
     fanout.poll()
@@ -583,7 +583,7 @@ def test_concurrent_deliverers_send_each_event_to_a_subscriber_exactly_once(api,
 
     def deliver() -> None:
         barrier.wait()
-        realtime._catch_up(poster, workspace["id"], run["id"], socket.connection_id, 0, max_events=1000)
+        realtime.delivery.catch_up_run(poster, workspace["id"], run["id"], socket.connection_id, 0, max_events=1000)
 
     threads = [threading.Thread(target=deliver) for _ in range(4)]
     for thread in threads:
@@ -685,8 +685,9 @@ def test_the_access_check_is_made_once_per_connection_per_batch(api, user, works
     socket.subscribe(workspace["id"], f"runs/{run['id']}")
     fanout.poll()
     checks: list[str] = []
-    check = realtime._push_refusal
-    monkeypatch.setattr(realtime, "_push_refusal", lambda cid, ws, scope: checks.append(cid) or check(cid, ws, scope))
+    gate = realtime.gate
+    check = gate.push_refusal
+    monkeypatch.setattr(gate, "push_refusal", lambda cid, ws, scope: checks.append(cid) or check(cid, ws, scope))
     for line in ("one", "two", "three"):
         append(api, workspace, run, user["token"], line)
     assert fanout.poll() == 3  # three stored batches, one batch of stream records

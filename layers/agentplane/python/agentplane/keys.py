@@ -839,6 +839,11 @@ def run_events_sk(last_event_id: int) -> str:
     return f"{last_event_id:012d}"
 
 
+def run_events_key(ws_id: str, run_id: str, last_event_id: int) -> Key:
+    """One batch of a run's events, keyed by the last event id it holds."""
+    return key(run_events_pk(ws_id, run_id), run_events_sk(last_event_id))
+
+
 # The highest event id a run's event keys can hold (twelve digits).
 RUN_EVENTS_MAX_ID = 10**12 - 1
 RUN_FILE_PREFIX = "FILE#"

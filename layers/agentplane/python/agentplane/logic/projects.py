@@ -242,9 +242,7 @@ def request_maintenance(access: Access, project_id: str, action: MaintenanceActi
     try:
         access.commit(tx)
     except TransactionFailed as failure:
-        if failure.failed is None:
-            # The runs family's operations are unnamed, and of them only the active-run slot has
-            # a condition: the workspace is at its cap.
+        if failure.failed == runs.RUN_SLOT:
             raise runs.too_many_active() from failure
         raise NotFound(f"project {project_id} not found") from failure
     runs.start_execution(run)
@@ -261,7 +259,7 @@ def queue_maintenance_run(access: Access, run: dict[str, Any]) -> MaintenanceRun
     agent, timed by its execution). If the workspace has no free run slot it stays a draft."""
     from agentplane.logic import runs
 
-    started = runs.start_run(access, run["id"], access.request_id)
+    started = runs.start_run(access, run["id"])
     return MaintenanceRun.model_validate({**run, "status": started.status.value, "updated_at": started.updated_at})
 
 

@@ -13,10 +13,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from agentplane import keys
+from agentplane.entities.runs import RunEventsItem
 from agentplane.ids import iso
 from agentplane.redact import redact_text, redact_value
-from agentplane.store import Page, get_store
 
 # An item holds at most this many events, and at most ITEM_BUDGET_BYTES of them as JSON, so it
 # stays far below DynamoDB's 400 KB item limit.
@@ -43,25 +42,21 @@ def event_record(
     }
 
 
-def batch_item(
+def events_batch(
     ws_id: str, run_id: str, events: list[dict[str, Any]], *, known: Iterable[str] = (), redacted: bool = False
-) -> dict[str, Any]:
+) -> RunEventsItem:
     """The item storing `events` (consecutive ids); the stream carries it to live subscribers.
 
     Events are redacted here (token shapes, plus the `known` secret values) unless the caller
     already did (`redacted=True`)."""
-    last_id = events[-1]["id"]
     known = tuple(known)
-    return {
-        keys.PK: keys.run_events_pk(ws_id, run_id),
-        keys.SK: keys.run_events_sk(last_id),
-        keys.ENTITY: "run_events",
-        "workspace_id": ws_id,
-        "run_id": run_id,
-        "first_id": events[0]["id"],
-        "last_id": last_id,
-        "events": list(events) if redacted else [redact_event(event, known) for event in events],
-    }
+    return RunEventsItem(
+        workspace_id=ws_id,
+        run_id=run_id,
+        first_id=events[0]["id"],
+        last_id=events[-1]["id"],
+        events=list(events) if redacted else [redact_event(event, known) for event in events],
+    )
 
 
 def redact_event(event: dict[str, Any], known: Iterable[str] = ()) -> dict[str, Any]:
@@ -92,21 +87,13 @@ def pack(events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return batches
 
 
-def read_after(ws_id: str, run_id: str, after: int, max_items: int) -> Page:
-    """One consistent Query for the items holding events with id > `after`, oldest first."""
-    return get_store().query(
-        keys.run_events_pk(ws_id, run_id),
-        sk_between=(keys.run_events_sk(after + 1), keys.run_events_sk(keys.RUN_EVENTS_MAX_ID)),
-        limit=max_items,
-        consistent=True,
-    )
-
-
-def events_of(items: Iterable[Mapping[str, Any]], since: int = 0) -> list[dict[str, Any]]:
-    """Flatten batch items into events with id > since, in id order."""
+def events_of(batches: Iterable[RunEventsItem | Mapping[str, Any]], since: int = 0) -> list[dict[str, Any]]:
+    """The events of `batches` (items read, or a batch as the table's stream carries it) with an
+    id above `since`, in id order."""
     flat: list[dict[str, Any]] = []
-    for item in items:
-        for event in item.get("events") or []:
+    for batch in batches:
+        events = batch.events if isinstance(batch, RunEventsItem) else batch.get("events")
+        for event in events or []:
             if int(event["id"]) > since:
                 flat.append({**event, "id": int(event["id"])})
     flat.sort(key=lambda e: e["id"])

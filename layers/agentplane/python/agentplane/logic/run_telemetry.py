@@ -13,18 +13,34 @@ goes to S3 (redacted, before the transaction), and is read back through short-li
 from __future__ import annotations
 
 import hashlib
-import random
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from agentplane import audit, clients, keys
+from agentplane import clients, keys
 from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
+from agentplane.entities.base import Entity
+from agentplane.entities.runs import (
+    RunArtifactItem,
+    RunCommandItem,
+    RunFileItem,
+    RunItem,
+    RunSnapshotItem,
+    RunSummaryItem,
+    commands_of_run,
+    events_after,
+    files_of_run,
+    from_item,
+    run_from_item,
+    snapshots_of_run,
+)
 from agentplane.errors import Conflict, InvalidCursor, InvalidTransition, NotFound, Unprocessable
 from agentplane.ids import iso, new_id, now
 from agentplane.logic import known_secrets, sse
-from agentplane.logic.run_events import batch_item, event_record, events_of, pack, read_after, redact_event
+from agentplane.logic.run_events import event_record, events_batch, events_of, pack, redact_event
 from agentplane.models.run_telemetry import (
     COMMAND_EXECUTED,
     FILE_CHANGED,
@@ -49,20 +65,13 @@ from agentplane.models.runs import TERMINAL, RunStatus
 from agentplane.observability import logger
 from agentplane.redact import redact_text, redact_value
 from agentplane.settings import get_settings
-from agentplane.store import (
-    Item,
-    Transaction,
-    TransactionFailed,
-    Update,
-    attr_eq,
-    attr_in,
-    exists,
-    get_store,
-    not_exists,
-)
+from agentplane.store import EntityPage, Transaction, TransactionFailed, get_store, retrying
 
 # Statuses a run takes events in: not before it starts, not once it is over.
 APPENDABLE = frozenset(RunStatus) - TERMINAL - {RunStatus.draft}
+_APPENDABLE_VALUES = sorted(status.value for status in APPENDABLE)
+# The run's own write in an append's transaction (the one a concurrent appender makes fail).
+_RUN = "run"
 # Concurrent appenders race for the run's counter; a loser retries with backoff, within limits.
 _MAX_ATTEMPTS = 40
 _RETRY_SECONDS = 20.0
@@ -71,16 +80,14 @@ _BACKOFF_CAP = 0.25
 SIGNED_URL_SECONDS = 300
 MAX_EVENT_TYPES_FILTER = 20
 _END_OF_EVENTS = keys.RUN_EVENTS_MAX_ID
+D = TypeVar("D", bound=Entity)
 
 
 # ------------------------------------------------------------------------------- reading
 
 
-def _load_run(ws: str, run_id: str) -> Item:
-    run = get_store().get(keys.run_key(ws, run_id))
-    if run is None:
-        raise NotFound(f"run {run_id} not found")
-    return run
+def _load_run(ws: str, run_id: str) -> RunItem:
+    return get_store().read_or_404(RunItem, keys.run_key(ws, run_id), f"run {run_id} not found")
 
 
 def _to_event(run_id: str, record: dict[str, Any]) -> RunEvent:
@@ -132,7 +139,7 @@ def list_events(
         after = start["after"]
     if after >= _END_OF_EVENTS:
         return [], None
-    page = read_after(ws, run_id, after, limit)
+    page = events_after(ws, run_id, after, limit=limit)
     if not page.items:
         _load_run(ws, run_id)  # an unknown run is a 404, a run with nothing newer an empty page
         return [], None
@@ -164,17 +171,17 @@ def stream_events(access: Access, run_id: str, after: int, budget: float) -> str
 
     def poll() -> list[sse.ServerEvent] | None:
         run = first.pop() if first else _load_run(ws, run_id)
-        last = int(run.get("last_event_id") or 0)
+        last = int(run.last_event_id or 0)
         if last > after:
-            page = read_after(ws, run_id, after, sse.MAX_EVENTS_PER_RESPONSE)
+            page = events_after(ws, run_id, after, limit=sse.MAX_EVENTS_PER_RESPONSE)
             events = events_of(page.items, after)[: sse.MAX_EVENTS_PER_RESPONSE]
             if events:
                 return [
                     sse.ServerEvent(e["event_type"], _to_event(run_id, e).model_dump(mode="json"), str(e["id"]))
                     for e in events
                 ]
-        if RunStatus(run["status"]) in TERMINAL:
-            end = {"run_id": run_id, "status": run["status"], "last_event_id": last}
+        if run.state in TERMINAL:
+            end = {"run_id": run_id, "status": run.status, "last_event_id": last}
             return [sse.ServerEvent("end", end)]
         return None
 
@@ -186,12 +193,10 @@ def stream_events(access: Access, run_id: str, after: int, budget: float) -> str
 # ------------------------------------------------------------------------------ appending
 
 
-def _require_appendable(run: Item) -> None:
-    status = RunStatus(run["status"])
-    if status not in APPENDABLE:
-        reason = "has not started" if status == RunStatus.draft else "is over"
-        raise InvalidTransition(f"run {run['id']} {reason} ({status.value}); it takes no events",
-                                current_status=status.value)  # fmt: skip
+def _require_appendable(run: RunItem) -> None:
+    if run.state not in APPENDABLE:
+        reason = "has not started" if run.state == RunStatus.draft else "is over"
+        raise InvalidTransition(f"run {run.id} {reason} ({run.status}); it takes no events", current_status=run.status)
 
 
 def file_id_for(path: str) -> str:
@@ -255,44 +260,56 @@ class _Prepared:
             for i, e in enumerate(self.events)
         ]
 
-    def materialized(self, records: list[dict[str, Any]]) -> list[Item]:
+    def materialized(self, records: list[dict[str, Any]]) -> list[Entity]:
         ws, run_id = self.ws, self.run_id
-        files: dict[str, Item] = {}  # the latest change of a path in this append wins
-        others: list[Item] = []
+        files: dict[str, Entity] = {}  # the latest change of a path in this append wins
+        others: list[Entity] = []
         for record in records:
             data, at, event_id = record["data"], record["created_at"], record["id"]
             common = {"workspace_id": ws, "run_id": run_id, "event_id": event_id}
             if record["event_type"] == FILE_CHANGED:
                 diff = str(data.get("diff") or "")
                 additions, deletions = _diff_counts(diff)
-                files[data["file_id"]] = {
-                    **keys.run_file_key(ws, run_id, data["file_id"]), **common, keys.ENTITY: "run_file",
-                    "id": data["file_id"], "path": data["path"], "change": data["change"], "diff": diff,
-                    "additions": additions, "deletions": deletions, "updated_at": at,
-                }  # fmt: skip
+                files[data["file_id"]] = RunFileItem(
+                    **common,
+                    id=data["file_id"],
+                    path=data["path"],
+                    change=data["change"],
+                    diff=diff,
+                    additions=additions,
+                    deletions=deletions,
+                    updated_at=at,
+                )
             elif record["event_type"] == COMMAND_EXECUTED:
-                command_id = data["command_id"]
-                others.append({
-                    **keys.run_command_key(ws, run_id, command_id), **common, keys.ENTITY: "run_command",
-                    "id": command_id, "command": data["command"], "exit_code": data.get("exit_code"),
-                    "duration_ms": data.get("duration_ms"),
-                    "stdout_bytes": len(str(data.get("stdout") or "").encode()),
-                    "stderr_bytes": len(str(data.get("stderr") or "").encode()),
-                    "created_at": at,
-                })  # fmt: skip
+                others.append(
+                    RunCommandItem(
+                        **common,
+                        id=data["command_id"],
+                        command=data["command"],
+                        exit_code=data.get("exit_code"),
+                        duration_ms=data.get("duration_ms"),
+                        stdout_bytes=len(str(data.get("stdout") or "").encode()),
+                        stderr_bytes=len(str(data.get("stderr") or "").encode()),
+                        created_at=at,
+                    )
+                )
             elif record["event_type"] == SNAPSHOT_CREATED:
-                snapshot_id = data["snapshot_id"]
-                others.append({
-                    **keys.run_snapshot_key(ws, run_id, snapshot_id), **common, keys.ENTITY: "run_snapshot",
-                    "id": snapshot_id, "label": data["label"], "files": data.get("files") or [], "created_at": at,
-                })  # fmt: skip
+                others.append(
+                    RunSnapshotItem(
+                        **common,
+                        id=data["snapshot_id"],
+                        label=data["label"],
+                        files=data.get("files") or [],
+                        created_at=at,
+                    )
+                )
         return [*files.values(), *others]
 
 
-def _needs_input(tx: Transaction, run: Item, records: list[dict[str, Any]]) -> None:
+def _needs_input(tx: Transaction, run: RunItem, records: list[dict[str, Any]]) -> None:
     """A question from the agent reaches the run's creator, in the append's own transaction."""
     asking = next((r for r in records if r["event_type"] in NEEDS_INPUT_EVENT_TYPES), None)
-    creator = str(run.get("created_by") or "")
+    creator = str(run.created_by or "")
     if asking is None or not creator.startswith("usr_"):
         return
     from agentplane.logic import notifications
@@ -300,17 +317,18 @@ def _needs_input(tx: Transaction, run: Item, records: list[dict[str, Any]]) -> N
     data = asking["data"]
     text = next((data[k] for k in ("question", "prompt", "message", "text") if isinstance(data.get(k), str)), "")
     notifications.notify(
-        tx, run["workspace_id"], [creator], "needs_input", f"Run '{run.get('title', run['id'])}' needs your input",
-        body=text, data={"run_id": run["id"], "event_id": asking["id"], "event_type": asking["event_type"]},
-        link=f"/workspaces/{run['workspace_id']}/runs/{run['id']}", source="runs",
+        tx, run.workspace_id, [creator], "needs_input", f"Run '{run.title or run.id}' needs your input",
+        body=text, data={"run_id": run.id, "event_id": asking["id"], "event_type": asking["event_type"]},
+        link=f"/workspaces/{run.workspace_id}/runs/{run.id}", source="runs",
     )  # fmt: skip
 
 
 def append_events(access: Access, run_id: str, body: RunEventsAppend) -> EventsAppended:
     ws = access.workspace_id
-    run, known = known_secrets.read_with(keys.run_key(ws, run_id), ws)
-    if run is None:
+    item, known = known_secrets.read_with(keys.run_key(ws, run_id), ws)
+    if item is None:
         raise NotFound(f"run {run_id} not found")
+    run = run_from_item(item)
     _require_appendable(run)
     prepared = _Prepared(ws, run_id, body, known)
     prepared.upload_outputs()
@@ -321,92 +339,113 @@ def append_events(access: Access, run_id: str, body: RunEventsAppend) -> EventsA
         raise
 
 
-def _commit_append(access: Access, run: Item, prepared: _Prepared) -> EventsAppended:
-    ws, run_id = access.workspace_id, run["id"]
-    count = len(prepared.events)
-    deadline = time.monotonic() + _RETRY_SECONDS
-    for attempt in range(_MAX_ATTEMPTS):
-        last = int(run.get("last_event_id") or 0)
+class _LostRace(Exception):
+    """Another append (or a transition) took the run's next event ids first."""
+
+
+@dataclass
+class _Append:
+    """One append's transaction, written again over the run as it now is when it loses a race."""
+
+    access: Access
+    run: RunItem
+    prepared: _Prepared
+
+    def attempt(self) -> EventsAppended:
+        ws, run_id = self.access.workspace_id, self.run.id
         at = iso()
-        records = prepared.records(last + 1, at)
-        tx = access.transaction()
-        run_index = len(tx.operations)
-        tx.update(
-            keys.run_key(ws, run_id),
-            Update(set={"last_event_id": last + count, "last_event_at": at}),
-            exists() & attr_eq("last_event_id", last) & attr_in("status", [s.value for s in APPENDABLE]),
-        )
+        records = self.prepared.records(self.run.next_event_id, at)
+        actions, unchanged = self.run.record_events(len(records), last_event_at=at)
+        tx = self.access.transaction()
+        tx.change(self.run, actions, unchanged & RunItem.status.is_in(*_APPENDABLE_VALUES), name=_RUN)
         for batch in pack(records):
-            tx.put(batch_item(ws, run_id, batch, redacted=True), not_exists())
-        for item in prepared.materialized(records):
-            tx.put(item)
-        _needs_input(tx, run, records)
+            tx.create(events_batch(ws, run_id, batch, redacted=True))
+        for materialized in self.prepared.materialized(records):
+            tx.save(materialized)
+        _needs_input(tx, self.run, records)
         try:
-            access.commit(tx)
+            self.access.commit(tx)
         except TransactionFailed as failure:
-            lost_race = failure.failed_index() == run_index or "TransactionConflict" in failure.reasons
-            if not lost_race:
+            if failure.failed != _RUN and "TransactionConflict" not in failure.reasons:
                 raise
-            if time.monotonic() > deadline:
-                break
-            # Another append (or a transition) moved the counter first. The cancellation carries
-            # the run as it is now; without it, read it again. Then back off (full jitter).
-            current = failure.items[run_index] if run_index < len(failure.items) else None
-            run = current or _load_run(ws, run_id)
-            _require_appendable(run)
-            time.sleep(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)))  # noqa: S311 - jitter
-        else:
-            ids = [r["id"] for r in records]
-            return EventsAppended(run_id=run_id, ids=ids, first_id=ids[0], last_id=ids[-1])
-    raise Conflict(f"run {run_id} is taking events too quickly; retry", current_status=run["status"])
+            # The cancellation carries the run as it is now; without it, read it again.
+            self.run = failure.current(_RUN, RunItem) or _load_run(ws, run_id)
+            _require_appendable(self.run)
+            raise _LostRace from failure
+        ids = [r["id"] for r in records]
+        return EventsAppended(run_id=run_id, ids=ids, first_id=ids[0], last_id=ids[-1])
+
+
+def _commit_append(access: Access, run: RunItem, prepared: _Prepared) -> EventsAppended:
+    """Concurrent appenders race for the run's counter: a loser tries again over the run as it is
+    now, with backoff, within `_MAX_ATTEMPTS` and `_RETRY_SECONDS`."""
+    append = _Append(access, run, prepared)
+    deadline = time.monotonic() + _RETRY_SECONDS
+    try:
+        return retrying(
+            append.attempt,
+            retry_if=lambda failure: isinstance(failure, _LostRace) and time.monotonic() <= deadline,
+            attempts=_MAX_ATTEMPTS,
+            base_delay=_BACKOFF_BASE,
+            max_delay=_BACKOFF_CAP,
+        )
+    except _LostRace as lost:
+        raise Conflict(
+            f"run {append.run.id} is taking events too quickly; retry", current_status=append.run.status
+        ) from lost
 
 
 # ------------------------------------------------------------- files, diff, commands, snapshots
 
 
 def _data_page(
-    access: Access, run_id: str, prefix: str, name: str, limit: int, cursor: str | None
-) -> tuple[list[Item], str | None]:
+    access: Access,
+    run_id: str,
+    name: str,
+    read: Callable[..., EntityPage[D]],
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[D], str | None]:
+    """A page of what a run's events materialized; an empty first page of an unknown run is a 404."""
     ws = access.workspace_id
     scope = f"run_{name}:{ws}:{run_id}"
     start = decode_cursor(cursor, scope, {})
-    page = get_store().query(keys.run_data_pk(ws, run_id), sk_prefix=prefix, limit=limit, start_key=start)
+    page = read(ws, run_id, limit=limit, start=start)
     if not page.items and start is None:
         _load_run(ws, run_id)
     return page.items, encode_cursor(page.last_key, scope, {})
 
 
 def list_files(access: Access, run_id: str, *, limit: int, cursor: str | None) -> tuple[list[RunFile], str | None]:
-    items, next_cursor = _data_page(access, run_id, keys.RUN_FILE_PREFIX, "files", limit, cursor)
-    return [RunFile.model_validate(item) for item in items], next_cursor
+    files, next_cursor = _data_page(access, run_id, "files", files_of_run, limit, cursor)
+    return [file.listed() for file in files], next_cursor
 
 
 def get_file(access: Access, run_id: str, file_id: str) -> RunFileDetail:
-    item = get_store().get(keys.run_file_key(access.workspace_id, run_id, file_id[:100]))
-    if item is None:
-        raise NotFound(f"file {file_id[:100]} of run {run_id} not found")
-    return RunFileDetail.model_validate(item)
+    key = keys.run_file_key(access.workspace_id, run_id, file_id[:100])
+    file = get_store().read_or_404(RunFileItem, key, f"file {file_id[:100]} of run {run_id} not found")
+    return file.to_model()
 
 
-def _file_diff(item: Item) -> str:
-    diff = str(item.get("diff") or "")
+def _file_diff(file: RunFileItem) -> str:
+    diff = str(file.diff or "")
     if diff.startswith(("diff --git", "--- ")):
         return diff if diff.endswith("\n") else diff + "\n"
-    path = item["path"]
-    old = "/dev/null" if item["change"] == "added" else f"a/{path}"
-    new = "/dev/null" if item["change"] == "deleted" else f"b/{path}"
+    path = file.path
+    old = "/dev/null" if file.change == "added" else f"a/{path}"
+    new = "/dev/null" if file.change == "deleted" else f"b/{path}"
     header = f"diff --git a/{path} b/{path}\n--- {old}\n+++ {new}\n"
     return header + diff + ("" if not diff or diff.endswith("\n") else "\n")
 
 
 def run_diff(access: Access, run_id: str, *, limit: int, cursor: str | None) -> RunDiff:
     """The run's changed files as one unified diff, a page of files at a time (one Query)."""
-    items, next_cursor = _data_page(access, run_id, keys.RUN_FILE_PREFIX, "diff", limit, cursor)
-    ordered = sorted(items, key=lambda item: str(item["path"]))
+    files, next_cursor = _data_page(access, run_id, "diff", files_of_run, limit, cursor)
+    ordered = sorted(files, key=lambda file: str(file.path))
     return RunDiff(
         run_id=run_id,
-        diff="".join(_file_diff(item) for item in ordered),
-        files=[str(item["path"]) for item in ordered],
+        diff="".join(_file_diff(file) for file in ordered),
+        files=[str(file.path) for file in ordered],
         next_cursor=next_cursor,
     )
 
@@ -414,33 +453,32 @@ def run_diff(access: Access, run_id: str, *, limit: int, cursor: str | None) -> 
 def list_commands(
     access: Access, run_id: str, *, limit: int, cursor: str | None
 ) -> tuple[list[RunCommand], str | None]:
-    items, next_cursor = _data_page(access, run_id, keys.RUN_COMMAND_PREFIX, "commands", limit, cursor)
-    return [RunCommand.model_validate(item) for item in items], next_cursor
+    commands, next_cursor = _data_page(access, run_id, "commands", commands_of_run, limit, cursor)
+    return [command.to_model() for command in commands], next_cursor
 
 
 def get_command(access: Access, run_id: str, command_id: str) -> RunCommandDetail:
     ws = access.workspace_id
-    item = get_store().get(keys.run_command_key(ws, run_id, command_id[:100]))
-    if item is None:
-        raise NotFound(f"command {command_id[:100]} of run {run_id} not found")
+    found = keys.run_command_key(ws, run_id, command_id[:100])
+    command = get_store().read_or_404(RunCommandItem, found, f"command {command_id[:100]} of run {run_id} not found")
     urls: dict[str, str | None] = {}
     for stream in ("stdout", "stderr"):
         urls[f"{stream}_url"] = None
-        if item.get(f"{stream}_bytes"):
-            key = keys.run_command_output_object(ws, run_id, item["id"], stream)
+        if getattr(command, f"{stream}_bytes"):
+            key = keys.run_command_output_object(ws, run_id, command.id, stream)
             urls[f"{stream}_url"] = clients.s3().generate_presigned_url(
                 "get_object", Params={"Bucket": get_settings().artifacts_bucket, "Key": key},
                 ExpiresIn=SIGNED_URL_SECONDS,
             )  # fmt: skip
     expires = iso(now() + timedelta(seconds=SIGNED_URL_SECONDS))
-    return RunCommandDetail.model_validate({**item, **urls, "urls_expire_at": expires})
+    return RunCommandDetail.model_validate({**command.fields(), **urls, "urls_expire_at": expires})
 
 
 def list_snapshots(
     access: Access, run_id: str, *, limit: int, cursor: str | None
 ) -> tuple[list[RunSnapshot], str | None]:
-    items, next_cursor = _data_page(access, run_id, keys.RUN_SNAPSHOT_PREFIX, "snapshots", limit, cursor)
-    return [RunSnapshot.model_validate(item) for item in items], next_cursor
+    snapshots, next_cursor = _data_page(access, run_id, "snapshots", snapshots_of_run, limit, cursor)
+    return [snapshot.to_model() for snapshot in snapshots], next_cursor
 
 
 # --------------------------------------------------------------------------------- summary
@@ -449,70 +487,78 @@ def list_snapshots(
 def get_summary(access: Access, run_id: str) -> RunSummary:
     """The structured summary; before one is written, the run's summary text and nothing else."""
     ws = access.workspace_id
-    run, summary = get_store().get_many([keys.run_key(ws, run_id), keys.run_summary_key(ws, run_id)])
-    if run is None:
+    run, summary = get_store().read_many(Entity, [keys.run_key(ws, run_id), keys.run_summary_key(ws, run_id)])
+    if not isinstance(run, RunItem):
         raise NotFound(f"run {run_id} not found")
-    if summary is None:
-        return RunSummary(run_id=run_id, text=run.get("summary"))
-    return RunSummary.model_validate(summary)
+    if not isinstance(summary, RunSummaryItem):
+        return RunSummary(run_id=run_id, text=run.summary)
+    return summary.to_model()
 
 
-def put_summary(access: Access, run_id: str, body: RunSummaryPut, request_id: str = "") -> RunSummary:
+def put_summary(access: Access, run_id: str, body: RunSummaryPut) -> RunSummary:
     """Replace the summary (redacted); the run's own `summary` text follows it."""
     ws = access.workspace_id
-    run, current, *secret_items = get_store().get_many(
+    run_item, current, *secret_items = get_store().get_many(
         [keys.run_key(ws, run_id), keys.run_summary_key(ws, run_id), *known_secrets.item_keys(ws)]
     )
-    if run is None:
+    if run_item is None:
         raise NotFound(f"run {run_id} not found")
-    if run["status"] == RunStatus.draft.value:
+    run = run_from_item(run_item)
+    if run.state == RunStatus.draft:
         raise InvalidTransition(f"run {run_id} has not started; it has no summary yet", current_status="draft")
-    version = int((current or {}).get("version", 0))
     at = iso()
     fields = redact_value(body.model_dump(mode="json"), known_secrets.values_in(ws, secret_items))
-    item = {
-        **keys.run_summary_key(ws, run_id), keys.ENTITY: "run_summary", "workspace_id": ws, "run_id": run_id,
-        **fields, "version": version + 1, "updated_by": access.actor_id, "updated_at": at,
-    }  # fmt: skip
+    # Written over the version read (or as the first one): a concurrent PUT makes one of them fail.
+    summary = RunSummaryItem(workspace_id=ws, run_id=run_id, **fields, updated_by=access.actor_id, updated_at=at)
+    version = 0
+    if current is not None:  # written over the version read: of two concurrent PUTs, one fails
+        version = summary.version = from_item(RunSummaryItem, current).version
     tx = access.transaction()
-    tx.put(item, not_exists() if current is None else attr_eq("version", version))
-    tx.update(keys.run_key(ws, run_id), Update(set={"summary": fields.get("text"), "updated_at": at}), exists())
-    audit.record(tx, ws, access.actor_id, "run.summary_updated", "run", run_id, request_id,
-                 {"version": version + 1})  # fmt: skip
+    tx.save(summary)
+    tx.change(run, run.assign(summary=fields.get("text"), updated_at=at))
+    access.audit(tx, "run.summary_updated", "run", run_id, {"version": version + 1})
     try:
         access.commit(tx)
     except TransactionFailed as failure:
         raise Conflict(f"the summary of run {run_id} changed while it was being written; retry") from failure
-    return RunSummary.model_validate(item)
+    return summary.to_model()
 
 
 # ------------------------------------------------------------------------------- artifacts
 
 
-def create_artifact(access: Access, run_id: str, body: ArtifactCreate, request_id: str = "") -> Artifact:
+def create_artifact(access: Access, run_id: str, body: ArtifactCreate) -> Artifact:
     """Record an artifact and answer a signed S3 PUT URL to upload it to (5 minutes)."""
     ws = access.workspace_id
     run = _load_run(ws, run_id)
-    if run["status"] == RunStatus.draft.value:
+    if run.state == RunStatus.draft:
         raise InvalidTransition(f"run {run_id} has not started; it has no artifacts yet", current_status="draft")
     artifact_id = new_id("art")
-    object_key = keys.run_artifact_object(ws, run_id, artifact_id, body.name)
-    at = iso()
-    item = {
-        **keys.run_artifact_key(ws, run_id, artifact_id), keys.ENTITY: "run_artifact", "workspace_id": ws,
-        "run_id": run_id, "id": artifact_id, "name": body.name, "content_type": body.content_type,
-        "size": body.size, "object_key": object_key, "created_by": access.actor_id, "created_at": at,
-    }  # fmt: skip
+    artifact = RunArtifactItem(
+        workspace_id=ws,
+        run_id=run_id,
+        id=artifact_id,
+        name=body.name,
+        content_type=body.content_type,
+        size=body.size,
+        object_key=keys.run_artifact_object(ws, run_id, artifact_id, body.name),
+        created_by=access.actor_id,
+        created_at=iso(),
+    )
     tx = access.transaction()
-    tx.put(item, not_exists())
-    tx.check(keys.run_key(ws, run_id), exists())
-    audit.record(tx, ws, access.actor_id, "run.artifact_created", "run", run_id, request_id,
-                 {"artifact_id": artifact_id, "name": body.name, "size": body.size})  # fmt: skip
+    tx.create(artifact)
+    tx.require(RunItem, run.key, RunItem.present())
+    access.audit(
+        tx, "run.artifact_created", "run", run_id, {"artifact_id": artifact_id, "name": body.name, "size": body.size}
+    )
     access.commit(tx)
     url = clients.s3().generate_presigned_url(
         "put_object",
-        Params={"Bucket": get_settings().artifacts_bucket, "Key": object_key, "ContentType": body.content_type},
+        Params={
+            "Bucket": get_settings().artifacts_bucket,
+            "Key": artifact.object_key,
+            "ContentType": body.content_type,
+        },
         ExpiresIn=SIGNED_URL_SECONDS,
     )
-    expires = iso(now() + timedelta(seconds=SIGNED_URL_SECONDS))
-    return Artifact.model_validate({**item, "upload_url": url, "upload_expires_at": expires})
+    return artifact.to_model(upload_url=url, upload_expires_at=iso(now() + timedelta(seconds=SIGNED_URL_SECONDS)))

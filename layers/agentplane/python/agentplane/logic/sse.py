@@ -22,12 +22,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentplane import keys
 from agentplane.access import Access
+from agentplane.entities.realtime import notifications_after
 from agentplane.errors import BadRequest
 from agentplane.logic import notifications
 from agentplane.models.notifications import Notification
-from agentplane.store import get_store
 
 CONTENT_TYPE = "text/event-stream"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -117,17 +116,9 @@ def stream_notifications(access: Access, last_event_id: str | None, budget: floa
     if last_event_id is not None and not _NOTIFICATION_ID.match(last_event_id):
         raise BadRequest("Last-Event-ID must be a notification id from this stream")
     after = last_event_id or notifications.newest_id(ws, user_id) or ""
-    prefix = keys.notification_prefix()
 
     def poll() -> list[dict[str, Any]] | None:
-        page = get_store().query(
-            keys.notification_inbox_pk(ws, user_id),
-            sk_between=(f"{prefix}{after}", f"{prefix}{_NOTIFICATION_ID_MAX}"),
-            limit=MAX_NOTIFICATIONS_PER_RESPONSE + 1,
-            consistent=True,
-        )
-        ready = [item for item in page.items if str(item["id"]) > after][:MAX_NOTIFICATIONS_PER_RESPONSE]
-        return ready or None
+        return notifications_after(ws, user_id, after, limit=MAX_NOTIFICATIONS_PER_RESPONSE) or None
 
     found = wait_for(poll, budget) or []
     events = []
@@ -135,6 +126,3 @@ def stream_notifications(access: Access, last_event_id: str | None, budget: floa
         notification = Notification.model_validate({**item, "read": bool(item.get("read_at"))})
         events.append(ServerEvent(notification.type.value, notification.model_dump(mode="json"), notification.id))
     return render(events)
-
-
-_NOTIFICATION_ID_MAX = "ntf_" + "z" * 26

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from agentplane.models.common import Input, LongText, Output
+from agentplane.models.common import Input, ListQuery, LongText, Output
 
 MAX_EVENTS_PER_APPEND = 500
 # One event as JSON, and one append in all: an append is one transaction (4 MB at most), and the
@@ -126,6 +126,15 @@ class RunEventsAppend(Input):
                 "in all; split it"
             )
         return self
+
+
+class RunEventQuery(ListQuery):
+    """The event list's query string: its page, and which events it shows."""
+
+    since: int = Field(default=0, ge=0, description="Only events with a greater id")
+    event_types: str | None = Field(default=None, max_length=1000, description="Comma-separated event types")
+    severity: str | None = Field(default=None, max_length=100, description="Comma-separated severities")
+    path: str | None = Field(default=None, max_length=1024, description="Only events whose path starts so")
 
 
 class RunEvent(Output):

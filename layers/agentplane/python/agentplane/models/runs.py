@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, StringConstraints
 
-from agentplane.models.common import Input, LongText, Output
+from agentplane.models.common import Input, ListQuery, LongText, Output
 
 Title = Annotated[str, StringConstraints(min_length=1, max_length=300)]
 Prompt = Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
@@ -62,6 +62,15 @@ class RunCreate(Input):
     requires_approval: bool = False
     heartbeat_timeout_seconds: int = Field(default=300, ge=5, le=86_400)
     queue_timeout_seconds: int = Field(default=3600, ge=5, le=7 * 86_400)
+
+
+class RunQuery(ListQuery):
+    """The run list's query string: its page, and what narrows it."""
+
+    status: RunStatus | None = None
+    project: str | None = Field(default=None, max_length=100)
+    agent: str | None = Field(default=None, max_length=100)
+    schedule_id: str | None = Field(default=None, max_length=100)
 
 
 class RunNotes(Input):
