@@ -31,10 +31,10 @@ from agentplane.http import (
     request_principal,
 )
 from agentplane.logic import invites, members, teams, transfer, workspaces
+from agentplane.models.transfer import ImportResult, WorkspaceDocument, WorkspaceExport
 from agentplane.models.workspaces import (
     CommonEnv,
     CommonEnvPut,
-    ImportResult,
     Invite,
     InviteCreate,
     InviteCreated,
@@ -50,8 +50,6 @@ from agentplane.models.workspaces import (
     TeamUpdate,
     Workspace,
     WorkspaceCreate,
-    WorkspaceDocument,
-    WorkspaceExport,
     WorkspaceUpdate,
 )
 

@@ -50,7 +50,7 @@ from agentplane.logic.workspaces import (
 )
 from agentplane.models.agents import AgentDefinition
 from agentplane.models.tasks import TaskStatus
-from agentplane.models.workspaces import (
+from agentplane.models.transfer import (
     ExportedTask,
     ExportedTaskTemplate,
     ExportedTeam,
