@@ -9,26 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
-
 from agentplane.logic import realtime
 from agentplane.observability import entry_point, logger, realtime_pushed
 from agentplane.settings import require_settings
-from agentplane.store import deserialize
+from agentplane.stream_batch import StreamRecord, process_records
 
 # Without the endpoint the fan-out has nowhere to post.
 REQUIRED_SETTINGS = ("websocket_endpoint",)
 poster = realtime.Poster(require_settings(*REQUIRED_SETTINGS).websocket_endpoint)
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
 # Who may still receive pushes is checked once per connection per batch of records.
 gate = realtime.PushGate()
 
 
-def push_record(record: DynamoDBRecord) -> None:
-    image = deserialize((record.raw_event.get("dynamodb") or {}).get("NewImage"))
+def push_record(record: StreamRecord) -> None:
+    image = record.new_image
     if not image:
         return
     result = realtime.fan_out(image, poster, gate)
@@ -40,4 +36,4 @@ def push_record(record: DynamoDBRecord) -> None:
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global gate
     gate = realtime.PushGate()
-    return process_partial_response(event=event, record_handler=push_record, processor=processor, context=context)
+    return process_records(event, push_record)

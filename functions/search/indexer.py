@@ -8,27 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
-
 from agentplane.logic import search
 from agentplane.observability import entry_point, logger
 from agentplane.settings import require_settings
+from agentplane.stream_batch import StreamRecord, process_records
 
 REQUIRED_SETTINGS: tuple[str, ...] = ()
 require_settings(*REQUIRED_SETTINGS)
 
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
-
-def index_record(record: DynamoDBRecord) -> None:
-    images = record.dynamodb
-    if images is None:
-        return
-    change = search.apply_change(images.old_image or None, images.new_image or None)
+def index_record(record: StreamRecord) -> None:
+    change = search.apply_change(record.old_image, record.new_image)
     logger.debug("indexed", extra={"puts": len(change.put), "deletes": len(change.delete)})
 
 
 @entry_point()
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=index_record, processor=processor, context=context)
+    return process_records(event, index_record)

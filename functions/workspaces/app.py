@@ -30,10 +30,10 @@ from agentplane.http import (
 from agentplane.logic import invites, members, teams, transfer, workspaces
 from agentplane.models.common import ListQuery
 from agentplane.models.envelope import Data, DataList
+from agentplane.models.transfer import ImportResult, WorkspaceDocument, WorkspaceExport
 from agentplane.models.workspaces import (
     CommonEnv,
     CommonEnvPut,
-    ImportResult,
     Invite,
     InviteCreate,
     InviteCreated,
@@ -50,8 +50,6 @@ from agentplane.models.workspaces import (
     TeamUpdate,
     Workspace,
     WorkspaceCreate,
-    WorkspaceDocument,
-    WorkspaceExport,
     WorkspaceUpdate,
 )
 

@@ -49,7 +49,7 @@ from agentplane.logic import agents, task_indexes, tasks
 from agentplane.logic.workspaces import commit_in_parts, load_workspace, not_deleted, rename_memberships, scratch
 from agentplane.models.agents import AgentDefinition
 from agentplane.models.tasks import TaskStatus
-from agentplane.models.workspaces import (
+from agentplane.models.transfer import (
     ExportedTask,
     ExportedTaskTemplate,
     ExportedTeam,
