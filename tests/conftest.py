@@ -68,6 +68,25 @@ class Client:
 
 
 @pytest.fixture
+def store() -> Iterator[Any]:
+    """The store alone, over a fresh emulated table: for tests of entities and store primitives
+    that need no handlers."""
+    from agentplane import clients
+    from agentplane import store as store_module
+    from agentplane.settings import get_settings
+
+    mock = aws.start()
+    try:
+        aws.provision(SIGNING_SECRET)
+        get_settings.cache_clear()
+        clients.reset()
+        yield store_module.get_store()
+    finally:
+        clients.reset()
+        mock.stop()
+
+
+@pytest.fixture
 def stack() -> Iterator[aws.Resources]:
     from agentplane import clients, idempotency, ratelimit
     from agentplane.auth import caller

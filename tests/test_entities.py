@@ -4,32 +4,10 @@ operations, filtered lists fill their pages, and writes that lose a race are ret
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from botocore.exceptions import ClientError
 
-from devstack import aws
-from tests.conftest import SIGNING_SECRET
-
 WS = "ws_entities"
-
-
-@pytest.fixture
-def store() -> Iterator[object]:
-    from agentplane import clients
-    from agentplane import store as store_module
-    from agentplane.settings import get_settings
-
-    mock = aws.start()
-    try:
-        aws.provision(SIGNING_SECRET)
-        get_settings.cache_clear()
-        clients.reset()
-        yield store_module.get_store()
-    finally:
-        clients.reset()
-        mock.stop()
 
 
 def _team(team_id: str, name: str) -> object:

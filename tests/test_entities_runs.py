@@ -3,32 +3,11 @@ model, and delivery cursors that hold a number on one channel and a string on an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from devstack import aws
-from tests.conftest import SIGNING_SECRET
-
 WS = "ws_entities"
-
-
-@pytest.fixture
-def store() -> Iterator[Any]:
-    from agentplane import clients
-    from agentplane import store as store_module
-    from agentplane.settings import get_settings
-
-    mock = aws.start()
-    try:
-        aws.provision(SIGNING_SECRET)
-        get_settings.cache_clear()
-        clients.reset()
-        yield store_module.get_store()
-    finally:
-        clients.reset()
-        mock.stop()
 
 
 def _run(run_id: str = "run_1", **fields: Any) -> Any:

@@ -4,32 +4,11 @@ whose attribute names are data keeps them when read."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from devstack import aws
-from tests.conftest import SIGNING_SECRET
-
 WS = "ws_upserts"
-
-
-@pytest.fixture
-def store() -> Iterator[Any]:
-    from agentplane import clients
-    from agentplane import store as store_module
-    from agentplane.settings import get_settings
-
-    mock = aws.start()
-    try:
-        aws.provision(SIGNING_SECRET)
-        get_settings.cache_clear()
-        clients.reset()
-        yield store_module.get_store()
-    finally:
-        clients.reset()
-        mock.stop()
 
 
 def _tally_kind() -> Any:

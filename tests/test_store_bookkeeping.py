@@ -3,32 +3,11 @@ refuses by name, and a clean-up passes over records that are already gone."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from devstack import aws
-from tests.conftest import SIGNING_SECRET
-
 WS = "ws_bookkeeping"
-
-
-@pytest.fixture
-def store() -> Iterator[Any]:
-    from agentplane import clients
-    from agentplane import store as store_module
-    from agentplane.settings import get_settings
-
-    mock = aws.start()
-    try:
-        aws.provision(SIGNING_SECRET)
-        get_settings.cache_clear()
-        clients.reset()
-        yield store_module.get_store()
-    finally:
-        clients.reset()
-        mock.stop()
 
 
 def _count(cap: int | None = None) -> tuple[Any, list[Any], Any]:

@@ -5,31 +5,9 @@ into parts that keep their operations' names. Items of several kinds are read in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from devstack import aws
-from tests.conftest import SIGNING_SECRET
-
 WS = "ws_upsert"
-
-
-@pytest.fixture
-def store() -> Iterator[object]:
-    from agentplane import clients
-    from agentplane import store as store_module
-    from agentplane.settings import get_settings
-
-    mock = aws.start()
-    try:
-        aws.provision(SIGNING_SECRET)
-        get_settings.cache_clear()
-        clients.reset()
-        yield store_module.get_store()
-    finally:
-        clients.reset()
-        mock.stop()
 
 
 def _team() -> object:

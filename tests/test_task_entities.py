@@ -3,33 +3,12 @@ of it in step in the task's own transaction; counters read back whatever their c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from devstack import aws
-from tests.conftest import SIGNING_SECRET
-
 WS = "ws_task_entities"
 AT = "2026-12-01T09:30:00Z"
-
-
-@pytest.fixture
-def store() -> Iterator[Any]:
-    from agentplane import clients
-    from agentplane import store as store_module
-    from agentplane.settings import get_settings
-
-    mock = aws.start()
-    try:
-        aws.provision(SIGNING_SECRET)
-        get_settings.cache_clear()
-        clients.reset()
-        yield store_module.get_store()
-    finally:
-        clients.reset()
-        mock.stop()
 
 
 def _task(task_id: str = "task_1", **fields: Any) -> Any:
