@@ -10,6 +10,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from agentplane.access import Access
 from agentplane.http import (
+    CREATED,
+    DELETED,
     PROBLEM_RESPONSES,
     IfMatch,
     create_app,
@@ -53,8 +55,6 @@ app = create_app(requires=REQUIRED_SETTINGS)
 BASE = "/api/v1/workspaces/<ws>/agents"
 AGENT = f"{BASE}/<name>"
 TEMPLATES = "/api/v1/workspaces/<ws>/agent-templates"
-CREATED = {201: {"description": "Created"}, **PROBLEM_RESPONSES}
-DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}
 AgentName = Annotated[str, Path(pattern=AGENT_NAME_PATTERN, description="The agent's name")]
 TemplateId = Annotated[str, Path(max_length=64)]
 ReadAgents = Annotated[Access, workspace_scope("agents:read")]

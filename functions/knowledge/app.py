@@ -13,6 +13,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from agentplane.access import Access
 from agentplane.http import (
+    CREATED,
+    DELETED,
     PROBLEM_RESPONSES,
     IfMatch,
     create_app,
@@ -43,8 +45,6 @@ from agentplane.models.knowledge import (
 REQUIRED_SETTINGS: tuple[str, ...] = ()
 app = create_app(requires=REQUIRED_SETTINGS)
 WS = "/api/v1/workspaces/<ws>"
-CREATED = {201: {"description": "Created"}, **PROBLEM_RESPONSES}
-DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}
 ReadKnowledge = Annotated[Access, workspace_scope("tasks:read")]
 WriteKnowledge = Annotated[Access, workspace_scope("tasks:write")]
 

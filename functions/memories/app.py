@@ -10,14 +10,15 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from agentplane.access import Access
 from agentplane.http import (
+    DELETED,
     PROBLEM_RESPONSES,
     IfMatch,
     create_app,
-    created,
     lambda_entry,
     no_content,
     ok,
     page,
+    stored,
     workspace_scope,
 )
 from agentplane.logic import memories
@@ -36,7 +37,6 @@ REQUIRED_SETTINGS: tuple[str, ...] = ()
 app = create_app(requires=REQUIRED_SETTINGS)
 MEMORIES = "/api/v1/workspaces/<ws>/memories"
 AGENT_MEMORIES = "/api/v1/workspaces/<ws>/agents/<name>/memories"
-DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}
 AgentName = Annotated[str, Path(pattern=AGENT_NAME_PATTERN, description="The agent's name")]
 MemoryKey = Annotated[str, Path(pattern=MEMORY_KEY_PATTERN, description="The memory's key within its agent")]
 MemoryId = Annotated[str, Path(max_length=64)]
@@ -96,7 +96,7 @@ def put_memory(
     ws: str, name: AgentName, key: MemoryKey, access: WriteAgents, body: MemoryPut, if_match: IfMatch = None
 ) -> Response[Data[Memory]]:
     memory, was_created = memories.put_memory(access, name, key, body, if_match)
-    return created(memory) if was_created else Response(200, "application/json", body={"data": memory})
+    return stored(memory, was_created)
 
 
 @app.delete(f"{AGENT_MEMORIES}/<key>", responses=DELETED)

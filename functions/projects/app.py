@@ -12,6 +12,7 @@ from agentplane.access import Access
 from agentplane.http import (
     PROBLEM_RESPONSES,
     IfMatch,
+    answers,
     create_app,
     created,
     lambda_entry,
@@ -19,6 +20,7 @@ from agentplane.http import (
     no_content,
     ok,
     page,
+    stored,
     workspace_scope,
 )
 from agentplane.logic import docs, projects, runs, snapshots
@@ -50,7 +52,7 @@ BASE = "/api/v1/workspaces/<ws>/projects"
 PROJECT = f"{BASE}/<project_id>"
 SNAPSHOT = "/api/v1/workspaces/<ws>/snapshots/<snapshot_id>"
 RSS = "application/rss+xml"
-ACCEPTED = {202: {"description": "Maintenance run queued"}, **PROBLEM_RESPONSES}
+ACCEPTED = answers(202, "Maintenance run queued")
 ReadProjects = Annotated[Access, workspace_scope("projects:read")]
 WriteProjects = Annotated[Access, workspace_scope("projects:write")]
 
@@ -133,7 +135,7 @@ def put_doc(
     ws: str, project_id: str, slug: str, access: WriteProjects, body: ProjectDocPut, if_match: IfMatch = None
 ) -> Response[Data[ProjectDoc]]:
     doc, was_created = docs.put_doc(access, project_id, slug, body, if_match)
-    return created(doc) if was_created else Response(200, "application/json", body={"data": doc})
+    return stored(doc, was_created)
 
 
 @app.get(

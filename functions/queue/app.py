@@ -6,6 +6,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from agentplane.access import Access
 from agentplane.http import (
@@ -33,7 +34,7 @@ from agentplane.models.queue import (
 REQUIRED_SETTINGS: tuple[str, ...] = ()
 app = create_app(requires=REQUIRED_SETTINGS)
 BASE = "/api/v1/workspaces/<ws>/queue"
-SUBMITTED = {
+SUBMITTED: dict[int, OpenAPIResponse] = {
     201: {"description": "Submitted"},
     200: {"description": "The job an earlier submit with the same idempotency_key created"},
     **PROBLEM_RESPONSES,

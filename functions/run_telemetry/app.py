@@ -8,9 +8,11 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from agentplane.access import Access
 from agentplane.http import (
+    CREATED,
     PROBLEM_RESPONSES,
     create_app,
     created,
@@ -43,8 +45,7 @@ from agentplane.models.run_telemetry import (
 REQUIRED_SETTINGS = ("artifacts_bucket",)
 app = create_app(requires=REQUIRED_SETTINGS)
 RUN = "/api/v1/workspaces/<ws>/runs/<run_id>"
-CREATED = {201: {"description": "Created"}, **PROBLEM_RESPONSES}
-STREAM = {
+STREAM: dict[int, OpenAPIResponse] = {
     200: {"description": "Server-sent events", "content": {sse.CONTENT_TYPE: {"schema": {"type": "string"}}}},
     **PROBLEM_RESPONSES,
 }

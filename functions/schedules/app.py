@@ -10,6 +10,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from agentplane.access import Access
 from agentplane.http import (
+    CREATED,
+    DELETED,
     PROBLEM_RESPONSES,
     IfMatch,
     create_app,
@@ -28,8 +30,6 @@ from agentplane.models.schedules import Schedule, ScheduleCreate, ScheduleFiring
 REQUIRED_SETTINGS = ("schedule_fired_function_arn", "scheduler_role_arn")
 app = create_app(requires=REQUIRED_SETTINGS)
 BASE = "/api/v1/workspaces/<ws>/schedules"
-CREATED = {201: {"description": "Created"}, **PROBLEM_RESPONSES}
-DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}
 ReadRuns = Annotated[Access, workspace_scope("runs:read")]
 StartRuns = Annotated[Access, workspace_scope("runs:start")]
 

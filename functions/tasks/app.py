@@ -9,6 +9,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from agentplane.access import Access
 from agentplane.http import (
+    CREATED,
+    DELETED,
     PROBLEM_RESPONSES,
     IfMatch,
     create_app,
@@ -48,8 +50,6 @@ app = create_app(requires=REQUIRED_SETTINGS)
 BASE = "/api/v1/workspaces/<ws>/tasks"
 STORIES = "/api/v1/workspaces/<ws>/stories"
 USER_TASKS = "/api/v1/workspaces/<ws>/user-tasks"
-CREATED = {201: {"description": "Created"}, **PROBLEM_RESPONSES}
-DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}
 ReadTasks = Annotated[Access, workspace_scope("tasks:read")]
 WriteTasks = Annotated[Access, workspace_scope("tasks:write")]
 

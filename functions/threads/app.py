@@ -17,6 +17,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from agentplane import ratelimit
 from agentplane.access import Access
 from agentplane.http import (
+    CREATED,
+    DELETED,
     PROBLEM_RESPONSES,
     PUBLIC,
     IfMatch,
@@ -52,8 +54,6 @@ from agentplane.models.threads import (
 REQUIRED_SETTINGS: tuple[str, ...] = ()
 app = create_app(requires=REQUIRED_SETTINGS)
 BASE = "/api/v1/workspaces/<ws>/threads"
-CREATED = {201: {"description": "Created"}, **PROBLEM_RESPONSES}
-DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}
 # Reads of shared threads by anyone, counted per source IP.
 PUBLIC_READS_PER_MINUTE = 120
 ReadThreads = Annotated[Access, workspace_scope("tasks:read")]

@@ -14,6 +14,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from agentplane.access import Access
 from agentplane.http import (
+    CREATED,
+    DELETED,
     PROBLEM_RESPONSES,
     IfMatch,
     create_app,
@@ -57,8 +59,6 @@ from agentplane.models.workspaces import (
 REQUIRED_SETTINGS = ("kms_key_id",)
 app = create_app(requires=REQUIRED_SETTINGS)
 WS = "/api/v1/workspaces/<ws>"
-CREATED = {201: {"description": "Created"}, **PROBLEM_RESPONSES}
-DELETED = {204: {"description": "Deleted"}, **PROBLEM_RESPONSES}
 # Settings writes share a tighter per-user limit (20/min by default).
 settings_limit = [limit_group("settings-write")]
 AnyMember = Annotated[Access, workspace_scope()]

@@ -12,7 +12,7 @@ import contextvars
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.depends import Depends
@@ -33,6 +33,13 @@ from agentplane.ids import MAX_PATH_ID_LENGTH, is_path_id
 from agentplane.observability import entry_point, logger
 from agentplane.settings import get_settings, require_settings
 from agentplane.store import ConditionFailed, TransactionFailed, defer_check, get_store
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+
+    from agentplane.models.envelope import Data, DataList
+
+T = TypeVar("T")
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -71,7 +78,7 @@ IfMatch = Annotated[
 ]
 
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+PROBLEM_RESPONSES: dict[int, OpenAPIResponse] = {
     status: {"description": title, "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
     for status, title in (
         (400, "Bad request"), (401, "Unauthorized"), (403, "Forbidden"), (404, "Not found"),
@@ -80,25 +87,46 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def ok(data: Any) -> Any:
+def answers(status: int, description: str) -> dict[int, OpenAPIResponse]:
+    """A route's documented responses: its own success status, then every problem it can answer."""
+    return {status: {"description": description}, **PROBLEM_RESPONSES}
+
+
+CREATED = answers(201, "Created")
+DELETED = answers(204, "Deleted")
+
+
+def ok(data: T) -> Data[T]:
     """One resource as `{"data": …}`; a resource with a `version` also answers it as the ETag,
-    the value If-Match sends back."""
+    the value If-Match sends back.
+
+    The envelope stays a dict: Powertools validates what a route returns against the route's
+    annotation (`Data[Thread]`) and serializes it, so building the model here would do it twice.
+    The annotation still lets mypy check that a route returns the model it declares."""
     version = data.get("version") if isinstance(data, Mapping) else getattr(data, "version", None)
     if isinstance(version, int) and not isinstance(version, bool):
         add_response_headers({"ETag": f'"{version}"'})
-    return {"data": data}
+    return cast("Data[T]", {"data": data})
 
 
-def created(data: Any) -> Response[Any]:
-    return Response(status_code=201, content_type="application/json", body={"data": data})
+def created(data: T) -> Response[Data[T]]:
+    return Response(status_code=201, content_type="application/json", body=cast("Data[T]", {"data": data}))
+
+
+def stored(data: T, was_created: bool) -> Response[Data[T]]:
+    """A PUT's answer: 201 when it created the resource, 200 when it replaced it."""
+    if was_created:
+        return created(data)
+    return Response(status_code=200, content_type="application/json", body=cast("Data[T]", {"data": data}))
 
 
 def no_content() -> Response[Any]:
     return Response(status_code=204, body="")  # no body, so no Content-Type
 
 
-def page(items: list[Any], next_cursor: str | None, limit: int) -> Any:
-    return {"data": items, "meta": {"next_cursor": next_cursor, "limit": limit}}
+def page(items: list[T], next_cursor: str | None, limit: int) -> DataList[T]:
+    """One page as `{"data": […], "meta": {…}}`; a dict for the reason `ok` gives."""
+    return cast("DataList[T]", {"data": items, "meta": {"next_cursor": next_cursor, "limit": limit}})
 
 
 def problem_response(error: AppError, instance: str = "") -> Response[str]:

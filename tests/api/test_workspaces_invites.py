@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any
 
-from tests.test_workspaces import audit_actions, join, register_and_login, ws_path
+from tests.api.test_workspaces import audit_actions, join, register_and_login, ws_path
 
 
 def invites_path(ws: dict[str, Any]) -> str:

@@ -21,8 +21,8 @@ import pytest
 
 from bench.stackprocess import BANNER_END
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURE = Path(__file__).parent / "fixtures" / "devstack" / "template.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "devstack" / "template.yaml"
 
 pytestmark = pytest.mark.e2e
 

@@ -18,7 +18,7 @@ from bench.stackprocess import StackProcess, signed_in
 from devstack import aws, persist, template
 from devstack.journal import Journal
 
-FIXTURE = Path(__file__).parent / "fixtures" / "devstack" / "template.yaml"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "devstack" / "template.yaml"
 SECRET = "fixture-signing-secret-0123456789"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from tests.test_workspaces import audit_actions, join, register_and_login, ws_path
+from tests.api.test_workspaces import audit_actions, join, register_and_login, ws_path
 
 
 def teams_path(ws: dict[str, Any], team_id: str | None = None) -> str:

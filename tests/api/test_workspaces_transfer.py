@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.test_workspaces import audit_actions, join, register_and_login, ws_path
+from tests.api.test_workspaces import audit_actions, join, register_and_login, ws_path
 
 
 def export(api, person: dict[str, Any], ws: dict[str, Any]) -> dict[str, Any]:

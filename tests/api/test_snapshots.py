@@ -2,14 +2,14 @@ from __future__ import annotations
 
 import threading
 
-from tests.conftest import register_and_login
-from tests.test_projects import (
+from tests.api.test_projects import (
     add_member,
     audit_actions,
     changelog_events,
     make_project,
     project_path,
 )
+from tests.conftest import register_and_login
 
 
 def snapshot_path(ws: dict, snapshot_id: str) -> str:

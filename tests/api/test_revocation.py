@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_workspaces import join, make_key, register_and_login, ws_path
+from tests.api.test_workspaces import join, make_key, register_and_login, ws_path
 
 REFUSED = "the token is invalid, expired or revoked"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_workspaces import ws_path
+from tests.api.test_workspaces import ws_path
 
 PROBLEM = "application/problem+json"
 

@@ -72,7 +72,7 @@ def stream_length() -> int:
     return len(table().stream_shard.items)
 
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = (ROOT / "requirements-dev.txt", ROOT / "layers" / "agentplane" / "python" / "requirements.txt")
 ENTRIES = {entry.name: entry for entry in patches.REGISTRY}
 

@@ -1,9 +1,12 @@
 """The store's writes by key that need no item to be there: an upsert creates an absent one of its
-kind with just the attributes it sets and changes a present one without touching its version, and
-still obeys a condition; a discard of an absent one passes. A transaction too big for one splits
-into parts that keep their operations' names. Items of several kinds are read in one batch."""
+kind with just the attributes it sets, counts on it after, and changes a present one without
+touching its version, and still obeys a condition; attributes named by data keep their names; a
+discard of an absent one passes. A transaction too big for one splits into parts that keep their
+operations' names. Items of several kinds are read in one batch."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -29,13 +32,17 @@ def test_an_upsert_creates_an_absent_item_of_its_kind_with_only_what_it_sets(sto
     from agentplane.entities.teams import TeamItem
 
     found = store.upsert(TeamItem, keys.team_key(WS, "team_9"), [TeamItem.member_count.add(2)])
-
     assert found.member_count == 2
+    tx = store.transaction()
+    tx.upsert(TeamItem, keys.team_key(WS, "team_9"), [TeamItem.member_count.add(2)], name="count")
+    tx.commit()
+
     assert store.get(keys.team_key(WS, "team_9")) == {
         **keys.team_key(WS, "team_9"),
         "entity": "team",
-        "member_count": 2,
+        "member_count": 4,
     }
+    assert isinstance(store.read(TeamItem, keys.team_key(WS, "team_9")), TeamItem)
 
 
 def test_an_upsert_of_a_present_item_leaves_its_version_and_other_attributes(store) -> None:
@@ -65,6 +72,40 @@ def test_an_upsert_obeys_its_condition(store) -> None:
         tx.commit()
     assert failure.value.failed == "n"
     assert store.get(keys.team_key(WS, "team_1"))["name"] == "Core"
+
+
+def _tally_kind() -> Any:
+    """A counter kind whose counts are named by data (`per#<name>`), like the tasks' counters."""
+    from pynamodb.attributes import UnicodeAttribute
+
+    from agentplane import keys
+    from agentplane.entities.base import Entity, Keys
+
+    class TallyItem(Entity, discriminator="test_tally"):
+        workspace_id = UnicodeAttribute()
+        counts: dict[str, int]
+
+        def where(self) -> Keys:
+            return Keys(keys.key(keys.ws_pk(self.workspace_id), "TALLY"))
+
+        def read_undeclared(self, raw: Any) -> None:
+            self.counts = {name: int(value["N"]) for name, value in raw.items() if "N" in value}
+
+    return TallyItem
+
+
+def test_an_attribute_named_by_data_keeps_its_name_when_counted_and_read(store) -> None:
+    from pynamodb.expressions.operand import Path
+
+    from agentplane import keys
+
+    tally, key = _tally_kind(), keys.key(keys.ws_pk(WS), "TALLY")
+    for _ in range(2):
+        store.upsert(tally, key, [tally.workspace_id.set(WS), Path(["per#ada.lovelace"]).add(3)])
+
+    raw = store.get(key)
+    assert raw["entity"] == "test_tally" and raw["per#ada.lovelace"] == 6  # a dot is part of the name
+    assert store.read(tally, key).counts == {"per#ada.lovelace": 6}
 
 
 def test_a_discard_deletes_by_key_whether_or_not_the_item_is_there(store) -> None:

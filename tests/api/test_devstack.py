@@ -21,7 +21,7 @@ from devstack.lambdas import Lambdas
 from devstack.schedules import Cron, Expression, Scheduler
 from devstack.ttl import TtlSweeper
 
-FIXTURE = Path(__file__).parent / "fixtures" / "devstack" / "template.yaml"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "devstack" / "template.yaml"
 SECRET = "fixture-signing-secret-0123456789"
 
 
