@@ -9,7 +9,7 @@ export SAM_CLI_TELEMETRY := 0
 # sam validate/build need credentials to exist, never to be valid: they stay offline.
 OFFLINE_AWS := AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline AWS_SESSION_TOKEN=offline
 
-.PHONY: dev dev-reset test lint typecheck unit template build deploy bench openapi events access-patterns generate clean
+.PHONY: dev dev-reset test lint typecheck unit suite template build deploy bench openapi events access-patterns generate clean
 
 $(VENV)/.installed: requirements-dev.txt layers/agentplane/python/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,14 +41,18 @@ typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 # One worker per core; a test file stays on one worker, so a module's fixtures and files are its own.
-unit: $(VENV)/.installed $(SAM_VENV)/.installed
+suite: $(VENV)/.installed $(SAM_VENV)/.installed
 	SAM_CLI=$(abspath $(SAM)) $(PY) -m pytest --numprocesses=auto --dist=loadfile --cov --cov-report=term
+
+# The fast part alone (keys, cursors, entities, store): seconds, for the edit-test loop.
+unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit --numprocesses=auto --dist=loadfile
 
 template: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(OFFLINE_AWS) $(SAM) validate --lint
 	$(VENV)/bin/cfn-lint template.yaml
 
-test: lint typecheck template unit
+test: lint typecheck template suite
 
 build: $(SAM_VENV)/.installed
 	$(SAM) build
