@@ -302,6 +302,7 @@ def templates_of_workspace(
 # its entities: its kind cannot be declared twice.
 
 
+@access_pattern("task", partition=keys.task_status_gsi, index=keys.GSI1, sort="all, the agent's own")
 def open_tasks_of_agent(
     ws_id: str, name: str, status: str, *, limit: int, start: dict[str, Any] | None
 ) -> tuple[list[Item], dict[str, Any] | None]:

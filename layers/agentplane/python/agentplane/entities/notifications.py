@@ -138,6 +138,7 @@ def inbox(
     return get_store().select(NotificationItem, spec, limit=limit, start=start)
 
 
+@access_pattern("member", partition=keys.ws_pk, sort="prefix MEMBER#, strongly consistent")
 def workspace_member_ids(ws_id: str, *, limit: int) -> tuple[list[str], bool]:
     """The user ids of a workspace's first `limit` members, strongly consistent, and whether more
     remain (a notification to every member). Members are the workspace's own items: this reads
