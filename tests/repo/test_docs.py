@@ -1,5 +1,5 @@
 """The API documents itself: one OpenAPI document generated from the code, Swagger UI, and the
-access-pattern table generated from keys.py."""
+access-pattern tables generated from the registry of query functions."""
 
 from __future__ import annotations
 
@@ -147,17 +147,81 @@ def test_docs_answers_carry_the_rate_limit_headers_of_the_callers_ip(api: Client
     assert elsewhere.header("X-RateLimit-Remaining") == "599"
 
 
-def test_access_patterns_doc_lists_every_key_builder() -> None:
+def test_committed_access_patterns_doc_matches_the_registry() -> None:
+    committed = access_patterns.OUTPUT.read_text() if access_patterns.OUTPUT.is_file() else ""
+    assert committed == access_patterns.render(), (
+        f"docs/access-patterns.md is out of date; regenerate it with: {access_patterns.REGENERATE}"
+    )
+
+
+def test_access_patterns_doc_has_a_row_per_registered_query_and_per_item_kind() -> None:
     doc = access_patterns.OUTPUT.read_text()
-    missing = [b.name for b in access_patterns.builders() if f"`{b.name}(" not in doc]
-    assert missing == [], f"docs/access-patterns.md lacks {missing}; regenerate it with: {access_patterns.REGENERATE}"
+    registered = access_patterns.patterns()
+    queries = doc.split("## Item kinds")[0]
+
+    assert len(registered) >= 80
+    for pattern in registered:
+        module, name = pattern.function.removeprefix("agentplane.entities.").rsplit(".", 1)
+        assert f"| `{module}.{name}` |" in queries, pattern.function
+    row = next(line for line in queries.splitlines() if "`teams.teams_of_workspace`" in line)
+    assert row.startswith("| team |") and "| GSI1 | `WS#{ws_id}#TEAMS` |" in row and "creation order" in row
+    assert "| sprint | `sprints.SprintItem` | `WS#{workspace_id}` | `SPRINT#{number:010d}` |" in doc
 
 
-def test_access_patterns_check_notices_a_new_builder() -> None:
-    source = access_patterns.KEYS_FILE.read_text() + "\n\ndef gadget_key(ws_id: str, gadget_id: str) -> Key:\n    ...\n"
-    names = [b.name for b in access_patterns.builders(source)]
-    assert "gadget_key" in names
-    assert "`gadget_key(" not in access_patterns.OUTPUT.read_text()
+def test_every_query_of_an_entity_module_is_registered() -> None:
+    assert access_patterns.unregistered() == [], (
+        "these entity functions read the table without @access_pattern; register them so "
+        "docs/access-patterns.md lists them"
+    )
+
+
+def test_the_registration_check_notices_a_query_without_access_pattern() -> None:
+    source = """
+def _every(spec):
+    return get_store().select(GadgetItem, spec, limit=10).items
+
+@access_pattern(GadgetItem, partition=keys.ws_pk)
+def gadgets(ws_id):
+    return _every(QuerySpec(keys.ws_pk(ws_id)))
+
+def gadgets_again(ws_id):
+    return _every(QuerySpec(keys.ws_pk(ws_id)))
+
+def raw_gadgets(ws_id):
+    return get_store().query(keys.ws_pk(ws_id), limit=5).items
+
+class GadgetItem(Entity):
+    @classmethod
+    def newest(cls, ws_id):
+        return get_store().fill(cls, QuerySpec(keys.ws_pk(ws_id)), limit=1)
+
+def gadget_label(item):
+    return item.name.upper()
+"""
+    assert access_patterns.unregistered_in(source) == ["gadgets_again", "raw_gadgets", "GadgetItem.newest"]
+
+
+def test_a_query_registered_in_the_code_shows_in_the_generated_doc(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentplane import keys
+    from agentplane.entities import patterns
+    from agentplane.entities.teams import TeamItem
+
+    access_patterns.patterns()  # the registry, full
+    monkeypatch.setattr(patterns, "PATTERNS", list(patterns.PATTERNS))
+
+    def gadget_teams(ws_id: str) -> None:
+        """The teams a gadget uses. Nothing else."""
+
+    # Named as a query of an entity module is.
+    gadget_teams.__module__, gadget_teams.__qualname__ = "agentplane.entities.gadgets", "gadget_teams"
+    patterns.access_pattern(TeamItem, partition=keys.team_list_gsi, index=keys.GSI1, sort="prefix G#")(gadget_teams)
+
+    rendered = access_patterns.render()
+    assert (
+        "| team | `gadgets.gadget_teams` | GSI1 | `WS#{ws_id}#TEAMS` | prefix G# | The teams a gadget uses. |"
+        in rendered
+    )
+    assert "gadget_teams" not in access_patterns.OUTPUT.read_text()
 
 
 def _part(path: str, schema_name: str, schema: dict[str, Any]) -> dict[str, Any]:

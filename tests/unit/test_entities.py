@@ -41,6 +41,24 @@ def test_an_item_read_back_is_its_own_kind_with_keys_index_and_version_set(store
     assert "name_lower" not in read.to_model().model_dump()
 
 
+def test_an_entity_converts_to_the_api_model_its_class_names() -> None:
+    from agentplane.entities.accounts import SessionItem
+    from agentplane.entities.agents import AgentProgressItem, LatestProgressItem
+    from agentplane.entities.teams import TeamItem, TeamMemberItem
+    from agentplane.models.agents import Progress
+    from agentplane.models.workspaces import Team, TeamMember
+
+    member = TeamMemberItem(workspace_id=WS, team_id="team_1", user_id="u_2", role="admin", added_at="2026-12-01")
+
+    assert type(_team("team_1", "Core").to_model()) is Team
+    assert member.to_model() == TeamMember(team_id="team_1", user_id="u_2", role="admin", added_at="2026-12-01")
+    # Kinds that share a base share its model; bookkeeping kinds have none.
+    assert AgentProgressItem.api_model() is Progress and LatestProgressItem.api_model() is Progress
+    assert TeamItem.api_model() is Team and SessionItem.api_model() is None
+    with pytest.raises(TypeError, match="SessionItem has no API model"):
+        SessionItem(id="s_1", user_id="u_1", created_at="2026-12-01").to_model()
+
+
 def test_creating_an_item_twice_fails_and_names_what_is_stored(store) -> None:
     from agentplane.store import ConditionFailed
 

@@ -5,9 +5,8 @@ partition so one Query lists each of them."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel
 from pynamodb.attributes import BooleanAttribute, UnicodeAttribute
 
 from agentplane import keys
@@ -25,7 +24,7 @@ E = TypeVar("E", bound=Entity)
 _COLLECTION_ROUND = 100
 
 
-class UserItem(Entity, discriminator="user"):
+class UserItem(Entity[Profile], discriminator="user"):
     id = UnicodeAttribute()
     username = UnicodeAttribute()
     email = UnicodeAttribute(null=True)  # null once erased, as every personal field
@@ -43,7 +42,6 @@ class UserItem(Entity, discriminator="user"):
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = Profile
     internal = frozenset({"password_hash", "password_changed_epoch", "erased_at"})
 
     def where(self) -> Keys:
@@ -52,9 +50,6 @@ class UserItem(Entity, discriminator="user"):
     @property
     def erased(self) -> bool:
         return self.erased_at is not None
-
-    def to_model(self) -> Profile:
-        return Profile.model_validate(self.fields())
 
     def to_user(self) -> User:
         return User.model_validate(self.fields())

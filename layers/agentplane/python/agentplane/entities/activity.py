@@ -3,11 +3,9 @@ time-ordered activity ids, so a time window is a key range."""
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
 from pynamodb.attributes import UnicodeAttribute
 
 from agentplane import keys
@@ -20,7 +18,7 @@ if TYPE_CHECKING:
     from pynamodb.expressions.condition import Condition
 
 
-class ActivityItem(Entity, discriminator="activity"):
+class ActivityItem(Entity[Activity], discriminator="activity"):
     workspace_id = UnicodeAttribute()
     id = UnicodeAttribute()
     type = UnicodeAttribute()
@@ -35,7 +33,6 @@ class ActivityItem(Entity, discriminator="activity"):
     created_at = UnicodeAttribute()
 
     # `builtins.type`: the class body's own `type` is the entry's attribute.
-    api_model: ClassVar[builtins.type[BaseModel] | None] = Activity
     internal = frozenset({"search_text"})
     derived = ("search_text",)
 
@@ -44,9 +41,6 @@ class ActivityItem(Entity, discriminator="activity"):
 
     def derive(self) -> None:
         self.search_text = self.message.lower()
-
-    def to_model(self) -> Activity:
-        return Activity.model_validate(self.fields())
 
 
 def _all_of(conditions: Sequence[Condition]) -> Condition | None:

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
 from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, VersionAttribute
 
 from agentplane import keys
@@ -45,7 +44,7 @@ if TYPE_CHECKING:
 _ALL_AGENTS_ROUND = 100
 
 
-class AgentItem(Entity, discriminator="agent"):
+class AgentItem(Entity[Agent], discriminator="agent"):
     workspace_id = UnicodeAttribute()
     id = UnicodeAttribute()
     name = UnicodeAttribute()
@@ -79,7 +78,6 @@ class AgentItem(Entity, discriminator="agent"):
     version = number()
     revision = VersionAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = Agent
     internal = frozenset({"api_key_sealed", "revision", "stalled_at"})
 
     @property
@@ -106,7 +104,7 @@ class AgentItem(Entity, discriminator="agent"):
         return Agent.model_validate({**self.fields(), "has_api_key": self.api_key_sealed is not None})
 
 
-class _ProgressReport(Entity):
+class _ProgressReport(Entity[Progress]):
     """What a progress report holds, as a report and as its agent's latest one."""
 
     workspace_id = UnicodeAttribute()
@@ -126,7 +124,6 @@ class _ProgressReport(Entity):
     expires_at = UnicodeAttribute()
     ttl = EpochTTL(attr_name=keys.TTL, null=True)
 
-    api_model: ClassVar[type[BaseModel] | None] = Progress
     internal = frozenset({"ttl", "agent"})
 
     def to_model(self) -> Progress:
@@ -150,7 +147,7 @@ class LatestProgressItem(_ProgressReport, discriminator="agent_progress_latest")
         return cls(**report.fields(), ttl=report.ttl)
 
 
-class AgentTemplateItem(Entity, discriminator="agent_template"):
+class AgentTemplateItem(Entity[AgentTemplate], discriminator="agent_template"):
     workspace_id = UnicodeAttribute()
     id = UnicodeAttribute()
     name = UnicodeAttribute()
@@ -176,15 +173,11 @@ class AgentTemplateItem(Entity, discriminator="agent_template"):
     deleted_at = UnicodeAttribute(null=True)  # soft deleted: out of the list, its slug free again
     version = VersionAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = AgentTemplate
     internal = frozenset({"deleted_at"})
 
     def where(self) -> Keys:
         listed = (keys.agent_template_list_gsi(self.workspace_id), self.id) if not self.deleted_at else None
         return Keys(keys.agent_template_key(self.workspace_id, self.id), gsi1=listed)
-
-    def to_model(self) -> AgentTemplate:
-        return AgentTemplate.model_validate(self.fields())
 
 
 class AgentTemplateSlugItem(Entity, discriminator="agent_template_slug"):
@@ -309,6 +302,7 @@ def templates_of_workspace(
 # its entities: its kind cannot be declared twice.
 
 
+@access_pattern("task", partition=keys.task_status_gsi, index=keys.GSI1, sort="all, the agent's own")
 def open_tasks_of_agent(
     ws_id: str, name: str, status: str, *, limit: int, start: dict[str, Any] | None
 ) -> tuple[list[Item], dict[str, Any] | None]:

@@ -5,9 +5,8 @@ they fold into (which sorts after them, so a newest-first Query reads it first).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
-from pydantic import BaseModel
 from pynamodb.attributes import UnicodeAttribute, VersionAttribute
 
 from agentplane import keys
@@ -20,7 +19,7 @@ from agentplane.store import EntityPage, QuerySpec, get_store
 _ALL_KEYS_ROUND = 100
 
 
-class ApiKeyItem(Entity, discriminator="api_key"):
+class ApiKeyItem(Entity[ApiKey], discriminator="api_key"):
     id = UnicodeAttribute()
     workspace_id = UnicodeAttribute()
     name = UnicodeAttribute()
@@ -47,7 +46,6 @@ class ApiKeyItem(Entity, discriminator="api_key"):
     usage_folded_through = UnicodeAttribute(null=True)
     version = VersionAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = ApiKey
     internal = frozenset(
         {
             "token_hash",

@@ -4,9 +4,6 @@ from whose trail it is on."""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from pydantic import BaseModel
 from pynamodb.attributes import UnicodeAttribute
 
 from agentplane import keys
@@ -14,7 +11,7 @@ from agentplane.entities.base import Entity, Keys, MapDocument
 from agentplane.models.audit import AuditEvent
 
 
-class AuditItem(Entity, discriminator="audit"):
+class AuditItem(Entity[AuditEvent], discriminator="audit"):
     id = UnicodeAttribute()
     workspace_id = UnicodeAttribute(null=True)  # None: on a person's own trail (`user_id`)
     user_id = UnicodeAttribute(null=True)  # whose account trail it is on
@@ -25,8 +22,6 @@ class AuditItem(Entity, discriminator="audit"):
     request_id = UnicodeAttribute(default="")
     details = MapDocument(default=dict)
     created_at = UnicodeAttribute()
-
-    api_model: ClassVar[type[BaseModel] | None] = AuditEvent
 
     def where(self) -> Keys:
         if self.workspace_id:

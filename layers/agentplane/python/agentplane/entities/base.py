@@ -5,7 +5,8 @@ An entity owns what the rest of the code must not hand-keep:
 - its kind, the `entity` discriminator, so a read of any key comes back as the right class;
 - its version (`VersionAttribute`: pynamodb adds `version = n` to every update and save, and
   bumps it) and its expiry (`TTLAttribute`);
-- its conversion to the API's pydantic model (`to_model()`).
+- its conversion to the API's pydantic model (`to_model()`), named as the class's type argument:
+  `class TeamItem(Entity[Team], discriminator="team")`.
 
 The table's name comes from the settings when the first entity is used (`bind_table`), so
 importing an entity module costs no client and no environment.
@@ -17,7 +18,7 @@ import datetime as dt
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
 from pydantic import BaseModel
 from pynamodb.attributes import (
@@ -29,6 +30,7 @@ from pynamodb.attributes import (
 )
 from pynamodb.constants import LIST, MAP
 from pynamodb.models import Model
+from typing_extensions import TypeVar as DefaultedTypeVar
 
 from agentplane import keys
 
@@ -37,7 +39,8 @@ if TYPE_CHECKING:
     from pynamodb.expressions.update import Action
 
 E = TypeVar("E", bound="Entity")
-M = TypeVar("M", bound=BaseModel)
+# The API model of an entity; a plain `Entity` (bookkeeping kinds, code handling any kind) has none.
+M = DefaultedTypeVar("M", bound=BaseModel, default=BaseModel, covariant=True)
 
 
 def _to_dynamo(value: Any) -> Any:
@@ -115,9 +118,9 @@ def bump_version(entity: Model) -> None:
     entity.update_local_version_attribute()  # type: ignore[no-untyped-call]
 
 
-class Entity(Model):
-    """One item kind of the table. Subclasses declare `discriminator=` and their attributes, and
-    say where they live in `where()`."""
+class Entity(Model, Generic[M]):
+    """One item kind of the table. Subclasses declare `discriminator=` and their attributes, say
+    where they live in `where()`, and name their API model as the type argument (`Entity[Team]`)."""
 
     class Meta:
         table_name = "agentplane"  # replaced by the deployment's table at first use (bind_table)
@@ -133,8 +136,6 @@ class Entity(Model):
     GSI3PK = UnicodeAttribute(null=True)
     GSI3SK = UnicodeAttribute(null=True)
 
-    # The API model `to_model()` answers (entities without one are internal bookkeeping).
-    api_model: ClassVar[type[BaseModel] | None] = None
     # Attributes that are bookkeeping, never part of the API model (keys are left out anyway).
     internal: ClassVar[frozenset[str]] = frozenset()
 
@@ -234,10 +235,21 @@ class Entity(Model):
             values[attribute.attr_name] = value
         return values
 
-    def to_model(self) -> BaseModel:
-        if self.api_model is None:
+    @classmethod
+    def api_model(cls) -> type[M] | None:
+        """The API model `to_model()` answers: the type argument of the class or of the nearest
+        base that has one (None for bookkeeping kinds). Found at first use, so importing an entity
+        module costs nothing beyond the class itself."""
+        if cls not in _API_MODELS:
+            _API_MODELS[cls] = _type_argument(cls)
+        return cast("type[M] | None", _API_MODELS[cls])
+
+    def to_model(self) -> M:
+        """The item as the API shows it: its own attributes, bookkeeping (`internal`) left out."""
+        model = self.api_model()
+        if model is None:
             raise TypeError(f"{type(self).__name__} has no API model")
-        return self.api_model.model_validate(self.fields())
+        return model.model_validate(self.fields())
 
     @classmethod
     def absent(cls) -> Condition:
@@ -248,6 +260,19 @@ class Entity(Model):
     def present(cls) -> Condition:
         """The item still exists (an update or delete of something read before)."""
         return cls.PK.exists()
+
+
+_API_MODELS: dict[type[Entity], type[BaseModel] | None] = {}
+
+
+def _type_argument(cls: type[Entity]) -> type[BaseModel] | None:
+    for klass in cls.__mro__:
+        for base in vars(klass).get("__orig_bases__", ()):
+            origin = get_origin(base)
+            if isinstance(origin, type) and issubclass(origin, Entity):
+                (model,) = get_args(base)
+                return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+    return None
 
 
 _INDEX_ATTRIBUTES = ("GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK", "GSI3PK", "GSI3SK")

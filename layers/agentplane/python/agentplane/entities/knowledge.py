@@ -4,9 +4,8 @@ partition and is listed on GSI1 (ADRs by zero-padded number, rules and failures 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
 from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, VersionAttribute
 
 from agentplane import keys
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
 _PROMPT_ROUND = 200
 
 
-class AdrItem(Entity, discriminator="adr"):
+class AdrItem(Entity[Adr], discriminator="adr"):
     workspace_id = UnicodeAttribute()
     id = UnicodeAttribute()
     number = number()
@@ -43,7 +42,6 @@ class AdrItem(Entity, discriminator="adr"):
     updated_at = UnicodeAttribute()
     version = VersionAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = Adr
     internal = frozenset({"status_before_superseded"})
 
     def where(self) -> Keys:
@@ -51,9 +49,6 @@ class AdrItem(Entity, discriminator="adr"):
             keys.adr_key(self.workspace_id, self.id),
             gsi1=(keys.adr_list_gsi(self.workspace_id), f"{int(self.number):010d}"),
         )
-
-    def to_model(self) -> Adr:
-        return Adr.model_validate(self.fields())
 
     def relinked(self, **changes: Any) -> list[Action]:
         """The actions that change this ADR's supersession links by key, on behalf of another
@@ -73,7 +68,7 @@ class AdrCounterItem(Entity, discriminator="counter"):
         return Keys(keys.adr_counter_key(self.workspace_id))
 
 
-class RuleItem(Entity, discriminator="rule"):
+class RuleItem(Entity[Rule], discriminator="rule"):
     workspace_id = UnicodeAttribute()
     id = UnicodeAttribute()
     content = UnicodeAttribute()
@@ -85,16 +80,11 @@ class RuleItem(Entity, discriminator="rule"):
     updated_at = UnicodeAttribute()
     version = VersionAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = Rule
-
     def where(self) -> Keys:
         return Keys(keys.rule_key(self.workspace_id, self.id), gsi1=(keys.rule_list_gsi(self.workspace_id), self.id))
 
-    def to_model(self) -> Rule:
-        return Rule.model_validate(self.fields())
 
-
-class FailureItem(Entity, discriminator="failure"):
+class FailureItem(Entity[FailureRecord], discriminator="failure"):
     workspace_id = UnicodeAttribute()
     id = UnicodeAttribute()
     title = UnicodeAttribute()
@@ -107,15 +97,10 @@ class FailureItem(Entity, discriminator="failure"):
     created_by = UnicodeAttribute()
     created_at = UnicodeAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = FailureRecord
-
     def where(self) -> Keys:
         return Keys(
             keys.failure_key(self.workspace_id, self.id), gsi1=(keys.failure_list_gsi(self.workspace_id), self.id)
         )
-
-    def to_model(self) -> FailureRecord:
-        return FailureRecord.model_validate(self.fields())
 
 
 def _all_of(conditions: Iterable[Condition]) -> Condition | None:

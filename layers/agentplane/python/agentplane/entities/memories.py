@@ -8,9 +8,8 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
 from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, VersionAttribute
 
 from agentplane import keys
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
     from pynamodb.expressions.condition import Condition
 
 
-class MemoryItem(Entity, discriminator="memory"):
+class MemoryItem(Entity[Memory], discriminator="memory"):
     workspace_id = UnicodeAttribute()
     id = UnicodeAttribute()
     agent_name = UnicodeAttribute()
@@ -43,7 +42,6 @@ class MemoryItem(Entity, discriminator="memory"):
     updated_at = UnicodeAttribute()
     version = VersionAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = Memory
     internal = frozenset({"search_text"})
     derived = ("search_text",)
 

@@ -7,11 +7,9 @@ item leaves when it is read.
 
 from __future__ import annotations
 
-import builtins
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
 from pynamodb.attributes import UnicodeAttribute
 
 from agentplane import keys
@@ -26,7 +24,7 @@ if TYPE_CHECKING:
     from pynamodb.expressions.update import Action
 
 
-class NotificationItem(Entity, discriminator="notification"):
+class NotificationItem(Entity[Notification], discriminator="notification"):
     """One delivery of a notification to one member (the stream carries it to live clients)."""
 
     workspace_id = UnicodeAttribute()
@@ -44,7 +42,6 @@ class NotificationItem(Entity, discriminator="notification"):
     ttl = EpochTTL(attr_name="ttl", null=True)  # read notifications expire; unread ones stay
 
     # `builtins.type`: the class body's own `type` is the notification's attribute.
-    api_model: ClassVar[builtins.type[BaseModel] | None] = Notification
     internal = frozenset({"ttl"})
 
     def where(self) -> Keys:
@@ -141,6 +138,7 @@ def inbox(
     return get_store().select(NotificationItem, spec, limit=limit, start=start)
 
 
+@access_pattern("member", partition=keys.ws_pk, sort="prefix MEMBER#, strongly consistent")
 def workspace_member_ids(ws_id: str, *, limit: int) -> tuple[list[str], bool]:
     """The user ids of a workspace's first `limit` members, strongly consistent, and whether more
     remain (a notification to every member). Members are the workspace's own items: this reads

@@ -16,7 +16,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 @dataclass(frozen=True)
 class AccessPattern:
     function: str  # module.qualname of the query function
-    entity: type[Entity]
+    # The entity read, or the kind's name for a query that reads another family's items as the
+    # table holds them (importing that family's entities would cost its cold start).
+    entity: type[Entity] | str
     index: str | None  # None: the table itself
     partition: Callable[..., str]  # the key builder of the partition it reads
     sort: str  # how the sort key narrows the partition ("prefix TEAM#", "range", "" for all)
@@ -27,9 +29,10 @@ PATTERNS: list[AccessPattern] = []
 
 
 def access_pattern(
-    entity: type[Entity], *, partition: Callable[..., str], index: str | None = None, sort: str = ""
+    entity: type[Entity] | str, *, partition: Callable[..., str], index: str | None = None, sort: str = ""
 ) -> Callable[[F], F]:
-    """Register the decorated function as the one query of an access pattern of `entity`."""
+    """Register the decorated function as the one query of an access pattern of `entity`; its
+    docstring's first sentence says what the pattern answers."""
 
     def register(function: F) -> F:
         doc = " ".join((function.__doc__ or "").split())

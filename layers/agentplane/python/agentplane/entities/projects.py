@@ -9,9 +9,8 @@ project on GSI1.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
 from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, VersionAttribute
 
 from agentplane import keys
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
     from pynamodb.expressions.update import Action
 
 
-class ProjectItem(Entity, discriminator="project"):
+class ProjectItem(Entity[Project], discriminator="project"):
     workspace_id = UnicodeAttribute()
     id = UnicodeAttribute()
     name = UnicodeAttribute()
@@ -47,15 +46,11 @@ class ProjectItem(Entity, discriminator="project"):
     version = VersionAttribute()
     deleted_at = UnicodeAttribute(null=True)  # soft delete: kept for its audit trail, out of the list
 
-    api_model: ClassVar[type[BaseModel] | None] = Project
     internal = frozenset({"deleted_at"})
 
     def where(self) -> Keys:
         listed = None if self.deleted_at else (keys.project_list_gsi(self.workspace_id), self.id)
         return Keys(keys.project_key(self.workspace_id, self.id), gsi1=listed)
-
-    def to_model(self) -> Project:
-        return Project.model_validate(self.fields())
 
     @classmethod
     def undeleted(cls) -> Condition:
@@ -96,7 +91,7 @@ class ProjectNameItem(Entity, discriminator="project_name"):
         return cls.project_id == project_id
 
 
-class ChangelogItem(Entity, discriminator="changelog"):
+class ChangelogItem(Entity[ProjectChangelogEntry], discriminator="changelog"):
     workspace_id = UnicodeAttribute()
     project_id = UnicodeAttribute()
     id = UnicodeAttribute()
@@ -108,16 +103,11 @@ class ChangelogItem(Entity, discriminator="changelog"):
     actor_id = UnicodeAttribute()
     created_at = UnicodeAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = ProjectChangelogEntry
-
     def where(self) -> Keys:
         return Keys(keys.changelog_key(self.workspace_id, self.project_id, self.id))
 
-    def to_model(self) -> ProjectChangelogEntry:
-        return ProjectChangelogEntry.model_validate(self.fields())
 
-
-class DocItem(Entity, discriminator="doc"):
+class DocItem(Entity[ProjectDocSummary], discriminator="doc"):
     """A doc's metadata and the hash of its content (the content is a `DocBodyItem`)."""
 
     workspace_id = UnicodeAttribute()
@@ -133,13 +123,8 @@ class DocItem(Entity, discriminator="doc"):
     updated_at = UnicodeAttribute()
     version = VersionAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = ProjectDocSummary
-
     def where(self) -> Keys:
         return Keys(keys.doc_key(self.workspace_id, self.project_id, self.slug))
-
-    def to_model(self) -> ProjectDocSummary:
-        return ProjectDocSummary.model_validate(self.fields())
 
     def with_content(self, content: str) -> ProjectDoc:
         return ProjectDoc.model_validate({**self.fields(), "content": content})
@@ -165,7 +150,7 @@ class DocBodyItem(Entity, discriminator="doc_body"):
         return Keys(keys.doc_body_key(self.workspace_id, self.project_id, self.content_sha256))
 
 
-class SnapshotItem(Entity, discriminator="snapshot"):
+class SnapshotItem(Entity[ProjectSnapshot], discriminator="snapshot"):
     workspace_id = UnicodeAttribute()
     project_id = UnicodeAttribute()
     id = UnicodeAttribute()
@@ -178,8 +163,6 @@ class SnapshotItem(Entity, discriminator="snapshot"):
     state = MapDocument()  # the project's fields and, per doc, its state (see logic.snapshots)
     created_by = UnicodeAttribute()
     created_at = UnicodeAttribute()
-
-    api_model: ClassVar[type[BaseModel] | None] = ProjectSnapshot
 
     def where(self) -> Keys:
         return Keys(

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
-from pydantic import BaseModel
 from pynamodb.attributes import UnicodeAttribute
 
 from agentplane import keys
@@ -26,7 +25,7 @@ from agentplane.store import EntityPage, Item, QuerySpec, get_store, serialize
 COUNTED = tuple(status.value for status in JobStatus)
 
 
-class QueueJobItem(Entity, discriminator="queue_job"):
+class QueueJobItem(Entity[QueueJob], discriminator="queue_job"):
     workspace_id = UnicodeAttribute()
     id = UnicodeAttribute()
     queue_name = UnicodeAttribute(null=True)  # jobs submitted before queues had names are the default's
@@ -53,7 +52,6 @@ class QueueJobItem(Entity, discriminator="queue_job"):
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = QueueJob
     internal = frozenset({"fingerprint", "payload_json", "result_json"})
 
     @property

@@ -155,6 +155,9 @@ def subscribers_of(ws_id: str, channel_key: str) -> Iterator[RealtimeSubscriberI
 _NOTIFICATION_ID_MAX = "ntf_" + "z" * 26
 
 
+@access_pattern(
+    "notification", partition=keys.notification_inbox_pk, sort="range NOTIF#{after} … NOTIF#{through}, oldest first"
+)
 def notifications_after(ws_id: str, user_id: str, after: str, *, through: str | None = None, limit: int) -> list[Item]:
     """A member's notifications with an id above `after` (and up to `through`), oldest first, at
     most `limit`, strongly consistent: what a stream or a subscription has not delivered yet.

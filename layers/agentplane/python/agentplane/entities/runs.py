@@ -11,9 +11,8 @@ materialize lives in the run's data partition, one sort-key prefix per kind.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel
 from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, VersionAttribute
 
 from agentplane import keys
@@ -41,7 +40,7 @@ STATUS_STAMPS = {
 }
 
 
-class RunItem(Entity, discriminator="run"):
+class RunItem(Entity[Run], discriminator="run"):
     workspace_id = UnicodeAttribute()
     id = UnicodeAttribute()
     project_id = UnicodeAttribute(null=True)
@@ -94,7 +93,6 @@ class RunItem(Entity, discriminator="run"):
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = Run
     internal = frozenset({"task_token", "task_phase", "finalized_at"})
 
     def where(self) -> Keys:
@@ -183,7 +181,7 @@ def run_from_item(item: Mapping[str, Any]) -> RunItem:
     return from_item(RunItem, item)
 
 
-class RunReviewItem(Entity, discriminator="run_review"):
+class RunReviewItem(Entity[RunReview], discriminator="run_review"):
     workspace_id = UnicodeAttribute()
     run_id = UnicodeAttribute()
     id = UnicodeAttribute()
@@ -192,7 +190,6 @@ class RunReviewItem(Entity, discriminator="run_review"):
     reviewer_id = UnicodeAttribute()
     created_at = UnicodeAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = RunReview
     internal = frozenset({"workspace_id", "run_id"})
 
     def where(self) -> Keys:
@@ -245,7 +242,7 @@ class RunEventsItem(Entity, discriminator="run_events"):
         return Keys(keys.run_events_key(self.workspace_id, self.run_id, int(self.last_id)))
 
 
-class RunFileItem(Entity, discriminator="run_file"):
+class RunFileItem(Entity[RunFileDetail], discriminator="run_file"):
     """The latest change of one path a run's events reported (`id` is a stable hash of the path)."""
 
     workspace_id = UnicodeAttribute()
@@ -259,19 +256,14 @@ class RunFileItem(Entity, discriminator="run_file"):
     deletions = number(default=0)
     updated_at = UnicodeAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = RunFileDetail
-
     def where(self) -> Keys:
         return Keys(keys.run_file_key(self.workspace_id, self.run_id, self.id))
-
-    def to_model(self) -> RunFileDetail:
-        return RunFileDetail.model_validate(self.fields())
 
     def listed(self) -> RunFile:
         return RunFile.model_validate(self.fields())
 
 
-class RunCommandItem(Entity, discriminator="run_command"):
+class RunCommandItem(Entity[RunCommand], discriminator="run_command"):
     workspace_id = UnicodeAttribute()
     run_id = UnicodeAttribute()
     event_id = number()
@@ -283,16 +275,11 @@ class RunCommandItem(Entity, discriminator="run_command"):
     stderr_bytes = number(default=0)
     created_at = UnicodeAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = RunCommand
-
     def where(self) -> Keys:
         return Keys(keys.run_command_key(self.workspace_id, self.run_id, self.id))
 
-    def to_model(self) -> RunCommand:
-        return RunCommand.model_validate(self.fields())
 
-
-class RunSnapshotItem(Entity, discriminator="run_snapshot"):
+class RunSnapshotItem(Entity[RunSnapshot], discriminator="run_snapshot"):
     workspace_id = UnicodeAttribute()
     run_id = UnicodeAttribute()
     event_id = number()
@@ -301,16 +288,11 @@ class RunSnapshotItem(Entity, discriminator="run_snapshot"):
     files = ListDocument(default=list)
     created_at = UnicodeAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = RunSnapshot
-
     def where(self) -> Keys:
         return Keys(keys.run_snapshot_key(self.workspace_id, self.run_id, self.id))
 
-    def to_model(self) -> RunSnapshot:
-        return RunSnapshot.model_validate(self.fields())
 
-
-class RunSummaryItem(Entity, discriminator="run_summary"):
+class RunSummaryItem(Entity[RunSummary], discriminator="run_summary"):
     """The run's structured summary, replaced whole by each PUT (versioned)."""
 
     workspace_id = UnicodeAttribute()
@@ -324,16 +306,11 @@ class RunSummaryItem(Entity, discriminator="run_summary"):
     updated_at = UnicodeAttribute()
     version = VersionAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = RunSummary
-
     def where(self) -> Keys:
         return Keys(keys.run_summary_key(self.workspace_id, self.run_id))
 
-    def to_model(self) -> RunSummary:
-        return RunSummary.model_validate(self.fields())
 
-
-class RunArtifactItem(Entity, discriminator="run_artifact"):
+class RunArtifactItem(Entity[Artifact], discriminator="run_artifact"):
     workspace_id = UnicodeAttribute()
     run_id = UnicodeAttribute()
     id = UnicodeAttribute()

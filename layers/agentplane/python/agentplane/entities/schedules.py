@@ -5,9 +5,8 @@ delivers at least once, and a retry carries the same scheduled time) and expires
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from typing import Any
 
-from pydantic import BaseModel
 from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, VersionAttribute
 
 from agentplane import keys
@@ -17,7 +16,7 @@ from agentplane.models.schedules import Schedule
 from agentplane.store import EntityPage, QuerySpec, get_store
 
 
-class ScheduleItem(Entity, discriminator="schedule"):
+class ScheduleItem(Entity[Schedule], discriminator="schedule"):
     workspace_id = UnicodeAttribute()
     id = UnicodeAttribute()
     name = UnicodeAttribute()
@@ -36,7 +35,6 @@ class ScheduleItem(Entity, discriminator="schedule"):
     updated_at = UnicodeAttribute()
     version = VersionAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = Schedule
     internal = frozenset({"target_json", "last_error_at"})
 
     def where(self) -> Keys:

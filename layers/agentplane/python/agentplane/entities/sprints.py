@@ -23,7 +23,7 @@ _SPRINT_ROUND = 100
 _SPRINT_READ_BUDGET = 1000
 
 
-class SprintItem(Entity, discriminator="sprint"):
+class SprintItem(Entity[Sprint], discriminator="sprint"):
     workspace_id = UnicodeAttribute()
     number = number()
     name = UnicodeAttribute(null=True)
@@ -36,8 +36,6 @@ class SprintItem(Entity, discriminator="sprint"):
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     version = VersionAttribute()
-
-    api_model = Sprint
 
     def where(self) -> Keys:
         return Keys(keys.sprint_key(self.workspace_id, int(self.number)))
@@ -55,7 +53,7 @@ class SprintCounterItem(Entity, discriminator="sprint_counter"):
         return Keys(keys.sprint_counter_key(self.workspace_id))
 
 
-class SprintRetroItem(Entity, discriminator="sprint_retro"):
+class SprintRetroItem(Entity[RetroComment], discriminator="sprint_retro"):
     workspace_id = UnicodeAttribute()
     sprint = number()
     id = UnicodeAttribute()
@@ -68,13 +66,8 @@ class SprintRetroItem(Entity, discriminator="sprint_retro"):
     suggested_tasks = ListDocument(null=True)
     created_at = UnicodeAttribute()
 
-    api_model = RetroComment
-
     def where(self) -> Keys:
         return Keys(keys.sprint_retro_key(self.workspace_id, int(self.sprint), self.id))
-
-    def to_model(self) -> RetroComment:
-        return RetroComment.model_validate(self.fields())
 
 
 @access_pattern(SprintItem, partition=keys.ws_pk, sort="prefix SPRINT#")

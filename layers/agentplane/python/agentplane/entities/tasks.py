@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 _TODO, _DONE = "todo", "done"
 
 
-class TaskItem(Entity, discriminator="task"):
+class TaskItem(Entity[Task], discriminator="task"):
     workspace_id = UnicodeAttribute()
     id = UnicodeAttribute()
     title = UnicodeAttribute()
@@ -71,7 +71,6 @@ class TaskItem(Entity, discriminator="task"):
     search_text = UnicodeAttribute(null=True)  # lower-cased title and description, for `q`
     version = VersionAttribute()
 
-    api_model = Task
     internal = frozenset({"search_text", "deleted_at"})
 
     def where(self) -> Keys:
@@ -103,9 +102,6 @@ class TaskItem(Entity, discriminator="task"):
     def copy(self) -> TaskItem:
         """This task as it is now, apart from later changes to it (the `before` of a change)."""
         return type(self).from_raw_data(self.serialize(null_check=False))
-
-    def to_model(self) -> Task:
-        return Task.model_validate(self.fields())
 
     def to_summary(self) -> TaskSummary:
         return TaskSummary.model_validate(self.fields())
@@ -249,7 +245,7 @@ class TaskDoneItem(Entity, discriminator="task_done"):
         return Keys(keys.task_done_key(self.workspace_id, self.completed_at, self.task_id))
 
 
-class StoryItem(Entity, discriminator="story"):
+class StoryItem(Entity[Story], discriminator="story"):
     workspace_id = UnicodeAttribute()
     id = UnicodeAttribute()
     title = UnicodeAttribute()
@@ -262,8 +258,6 @@ class StoryItem(Entity, discriminator="story"):
     updated_at = UnicodeAttribute()
     version = VersionAttribute()
 
-    api_model = Story
-
     def where(self) -> Keys:
         return Keys(keys.story_key(self.workspace_id, self.id))
 
@@ -271,7 +265,7 @@ class StoryItem(Entity, discriminator="story"):
         return Story.model_validate({**self.fields(), "tasks": tasks})
 
 
-class UserTaskItem(Entity, discriminator="user_task"):
+class UserTaskItem(Entity[UserTask], discriminator="user_task"):
     workspace_id = UnicodeAttribute()
     id = UnicodeAttribute()
     title = UnicodeAttribute()
@@ -284,13 +278,8 @@ class UserTaskItem(Entity, discriminator="user_task"):
     completed_at = UnicodeAttribute(null=True)
     version = VersionAttribute()
 
-    api_model = UserTask
-
     def where(self) -> Keys:
         return Keys(keys.user_task_key(self.workspace_id, self.id))
-
-    def to_model(self) -> UserTask:
-        return UserTask.model_validate(self.fields())
 
 
 # --- reading tasks --------------------------------------------------------------------------------

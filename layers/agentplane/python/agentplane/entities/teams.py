@@ -5,9 +5,8 @@ teams alone, and (under another partition) the teams a member belongs to."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any
 
-from pydantic import BaseModel
 from pynamodb.attributes import UnicodeAttribute, VersionAttribute
 
 from agentplane import keys
@@ -20,7 +19,7 @@ from agentplane.store import EntityPage, QuerySpec, get_store
 _ALL_TEAMS_ROUND = 100
 
 
-class TeamItem(Entity, discriminator="team"):
+class TeamItem(Entity[Team], discriminator="team"):
     workspace_id = UnicodeAttribute()
     id = UnicodeAttribute()
     name = UnicodeAttribute()
@@ -32,7 +31,6 @@ class TeamItem(Entity, discriminator="team"):
     updated_at = UnicodeAttribute()
     version = VersionAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = Team
     internal = frozenset({"name_lower"})
 
     def where(self) -> Keys:
@@ -46,11 +44,8 @@ class TeamItem(Entity, discriminator="team"):
     def derive(self) -> None:
         self.name_lower = self.name.lower()
 
-    def to_model(self) -> Team:
-        return Team.model_validate(self.fields())
 
-
-class TeamMemberItem(Entity, discriminator="team_member"):
+class TeamMemberItem(Entity[TeamMember], discriminator="team_member"):
     workspace_id = UnicodeAttribute()
     team_id = UnicodeAttribute()
     user_id = UnicodeAttribute()
@@ -63,9 +58,6 @@ class TeamMemberItem(Entity, discriminator="team_member"):
             keys.team_member_key(self.workspace_id, self.team_id, self.user_id),
             gsi1=(keys.teams_of_member_gsi(self.workspace_id, self.user_id), self.team_id),
         )
-
-    def to_model(self) -> TeamMember:
-        return TeamMember.model_validate(self.fields())
 
 
 @access_pattern(TeamItem, partition=keys.ws_pk, sort="range TEAM#{team_id} … its members")

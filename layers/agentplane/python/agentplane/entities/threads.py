@@ -8,9 +8,8 @@ channel and are listed across channels on GSI1.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
 from pynamodb.attributes import UnicodeAttribute, VersionAttribute
 
 from agentplane import keys
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
     from pynamodb.expressions.update import Action
 
 
-class ThreadItem(Entity, discriminator="thread"):
+class ThreadItem(Entity[Thread], discriminator="thread"):
     workspace_id = UnicodeAttribute()
     id = UnicodeAttribute()
     title = UnicodeAttribute()
@@ -38,16 +37,12 @@ class ThreadItem(Entity, discriminator="thread"):
     version = VersionAttribute()
     deleted_at = UnicodeAttribute(null=True)  # soft delete: out of the list, messages unreachable
 
-    api_model: ClassVar[type[BaseModel] | None] = Thread
     internal = frozenset({"deleted_at"})
 
     def where(self) -> Keys:
         last_active = self.last_message_at or self.created_at
         listed = None if self.deleted_at else (keys.thread_list_gsi(self.workspace_id), f"{last_active}#{self.id}")
         return Keys(keys.thread_key(self.workspace_id, self.id), gsi1=listed)
-
-    def to_model(self) -> Thread:
-        return Thread.model_validate(self.fields())
 
     @classmethod
     def undeleted(cls) -> Condition:
@@ -70,7 +65,7 @@ class ThreadItem(Entity, discriminator="thread"):
         return [*self.assign(message_count=sequence, last_message_at=at), *self.restamp()]
 
 
-class ThreadMessageItem(Entity, discriminator="thread_message"):
+class ThreadMessageItem(Entity[ThreadMessage], discriminator="thread_message"):
     workspace_id = UnicodeAttribute()
     thread_id = UnicodeAttribute()
     id = UnicodeAttribute()
@@ -81,16 +76,11 @@ class ThreadMessageItem(Entity, discriminator="thread_message"):
     created_by = UnicodeAttribute()
     created_at = UnicodeAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = ThreadMessage
-
     def where(self) -> Keys:
         return Keys(keys.thread_message_key(self.workspace_id, self.thread_id, int(self.sequence)))
 
-    def to_model(self) -> ThreadMessage:
-        return ThreadMessage.model_validate(self.fields())
 
-
-class ThreadShareItem(Entity, discriminator="thread_share"):
+class ThreadShareItem(Entity[ThreadShare], discriminator="thread_share"):
     """A public share of a thread; its secret is a token record of kind 'share', stored by hash."""
 
     workspace_id = UnicodeAttribute()
@@ -103,17 +93,13 @@ class ThreadShareItem(Entity, discriminator="thread_share"):
     expires_at = UnicodeAttribute(null=True)
     revoked_at = UnicodeAttribute(null=True)
 
-    api_model: ClassVar[type[BaseModel] | None] = ThreadShare
     internal = frozenset({"token_hash"})
 
     def where(self) -> Keys:
         return Keys(keys.thread_share_key(self.workspace_id, self.thread_id, self.id))
 
-    def to_model(self) -> ThreadShare:
-        return ThreadShare.model_validate(self.fields())
 
-
-class TeamMessageItem(Entity, discriminator="team_message"):
+class TeamMessageItem(Entity[TeamMessage], discriminator="team_message"):
     workspace_id = UnicodeAttribute()
     channel = UnicodeAttribute()
     id = UnicodeAttribute()
@@ -124,16 +110,11 @@ class TeamMessageItem(Entity, discriminator="team_message"):
     created_by = UnicodeAttribute()
     created_at = UnicodeAttribute()
 
-    api_model: ClassVar[type[BaseModel] | None] = TeamMessage
-
     def where(self) -> Keys:
         return Keys(
             keys.team_message_key(self.workspace_id, self.channel, self.id),
             gsi1=(keys.team_message_list_gsi(self.workspace_id), self.id),
         )
-
-    def to_model(self) -> TeamMessage:
-        return TeamMessage.model_validate(self.fields())
 
 
 @access_pattern(ThreadItem, partition=keys.thread_list_gsi, index=keys.GSI1, sort="most recently active first")

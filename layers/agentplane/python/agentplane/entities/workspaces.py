@@ -5,9 +5,8 @@ guard that keeps one live invite per email, its common environment and its task 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
 from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, VersionAttribute
 
 from agentplane import keys
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
 _ALL_ROUND = 100
 
 
-class WorkspaceItem(Entity, discriminator="workspace"):
+class WorkspaceItem(Entity[Workspace], discriminator="workspace"):
     id = UnicodeAttribute()
     name = UnicodeAttribute()
     description = UnicodeAttribute(default="")
@@ -40,14 +39,10 @@ class WorkspaceItem(Entity, discriminator="workspace"):
     deleted_by = UnicodeAttribute(null=True)
     deleted_reason = UnicodeAttribute(null=True)
 
-    api_model: ClassVar[type[BaseModel] | None] = Workspace
     internal = frozenset({"owner_count", "deleted_at", "deleted_by", "deleted_reason"})
 
     def where(self) -> Keys:
         return Keys(keys.workspace_key(self.id))
-
-    def to_model(self) -> Workspace:
-        return Workspace.model_validate(self.fields())
 
     @classmethod
     def live(cls) -> Condition:
@@ -103,7 +98,7 @@ class CommonEnvItem(Entity, discriminator="common_env"):
         return Keys(keys.common_env_key(self.workspace_id))
 
 
-class InviteItem(Entity, discriminator="invite"):
+class InviteItem(Entity[Invite], discriminator="invite"):
     id = UnicodeAttribute()
     workspace_id = UnicodeAttribute()
     email = UnicodeAttribute()
@@ -120,7 +115,6 @@ class InviteItem(Entity, discriminator="invite"):
     revoked_by = UnicodeAttribute(null=True)
     ttl = EpochTTL(attr_name=keys.TTL, null=True)
 
-    api_model: ClassVar[type[BaseModel] | None] = Invite
     internal = frozenset({"token_hash", "expires_epoch", "revoked_by"})
 
     def where(self) -> Keys:
@@ -130,9 +124,6 @@ class InviteItem(Entity, discriminator="invite"):
             keys.invite_key(self.workspace_id, self.id),
             gsi1=(keys.invite_pending_gsi(self.workspace_id), self.id) if pending else None,
         )
-
-    def to_model(self) -> Invite:
-        return Invite.model_validate(self.fields())
 
     @classmethod
     def pending(cls) -> Condition:
