@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
+from agentplane import raw_items
+
 WS = "ws_entities"
 
 
@@ -31,7 +33,7 @@ def test_an_item_read_back_is_its_own_kind_with_keys_index_and_version_set(store
 
     store.create(_team("team_1", "Core"))
 
-    raw = store.get(keys.team_key(WS, "team_1"))
+    raw = raw_items.get(keys.team_key(WS, "team_1"))
     assert raw["entity"] == "team"
     assert (raw["GSI1PK"], raw["GSI1SK"]) == (keys.team_list_gsi(WS), "team_1")
     assert raw["name_lower"] == "core" and raw["version"] == 1
@@ -66,7 +68,7 @@ def test_a_change_from_a_stale_read_loses_and_the_winner_bumps_the_version(store
         store.change(second, second.assign(description="stale"))
 
     assert saved.version == 2 and saved.name == "Platform"
-    stored = store.get(keys.team_key(WS, "team_1"))
+    stored = raw_items.get(keys.team_key(WS, "team_1"))
     assert stored["version"] == 2 and stored["description"] == ""
     assert stored["name_lower"] == "platform"  # the derived attribute followed the name
 
@@ -96,7 +98,7 @@ def test_a_cancelled_transaction_names_the_operation_that_failed_and_what_it_fou
     assert cancelled.value.failed == "existing_team"
     assert cancelled.value.reason("new_team") == "None"
     assert cancelled.value.current("existing_team", TeamItem).name == "Core"
-    assert store.get(keys.team_key(WS, "team_2")) is None  # nothing of it was applied
+    assert raw_items.get(keys.team_key(WS, "team_2")) is None  # nothing of it was applied
 
 
 def test_two_operations_of_one_transaction_cannot_share_a_name(store) -> None:
@@ -226,4 +228,4 @@ def test_a_discard_deletes_an_item_and_passes_over_an_absent_one(store) -> None:
     tx.discard(TeamItem, keys.team_key(WS, "team_never"))
     tx.commit()
 
-    assert store.get(keys.team_key(WS, "team_1")) is None
+    assert raw_items.get(keys.team_key(WS, "team_1")) is None
