@@ -883,11 +883,12 @@ def _awaiting(world: World, phase: str) -> None:
     """What the run's execution does when it enters a wait: record its task token on the run.
     The bench stack runs no executions, so the builder stands in for it; the API then resolves the
     wait with that token instead of reading the run again to look for one."""
-    from agentplane import keys
-    from agentplane.store import Update, get_store
+    from agentplane import keys, raw_items
 
     ws, run_id = world.values["ws"], world.values["run_id"]
-    get_store().update(keys.run_key(ws, run_id), Update(set={"task_token": f"bench-{phase}", "task_phase": phase}))
+    raw_items.update(
+        keys.run_key(ws, run_id), raw_items.Update(set={"task_token": f"bench-{phase}", "task_phase": phase})
+    )
 
 
 def _queued_run(world: World, **fields: Any) -> None:

@@ -25,21 +25,17 @@ def _refuse_oversize(operation: str, pk: str, sk: str | None = None) -> None:
 def enforce_key_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     from agentplane.store import Store
 
-    real_get, real_get_many, real_query = Store.get, Store.get_many, Store.query
+    # Every read of the store reaches the table through these two.
+    real_get_raw, real_query_raw = Store._get_raw, Store._query_raw
 
-    def get(self: Store, key: Any, *args: Any, **kwargs: Any) -> Any:
-        _refuse_oversize("GetItem", key["PK"], key["SK"])
-        return real_get(self, key, *args, **kwargs)
-
-    def get_many(self: Store, keys: Any) -> Any:
+    def get_raw(self: Store, keys: Any, *args: Any, **kwargs: Any) -> Any:
         for key in keys:
-            _refuse_oversize("BatchGetItem", key["PK"], key["SK"])
-        return real_get_many(self, keys)
+            _refuse_oversize("GetItem" if len(keys) == 1 else "BatchGetItem", key["PK"], key["SK"])
+        return real_get_raw(self, keys, *args, **kwargs)
 
-    def query(self: Store, partition: str, *args: Any, **kwargs: Any) -> Any:
-        _refuse_oversize("Query", partition)
-        return real_query(self, partition, *args, **kwargs)
+    def query_raw(self: Store, spec: Any, *args: Any, **kwargs: Any) -> Any:
+        _refuse_oversize("Query", spec.partition)
+        return real_query_raw(self, spec, *args, **kwargs)
 
-    monkeypatch.setattr(Store, "get", get)
-    monkeypatch.setattr(Store, "get_many", get_many)
-    monkeypatch.setattr(Store, "query", query)
+    monkeypatch.setattr(Store, "_get_raw", get_raw)
+    monkeypatch.setattr(Store, "_query_raw", query_raw)

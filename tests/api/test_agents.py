@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from agentplane import raw_items
 from agentplane.redact import MASK
 from tests.conftest import put_common_env, register_and_login
 from tests.fixtures.secret_corpus import fake
@@ -37,26 +38,23 @@ def heartbeat(api, ws: dict, name: str = "builder", **fields: Any) -> dict:
 
 def raw_agent(ws: dict, name: str) -> dict | None:
     from agentplane import keys
-    from agentplane.store import get_store
 
-    return get_store().get(keys.agent_key(ws["id"], name))
+    return raw_items.get(keys.agent_key(ws["id"], name))
 
 
 def audit_rows(ws: dict) -> list[dict]:
     from agentplane import keys
-    from agentplane.store import get_store
 
-    return get_store().query(keys.audit_pk(ws["id"]), limit=500).items
+    return raw_items.query(keys.audit_pk(ws["id"]), limit=500).items
 
 
 def add_member(api, ws: dict, role: str) -> dict:
     from agentplane.auth.scopes import Role
     from agentplane.ids import iso
     from agentplane.logic.workspaces import member_item
-    from agentplane.store import get_store
 
     person = register_and_login(api)
-    get_store().put(member_item(ws["id"], ws["name"], person["user"]["id"], Role(role), iso()))
+    raw_items.put(member_item(ws["id"], ws["name"], person["user"]["id"], Role(role), iso()))
     return person
 
 
@@ -696,14 +694,13 @@ def test_progress_reports_list_newest_first_up_to_twenty_and_expire_in_a_day(api
 def test_progress_items_carry_a_ttl_24_hours_out(api, user, workspace):
     from agentplane import keys
     from agentplane.ids import epoch
-    from agentplane.store import get_store
 
     api.token = user["token"]
     new_agent(api, workspace, "builder")
     api.post(f"{agents_path(workspace)}/progress", {"agent_name": "builder", "step": "tests"})
-    [item] = get_store().query(keys.agent_progress_pk(workspace["id"], "builder")).items
+    [item] = raw_items.query(keys.agent_progress_pk(workspace["id"], "builder")).items
     assert abs(item["ttl"] - (epoch() + 86400)) < 60
-    [latest] = get_store().query(keys.agent_latest_progress_pk(workspace["id"])).items
+    [latest] = raw_items.query(keys.agent_latest_progress_pk(workspace["id"])).items
     assert latest["ttl"] == item["ttl"]
 
 
@@ -748,17 +745,16 @@ def test_an_older_report_never_replaces_the_latest(api, user, workspace):
 
 def test_expired_progress_is_hidden_before_ttl_removes_it(api, user, workspace):
     from agentplane import keys
-    from agentplane.store import Update, get_store
+    from agentplane.raw_items import Update
 
     api.token = user["token"]
     new_agent(api, workspace, "builder")
     api.post(f"{agents_path(workspace)}/progress", {"agent": "builder", "message": "old"})
-    store = get_store()
     for item in [
-        *store.query(keys.agent_progress_pk(workspace["id"], "builder")).items,
-        *store.query(keys.agent_latest_progress_pk(workspace["id"])).items,
+        *raw_items.query(keys.agent_progress_pk(workspace["id"], "builder")).items,
+        *raw_items.query(keys.agent_latest_progress_pk(workspace["id"])).items,
     ]:
-        store.update(keys.key(item["PK"], item["SK"]), Update(set={"ttl": 1}))
+        raw_items.update(keys.key(item["PK"], item["SK"]), Update(set={"ttl": 1}))
     assert api.get(f"{agents_path(workspace)}/builder/progress").json["data"] == []
     assert api.get(f"{agents_path(workspace)}/progress/latest").json["data"] == []
 
@@ -967,7 +963,6 @@ def test_the_scheduled_stall_check_sample_event_is_current_and_runs(
 # --- redaction ----------------------------------------------------------------------------------
 def test_activity_and_progress_reports_are_stored_and_served_redacted(api, user, workspace):
     from agentplane import keys
-    from agentplane.store import get_store
 
     api.token = user["token"]
     put_common_env(api, workspace, DB_PASSWORD=ENV_SECRET)
@@ -986,7 +981,7 @@ def test_activity_and_progress_reports_are_stored_and_served_redacted(api, user,
 
     paths = ("/builder/progress", "/progress/latest", "/builder", "")
     served = "".join(api.get(f"{agents_path(workspace)}{path}").body for path in paths)
-    progress = get_store().query(keys.agent_progress_pk(workspace["id"], "builder")).items
+    progress = raw_items.query(keys.agent_progress_pk(workspace["id"], "builder")).items
     stored = str(raw_agent(workspace, "builder")) + str(progress)
     for secret in (token, ENV_SECRET):
         assert secret not in served + report.body, secret

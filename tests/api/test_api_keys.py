@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from agentplane import raw_items
 from tests.conftest import register_and_login
 
 KEEP = 12  # what key_prefix shows; the rest of a secret never leaves the create/rotate answer
@@ -31,16 +32,14 @@ def add_member(ws: dict, person: dict, role: str) -> None:
     from agentplane.auth.scopes import Role
     from agentplane.ids import iso
     from agentplane.logic.workspaces import member_item
-    from agentplane.store import get_store
 
-    get_store().put(member_item(ws["id"], ws["name"], person["user"]["id"], Role(role), iso()))
+    raw_items.put(member_item(ws["id"], ws["name"], person["user"]["id"], Role(role), iso()))
 
 
 def audit_rows(ws: dict) -> list[dict]:
     from agentplane import keys
-    from agentplane.store import get_store
 
-    return get_store().query(keys.audit_pk(ws["id"]), limit=200).items
+    return raw_items.query(keys.audit_pk(ws["id"]), limit=200).items
 
 
 class Clock:
@@ -200,14 +199,13 @@ def test_non_member_gets_404_for_every_key_route(api, user, workspace):
 
 def test_key_dies_when_its_creator_leaves_the_workspace(api, user, workspace):
     from agentplane import keys
-    from agentplane.store import get_store
 
     admin = register_and_login(api)
     add_member(workspace, admin, "admin")
     api.token = admin["token"]
     key = create_key(api, workspace, scopes=["tasks:read"])
     assert api.get(tasks_path(workspace), token=key["key"]).status == 200
-    get_store().delete(keys.member_key(workspace["id"], admin["user"]["id"]))
+    raw_items.delete(keys.member_key(workspace["id"], admin["user"]["id"]))
     assert api.get(tasks_path(workspace), token=key["key"]).status == 401
 
 
@@ -483,7 +481,6 @@ def test_patch_cannot_grant_beyond_the_caller(api, user, workspace):
 
 def test_secret_never_appears_in_list_get_audit_or_the_stored_record(api, user, workspace):
     from agentplane import keys
-    from agentplane.store import get_store
 
     api.token = user["token"]
     key = create_key(api, workspace, scopes=["tasks:read"])
@@ -496,7 +493,7 @@ def test_secret_never_appears_in_list_get_audit_or_the_stored_record(api, user, 
     assert "token_hash" not in fetched.json["data"] and "grace_tokens" not in fetched.json["data"]
     rows = audit_rows(workspace)
     assert {"api_key.created", "api_key.rotated", "api_key.updated"} <= {r["action"] for r in rows}
-    record = get_store().get(keys.api_key_key(workspace["id"], key["id"]))
+    record = raw_items.get(keys.api_key_key(workspace["id"], key["id"]))
     for text in (listed.body, fetched.body, json.dumps(rows), json.dumps(record, default=str)):
         for secret in secrets:
             assert secret not in text
@@ -526,7 +523,6 @@ def test_usage_counts_requests_and_stamps_last_used(api, user, workspace):
 def test_usage_is_bucketed_per_minute_newest_first_and_totals_survive_folding(api, user, workspace):
     from agentplane import keys
     from agentplane.auth.key_usage import record_use
-    from agentplane.store import get_store
 
     api.token = user["token"]
     key = create_key(api, workspace, scopes=["tasks:read"])
@@ -534,7 +530,7 @@ def test_usage_is_bucketed_per_minute_newest_first_and_totals_survive_folding(ap
     calls = [start + 1, start + 2, start + 61, start + 600, start + 601, start + 1200]
     for moment in calls:
         record_use(workspace["id"], key["id"], now=moment)
-    total = get_store().get(keys.api_key_usage_total_key(workspace["id"], key["id"]))
+    total = raw_items.get(keys.api_key_usage_total_key(workspace["id"], key["id"]))
     assert total["request_total"] == 5  # minutes at least two minutes old were folded into the total
     first = api.get(f"{keys_path(workspace)}/{key['id']}/usage?limit=2")
     assert first.json["data"]["total_requests"] == len(calls)

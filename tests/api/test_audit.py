@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 import pytest
 
+from agentplane import raw_items
 from agentplane.redact import MASK
 from tests.conftest import put_common_env, register_and_login
 from tests.fixtures.secret_corpus import fake
@@ -20,10 +21,9 @@ def add_member(api, ws: dict, role: str) -> dict:
     from agentplane.auth.scopes import Role
     from agentplane.ids import iso
     from agentplane.logic.workspaces import member_item
-    from agentplane.store import get_store
 
     person = register_and_login(api)
-    get_store().put(member_item(ws["id"], ws["name"], person["user"]["id"], Role(role), iso()))
+    raw_items.put(member_item(ws["id"], ws["name"], person["user"]["id"], Role(role), iso()))
     return person
 
 
@@ -43,9 +43,8 @@ def new_task(api, ws: dict, title: str) -> dict:
 
 def activity_items(ws: dict) -> list[dict]:
     from agentplane import keys
-    from agentplane.store import get_store
 
-    return get_store().query(keys.activity_pk(ws["id"]), limit=500).items
+    return raw_items.query(keys.activity_pk(ws["id"]), limit=500).items
 
 
 def stamp() -> str:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from agentplane import raw_items
 from tests.conftest import register_and_login
 
 
@@ -573,14 +574,13 @@ def test_the_auth_limit_is_the_auth_rate_limit_setting(api, auth_limit_of_three)
 
 def test_device_tokens_and_password_resets_are_audited_in_the_account_trail(api, user, monkeypatch):
     from agentplane import keys
-    from agentplane.store import get_store
 
     sent = capture_reset_secrets(monkeypatch)
     device = api.post(TOKEN, {"email": user["email"], "password": user["password"], "name": "cli"}, token="")
     api.post(FORGOT, {"email": user["email"]}, token="")
     assert api.post(RESET, {"token": sent[0], "password": "a brand new passphrase"}, token="").status == 200
 
-    trail = get_store().query(keys.account_audit_pk(user["user"]["id"]), limit=50, consistent=True).items
+    trail = raw_items.query(keys.account_audit_pk(user["user"]["id"]), limit=50, consistent=True).items
     by_action = {row["action"]: row for row in trail}
     assert by_action["device_token.created"]["target_id"] == device.json["data"]["id"]
     assert "password.reset" in by_action

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from agentplane import raw_items
 from tests.conftest import register_and_login
 
 
@@ -18,10 +19,9 @@ def add_member(api, ws: dict, role: str) -> dict:
     from agentplane.auth.scopes import Role
     from agentplane.ids import iso
     from agentplane.logic.workspaces import member_item
-    from agentplane.store import get_store
 
     person = register_and_login(api)
-    get_store().put(member_item(ws["id"], ws["name"], person["user"]["id"], Role(role), iso()))
+    raw_items.put(member_item(ws["id"], ws["name"], person["user"]["id"], Role(role), iso()))
     return person
 
 
@@ -34,19 +34,18 @@ def task(api, ws: dict, **fields) -> dict:
 def set_times(ws: dict, task_id: str, **times: str) -> None:
     """Pin a task's timestamps, so durations are exact."""
     from agentplane import keys
-    from agentplane.store import Update, get_store
+    from agentplane.raw_items import Update
 
-    get_store().update(keys.task_key(ws["id"], task_id), Update(set=times))
+    raw_items.update(keys.task_key(ws["id"], task_id), Update(set=times))
 
 
 def finished_run(ws: dict, agent: str, status: str) -> None:
     from agentplane.logic.runs import new_run_item
     from agentplane.models.runs import RunCreate
-    from agentplane.store import get_store
 
     item = new_run_item(ws["id"], RunCreate(title="r", prompt="p", agent=agent), "usr_test")
     item["status"] = status
-    get_store().put(item)
+    raw_items.put(item)
 
 
 class Clock:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from agentplane import raw_items
 from tests.conftest import register_and_login
 
 
@@ -28,16 +29,14 @@ def add_member(workspace: dict, account: dict, role: str) -> None:
     from agentplane.auth.scopes import Role
     from agentplane.ids import iso
     from agentplane.logic.workspaces import member_item
-    from agentplane.store import get_store
 
-    get_store().put(member_item(workspace["id"], workspace["name"], account["user"]["id"], Role(role), iso()))
+    raw_items.put(member_item(workspace["id"], workspace["name"], account["user"]["id"], Role(role), iso()))
 
 
 def audit_actions(workspace: dict) -> list[str]:
     from agentplane import keys
-    from agentplane.store import get_store
 
-    return [row["action"] for row in get_store().query(keys.audit_pk(workspace["id"]), limit=200).items]
+    return [row["action"] for row in raw_items.query(keys.audit_pk(workspace["id"]), limit=200).items]
 
 
 def collect(api, path: str, limit: int = 2) -> list[dict]:

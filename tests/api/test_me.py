@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from agentplane import raw_items
 from tests.conftest import register_and_login
 
 
@@ -30,9 +31,8 @@ def add_member(ws_id: str, user_id: str, role: str = "member") -> None:
     from agentplane.auth.scopes import Role
     from agentplane.ids import iso
     from agentplane.logic.workspaces import member_item
-    from agentplane.store import get_store
 
-    get_store().put(member_item(ws_id, "Acme", user_id, Role(role), iso()))
+    raw_items.put(member_item(ws_id, "Acme", user_id, Role(role), iso()))
 
 
 def create_workspace(api, token: str, name: str = "Solo") -> dict[str, Any]:
@@ -389,10 +389,10 @@ def test_an_expired_token_is_refused(api, user):
 
     from agentplane import keys
     from agentplane.auth.secrets import hash_secret
-    from agentplane.store import Update, get_store
+    from agentplane.raw_items import Update
 
     pat = api.post(PATS, {"name": "short", "expires_in_days": 1}, token=user["token"]).json["data"]
-    get_store().update(keys.token_key(hash_secret(pat["token"])), Update(set={"expires_at": int(time.time()) - 1}))
+    raw_items.update(keys.token_key(hash_secret(pat["token"])), Update(set={"expires_at": int(time.time()) - 1}))
     assert is_problem(api.get(ME, token=pat["token"]), 401)
 
 
@@ -428,13 +428,12 @@ def test_unregistering_a_device(api, user):
 
 def test_a_push_token_registered_by_someone_else_moves_to_them(api, user):
     from agentplane import keys
-    from agentplane.store import get_store
 
     mine = api.post(DEVICES, {"platform": "ios", "push_token": "handed-on"}, token=user["token"]).json["data"]
     other = newcomer(api)
     theirs = api.post(DEVICES, {"platform": "ios", "push_token": "handed-on"}, token=other["token"])
     assert theirs.status == 201
-    assert get_store().get(keys.device_key(user["user"]["id"], mine["id"])) is None
+    assert raw_items.get(keys.device_key(user["user"]["id"], mine["id"])) is None
     assert is_problem(api.delete(f"{DEVICES}/{mine['id']}", token=user["token"]), 404)
     assert api.delete(f"{DEVICES}/{theirs.json['data']['id']}", token=other["token"]).status == 204
 
@@ -442,15 +441,14 @@ def test_a_push_token_registered_by_someone_else_moves_to_them(api, user):
 def test_deleting_a_device_whose_token_moved_on_keeps_the_new_holders_claim(api, user):
     from agentplane import keys
     from agentplane.auth.secrets import hash_secret
-    from agentplane.store import get_store
 
     mine = api.post(DEVICES, {"platform": "web", "push_token": "shared"}, token=user["token"]).json["data"]
     other = newcomer(api)
     # The claim moved to the other user while this user's device record was left behind.
     claim_key = keys.push_token_claim_key(hash_secret("shared"))
-    get_store().put({**claim_key, "user_id": other["user"]["id"], "device_id": mine["id"]})
+    raw_items.put({**claim_key, "user_id": other["user"]["id"], "device_id": mine["id"]})
     assert api.delete(f"{DEVICES}/{mine['id']}", token=user["token"]).status == 204
-    assert get_store().get(claim_key)["user_id"] == other["user"]["id"]
+    assert raw_items.get(claim_key)["user_id"] == other["user"]["id"]
 
 
 def test_two_people_registering_one_push_token_at_once_get_one_winner(api, user):
@@ -469,14 +467,11 @@ def test_two_people_registering_one_push_token_at_once_get_one_winner(api, user)
     from agentplane import keys
     from agentplane.auth.secrets import hash_secret
     from agentplane.logic.me import device_id_for
-    from agentplane.store import get_store
 
-    holder = get_store().get(keys.push_token_claim_key(hash_secret("same-phone")))["user_id"]
+    holder = raw_items.get(keys.push_token_claim_key(hash_secret("same-phone")))["user_id"]
     device_id = device_id_for("same-phone")
     owners = [
-        u["user"]["id"]
-        for u in (user, other)
-        if get_store().get(keys.device_key(u["user"]["id"], device_id)) is not None
+        u["user"]["id"] for u in (user, other) if raw_items.get(keys.device_key(u["user"]["id"], device_id)) is not None
     ]
     assert owners == [holder]
 
@@ -517,7 +512,6 @@ def test_the_site_owner_cannot_erase_their_account(api, user):
 def test_erase_removes_the_account_and_frees_its_email_and_username(api, user, monkeypatch):
     from agentplane import keys
     from agentplane.logic import accounts
-    from agentplane.store import get_store
 
     sent: list[str] = []
     monkeypatch.setattr(accounts, "deliver_password_reset", lambda u, secret: sent.append(secret))
@@ -542,21 +536,21 @@ def test_erase_removes_the_account_and_frees_its_email_and_username(api, user, m
     assert api.post("/api/v1/auth/reset-password", {"token": sent[0], "password": "a new one!"}, token="").status == 401
     assert api.post(LOGIN, {"email": leaver["email"], "password": leaver["password"]}, token="").status == 401
     # The tombstone keeps the id (audit actors resolve) and nothing personal.
-    tombstone = get_store().get(keys.user_key(leaver_id))
+    tombstone = raw_items.get(keys.user_key(leaver_id))
     assert tombstone["erased_at"]
     assert tombstone["username"] == "deleted-user"
     assert not {"email", "password_hash", "display_name", "terms_accepted_at"} & set(tombstone)
     # No membership, no device, no token listing is left behind.
-    assert get_store().get(keys.member_key(team["id"], leaver_id)) is None
-    assert get_store().get(keys.member_key(solo["id"], leaver_id)) is None
-    assert get_store().get(keys.device_key(leaver_id, device["id"])) is None
-    assert get_store().query(keys.user_pk(leaver_id), sk_prefix=keys.pat_prefix()).items == []
-    assert get_store().query(keys.user_pk(leaver_id), sk_prefix=keys.session_prefix()).items == []
+    assert raw_items.get(keys.member_key(team["id"], leaver_id)) is None
+    assert raw_items.get(keys.member_key(solo["id"], leaver_id)) is None
+    assert raw_items.get(keys.device_key(leaver_id, device["id"])) is None
+    assert raw_items.query(keys.user_pk(leaver_id), sk_prefix=keys.pat_prefix()).items == []
+    assert raw_items.query(keys.user_pk(leaver_id), sk_prefix=keys.session_prefix()).items == []
     # The workspace they were alone in is gone; the team's keeps going and records who left.
     assert api.get(f"/api/v1/workspaces/{solo['id']}", token=user["token"]).status == 404
-    assert get_store().get(keys.workspace_key(solo["id"]))["deleted_at"]
+    assert raw_items.get(keys.workspace_key(solo["id"]))["deleted_at"]
     assert api.get(f"/api/v1/workspaces/{team['id']}", token=user["token"]).status == 200
-    audit = get_store().query(keys.audit_pk(team["id"])).items
+    audit = raw_items.query(keys.audit_pk(team["id"])).items
     assert any(a["action"] == "member.erased" and a["actor_id"] == leaver_id for a in audit)
     # Email, username and push token can be used again by a new account.
     again = register_and_login(api, name=leaver["user"]["username"])
@@ -569,26 +563,25 @@ def test_erase_takes_the_member_out_of_the_workspace_s_teams(api, user, workspac
     from agentplane import keys
     from agentplane.ids import iso
     from agentplane.logic.teams import team_item, team_member_item
-    from agentplane.store import get_store
 
     leaver = newcomer(api)
     add_member(workspace["id"], leaver["user"]["id"])
-    get_store().put(team_item(workspace["id"], "team_1", {"name": "Core", "member_count": 1}))
-    get_store().put(team_member_item(workspace["id"], "team_1", leaver["user"]["id"], "member", "x", iso()))
+    raw_items.put(team_item(workspace["id"], "team_1", {"name": "Core", "member_count": 1}))
+    raw_items.put(team_member_item(workspace["id"], "team_1", leaver["user"]["id"], "member", "x", iso()))
     assert api.delete(ERASE, token=leaver["token"]).status == 204
-    assert get_store().get(keys.team_member_key(workspace["id"], "team_1", leaver["user"]["id"])) is None
-    assert get_store().get(keys.team_key(workspace["id"], "team_1"))["member_count"] == 0
+    assert raw_items.get(keys.team_member_key(workspace["id"], "team_1", leaver["user"]["id"])) is None
+    assert raw_items.get(keys.team_key(workspace["id"], "team_1"))["member_count"] == 0
 
 
 def test_erase_is_not_blocked_by_a_workspace_already_deleted(api, user):
     from agentplane import keys
-    from agentplane.store import Update, get_store
+    from agentplane.raw_items import Update
 
     leaver = newcomer(api)
     gone = create_workspace(api, leaver["token"], "Gone")
-    get_store().update(keys.workspace_key(gone["id"]), Update(set={"deleted_at": "2026-01-01T00:00:00.000Z"}))
+    raw_items.update(keys.workspace_key(gone["id"]), Update(set={"deleted_at": "2026-01-01T00:00:00.000Z"}))
     assert api.delete(ERASE, token=leaver["token"]).status == 204
-    assert get_store().get(keys.workspace_key(gone["id"]))["deleted_at"] == "2026-01-01T00:00:00.000Z"
+    assert raw_items.get(keys.workspace_key(gone["id"]))["deleted_at"] == "2026-01-01T00:00:00.000Z"
 
 
 def test_erase_checks_the_password_when_one_is_given(api, user):
@@ -630,7 +623,7 @@ def test_erase_with_many_sessions_spans_several_transactions(api, user):
             tx, "session", token_id=session_id, principal_id=leaver_id, user_id=leaver_id,
             expires_at=int(time.time()) + 3600,
         )  # fmt: skip
-        tx.put({
+        raw_items.tx_put(tx, {
             **keys.session_key(leaver_id, session_id), "id": session_id,
             "token_hashes": [hash_secret(secret)], "created_at": iso(),
         })  # fmt: skip
@@ -659,7 +652,7 @@ def test_logout_everywhere_with_more_sessions_than_one_transaction_holds(api, us
             tx, "session", token_id=session_id, principal_id=user_id, user_id=user_id,
             expires_at=int(time.time()) + 3600,
         )  # fmt: skip
-        tx.put({
+        raw_items.tx_put(tx, {
             **keys.session_key(user_id, session_id), "id": session_id,
             "token_hashes": [hash_secret(secret), hash_secret(secret + "r")], "created_at": iso(),
         })  # fmt: skip
@@ -702,9 +695,8 @@ def test_auth_me_and_logic_refuse_a_token_without_a_person(stack):
 
 def account_trail(user_id: str) -> list[dict[str, Any]]:
     from agentplane import keys
-    from agentplane.store import get_store
 
-    return get_store().query(keys.account_audit_pk(user_id), limit=200, consistent=True).items
+    return raw_items.query(keys.account_audit_pk(user_id), limit=200, consistent=True).items
 
 
 def test_account_changes_are_audited_in_the_persons_own_trail_without_secrets(api, user):

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from agentplane import raw_items
 from tests.conftest import register_and_login
 
 
@@ -30,9 +31,8 @@ def remember(api, ws: dict, agent: str, key: str, content: str, type: str = "pro
 
 def audit_actions(ws: dict) -> list[str]:
     from agentplane import keys
-    from agentplane.store import get_store
 
-    return [r["action"] for r in get_store().query(keys.audit_pk(ws["id"]), limit=500).items]
+    return [r["action"] for r in raw_items.query(keys.audit_pk(ws["id"]), limit=500).items]
 
 
 @pytest.fixture
@@ -355,9 +355,8 @@ def test_writing_a_memory_validates_it_again(api, user, workspace, agents, valid
     # And dropping expires_days takes it out of the expiry index for good.
     remember(api, workspace, "builder", "stale", "forever", version=2)
     from agentplane import keys
-    from agentplane.store import get_store
 
-    index = get_store().query(keys.memory_expiry_gsi(workspace["id"]), index=keys.GSI2).items
+    index = raw_items.query(keys.memory_expiry_gsi(workspace["id"]), index=keys.GSI2).items
     assert index == []
 
 
@@ -409,9 +408,8 @@ def test_non_member_gets_404_and_viewer_cannot_write(api, user, workspace, agent
     from agentplane.auth.scopes import Role
     from agentplane.ids import iso
     from agentplane.logic.workspaces import member_item
-    from agentplane.store import get_store
 
-    get_store().put(member_item(workspace["id"], workspace["name"], stranger["user"]["id"], Role.viewer, iso()))
+    raw_items.put(member_item(workspace["id"], workspace["name"], stranger["user"]["id"], Role.viewer, iso()))
     assert api.get(memories_path(workspace)).status == 200
     refused = api.put(memory_path(workspace, "builder", "k"), {"content": "x", "type": "project", "version": 1})
     assert refused.status == 403

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from agentplane import raw_items
 from tests.conftest import register_and_login
 
 
@@ -19,9 +20,8 @@ def add_member(ws: dict, user: dict, role: str = "member") -> None:
     from agentplane.auth.scopes import Role
     from agentplane.ids import iso
     from agentplane.logic.workspaces import member_item
-    from agentplane.store import get_store
 
-    get_store().put(member_item(ws["id"], ws["name"], user["user"]["id"], Role(role), iso()))
+    raw_items.put(member_item(ws["id"], ws["name"], user["user"]["id"], Role(role), iso()))
 
 
 def unread(api, ws: dict, token: str) -> int:
@@ -108,19 +108,17 @@ def test_fan_out_beyond_one_transaction_delivers_to_everyone(api, user, workspac
     created = notifications.notify(None, workspace["id"], ids, "stalled", "Agent stalled")
     assert created.recipients == ids
     from agentplane import keys
-    from agentplane.store import get_store
 
-    counters = get_store().get_many([keys.notification_counter_key(workspace["id"], i) for i in ids])
+    counters = raw_items.get_many([keys.notification_counter_key(workspace["id"], i) for i in ids])
     assert all(c is not None and c["count"] == 1 for c in counters)
 
 
 def test_created_notifications_are_stream_ready_items(api, user, workspace):
     from agentplane import keys
-    from agentplane.store import get_store
 
     api.token = user["token"]
     created = send(api, workspace)
-    item = get_store().get(keys.notification_key(workspace["id"], user["user"]["id"], created["id"]))
+    item = raw_items.get(keys.notification_key(workspace["id"], user["user"]["id"], created["id"]))
     assert item is not None
     assert (item["entity"], item["workspace_id"], item["user_id"]) == (
         "notification",
@@ -131,11 +129,10 @@ def test_created_notifications_are_stream_ready_items(api, user, workspace):
 
 def test_create_writes_an_audit_row(api, user, workspace):
     from agentplane import keys
-    from agentplane.store import get_store
 
     api.token = user["token"]
     created = send(api, workspace)
-    rows = get_store().query(keys.audit_pk(workspace["id"]), limit=20).items
+    rows = raw_items.query(keys.audit_pk(workspace["id"]), limit=20).items
     assert any(r["action"] == "notification.created" and r["target_id"] == created["id"] for r in rows)
 
 
@@ -225,14 +222,13 @@ def test_reading_one_notification_takes_the_count_down_once(api, user, workspace
 
 def test_read_notifications_expire_later_and_unread_ones_never(api, user, workspace):
     from agentplane import keys
-    from agentplane.store import get_store
 
     api.token = user["token"]
     a = send(api, workspace)
     key = keys.notification_key(workspace["id"], user["user"]["id"], a["id"])
-    assert "ttl" not in (get_store().get(key) or {})
+    assert "ttl" not in (raw_items.get(key) or {})
     api.patch(f"{inbox(workspace)}/{a['id']}/read")
-    assert isinstance((get_store().get(key) or {}).get("ttl"), int)
+    assert isinstance((raw_items.get(key) or {}).get("ttl"), int)
 
 
 def test_read_all_marks_everything_read_and_resets_the_count(api, user, workspace):
@@ -312,9 +308,8 @@ def test_concurrent_read_all_and_single_reads_never_drive_the_count_negative(api
         t.join()
     assert results == [200] * 4
     from agentplane import keys
-    from agentplane.store import get_store
 
-    counter = get_store().get(keys.notification_counter_key(workspace["id"], user["user"]["id"]))
+    counter = raw_items.get(keys.notification_counter_key(workspace["id"], user["user"]["id"]))
     assert counter is not None and counter["count"] == 0
 
 
@@ -360,10 +355,9 @@ def test_notifying_someone_outside_the_workspace_is_422_and_writes_nothing(api, 
     assert answer.json["errors"][0]["field"] == "user_id"
     assert unread(api, workspace, user["token"]) == 0
     from agentplane import keys
-    from agentplane.store import get_store
 
-    assert get_store().get(keys.notification_counter_key(workspace["id"], outsider["user"]["id"])) is None
-    rows = get_store().query(keys.audit_pk(workspace["id"]), limit=50).items
+    assert raw_items.get(keys.notification_counter_key(workspace["id"], outsider["user"]["id"])) is None
+    rows = raw_items.query(keys.audit_pk(workspace["id"]), limit=50).items
     assert not any(r["action"] == "notification.created" for r in rows)
 
 

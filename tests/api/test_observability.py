@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from agentplane import raw_items
 from devstack.lambdas import LAYER_PATH, Lambdas
 from tests.conftest import Client
 from tests.published_metrics import publish_metrics, published
@@ -183,11 +184,10 @@ def test_a_notification_is_counted_once_per_recipient(api: Client, user, workspa
     from agentplane.auth.scopes import Role
     from agentplane.ids import iso
     from agentplane.logic.workspaces import member_item
-    from agentplane.store import get_store
     from tests.conftest import register_and_login
 
     other = register_and_login(api)
-    get_store().put(member_item(workspace["id"], workspace["name"], other["user"]["id"], Role.member, iso()))
+    raw_items.put(member_item(workspace["id"], workspace["name"], other["user"]["id"], Role.member, iso()))
     publish_metrics(monkeypatch)
     sent = api.post(
         f"/api/v1/workspaces/{workspace['id']}/notifications",

@@ -147,7 +147,7 @@ def test_path_ids_too_long_or_with_foreign_characters_are_404_before_any_read(ap
 
         return read
 
-    for method in ("get", "get_many", "query", "_batch_get"):
+    for method in ("get_raw", "_get_raw", "_query_raw", "_batch_get_raw"):
         monkeypatch.setattr(Store, method, reads_no_malformed_key(getattr(Store, method)))
     paths = [
         f"/api/v1/workspaces/ws_{'a' * 300}",

@@ -4,6 +4,7 @@ import threading
 import xml.etree.ElementTree as ET
 from email.utils import parsedate_to_datetime
 
+from agentplane import raw_items
 from tests.conftest import register_and_login
 
 
@@ -25,22 +26,19 @@ def add_member(ws: dict, person: dict, role: str) -> None:
     from agentplane.auth.scopes import Role
     from agentplane.ids import iso
     from agentplane.logic.workspaces import member_item
-    from agentplane.store import get_store
 
-    get_store().put(member_item(ws["id"], ws["name"], person["user"]["id"], Role(role), iso()))
+    raw_items.put(member_item(ws["id"], ws["name"], person["user"]["id"], Role(role), iso()))
 
 
 def stored(key: dict) -> dict | None:
-    from agentplane.store import get_store
 
-    return get_store().get(key)
+    return raw_items.get(key)
 
 
 def audit_actions(ws: dict) -> list[str]:
     from agentplane import keys
-    from agentplane.store import get_store
 
-    return [row["action"] for row in get_store().query(keys.audit_pk(ws["id"]), limit=200).items]
+    return [row["action"] for row in raw_items.query(keys.audit_pk(ws["id"]), limit=200).items]
 
 
 def changelog_events(api, ws: dict, project: dict) -> list[str]:
@@ -372,13 +370,12 @@ def test_clone_pull_and_index_each_queue_a_maintenance_run(api, user, workspace)
 
 def test_queued_runs_are_listed_in_the_workspace_run_index(api, user, workspace):
     from agentplane import keys
-    from agentplane.store import get_store
 
     api.token = user["token"]
     project = make_project(api, workspace)
     first = api.post(f"{project_path(workspace, project)}/clone").json["data"]["id"]
     second = api.post(f"{project_path(workspace, project)}/pull").json["data"]["id"]
-    listed = get_store().query(keys.run_list_gsi(workspace["id"]), index=keys.GSI1, limit=10).items
+    listed = raw_items.query(keys.run_list_gsi(workspace["id"]), index=keys.GSI1, limit=10).items
     assert [item["id"] for item in listed] == [first, second]
 
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from agentplane import raw_items
 from agentplane.redact import MASK
 from tests.conftest import put_common_env, register_and_login
 from tests.fixtures.secret_corpus import fake
@@ -23,10 +24,9 @@ def add_member(api, ws: dict, role: str) -> dict:
     from agentplane.auth.scopes import Role
     from agentplane.ids import iso
     from agentplane.logic.workspaces import member_item
-    from agentplane.store import get_store
 
     person = register_and_login(api)
-    get_store().put(member_item(ws["id"], ws["name"], person["user"]["id"], Role(role), iso()))
+    raw_items.put(member_item(ws["id"], ws["name"], person["user"]["id"], Role(role), iso()))
     return person
 
 
@@ -530,13 +530,12 @@ def test_viewer_reads_the_queue_but_cannot_submit_or_claim(api, user, workspace)
 
 def test_every_change_is_audited(api, user, workspace):
     from agentplane import keys
-    from agentplane.store import get_store
 
     api.token = user["token"]
     submit(api, workspace)
     [job] = claim(api, workspace, "w")
     api.post(queue_path(workspace, f"/jobs/{job['id']}/complete"), {"worker_id": "w"})
-    rows = get_store().query(keys.audit_pk(workspace["id"]), limit=100).items
+    rows = raw_items.query(keys.audit_pk(workspace["id"]), limit=100).items
     actions = [r["action"] for r in rows if r["target_id"] == job["id"]]
     assert actions == ["queue_job.submitted", "queue_job.claimed", "queue_job.completed"]
 
@@ -546,7 +545,6 @@ def test_every_change_is_audited(api, user, workspace):
 
 def test_a_workers_error_and_result_are_stored_and_served_redacted(api, user, workspace, clock):
     from agentplane import keys
-    from agentplane.store import get_store
 
     api.token = user["token"]
     put_common_env(api, workspace, DB_PASSWORD=ENV_SECRET)
@@ -565,8 +563,8 @@ def test_a_workers_error_and_result_are_stored_and_served_redacted(api, user, wo
     assert done.json["data"]["result"] == {"log": f"export X={MASK}", MASK: [MASK, 3]}
 
     served = "".join(api.get(queue_path(workspace, path)).body for path in (f"/jobs/{job['id']}", "/jobs"))
-    stored = str(get_store().get(keys.queue_job_key(workspace["id"], job["id"])))
-    stored += str(get_store().query(keys.audit_pk(workspace["id"]), limit=500).items)
+    stored = str(raw_items.get(keys.queue_job_key(workspace["id"], job["id"])))
+    stored += str(raw_items.query(keys.audit_pk(workspace["id"]), limit=500).items)
     for secret in (token, ENV_SECRET):
         assert secret not in served + failed.body + done.body, secret
         assert secret not in stored, secret

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from agentplane import keys
+from agentplane import keys, raw_items
 from agentplane.logic import realtime
-from agentplane.store import Update, get_store
+from agentplane.raw_items import Update
 from devstack import aws, streams, template, websocket
 from devstack.lambdas import Lambdas
 from tests.conftest import Client
@@ -161,12 +161,12 @@ def add_member(api: Client, ws: dict[str, Any], owner: dict[str, Any], role: str
 
 
 def subscribers(ws: dict[str, Any], channel: str) -> list[str]:
-    page = get_store().query(keys.realtime_channel_pk(ws["id"], channel), consistent=True)
+    page = raw_items.query(keys.realtime_channel_pk(ws["id"], channel), consistent=True)
     return [item["connection_id"] for item in page.items]
 
 
 def connection_records(connection_id: str) -> list[dict[str, Any]]:
-    return get_store().query(keys.realtime_connection_pk(connection_id), consistent=True).items
+    return raw_items.query(keys.realtime_connection_pk(connection_id), consistent=True).items
 
 
 # ---------------------------------------------------------------- connecting
@@ -574,7 +574,7 @@ def test_concurrent_deliverers_send_each_event_to_a_subscriber_exactly_once(api,
     append(api, workspace, run, user["token"], *[f"line {n}" for n in range(40)])
     socket = sockets(user["token"])
     socket.subscribe(workspace["id"], f"runs/{run['id']}")
-    get_store().update(
+    raw_items.update(
         keys.realtime_subscriber_key(workspace["id"], f"runs/{run['id']}", socket.connection_id),
         Update(set={"delivered_through": 0}),
     )

@@ -13,9 +13,8 @@ import boto3
 import pytest
 import requests
 
-from agentplane import keys
+from agentplane import keys, raw_items
 from agentplane.settings import get_settings
-from agentplane.store import get_store
 from tests.conftest import Client, register_and_login
 
 pytestmark = pytest.mark.usefixtures("executions")
@@ -71,13 +70,13 @@ def log_event(n: int, **fields: Any) -> dict[str, Any]:
 
 
 def stored_run(ws: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
-    return get_store().get(keys.run_key(ws["id"], run["id"])) or {}
+    return raw_items.get(keys.run_key(ws["id"], run["id"])) or {}
 
 
 def stored_telemetry(ws: dict[str, Any], run: dict[str, Any]) -> str:
     """Everything stored for the run's telemetry, as text."""
-    items = get_store().query(keys.run_events_pk(ws["id"], run["id"]), limit=1000, consistent=True).items
-    data = get_store().query(keys.run_data_pk(ws["id"], run["id"]), limit=1000, consistent=True).items
+    items = raw_items.query(keys.run_events_pk(ws["id"], run["id"]), limit=1000, consistent=True).items
+    data = raw_items.query(keys.run_data_pk(ws["id"], run["id"]), limit=1000, consistent=True).items
     return str(items) + str(data)
 
 

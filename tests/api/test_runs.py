@@ -11,11 +11,11 @@ from urllib.parse import quote
 import boto3
 import pytest
 
-from agentplane import keys
+from agentplane import keys, raw_items
 from agentplane.logic import runs as run_logic
+from agentplane.raw_items import Update
 from agentplane.redact import MASK
 from agentplane.settings import get_settings
-from agentplane.store import Update, get_store
 from tests.conftest import Client, put_common_env, register_and_login
 from tests.fixtures.secret_corpus import fake
 
@@ -75,7 +75,7 @@ def running_run(api: Client, ws: dict[str, Any], **fields: Any) -> dict[str, Any
 def approved_run(api: Client, ws: dict[str, Any], *, auto_push: bool = False) -> dict[str, Any]:
     """A run completed and approved, so commit (and with `auto_push`, push) may follow."""
     if auto_push:
-        get_store().update(keys.workspace_key(ws["id"]), Update(set={"auto_push": True}))
+        raw_items.update(keys.workspace_key(ws["id"]), Update(set={"auto_push": True}))
     run = running_run(api, ws)
     act(api, ws, run, "complete", {"worker_id": "w1"})
     act(api, ws, run, "approve")
@@ -83,7 +83,7 @@ def approved_run(api: Client, ws: dict[str, Any], *, auto_push: bool = False) ->
 
 
 def stored_run(ws: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
-    return get_store().get(keys.run_key(ws["id"], run["id"])) or {}
+    return raw_items.get(keys.run_key(ws["id"], run["id"])) or {}
 
 
 def running_executions() -> list[str]:
@@ -140,7 +140,7 @@ def test_full_lifecycle_start_claim_pause_resume_complete(api, user, workspace):
     assert done["status"] == "completed"
     assert set(done["timestamps"]) == {"draft", "queued", "running", "paused", "completed"}
     assert wait_for(lambda: execution_status(workspace, run) == "SUCCEEDED")
-    assert wait_for(lambda: get_store().get(keys.run_key(workspace["id"], run["id"])).get("finalized_at"))
+    assert wait_for(lambda: raw_items.get(keys.run_key(workspace["id"], run["id"])).get("finalized_at"))
 
 
 def test_five_concurrent_starts_give_one_success_and_four_409s(api, user, workspace):
@@ -198,7 +198,7 @@ def test_unclaimed_run_fails_with_queue_timeout(api, user, workspace):
 def test_cancel_mid_run_reaches_the_agent_and_ends_the_execution(api, user, workspace):
     api.token = user["token"]
     run = running_run(api, workspace)
-    wait_for(lambda: get_store().get(keys.run_key(workspace["id"], run["id"])).get("task_phase") == "work")
+    wait_for(lambda: raw_items.get(keys.run_key(workspace["id"], run["id"])).get("task_phase") == "work")
     cancelled = act(api, workspace, run, "cancel")
     assert cancelled.status == 200 and cancelled.json["data"]["status"] == "cancelled"
     assert act(api, workspace, run, "heartbeat", {"worker_id": "w1"}).json["data"]["desired_state"] == "cancel"
@@ -321,7 +321,7 @@ def test_gated_run_waits_for_approval_then_commit_and_push_are_gated(api, user, 
     assert [n["data"]["run_id"] for n in asks] == [run["id"]]
     finished = f"/api/v1/workspaces/{workspace['id']}/notifications?type=finished"
     assert api.get(finished).json["data"] == []  # needing input is not finishing
-    wait_for(lambda: get_store().get(keys.run_key(workspace["id"], run["id"])).get("task_phase") == "approval")
+    wait_for(lambda: raw_items.get(keys.run_key(workspace["id"], run["id"])).get("task_phase") == "approval")
 
     approved = act(api, workspace, run, "approve", {"notes": "looks good"}).json["data"]
     assert approved["status"] == "completed"
@@ -336,7 +336,7 @@ def test_gated_run_waits_for_approval_then_commit_and_push_are_gated(api, user, 
 
     refused = act(api, workspace, run, "push")
     assert refused.status == 403 and "auto_push" in refused.json["detail"]
-    get_store().update(keys.workspace_key(workspace["id"]), Update(set={"auto_push": True}))
+    raw_items.update(keys.workspace_key(workspace["id"]), Update(set={"auto_push": True}))
     pushed = act(api, workspace, run, "push")
     assert pushed.status == 200 and pushed.json["data"]["pushed_at"]
 
@@ -363,7 +363,7 @@ def test_device_token_without_git_commit_ability_gets_403_naming_it(api, user, w
     refused = api.post(f"{runs_path(workspace)}/{run['id']}/commit", token=device["token"])
     assert refused.status == 403
     assert "git:commit" in refused.json["detail"]
-    assert get_store().get(keys.run_key(workspace["id"], run["id"])).get("committed_at") is None
+    assert raw_items.get(keys.run_key(workspace["id"], run["id"])).get("committed_at") is None
 
 
 def test_device_token_without_git_push_ability_gets_403_naming_it(api, user, workspace):
@@ -607,7 +607,7 @@ def test_bad_input_and_strangers(api, user, workspace):
 
 
 def stored_events(ws: dict[str, Any], run: dict[str, Any]) -> str:
-    return str(get_store().query(keys.run_events_pk(ws["id"], run["id"]), limit=1000, consistent=True).items)
+    return str(raw_items.query(keys.run_events_pk(ws["id"], run["id"]), limit=1000, consistent=True).items)
 
 
 def test_heartbeat_activity_and_fail_detail_are_stored_and_served_redacted(api, user, workspace):

@@ -11,6 +11,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from agentplane import raw_items
 from tests.conftest import register_and_login
 
 QUEUE_TARGET = {
@@ -47,9 +48,8 @@ def aws_schedule_names() -> list[str]:
 
 def audit_rows(ws: dict) -> list[dict]:
     from agentplane import keys
-    from agentplane.store import get_store
 
-    return get_store().query(keys.audit_pk(ws["id"]), limit=500).items
+    return raw_items.query(keys.audit_pk(ws["id"]), limit=500).items
 
 
 def jobs(api, ws: dict) -> list[dict]:
@@ -62,10 +62,9 @@ def add_member(api, ws: dict, role: str) -> dict:
     from agentplane.auth.scopes import Role
     from agentplane.ids import iso
     from agentplane.logic.workspaces import member_item
-    from agentplane.store import get_store
 
     person = register_and_login(api)
-    get_store().put(member_item(ws["id"], ws["name"], person["user"]["id"], Role(role), iso()))
+    raw_items.put(member_item(ws["id"], ws["name"], person["user"]["id"], Role(role), iso()))
     return person
 
 
@@ -402,9 +401,8 @@ def fire(lambdas, ws: dict, schedule: dict, at: str = "2030-01-01T09:00:00Z") ->
 def assert_retired(api, ws: dict, schedule: dict, reason: str) -> None:
     """The schedule made nothing, is disabled with the reason, and is gone from Scheduler."""
     from agentplane import keys
-    from agentplane.store import get_store
 
-    item = get_store().get(keys.schedule_key(ws["id"], schedule["id"]))
+    item = raw_items.get(keys.schedule_key(ws["id"], schedule["id"]))
     assert item is not None
     assert item["enabled"] is False
     assert reason in item["last_error"]
@@ -474,10 +472,9 @@ def test_a_schedule_of_a_deleted_workspace_stops_firing_and_leaves_scheduler(api
     assert result["fired"] is False
     assert "workspace was deleted" in result["error"]
     from agentplane import keys
-    from agentplane.store import get_store
 
     ws = workspace["id"]
-    made = get_store().query(keys.ws_pk(ws), sk_prefix=keys.QUEUE_JOB_PREFIX).items
+    made = raw_items.query(keys.ws_pk(ws), sk_prefix=keys.QUEUE_JOB_PREFIX).items
     assert made == []
     assert_retired(api, workspace, schedule, "workspace was deleted")
 
@@ -617,13 +614,12 @@ def test_viewer_reads_schedules_but_cannot_change_or_fire_them(api, user, worksp
 
 def test_changes_and_firings_are_audited(api, user, workspace):
     from agentplane import keys
-    from agentplane.store import get_store
 
     api.token = user["token"]
     schedule = create(api, workspace)
     api.patch(schedules_path(workspace, f"/{schedule['id']}"), {"name": "renamed"})
     api.post(schedules_path(workspace, f"/{schedule['id']}/run"))
     api.delete(schedules_path(workspace, f"/{schedule['id']}"))
-    rows = get_store().query(keys.audit_pk(workspace["id"]), limit=100).items
+    rows = raw_items.query(keys.audit_pk(workspace["id"]), limit=100).items
     actions = [r["action"] for r in rows if r["target_id"] == schedule["id"]]
     assert actions == ["schedule.created", "schedule.updated", "schedule.fired", "schedule.deleted"]

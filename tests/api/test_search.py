@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from agentplane import raw_items
 from devstack import aws, streams
 from devstack.lambdas import Lambdas
 from tests.conftest import register_and_login
@@ -49,19 +50,17 @@ def ids(found: dict, group: str) -> list[str]:
 def put_item(ws: dict, entity: str, item_id: str, **fields: Any) -> None:
     """A stored item of a family whose routes are not under test here (messages, agents)."""
     from agentplane import keys
-    from agentplane.store import get_store
 
     key = keys.key(keys.ws_pk(ws["id"]), f"T#{item_id}")
-    get_store().put({**key, "entity": entity, "id": item_id, "workspace_id": ws["id"], **fields})
+    raw_items.put({**key, "entity": entity, "id": item_id, "workspace_id": ws["id"], **fields})
 
 
 def put_thread(ws: dict, thread_id: str, **fields: Any) -> None:
     """A thread stored where the threads family keeps it (its messages are findable while it lives)."""
     from agentplane import keys
-    from agentplane.store import get_store
 
     item = {"entity": "thread", "id": thread_id, "workspace_id": ws["id"], "status": "active", **fields}
-    get_store().put({**keys.thread_key(ws["id"], thread_id), **item})
+    raw_items.put({**keys.thread_key(ws["id"], thread_id), **item})
 
 
 def new_thread(api, ws: dict, title: str, *messages: str) -> dict:
@@ -202,20 +201,18 @@ def test_a_message_indexed_after_its_thread_was_deleted_stays_out_of_search(api,
     """Records of the message and of its thread may reach the indexer in either order."""
     from agentplane import keys
     from agentplane.logic import search
-    from agentplane.store import get_store
 
     api.token = user["token"]
     thread = new_thread(api, workspace, "Launch", "launch checklist ready")
     assert api.delete(f"/api/v1/workspaces/{workspace['id']}/threads/{thread['id']}").status == 204
-    [message] = get_store().query(keys.thread_pk(workspace["id"], thread["id"]), sk_prefix="MSG#", limit=5).items
+    [message] = raw_items.query(keys.thread_pk(workspace["id"], thread["id"]), sk_prefix="MSG#", limit=5).items
     search.apply_change(None, message)  # the message's record, processed after the thread's deletion
-    assert get_store().query(keys.search_token_pk(workspace["id"], "checklist"), limit=5).items == []
+    assert raw_items.query(keys.search_token_pk(workspace["id"], "checklist"), limit=5).items == []
     assert ids(find(api, workspace, "checklist"), "messages") == []
 
 
 def test_a_renamed_task_is_found_by_its_new_words_only(api, user, workspace, indexer):
     from agentplane import keys
-    from agentplane.store import get_store
 
     api.token = user["token"]
     task = new_task(api, workspace, "Migrate database")
@@ -227,19 +224,18 @@ def test_a_renamed_task_is_found_by_its_new_words_only(api, user, workspace, ind
     found = find(api, workspace, "postgres")
     assert found["results"]["tasks"][0]["title"] == "Upgrade postgres"
     ws = workspace["id"]
-    assert get_store().get(keys.search_posting_key(ws, "migrate", "task", task["id"])) is None
-    assert get_store().query(keys.search_token_pk(ws, "database"), limit=5).items == []
+    assert raw_items.get(keys.search_posting_key(ws, "migrate", "task", task["id"])) is None
+    assert raw_items.query(keys.search_token_pk(ws, "database"), limit=5).items == []
 
 
 def test_a_removed_item_takes_its_postings_with_it(api, user, workspace, indexer):
     from agentplane import keys
-    from agentplane.store import get_store
 
     put_item(workspace, "project", "prj_gone", name="legacy portal")
     indexer.poll()
     api.token = user["token"]
     assert ids(find(api, workspace, "legacy"), "projects") == ["prj_gone"]
-    get_store().delete(keys.key(keys.ws_pk(workspace["id"]), "T#prj_gone"))
+    raw_items.delete(keys.key(keys.ws_pk(workspace["id"]), "T#prj_gone"))
     indexer.poll()
     assert ids(find(api, workspace, "legacy"), "projects") == []
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from agentplane import raw_items
 from tests.conftest import register_and_login
 
 
@@ -63,25 +64,22 @@ def add_member(api, ws: dict, role: str) -> dict:
     from agentplane.auth.scopes import Role
     from agentplane.ids import iso
     from agentplane.logic.workspaces import member_item
-    from agentplane.store import get_store
 
     person = register_and_login(api)
-    get_store().put(member_item(ws["id"], ws["name"], person["user"]["id"], Role(role), iso()))
+    raw_items.put(member_item(ws["id"], ws["name"], person["user"]["id"], Role(role), iso()))
     return person
 
 
 def audit_rows(ws: dict) -> list[dict]:
     from agentplane import keys
-    from agentplane.store import get_store
 
-    return get_store().query(keys.audit_pk(ws["id"]), limit=500).items
+    return raw_items.query(keys.audit_pk(ws["id"]), limit=500).items
 
 
 def sprint_items(ws: dict) -> list[dict]:
     from agentplane import keys
-    from agentplane.store import get_store
 
-    return get_store().query(keys.ws_pk(ws["id"]), sk_prefix=keys.SPRINT_PREFIX, limit=500).items
+    return raw_items.query(keys.ws_pk(ws["id"]), sk_prefix=keys.SPRINT_PREFIX, limit=500).items
 
 
 class Clock:
@@ -118,7 +116,8 @@ def serialized_store(monkeypatch: pytest.MonkeyPatch) -> None:
 
         return call
 
-    for name in ("get", "get_many", "put", "update", "delete", "query", "commit"):
+    # Every call the store makes to the table goes through one of these.
+    for name in ("get_raw", "_get_raw", "_query_raw", "_conditional", "discard", "commit"):
         monkeypatch.setattr(Store, name, locked(getattr(Store, name)))
 
 

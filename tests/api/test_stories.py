@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentplane import raw_items
 from tests.conftest import register_and_login
 
 
@@ -159,13 +160,12 @@ def test_delete_story_detaches_its_tasks(api, user, workspace):
 
 def test_story_changes_are_audited(api, user, workspace):
     from agentplane import keys
-    from agentplane.store import get_store
 
     api.token = user["token"]
     story = new_story(api, workspace)
     api.patch(f"{stories_path(workspace)}/{story['id']}", {"title": "Renamed"})
     api.delete(f"{stories_path(workspace)}/{story['id']}")
-    rows = get_store().query(keys.audit_pk(workspace["id"]), limit=50).items
+    rows = raw_items.query(keys.audit_pk(workspace["id"]), limit=50).items
     actions = [r["action"] for r in rows if r["target_id"] == story["id"]]
     assert actions == ["story.created", "story.updated", "story.deleted"]
 
@@ -184,7 +184,6 @@ def test_non_member_gets_404_and_viewer_cannot_write(api, user, workspace):
     from agentplane.auth.scopes import Role
     from agentplane.ids import iso
     from agentplane.logic.workspaces import member_item
-    from agentplane.store import get_store
 
     api.token = user["token"]
     story = new_story(api, workspace)
@@ -195,7 +194,7 @@ def test_non_member_gets_404_and_viewer_cannot_write(api, user, workspace):
     assert api.delete(f"{stories_path(workspace)}/{story['id']}").status == 404
 
     viewer = register_and_login(api)
-    get_store().put(member_item(workspace["id"], "Acme", viewer["user"]["id"], Role.viewer, iso()))
+    raw_items.put(member_item(workspace["id"], "Acme", viewer["user"]["id"], Role.viewer, iso()))
     api.token = viewer["token"]
     assert api.get(f"{stories_path(workspace)}/{story['id']}").status == 200
     assert api.post(stories_path(workspace), {"title": "x"}).status == 403

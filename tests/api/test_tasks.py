@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from agentplane import raw_items
 from tests.conftest import register_and_login
 
 
@@ -112,11 +113,10 @@ def test_missing_or_forged_token_is_401(api, workspace):
 
 def test_create_writes_an_audit_row_in_the_same_transaction(api, user, workspace):
     from agentplane import keys
-    from agentplane.store import get_store
 
     api.token = user["token"]
     task = api.post(tasks_path(workspace), {"title": "A"}).json["data"]
-    rows = get_store().query(keys.audit_pk(workspace["id"]), limit=10).items
+    rows = raw_items.query(keys.audit_pk(workspace["id"]), limit=10).items
     assert any(r["action"] == "task.created" and r["target_id"] == task["id"] for r in rows)
 
 

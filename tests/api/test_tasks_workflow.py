@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from agentplane import raw_items
 from agentplane.redact import MASK
 from tests.conftest import put_common_env, register_and_login
 from tests.fixtures.secret_corpus import fake
@@ -22,16 +23,14 @@ def new_task(api, ws: dict, **fields: Any) -> dict:
 
 def stored(ws: dict, task_id: str) -> dict:
     from agentplane import keys
-    from agentplane.store import get_store
 
-    return get_store().get(keys.task_key(ws["id"], task_id)) or {}
+    return raw_items.get(keys.task_key(ws["id"], task_id)) or {}
 
 
 def audit_actions(ws: dict, target_id: str) -> list[str]:
     from agentplane import keys
-    from agentplane.store import get_store
 
-    rows = get_store().query(keys.audit_pk(ws["id"]), limit=200).items
+    rows = raw_items.query(keys.audit_pk(ws["id"]), limit=200).items
     return [r["action"] for r in rows if r["target_id"] == target_id]
 
 
@@ -46,10 +45,9 @@ def add_member(api, ws: dict, role: str) -> dict:
     from agentplane.auth.scopes import Role
     from agentplane.ids import iso
     from agentplane.logic.workspaces import member_item
-    from agentplane.store import get_store
 
     person = register_and_login(api)
-    get_store().put(member_item(ws["id"], ws["name"], person["user"]["id"], Role(role), iso()))
+    raw_items.put(member_item(ws["id"], ws["name"], person["user"]["id"], Role(role), iso()))
     return person
 
 
@@ -518,9 +516,8 @@ def test_a_rejection_is_recorded_as_a_failure_of_the_task(api, user, workspace):
     assert failure["source"] == "review_rejection"
     assert failure["created_by"] == user["user"]["id"]
     from agentplane import keys
-    from agentplane.store import get_store
 
-    rows = get_store().query(keys.audit_pk(workspace["id"]), limit=200).items
+    rows = raw_items.query(keys.audit_pk(workspace["id"]), limit=200).items
     assert [r["request_id"] for r in rows if r["target_id"] == failure["id"]] == [
         next(r["request_id"] for r in rows if r["action"] == "task.rejected")
     ]

@@ -66,7 +66,8 @@ def _build_everything(world: dynamo.World) -> None:
 
 def _items_of(prefixes: tuple[str, ...]) -> dict[tuple[str, str], Any]:
     """Every item whose partition starts with one of `prefixes` (a Scan: this is a test's read-back)."""
-    from agentplane.store import deserialize, get_store
+    from agentplane.raw_items import deserialize
+    from agentplane.store import get_store
 
     store = get_store()
     found: dict[tuple[str, str], Any] = {}

@@ -3,6 +3,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from agentplane import raw_items
 from tests.conftest import register_and_login
 
 
@@ -24,16 +25,14 @@ def add_member(workspace: dict, account: dict, role: str) -> None:
     from agentplane.auth.scopes import Role
     from agentplane.ids import iso
     from agentplane.logic.workspaces import member_item
-    from agentplane.store import get_store
 
-    get_store().put(member_item(workspace["id"], workspace["name"], account["user"]["id"], Role(role), iso()))
+    raw_items.put(member_item(workspace["id"], workspace["name"], account["user"]["id"], Role(role), iso()))
 
 
 def audit_actions(workspace: dict) -> list[str]:
     from agentplane import keys
-    from agentplane.store import get_store
 
-    return [row["action"] for row in get_store().query(keys.audit_pk(workspace["id"]), limit=200).items]
+    return [row["action"] for row in raw_items.query(keys.audit_pk(workspace["id"]), limit=200).items]
 
 
 # --- threads ---------------------------------------------------------------------------------
@@ -202,12 +201,11 @@ def test_shared_thread_is_readable_without_a_token(api, user, workspace):
 def test_share_token_is_stored_only_as_a_hash_and_listed_without_it(api, user, workspace):
     from agentplane import keys
     from agentplane.auth.secrets import hash_secret
-    from agentplane.store import get_store
 
     api.token = user["token"]
     thread = new_thread(api, workspace)
     share = api.post(f"{threads_path(workspace)}/{thread['id']}/share").json["data"]
-    record = get_store().get(keys.token_key(hash_secret(share["token"])))
+    record = raw_items.get(keys.token_key(hash_secret(share["token"])))
     assert record is not None and record["kind"] == "share"
     assert share["token"] not in str(record)
     listed = api.get(f"{threads_path(workspace)}/{thread['id']}/shares")
@@ -267,14 +265,14 @@ def test_share_of_a_deleted_thread_reads_404(api, user, workspace):
 def test_expired_share_reads_404(api, user, workspace):
     from agentplane import keys
     from agentplane.auth.secrets import hash_secret
-    from agentplane.store import Update, get_store
+    from agentplane.raw_items import Update
 
     api.token = user["token"]
     thread = new_thread(api, workspace)
     share = api.post(f"{threads_path(workspace)}/{thread['id']}/share", {"expires_in_hours": 1}).json["data"]
     assert share["expires_at"]
     assert api.get(share["path"], token="").status == 200
-    get_store().update(keys.token_key(hash_secret(share["token"])), Update(set={"expires_at": 1}))
+    raw_items.update(keys.token_key(hash_secret(share["token"])), Update(set={"expires_at": 1}))
     assert api.get(share["path"], token="").status == 404
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentplane import raw_items
 from tests.conftest import register_and_login
 
 
@@ -166,13 +167,12 @@ def test_blockers_paginate_with_a_bound_cursor(api, user, workspace):
 
 def test_user_task_changes_are_audited(api, user, workspace):
     from agentplane import keys
-    from agentplane.store import get_store
 
     api.token = user["token"]
     created = new_user_task(api, workspace)
     api.put(f"{user_tasks_path(workspace)}/{created['id']}", {"status": "done"})
     api.delete(f"{user_tasks_path(workspace)}/{created['id']}")
-    rows = get_store().query(keys.audit_pk(workspace["id"]), limit=50).items
+    rows = raw_items.query(keys.audit_pk(workspace["id"]), limit=50).items
     actions = [r["action"] for r in rows if r["target_id"] == created["id"]]
     assert actions == ["user_task.created", "user_task.updated", "user_task.deleted"]
 
@@ -181,7 +181,6 @@ def test_non_member_gets_404_and_viewer_cannot_write(api, user, workspace):
     from agentplane.auth.scopes import Role
     from agentplane.ids import iso
     from agentplane.logic.workspaces import member_item
-    from agentplane.store import get_store
 
     api.token = user["token"]
     created = new_user_task(api, workspace)
@@ -194,7 +193,7 @@ def test_non_member_gets_404_and_viewer_cannot_write(api, user, workspace):
     assert api.delete(path).status == 404
 
     viewer = register_and_login(api)
-    get_store().put(member_item(workspace["id"], "Acme", viewer["user"]["id"], Role.viewer, iso()))
+    raw_items.put(member_item(workspace["id"], "Acme", viewer["user"]["id"], Role.viewer, iso()))
     api.token = viewer["token"]
     assert api.get(user_tasks_path(workspace)).status == 200
     assert api.post(user_tasks_path(workspace), {"title": "x"}).status == 403

@@ -6,6 +6,7 @@ import secrets
 import threading
 from typing import Any
 
+from agentplane import raw_items
 from tests.conftest import register_and_login as _register_and_login
 
 
@@ -29,9 +30,8 @@ def join(api, owner: dict[str, Any], ws: dict[str, Any], role: str) -> dict[str,
 
 def audit_actions(ws: dict[str, Any]) -> list[dict[str, Any]]:
     from agentplane import keys
-    from agentplane.store import get_store
 
-    return get_store().query(keys.audit_pk(ws["id"]), limit=200, consistent=True).items
+    return raw_items.query(keys.audit_pk(ws["id"]), limit=200, consistent=True).items
 
 
 # --- workspace ---------------------------------------------------------------------------------
@@ -133,14 +133,14 @@ def test_delete_of_a_large_workspace_removes_every_membership(api, user, workspa
     from agentplane.auth.scopes import Role
 
     for i in range(99):
-        tx.put(member_item(workspace["id"], "Acme", f"usr_bulk{i:03d}", Role.member, iso()))
+        raw_items.tx_put(tx, member_item(workspace["id"], "Acme", f"usr_bulk{i:03d}", Role.member, iso()))
     tx.commit()
     tx = get_store().transaction()
     for i in range(99, 130):
-        tx.put(member_item(workspace["id"], "Acme", f"usr_bulk{i:03d}", Role.member, iso()))
+        raw_items.tx_put(tx, member_item(workspace["id"], "Acme", f"usr_bulk{i:03d}", Role.member, iso()))
     tx.commit()
     assert api.delete(ws_path(workspace), token=user["token"]).status == 204
-    left = get_store().query(keys.ws_pk(workspace["id"]), sk_prefix=keys.MEMBER_PREFIX, limit=200, consistent=True)
+    left = raw_items.query(keys.ws_pk(workspace["id"]), sk_prefix=keys.MEMBER_PREFIX, limit=200, consistent=True)
     assert left.items == []
 
 
@@ -154,7 +154,6 @@ def env_path(ws: dict[str, Any]) -> str:
 def test_common_env_values_are_sealed_and_listed_masked(api, user, workspace):
     from agentplane import keys
     from agentplane.logic.workspaces import common_env_values
-    from agentplane.store import get_store
 
     api.token = user["token"]
     put = api.put(env_path(workspace), {"variables": {"OPENAI_API_KEY": "sk-live-abcdef123456", "REGION": "eu"}})
@@ -162,7 +161,7 @@ def test_common_env_values_are_sealed_and_listed_masked(api, user, workspace):
     listed = api.get(env_path(workspace)).json["data"]
     assert listed["revealed"] is False and listed["version"] == 1
     assert {v["name"]: v["value"] for v in listed["variables"]} == {"OPENAI_API_KEY": "••••3456", "REGION": "••••"}
-    stored = get_store().get(keys.common_env_key(workspace["id"]))
+    stored = raw_items.get(keys.common_env_key(workspace["id"]))
     assert "sk-live-abcdef123456" not in str(stored)
     assert common_env_values(workspace["id"]) == {"OPENAI_API_KEY": "sk-live-abcdef123456", "REGION": "eu"}
 
@@ -276,9 +275,8 @@ def make_key(api, owner: dict[str, Any], ws: dict[str, Any], **body: Any) -> dic
 
 def stored_tasks(ws: dict[str, Any]) -> list[dict[str, Any]]:
     from agentplane import keys
-    from agentplane.store import get_store
 
-    return get_store().query(keys.ws_pk(ws["id"]), sk_prefix=keys.TASK_PREFIX, limit=200, consistent=True).items
+    return raw_items.query(keys.ws_pk(ws["id"]), sk_prefix=keys.TASK_PREFIX, limit=200, consistent=True).items
 
 
 def test_deleting_a_workspace_stops_its_api_keys_and_agent_keys_for_reads_and_writes(api, user, workspace):
@@ -303,10 +301,10 @@ def test_an_agent_key_cannot_write_to_a_workspace_marked_deleted(api, user, work
     cached), an agent key's write re-checks the workspace itself."""
     from agentplane import keys
     from agentplane.ids import iso
-    from agentplane.store import Update, get_store
+    from agentplane.raw_items import Update
 
     agent_key = make_key(api, user, workspace, agent="builder")
-    get_store().update(keys.workspace_key(workspace["id"]), Update(set={"deleted_at": iso()}))
+    raw_items.update(keys.workspace_key(workspace["id"]), Update(set={"deleted_at": iso()}))
 
     refused = api.post(f"{ws_path(workspace)}/tasks", {"title": "too late"}, token=agent_key["key"])
 

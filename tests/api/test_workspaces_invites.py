@@ -6,6 +6,7 @@ import threading
 import time
 from typing import Any
 
+from agentplane import raw_items
 from tests.api.test_workspaces import audit_actions, join, register_and_login, ws_path
 
 
@@ -26,14 +27,13 @@ def accept(api, person: dict[str, Any], token: str):
 def test_invite_returns_its_token_once_and_stores_only_a_hash(api, user, workspace):
     from agentplane import keys
     from agentplane.auth.secrets import hash_secret
-    from agentplane.store import get_store
 
     created = invite(api, user, workspace, "Pat@Example.com", role="admin")
     assert created["token"].startswith("api_")
     assert (created["email"], created["role"], created["status"]) == ("pat@example.com", "admin", "pending")
-    record = get_store().get(keys.token_key(hash_secret(created["token"])))
+    record = raw_items.get(keys.token_key(hash_secret(created["token"])))
     assert record["kind"] == "invite" and record["workspace_id"] == workspace["id"]
-    partition = get_store().query(keys.ws_pk(workspace["id"]), sk_prefix="INVITE", limit=50, consistent=True).items
+    partition = raw_items.query(keys.ws_pk(workspace["id"]), sk_prefix="INVITE", limit=50, consistent=True).items
     assert created["token"] not in str(partition) and created["token"] not in str(audit_actions(workspace))
     listed = api.get(invites_path(workspace), token=user["token"]).json["data"]
     assert [i["id"] for i in listed] == [created["id"]]
@@ -86,7 +86,7 @@ def test_two_concurrent_accepts_have_exactly_one_winner(api, user, workspace):
 def test_unknown_revoked_or_expired_invites_are_404(api, user, workspace):
     from agentplane import keys
     from agentplane.auth.secrets import hash_secret
-    from agentplane.store import Update, get_store
+    from agentplane.raw_items import Update
 
     person = register_and_login(api)
     assert accept(api, person, "api_made-up").status == 404
@@ -94,7 +94,7 @@ def test_unknown_revoked_or_expired_invites_are_404(api, user, workspace):
     assert api.delete(f"{invites_path(workspace)}/{revoked['id']}", token=user["token"]).status == 204
     assert accept(api, person, revoked["token"]).status == 404
     expired = invite(api, user, workspace, "b@example.com")
-    get_store().update(keys.token_key(hash_secret(expired["token"])), Update(set={"expires_at": int(time.time()) - 1}))
+    raw_items.update(keys.token_key(hash_secret(expired["token"])), Update(set={"expires_at": int(time.time()) - 1}))
     assert accept(api, person, expired["token"]).status == 404
     assert api.get(ws_path(workspace), token=person["token"]).status == 404
 
@@ -168,10 +168,10 @@ def test_non_member_gets_404_for_invites(api, user, workspace):
 
 def test_pending_list_is_paginated_and_hides_expired_invites(api, user, workspace):
     from agentplane import keys
-    from agentplane.store import Update, get_store
+    from agentplane.raw_items import Update
 
     ids = [invite(api, user, workspace, f"p{i}@example.com")["id"] for i in range(4)]
-    get_store().update(keys.invite_key(workspace["id"], ids[0]), Update(set={"expires_epoch": int(time.time()) - 5}))
+    raw_items.update(keys.invite_key(workspace["id"], ids[0]), Update(set={"expires_epoch": int(time.time()) - 5}))
     api.token = user["token"]
     seen: list[str] = []
     cursor = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from agentplane import raw_items
 from tests.api.test_workspaces import audit_actions, join, register_and_login, ws_path
 
 
@@ -110,18 +111,19 @@ def test_deleting_a_large_team_removes_every_team_membership(api, user, workspac
     from agentplane.ids import iso
     from agentplane.logic.teams import team_member_item
     from agentplane.logic.workspaces import member_item
-    from agentplane.store import Update, get_store
+    from agentplane.raw_items import Update
+    from agentplane.store import get_store
 
     team = make_team(api, user, workspace)
     for start in (0, 90, 180):
         tx = get_store().transaction()
         for i in range(start, start + 45):
-            tx.put(member_item(workspace["id"], "Acme", f"usr_t{i:03d}", Role.member, iso()))
-            tx.put(team_member_item(workspace["id"], team["id"], f"usr_t{i:03d}", "member", "x", iso()))
+            raw_items.tx_put(tx, member_item(workspace["id"], "Acme", f"usr_t{i:03d}", Role.member, iso()))
+            raw_items.tx_put(tx, team_member_item(workspace["id"], team["id"], f"usr_t{i:03d}", "member", "x", iso()))
         tx.commit()
-    get_store().update(keys.team_key(workspace["id"], team["id"]), Update(set={"member_count": 135}))
+    raw_items.update(keys.team_key(workspace["id"], team["id"]), Update(set={"member_count": 135}))
     assert api.delete(teams_path(workspace, team["id"]), token=user["token"]).status == 204
-    left = get_store().query(
+    left = raw_items.query(
         keys.ws_pk(workspace["id"]), sk_prefix=keys.team_member_prefix(team["id"]), limit=200, consistent=True
     )
     assert left.items == []
@@ -154,16 +156,17 @@ def _seed_team_members(workspace: dict[str, Any], team: dict[str, Any], count: i
     from agentplane.ids import iso
     from agentplane.logic.teams import team_member_item
     from agentplane.logic.workspaces import member_item
-    from agentplane.store import Update, get_store
+    from agentplane.raw_items import Update
+    from agentplane.store import get_store
 
     user_ids = [f"usr_p{i:03d}" for i in range(count)]
     for start in range(0, count, 45):
         tx = get_store().transaction()
         for user_id in user_ids[start : start + 45]:
-            tx.put(member_item(workspace["id"], "Acme", user_id, Role.member, iso()))
-            tx.put(team_member_item(workspace["id"], team["id"], user_id, "member", "x", iso()))
+            raw_items.tx_put(tx, member_item(workspace["id"], "Acme", user_id, Role.member, iso()))
+            raw_items.tx_put(tx, team_member_item(workspace["id"], team["id"], user_id, "member", "x", iso()))
         tx.commit()
-    get_store().update(keys.team_key(workspace["id"], team["id"]), Update(set={"member_count": count}))
+    raw_items.update(keys.team_key(workspace["id"], team["id"]), Update(set={"member_count": count}))
     return user_ids
 
 

@@ -110,9 +110,11 @@ def test_no_deployed_function_imports_the_local_stack():
 
 
 def _builds_a_client(call: ast.Call) -> bool:
-    """`boto3.client(…)`, `boto3.resource(…)` or a session of its own (`boto3.Session(…)`)."""
+    """`boto3.client(…)`, `boto3.resource(…)`, a session of its own (`boto3.Session(…)`,
+    botocore's) or a client made from one (`….create_client(…)`)."""
     name = ast.unparse(call.func)
-    return name in ("boto3.client", "boto3.resource", "boto3.Session", "boto3.session.Session")
+    sessions = ("boto3.Session", "boto3.session.Session", "botocore.session.Session", "botocore.session.get_session")
+    return name in ("boto3.client", "boto3.resource", *sessions) or name.endswith(".create_client")
 
 
 def test_only_the_client_registry_builds_aws_clients():
@@ -141,3 +143,46 @@ def test_reset_forgets_every_client_the_registry_built():
 
     kept = sorted(builder.__name__ for builder in builders if builder.cache_info().currsize)
     assert not kept, "clients.reset() leaves these clients built:\n" + "\n".join(kept)
+
+
+# Items of any kind as plain dicts: the workspace export and import, and nothing else of the layer.
+RAW_ITEM_USERS = ("agentplane.raw_items", "agentplane.logic.transfer")
+
+
+def test_only_the_export_and_import_handle_items_as_plain_dicts():
+    bad = sorted(
+        str(found)
+        for found in layer_imports()
+        if _within(found.target, "agentplane.raw_items") and found.module not in RAW_ITEM_USERS
+    )
+    assert not bad, "modules of the layer import agentplane.raw_items:\n" + "\n".join(bad)
+
+
+def test_the_store_answers_entities_only():
+    from agentplane import store
+
+    dict_api = {"Expr", "Update", "Page", "attr_eq", "attr_in", "exists", "not_exists", "serialize", "deserialize"}
+    assert not dict_api & set(vars(store)), "agentplane.store still has its dict API"
+    assert not {"get", "get_many", "put", "update", "delete", "query"} & set(dir(store.Store))
+    assert not {"put", "update", "delete", "check"} & set(dir(store.Transaction))
+
+
+def _imports_at_module_level(tree: ast.Module) -> Iterator[str]:
+    for node in tree.body:  # top-level statements only (TYPE_CHECKING blocks hold no runtime import)
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+
+
+def test_no_module_of_the_layer_imports_boto3_when_it_is_imported():
+    """boto3 costs every function a tenth of a second of cold start for nothing it uses: clients
+    come from botocore, and only the plain-dict serializer of export and import loads boto3."""
+    eager = []
+    for path in sorted((LAYER / "agentplane").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        if any(_within(target, "boto3") for target in _imports_at_module_level(tree)):
+            eager.append(_module_name(path, LAYER))
+    assert not eager, "modules import boto3 at import time:\n" + "\n".join(eager)
+    lazy = sorted({found.module for found in layer_imports() if _within(found.target, "boto3")})
+    assert lazy == ["agentplane.raw_items"], lazy

@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
+from agentplane import raw_items
+
 WS = "ws_entities"
 
 
@@ -31,7 +33,7 @@ def test_an_item_read_back_is_its_own_kind_with_keys_index_and_version_set(store
 
     store.create(_team("team_1", "Core"))
 
-    raw = store.get(keys.team_key(WS, "team_1"))
+    raw = raw_items.get(keys.team_key(WS, "team_1"))
     assert raw["entity"] == "team"
     assert (raw["GSI1PK"], raw["GSI1SK"]) == (keys.team_list_gsi(WS), "team_1")
     assert raw["name_lower"] == "core" and raw["version"] == 1
@@ -84,7 +86,7 @@ def test_a_change_from_a_stale_read_loses_and_the_winner_bumps_the_version(store
         store.change(second, second.assign(description="stale"))
 
     assert saved.version == 2 and saved.name == "Platform"
-    stored = store.get(keys.team_key(WS, "team_1"))
+    stored = raw_items.get(keys.team_key(WS, "team_1"))
     assert stored["version"] == 2 and stored["description"] == ""
     assert stored["name_lower"] == "platform"  # the derived attribute followed the name
 
@@ -114,7 +116,7 @@ def test_a_cancelled_transaction_names_the_operation_that_failed_and_what_it_fou
     assert cancelled.value.failed == "existing_team"
     assert cancelled.value.reason("new_team") == "None"
     assert cancelled.value.current("existing_team", TeamItem).name == "Core"
-    assert store.get(keys.team_key(WS, "team_2")) is None  # nothing of it was applied
+    assert raw_items.get(keys.team_key(WS, "team_2")) is None  # nothing of it was applied
 
 
 def test_two_operations_of_one_transaction_cannot_share_a_name(store) -> None:
@@ -244,4 +246,52 @@ def test_a_discard_deletes_an_item_and_passes_over_an_absent_one(store) -> None:
     tx.discard(TeamItem, keys.team_key(WS, "team_never"))
     tx.commit()
 
-    assert store.get(keys.team_key(WS, "team_1")) is None
+    assert raw_items.get(keys.team_key(WS, "team_1")) is None
+
+
+# A JSON document as code writes them: nested maps and lists, whole and fractional numbers, text,
+# booleans and nulls.
+_DOCUMENT = {
+    "name": "deploy",
+    "count": 3,
+    "ratio": 0.25,
+    "whole_float": 2.0,
+    "tiny": -0.001,
+    "big": 12345678901234567890,
+    "flag": True,
+    "nothing": None,
+    "tags": ["a", 1, None, {"deep": [1.5, {"x": ""}]}],
+    "empty": {},
+    "nested": {"list": [], "map": {"k": False}},
+}
+
+
+def test_documents_are_stored_as_boto3_stored_them_and_items_written_that_way_read_the_same(store) -> None:
+    from agentplane import keys
+    from agentplane.entities.notifications import NotificationItem
+
+    def notification(notification_id: str, data: dict[str, object]) -> NotificationItem:
+        return NotificationItem(
+            workspace_id=WS,
+            user_id="u_1",
+            id=notification_id,
+            type="info",
+            title="t",
+            data=data,
+            created_by="u_1",
+            created_at="2026-12-01T00:00:00Z",
+        )
+
+    # The old way: the whole item as a plain dict through boto3's TypeSerializer.
+    old = notification("ntf_old", {})
+    old.stamp()
+    raw_items.put({**old.as_item(), "data": _DOCUMENT})
+    store.create(notification("ntf_new", _DOCUMENT))
+
+    key_old, key_new = keys.notification_key(WS, "u_1", "ntf_old"), keys.notification_key(WS, "u_1", "ntf_new")
+    stored_old, stored_new = store.get_raw([key_old, key_new], batch=True)
+    assert stored_new["data"] == stored_old["data"]
+    read = store.read(NotificationItem, key_old)
+    assert read.data == raw_items.get(key_old)["data"]
+    assert read.data["whole_float"] == 2 and isinstance(read.data["whole_float"], int)
+    assert read.data["tags"][3] == {"deep": [1.5, {"x": ""}]}

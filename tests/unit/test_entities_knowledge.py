@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from agentplane import raw_items
+
 WS = "ws_entities_k"
 
 
@@ -37,7 +39,7 @@ def test_a_soft_deleted_project_leaves_the_list_and_keeps_its_item(store) -> Non
 
     store.adjust(ProjectItem, project.key, project.soft_delete("2026-12-02T00:00:00Z"), ProjectItem.undeleted())
 
-    stored = store.get(keys.project_key(WS, "prj_1"))
+    stored = raw_items.get(keys.project_key(WS, "prj_1"))
     assert stored["deleted_at"] == "2026-12-02T00:00:00Z" and stored["version"] == 1
     assert "GSI1PK" not in stored and "GSI1SK" not in stored
     assert projects_of_workspace(WS, limit=10, start=None).items == []
@@ -77,7 +79,7 @@ def test_a_snapshots_kind_is_stored_as_kind_and_answered_as_kind(store) -> None:
     )
     store.create(snapshot)
 
-    stored = store.get(keys.snapshot_key(WS, "snap_1"))
+    stored = raw_items.get(keys.snapshot_key(WS, "snap_1"))
     assert stored["kind"] == "manual" and stored["entity"] == "snapshot"
     assert stored["state"]["project"] == {"name": "Portal", "repository_url": None}
     read = store.read(SnapshotItem, keys.snapshot_key(WS, "snap_1"))
@@ -107,7 +109,7 @@ def test_a_thread_moves_up_its_list_with_each_message_and_leaves_it_when_deleted
     store.adjust(ThreadItem, old.key, old.numbered(1, "2026-12-03T00:00:00Z"))
     listed = [t.id for t in threads_of_workspace(WS, status=None, limit=10, start=None).items]
     assert listed == ["thr_old", "thr_new"]
-    assert store.get(keys.thread_key(WS, "thr_old"))["version"] == 1  # a post is not an edit
+    assert raw_items.get(keys.thread_key(WS, "thr_old"))["version"] == 1  # a post is not an edit
 
     old = store.read(ThreadItem, keys.thread_key(WS, "thr_old"))
     store.adjust(ThreadItem, old.key, old.soft_delete("2026-12-04T00:00:00Z"))
@@ -135,7 +137,7 @@ def test_a_read_notification_leaves_the_unread_index_and_expires(store) -> None:
 
     store.adjust(NotificationItem, item.key, item.mark_read(at, timedelta(days=90)), NotificationItem.unread())
 
-    stored = store.get(keys.notification_key(WS, "u_1", "ntf_1"))
+    stored = raw_items.get(keys.notification_key(WS, "u_1", "ntf_1"))
     assert stored["ttl"] == int((at + timedelta(days=90)).timestamp())
     assert unread_notifications(WS, "u_1", newest_first=True, limit=5, start=None).items == []
     assert store.read(NotificationItem, item.key).to_model().read is True
@@ -158,7 +160,7 @@ def test_an_unread_counter_is_made_by_the_first_delivery_and_keeps_deliveries_in
         arrival = NotificationCounterItem.arrival(WS, "u_1", "ntf_0")
         store.upsert(NotificationCounterItem, key, arrival, NotificationCounterItem.lands_after("ntf_0"))
 
-    stored = store.get(key)
+    stored = raw_items.get(key)
     assert (stored["entity"], stored["count"], stored["last_id"]) == ("notification_counter", 2, "ntf_2")
 
 

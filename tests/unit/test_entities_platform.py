@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from agentplane import raw_items
+
 WS = "ws_platform"
 
 
@@ -36,14 +38,14 @@ def test_a_revoked_key_leaves_its_live_list_and_a_deleted_one_every_list(store) 
     assert [k.id for k in live_keys(WS, limit=10, start=None).items] == ["key_1"]
 
     store.change(key, key.assign(status="revoked"))
-    stored = store.get(keys.api_key_key(WS, "key_1"))
+    stored = raw_items.get(keys.api_key_key(WS, "key_1"))
     assert "GSI2PK" not in stored and stored["GSI1PK"] == keys.api_key_list_gsi(WS)
     assert live_keys(WS, limit=10, start=None).items == []
     assert [k.id for k in listed_keys(WS, limit=10, start=None).items] == ["key_1"]
 
     revoked = store.read(ApiKeyItem, keys.api_key_key(WS, "key_1"))
     store.change(revoked, revoked.assign(deleted_at="2026-12-02T00:00:00Z"))
-    assert "GSI1PK" not in store.get(keys.api_key_key(WS, "key_1"))
+    assert "GSI1PK" not in raw_items.get(keys.api_key_key(WS, "key_1"))
     assert listed_keys(WS, limit=10, start=None).items == []
 
 
@@ -101,7 +103,7 @@ def test_a_claim_stored_without_its_kind_reads_back_as_a_claim(store) -> None:
     from agentplane.entities.accounts import DeviceItem, UniqueItem
 
     claim_key = keys.push_token_claim_key("digest")
-    store.put({**claim_key, "user_id": "usr_2", "device_id": "dev_1"})
+    raw_items.put({**claim_key, "user_id": "usr_2", "device_id": "dev_1"})
     device, claim = store.read_each([(DeviceItem, keys.device_key("usr_1", "dev_1")), (UniqueItem, claim_key)])
     assert device is None
     assert isinstance(claim, UniqueItem) and (claim.user_id, claim.device_id) == ("usr_2", "dev_1")

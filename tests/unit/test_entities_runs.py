@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from agentplane import raw_items
+
 WS = "ws_entities"
 
 
@@ -35,7 +37,7 @@ def test_a_run_is_stored_with_its_list_and_project_indexes_and_its_kind_under_it
     store.create(_run("run_1", project_id="prj_1"))
     store.create(_run("run_2"))
 
-    with_project, alone = store.get(keys.run_key(WS, "run_1")), store.get(keys.run_key(WS, "run_2"))
+    with_project, alone = raw_items.get(keys.run_key(WS, "run_1")), raw_items.get(keys.run_key(WS, "run_2"))
     assert with_project["entity"] == "run" and with_project["kind"] == "agent"
     assert (with_project["GSI1PK"], with_project["GSI2PK"]) == (
         keys.run_list_gsi(WS),
@@ -106,7 +108,7 @@ def test_a_delivery_cursor_keeps_its_type_and_moves_only_from_where_it_is(store,
     with pytest.raises(ConditionFailed) as lost:
         store.adjust(RealtimeSubscriberItem, key, [cursor.set(moved_to)], cursor.at(delivered))
 
-    assert moved.delivered_through == moved_to and store.get(key)["delivered_through"] == moved_to
+    assert moved.delivered_through == moved_to and raw_items.get(key)["delivered_through"] == moved_to
     assert lost.value.current_as(RealtimeSubscriberItem).delivered_through == moved_to
 
 
@@ -122,4 +124,4 @@ def test_a_live_only_subscriber_has_no_cursor_and_expired_ones_are_not_listed(st
     listed = list(subscribers_of(WS, "workspace"))
 
     assert [s.connection_id for s in listed] == ["conn_1"] and listed[0].delivered_through is None
-    assert "delivered_through" not in store.get(keys.realtime_subscriber_key(WS, "workspace", "conn_1"))
+    assert "delivered_through" not in raw_items.get(keys.realtime_subscriber_key(WS, "workspace", "conn_1"))

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from agentplane import raw_items
+
 WS = "ws_upsert"
 
 
@@ -37,7 +39,7 @@ def test_an_upsert_creates_an_absent_item_of_its_kind_with_only_what_it_sets(sto
     tx.upsert(TeamItem, keys.team_key(WS, "team_9"), [TeamItem.member_count.add(2)], name="count")
     tx.commit()
 
-    assert store.get(keys.team_key(WS, "team_9")) == {
+    assert raw_items.get(keys.team_key(WS, "team_9")) == {
         **keys.team_key(WS, "team_9"),
         "entity": "team",
         "member_count": 4,
@@ -54,7 +56,7 @@ def test_an_upsert_of_a_present_item_leaves_its_version_and_other_attributes(sto
     tx.upsert(TeamItem, keys.team_key(WS, "team_1"), [TeamItem.member_count.add(3)], name="count")
     tx.commit()
 
-    stored = store.get(keys.team_key(WS, "team_1"))
+    stored = raw_items.get(keys.team_key(WS, "team_1"))
     assert (stored["member_count"], stored["version"], stored["name"]) == (3, 1, "Core")
 
 
@@ -71,7 +73,7 @@ def test_an_upsert_obeys_its_condition(store) -> None:
     with pytest.raises(TransactionFailed) as failure:
         tx.commit()
     assert failure.value.failed == "n"
-    assert store.get(keys.team_key(WS, "team_1"))["name"] == "Core"
+    assert raw_items.get(keys.team_key(WS, "team_1"))["name"] == "Core"
 
 
 def _tally_kind() -> Any:
@@ -103,7 +105,7 @@ def test_an_attribute_named_by_data_keeps_its_name_when_counted_and_read(store) 
     for _ in range(2):
         store.upsert(tally, key, [tally.workspace_id.set(WS), Path(["per#ada.lovelace"]).add(3)])
 
-    raw = store.get(key)
+    raw = raw_items.get(key)
     assert raw["entity"] == "test_tally" and raw["per#ada.lovelace"] == 6  # a dot is part of the name
     assert store.read(tally, key).counts == {"per#ada.lovelace": 6}
 
@@ -117,12 +119,12 @@ def test_a_discard_deletes_by_key_whether_or_not_the_item_is_there(store) -> Non
     tx.discard(TeamItem, keys.team_key(WS, "team_1"))
     tx.discard(TeamItem, keys.team_key(WS, "team_gone"))
     tx.commit()
-    assert store.get(keys.team_key(WS, "team_1")) is None
+    assert raw_items.get(keys.team_key(WS, "team_1")) is None
 
     store.discard(TeamItem, keys.team_key(WS, "team_gone"))
     store.create(_team())
     store.discard(TeamItem, keys.team_key(WS, "team_1"))
-    assert store.get(keys.team_key(WS, "team_1")) is None
+    assert raw_items.get(keys.team_key(WS, "team_1")) is None
 
 
 def test_a_transaction_splits_into_parts_that_keep_their_operations_names(store) -> None:
@@ -141,7 +143,7 @@ def test_a_transaction_splits_into_parts_that_keep_their_operations_names(store)
     with pytest.raises(TransactionFailed) as failure:
         parts[1].commit()
     assert failure.value.failed == "crowded"
-    assert store.get(keys.team_key(WS, "team_2")) is not None and store.get(keys.team_key(WS, "team_3")) is None
+    assert raw_items.get(keys.team_key(WS, "team_2")) is not None and raw_items.get(keys.team_key(WS, "team_3")) is None
     assert store.transaction().parts() == []
 
 
@@ -151,7 +153,7 @@ def test_items_of_different_kinds_are_read_in_one_batch_each_as_the_kind_asked_f
 
     store.create(_team())
     # An item written before items carried their kind is read as the kind its key holds.
-    store.put({**keys.team_member_key(WS, "team_1", "u_2"), "workspace_id": WS, "team_id": "team_1",
+    raw_items.put({**keys.team_member_key(WS, "team_1", "u_2"), "workspace_id": WS, "team_id": "team_1",
                "user_id": "u_2", "role": "member", "added_at": "2026-12-01T00:00:00Z"})  # fmt: skip
     calls: list[str] = []
     store.client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from agentplane import raw_items
+
 WS = "ws_task_entities"
 AT = "2026-12-01T09:30:00Z"
 
@@ -110,15 +112,15 @@ def test_a_change_moves_the_indexes_links_and_counts_of_the_task_in_one_transact
 
     task = _task(sprint=1, assignee="ada.lovelace", story_points=3)
     _commit(store, None, task)
-    assert store.get(keys.agent_todo_key(WS, "ada.lovelace", "p1", "task_1")) is not None
+    assert raw_items.get(keys.agent_todo_key(WS, "ada.lovelace", "p1", "task_1")) is not None
 
     before = task.copy()
     _commit(store, before, task, task.assign(sprint=2, status="in_progress", started_at=AT))
 
-    raw = store.get(keys.task_key(WS, "task_1"))
+    raw = raw_items.get(keys.task_key(WS, "task_1"))
     assert raw["GSI1PK"] == keys.task_status_gsi(WS, "in_progress")
     assert raw["GSI3PK"] == keys.task_sprint_gsi(WS, 2) and raw["version"] == 2
-    assert store.get(keys.agent_todo_key(WS, "ada.lovelace", "p1", "task_1")) is None
+    assert raw_items.get(keys.agent_todo_key(WS, "ada.lovelace", "p1", "task_1")) is None
     left = sprint_figures(store.read(SprintStatsItem, keys.sprint_stats_key(WS, 1)))
     joined = sprint_figures(store.read(SprintStatsItem, keys.sprint_stats_key(WS, 2)))
     assert (left.tasks, left.points, left.agents) == (0, 0, {})
@@ -127,7 +129,7 @@ def test_a_change_moves_the_indexes_links_and_counts_of_the_task_in_one_transact
     before = store.read(TaskItem, keys.task_key(WS, "task_1"))
     gone = before.copy()
     _commit(store, before, gone, gone.assign(deleted_at=AT))
-    stored = store.get(keys.task_key(WS, "task_1"))
+    stored = raw_items.get(keys.task_key(WS, "task_1"))
     assert stored["deleted_at"] == AT and "GSI1PK" not in stored and "GSI3PK" not in stored
     assert sprint_figures(store.read(SprintStatsItem, keys.sprint_stats_key(WS, 2))).tasks == 0
 

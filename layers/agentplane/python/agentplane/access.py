@@ -112,9 +112,9 @@ class Access:
         """Why the membership guard failed: a role changed under the write (403 naming the scope),
         or no membership (or workspace) at all any more (404, as for any non-member)."""
         if self.principal.user_id and self.scope:
-            member = get_store().get(keys.member_key(self.workspace_id, self.principal.user_id))
+            member = get_store().read(MemberItem, keys.member_key(self.workspace_id, self.principal.user_id))
             if member is not None:
-                role = Role(member["role"])
+                role = Role(member.role)
                 return Forbidden(
                     f"the '{role.value}' role cannot use '{self.scope}'", required_scope=self.scope, role=role.value
                 )
@@ -148,10 +148,10 @@ def workspace_access(
         if role_name is None:
             # A workspace this request did not check up front (one found through an item, say).
             assert principal.user_id is not None
-            member = get_store().get(keys.member_key(workspace_id, principal.user_id))
+            member = get_store().read(MemberItem, keys.member_key(workspace_id, principal.user_id))
             if member is None:
                 raise NotFound("workspace not found")
-            role_name = member["role"]
+            role_name = member.role
         role = Role(role_name)
     if scope:
         _check_scope(principal, role, scope)

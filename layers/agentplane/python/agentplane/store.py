@@ -1,9 +1,10 @@
 """The store: one DynamoDB table, reached through a handful of named operations.
 
-Items are plain dicts whose keys come from `agentplane.keys`. Writes that change state take a
-condition; a failed condition surfaces as `ConditionFailed` carrying the item as it is now, so the
-caller can say why (for example a 409 with `current_status`). Reads on request paths are GetItem,
-BatchGetItem or Query, never Scan.
+Items are entities (agentplane.entities), each kind declaring its keys and attributes. Writes that
+change state take a condition; a failed condition surfaces as `ConditionFailed` carrying the item as
+it is now, so the caller can say why (for example a 409 with `current_status`). Reads on request
+paths are GetItem, BatchGetItem or Query, never Scan. Code that handles items of any kind as plain
+dicts (the workspace export and import, tests) goes through `agentplane.raw_items`.
 
 A request can leave a read to be checked before it sees any data (its caller's token and
 membership, see `defer_check`): the check's keys go out with the request's first read, in the same
@@ -15,13 +16,11 @@ from __future__ import annotations
 import contextvars
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from agentplane import clients
@@ -38,29 +37,27 @@ else:
     DynamoDBClient = Any
 
 Item = dict[str, Any]
+Raw = dict[str, Any]  # an item as DynamoDB sends it: {"name": {"S": "value"}, ...}
 E = TypeVar("E", bound=Entity)
 T = TypeVar("T")
 # Items a filtered list reads at most per request before it answers a shorter page with a cursor.
 LIST_READ_BUDGET = 1000
 _FILL_ROUND = 100
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 MAX_BATCH_GET_KEYS = 100
 _INDEX_KEYS = {None: (PK, SK), GSI1: (GSI1PK, GSI1SK), GSI2: (GSI2PK, GSI2SK), GSI3: (GSI3PK, GSI3SK)}
 
 
 class ConditionFailed(Exception):
-    """A conditional write lost: `current` is the item as stored now (None if absent)."""
+    """A conditional write lost; `current_as` reads the item as stored now."""
 
-    def __init__(self, current: Item | None, raw: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, raw: Mapping[str, Any] | None = None) -> None:
         super().__init__("condition failed")
-        self.current = current
-        self._raw = raw
+        self.raw = raw
 
     def current_as(self, entity: type[E]) -> E | None:
         """The item as stored now, as `entity` (None if absent)."""
-        return entity.from_raw_data(dict(self._raw)) if self._raw else None
+        return entity.from_raw_data(dict(self.raw)) if self.raw else None
 
 
 class TransactionFailed(Exception):
@@ -68,15 +65,10 @@ class TransactionFailed(Exception):
     Operations given a name when added are found by it: `failed` is the first failed one's name."""
 
     def __init__(
-        self,
-        reasons: list[str],
-        items: list[Item | None],
-        names: Sequence[str | None] = (),
-        raw: Sequence[Mapping[str, Any] | None] = (),
+        self, reasons: list[str], names: Sequence[str | None] = (), raw: Sequence[Mapping[str, Any] | None] = ()
     ) -> None:
         super().__init__(f"transaction cancelled: {reasons}")
         self.reasons = reasons
-        self.items = items
         self._names = list(names)
         self._raw = list(raw)
 
@@ -113,139 +105,39 @@ class TransactionFailed(Exception):
         return entity.from_raw_data(dict(raw)) if raw else None
 
 
-def _to_dynamo(value: Any) -> Any:
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, dict):
-        return {k: _to_dynamo(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_to_dynamo(v) for v in value]
-    return value
+def raw_key(key: Key | Mapping[str, str]) -> Raw:
+    """A table or index key (every key attribute of the table is a string) as DynamoDB takes it."""
+    return {str(name): {"S": value} for name, value in key.items()}
 
 
-def _from_dynamo(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _from_dynamo(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_dynamo(v) for v in value]
-    if isinstance(value, set):
-        return sorted(_from_dynamo(v) for v in value)
-    return value
+def plain_key(raw: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """A key DynamoDB sent (a Query's LastEvaluatedKey) as plain strings, as cursors carry it."""
+    return None if raw is None else {name: value["S"] for name, value in raw.items()}
 
 
-def serialize(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(_to_dynamo(v)) for k, v in item.items() if v is not None}
+@runtime_checkable
+class RawFilter(Protocol):
+    """A filter written as DynamoDB's expression text (agentplane.raw_items), not a pynamodb
+    condition: its text, attribute names and typed values."""
 
-
-def deserialize(raw: Mapping[str, Any] | None) -> Item | None:
-    if raw is None:
-        return None
-    return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in raw.items()}
-
-
-@dataclass
-class Expr:
-    """A condition or filter expression with its placeholders."""
-
-    text: str
-    names: dict[str, str] = field(default_factory=dict)
-    values: dict[str, Any] = field(default_factory=dict)
-
-    def __and__(self, other: Expr) -> Expr:
-        return Expr(f"({self.text}) AND ({other.text})", {**self.names, **other.names}, {**self.values, **other.values})
-
-
-def not_exists() -> Expr:
-    return Expr("attribute_not_exists(#pk)", {"#pk": PK})
-
-
-def exists() -> Expr:
-    return Expr("attribute_exists(#pk)", {"#pk": PK})
-
-
-def attr_in(attr: str, allowed: Iterable[Any]) -> Expr:
-    """`attr` currently holds one of `allowed`: the guard of every state transition."""
-    values = {f":in_{attr}_{i}": v for i, v in enumerate(allowed)}
-    return Expr(f"#in_{attr} IN ({', '.join(values)})", {f"#in_{attr}": attr}, values)
-
-
-def attr_eq(attr: str, value: Any) -> Expr:
-    return Expr(f"#eq_{attr} = :eq_{attr}", {f"#eq_{attr}": attr}, {f":eq_{attr}": value})
-
-
-@dataclass
-class Update:
-    """SET/REMOVE/ADD clauses of an UpdateItem, built from plain dicts (`append` adds to the end
-    of a list attribute, creating it if absent)."""
-
-    set: Mapping[str, Any] = field(default_factory=dict)
-    remove: Sequence[str] = ()
-    add: Mapping[str, int | float] = field(default_factory=dict)
-    append: Mapping[str, Sequence[Any]] = field(default_factory=dict)
-
-    def render(self) -> tuple[str, dict[str, str], dict[str, Any]]:
-        names: dict[str, str] = {}
-        values: dict[str, Any] = {}
-        clauses = []
-        sets = []
-        for i, (attr, value) in enumerate(self.set.items()):
-            if value is None:
-                continue
-            names[f"#s{i}"] = attr
-            values[f":s{i}"] = value
-            sets.append(f"#s{i} = :s{i}")
-        for i, (attr, tail) in enumerate(self.append.items()):
-            names[f"#l{i}"] = attr
-            values[f":l{i}"] = list(tail)
-            values[":empty_list"] = []
-            sets.append(f"#l{i} = list_append(if_not_exists(#l{i}, :empty_list), :l{i})")
-        removes = list(self.remove) + [a for a, v in self.set.items() if v is None]
-        if sets:
-            clauses.append("SET " + ", ".join(sets))
-        if removes:
-            parts = []
-            for i, attr in enumerate(removes):
-                names[f"#r{i}"] = attr
-                parts.append(f"#r{i}")
-            clauses.append("REMOVE " + ", ".join(parts))
-        if self.add:
-            parts = []
-            for i, (attr, delta) in enumerate(self.add.items()):
-                names[f"#a{i}"] = attr
-                values[f":a{i}"] = delta
-                parts.append(f"#a{i} :a{i}")
-            clauses.append("ADD " + ", ".join(parts))
-        return " ".join(clauses), names, values
-
-
-def _expression_args(update: Update | None, condition: Expr | None) -> dict[str, Any]:
-    args: dict[str, Any] = {}
-    names: dict[str, str] = {}
-    values: dict[str, Any] = {}
-    if update is not None:
-        text, u_names, u_values = update.render()
-        args["UpdateExpression"] = text
-        names.update(u_names)
-        values.update(u_values)
-    if condition is not None:
-        args["ConditionExpression"] = condition.text
-        names.update(condition.names)
-        values.update(condition.values)
-    if names:
-        args["ExpressionAttributeNames"] = names
-    if values:
-        args["ExpressionAttributeValues"] = serialize(values)
-    return args
+    def as_filter(self) -> tuple[str, dict[str, str], dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
 class DeferredCheck:
-    """Keys to read before the request sees data, and what must hold of them (`verify` raises)."""
+    """Items to read before the request sees data, each as the kind asked for with its key, and
+    what must hold of them (`verify` raises)."""
 
-    keys: list[Key]
-    verify: Callable[[list[Item | None]], None]
+    wanted: list[tuple[type[Entity], Key]]
+    verify: Callable[[list[Entity | None]], None]
+
+    @property
+    def keys(self) -> list[Key]:
+        return [key for _, key in self.wanted]
+
+    def settle(self, found: Sequence[Raw | None]) -> None:
+        pairs = zip(self.wanted, found, strict=True)
+        self.verify([entity.from_raw_data(raw) if raw is not None else None for (entity, _), raw in pairs])
 
 
 _deferred: contextvars.ContextVar[DeferredCheck | None] = contextvars.ContextVar("deferred_check", default=None)
@@ -265,12 +157,6 @@ def _take_deferred() -> DeferredCheck | None:
     return check
 
 
-@dataclass
-class Page:
-    items: list[Item]
-    last_key: dict[str, Any] | None
-
-
 class Transaction:
     """Operations written all-or-nothing with TransactWriteItems (at most 100). An operation can be
     given a name, so a cancelled transaction says which one failed (`TransactionFailed.failed`)."""
@@ -287,6 +173,11 @@ class Transaction:
     def size(self) -> int:
         return len(self.operations)
 
+    def add(self, kind: str, op: dict[str, Any], name: str | None = None) -> Transaction:
+        """Add one operation as TransactWriteItems takes it (`Put`, `Update`, `Delete` or
+        `ConditionCheck`); entities' operations are built by the methods below."""
+        return self._add(kind, op, name)
+
     def _add(self, kind: str, op: dict[str, Any], name: str | None) -> Transaction:
         if name is not None and name in self.names:
             raise ValueError(f"two operations of one transaction are named {name!r}")
@@ -295,28 +186,6 @@ class Transaction:
         self.operations.append({kind: op})
         self.names.append(name)
         return self
-
-    def put(self, item: Item, condition: Expr | None = None, *, name: str | None = None) -> Transaction:
-        op: dict[str, Any] = {"TableName": self._store.table_name, "Item": serialize(item)}
-        op.update(_expression_args(None, condition))
-        return self._add("Put", op, name)
-
-    def update(
-        self, key: Key, update: Update, condition: Expr | None = None, *, name: str | None = None
-    ) -> Transaction:
-        op: dict[str, Any] = {"TableName": self._store.table_name, "Key": serialize(key)}
-        op.update(_expression_args(update, condition))
-        return self._add("Update", op, name)
-
-    def delete(self, key: Key, condition: Expr | None = None, *, name: str | None = None) -> Transaction:
-        op: dict[str, Any] = {"TableName": self._store.table_name, "Key": serialize(key)}
-        op.update(_expression_args(None, condition))
-        return self._add("Delete", op, name)
-
-    def check(self, key: Key, condition: Expr, *, name: str | None = None) -> Transaction:
-        op: dict[str, Any] = {"TableName": self._store.table_name, "Key": serialize(key)}
-        op.update(_expression_args(None, condition))
-        return self._add("ConditionCheck", op, name)
 
     # --- entities: keys, index attributes and versions come from the entity ------------------
     def save(self, entity: Entity, condition: Condition | None = None, *, name: str | None = None) -> Transaction:
@@ -435,7 +304,7 @@ class QuerySpec:
     index: str | None = None
     sk_prefix: str | None = None
     sk_between: tuple[str, str] | None = None
-    filter: Expr | Condition | None = None
+    filter: Condition | RawFilter | None = None
     newest_first: bool = False
     consistent: bool = False
 
@@ -446,9 +315,10 @@ class EntityPage(Generic[T]):
     last_key: dict[str, Any] | None
 
 
-def resume_key(item: Item, index: str | None) -> dict[str, Any]:
-    """The key a Query resumes after `item` (the table key, plus the index's own key on an index)."""
-    return {attr: item[attr] for attr in {PK, SK, *_INDEX_KEYS[index]}}
+def resume_key(raw: Mapping[str, Any], index: str | None) -> dict[str, Any]:
+    """The key a Query resumes after the item `raw` (the table key, plus the index's own key on an
+    index)."""
+    return {attr: raw[attr]["S"] for attr in {PK, SK, *_INDEX_KEYS[index]}}
 
 
 def retrying(
@@ -485,17 +355,15 @@ class Store:
         """Run a check still waiting for a read (before a write, or when the request ends)."""
         check = _take_deferred()
         if check is not None:
-            check.verify(self._batch_get(check.keys))
+            check.settle(self._batch_get_raw(check.keys))
 
-    def get(self, key: Key, consistent: bool = True) -> Item | None:
-        if not consistent and _deferred.get() is None:
-            response = self.client.get_item(TableName=self.table_name, Key=serialize(key), ConsistentRead=False)
-            return deserialize(response.get("Item"))
-        return deserialize(self._get_raw([key])[0])
-
-    def get_many(self, keys: Sequence[Key]) -> list[Item | None]:
-        """BatchGetItem in one round trip (up to 100 keys); results line up with `keys`."""
-        return [deserialize(raw) for raw in self._get_raw(keys, batch=True)]
+    def get_raw(self, keys: Sequence[Key], *, batch: bool = False, consistent: bool = True) -> list[Raw | None]:
+        """The items at `keys` as DynamoDB sent them (see `_get_raw`); one key not `batch` is a
+        GetItem, eventually consistent if asked and no check waits for a read."""
+        if not consistent and not batch and len(keys) == 1 and _deferred.get() is None:
+            response = self.client.get_item(TableName=self.table_name, Key=raw_key(keys[0]), ConsistentRead=False)
+            return [response.get("Item")]
+        return self._get_raw(keys, batch=batch)
 
     def _get_raw(self, keys: Sequence[Key], *, batch: bool = False) -> list[dict[str, Any] | None]:
         """The items at `keys` as DynamoDB sent them, strongly consistent. A check waiting for
@@ -503,27 +371,24 @@ class Store:
         check = _take_deferred()
         if check is None:
             if len(keys) == 1 and not batch:
-                response = self.client.get_item(TableName=self.table_name, Key=serialize(keys[0]), ConsistentRead=True)
+                response = self.client.get_item(TableName=self.table_name, Key=raw_key(keys[0]), ConsistentRead=True)
                 return [response.get("Item")]
             return self._batch_get_raw(keys)
         if len(keys) + len(check.keys) <= MAX_BATCH_GET_KEYS:
             found = self._batch_get_raw([*keys, *check.keys])
-            check.verify([deserialize(raw) for raw in found[len(keys) :]])
+            check.settle(found[len(keys) :])
             return found[: len(keys)]
-        checked = _beside.submit(contextvars.copy_context().run, self._batch_get, check.keys)
+        checked = _beside.submit(contextvars.copy_context().run, self._batch_get_raw, check.keys)
         found = self._batch_get_raw(keys)
-        check.verify(checked.result())
+        check.settle(checked.result())
         return found
-
-    def _batch_get(self, keys: Sequence[Key]) -> list[Item | None]:
-        return [deserialize(raw) for raw in self._batch_get_raw(keys)]
 
     def _batch_get_raw(self, keys: Sequence[Key]) -> list[dict[str, Any] | None]:
         if not keys:
             return []
         unique = list({(k["PK"], k["SK"]): k for k in keys}.values())
         found: dict[tuple[str, str], dict[str, Any]] = {}
-        request: dict[str, Any] = {self.table_name: {"Keys": [serialize(k) for k in unique], "ConsistentRead": True}}
+        request: dict[str, Any] = {self.table_name: {"Keys": [raw_key(k) for k in unique], "ConsistentRead": True}}
         while request:
             response = self.client.batch_get_item(RequestItems=request)
             for raw in response.get("Responses", {}).get(self.table_name, []):
@@ -531,45 +396,22 @@ class Store:
             request = response.get("UnprocessedKeys") or {}
         return [found.get((k["PK"], k["SK"])) for k in keys]
 
-    def put(self, item: Item, condition: Expr | None = None) -> None:
+    def write_raw(self, operation: str, args: dict[str, Any]) -> dict[str, Any]:
+        """One PutItem, UpdateItem or DeleteItem (`operation`: put_item, update_item, delete_item)
+        as DynamoDB takes it, after any waiting check; ConditionFailed if its condition fails."""
         self.settle_deferred()
-        args = {"TableName": self.table_name, "Item": serialize(item), **_expression_args(None, condition)}
-        self._conditional(self.client.put_item, args)
+        call = {"put_item": self.client.put_item, "update_item": self.client.update_item}.get(
+            operation, self.client.delete_item
+        )
+        response: dict[str, Any] = self._conditional(call, {"TableName": self.table_name, **args})
+        return response
 
-    def update(self, key: Key, update: Update, condition: Expr | None = None) -> Item:
-        """UpdateItem returning the item as stored afterwards."""
-        self.settle_deferred()
-        args = {
-            "TableName": self.table_name,
-            "Key": serialize(key),
-            "ReturnValues": "ALL_NEW",
-            **_expression_args(update, condition),
-        }
-        response = self._conditional(self.client.update_item, args)
-        return deserialize(response.get("Attributes")) or {}
-
-    def delete(self, key: Key, condition: Expr | None = None) -> None:
-        self.settle_deferred()
-        args = {"TableName": self.table_name, "Key": serialize(key), **_expression_args(None, condition)}
-        self._conditional(self.client.delete_item, args)
-
-    def query(
-        self,
-        partition: str,
-        *,
-        index: str | None = None,
-        sk_prefix: str | None = None,
-        sk_between: tuple[str, str] | None = None,
-        limit: int = 50,
-        start_key: dict[str, Any] | None = None,
-        newest_first: bool = False,
-        filter: Expr | None = None,
-        consistent: bool = False,
-    ) -> Page:
-        """One Query on a partition of the table or a GSI, bounded by `limit`."""
-        spec = QuerySpec(partition, index, sk_prefix, sk_between, filter, newest_first, consistent)
-        raw, last = self._query_raw(spec, limit, start_key)
-        return Page(items=[deserialize(r) or {} for r in raw], last_key=last)
+    def query_raw(
+        self, spec: QuerySpec, limit: int, start_key: dict[str, Any] | None
+    ) -> tuple[list[Raw], dict[str, Any] | None]:
+        """One Query of `spec` (a check waiting for a read rides beside it): the items as DynamoDB
+        sent them and the key to resume after."""
+        return self._query_raw(spec, limit, start_key)
 
     def _query_raw(
         self, spec: QuerySpec, limit: int, start_key: dict[str, Any] | None
@@ -586,7 +428,7 @@ class Store:
             names["#sk"] = sk_attr
             values[":sklo"], values[":skhi"] = spec.sk_between
             condition += " AND #sk BETWEEN :sklo AND :skhi"
-        typed_values = serialize(values)
+        typed_values: dict[str, Any] = {name: {"S": value} for name, value in values.items()}
         args: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": condition,
@@ -597,10 +439,11 @@ class Store:
             args["IndexName"] = spec.index
         elif spec.consistent:
             args["ConsistentRead"] = True
-        if isinstance(spec.filter, Expr):
-            args["FilterExpression"] = spec.filter.text
-            names.update(spec.filter.names)
-            typed_values.update(serialize(spec.filter.values))
+        if isinstance(spec.filter, RawFilter):
+            text, filter_names, filter_values = spec.filter.as_filter()
+            args["FilterExpression"] = text
+            names.update(filter_names)
+            typed_values.update(filter_values)
         elif spec.filter is not None:
             placeholders: dict[str, str] = {}
             args["FilterExpression"] = spec.filter.serialize(placeholders, typed_values)
@@ -608,20 +451,23 @@ class Store:
         args["ExpressionAttributeNames"] = names
         args["ExpressionAttributeValues"] = typed_values
         if start_key:
-            args["ExclusiveStartKey"] = serialize(start_key)
+            args["ExclusiveStartKey"] = raw_key(start_key)
         check = _take_deferred()
         checked = (
-            _beside.submit(contextvars.copy_context().run, self._batch_get, check.keys) if check is not None else None
+            _beside.submit(contextvars.copy_context().run, self._batch_get_raw, check.keys)
+            if check is not None
+            else None
         )
         response = self.client.query(**args)
         if check is not None and checked is not None:
-            check.verify(checked.result())
-        return list(response.get("Items", [])), deserialize(response.get("LastEvaluatedKey"))
+            check.settle(checked.result())
+        return list(response.get("Items", [])), plain_key(response.get("LastEvaluatedKey"))
 
     # --- entities ---------------------------------------------------------------------------
-    def read(self, entity: type[E], key: Key) -> E | None:
-        """The item at `key` as `entity` (strongly consistent), or None."""
-        raw = self._get_raw([key])[0]
+    def read(self, entity: type[E], key: Key, *, consistent: bool = True) -> E | None:
+        """The item at `key` as `entity` (strongly consistent unless asked otherwise, for reads
+        that tolerate a moment's staleness), or None."""
+        raw = self.get_raw([key], consistent=consistent)[0]
         return entity.from_raw_data(raw) if raw is not None else None
 
     def read_or_404(self, entity: type[E], key: Key, missing: str) -> E:
@@ -674,7 +520,7 @@ class Store:
             if len(found) >= limit:
                 if len(found) > limit:
                     found = found[:limit]
-                    last = resume_key(deserialize(found[-1]) or {}, spec.index)
+                    last = resume_key(found[-1], spec.index)
                 break
             if last is None:
                 break
@@ -749,8 +595,7 @@ class Store:
                 raise
             reasons_raw = exc.response.get("CancellationReasons", [])
             reasons = [r.get("Code", "None") for r in reasons_raw]
-            items = [deserialize(r.get("Item")) for r in reasons_raw]
-            raise TransactionFailed(reasons, items, tx.names, [r.get("Item") for r in reasons_raw]) from exc
+            raise TransactionFailed(reasons, tx.names, [r.get("Item") for r in reasons_raw]) from exc
 
     def _conditional(self, call: Any, args: dict[str, Any]) -> Any:
         if "ConditionExpression" in args:
@@ -760,7 +605,7 @@ class Store:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-            raise ConditionFailed(deserialize(exc.response.get("Item")), exc.response.get("Item")) from exc
+            raise ConditionFailed(exc.response.get("Item")) from exc
 
 
 _store: Store | None = None

@@ -10,8 +10,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agentplane.entities.base import plain_item
 from agentplane.observability import logger
-from agentplane.store import Item, deserialize
+
+Item = dict[str, Any]
 
 
 class BatchFailed(Exception):
@@ -28,11 +30,13 @@ class StreamRecord:
 
     @property
     def old_image(self) -> Item | None:
-        return deserialize((self.raw.get("dynamodb") or {}).get("OldImage")) or None
+        image = (self.raw.get("dynamodb") or {}).get("OldImage")
+        return plain_item(image) if image else None
 
     @property
     def new_image(self) -> Item | None:
-        return deserialize((self.raw.get("dynamodb") or {}).get("NewImage")) or None
+        image = (self.raw.get("dynamodb") or {}).get("NewImage")
+        return plain_item(image) if image else None
 
 
 def process_records(event: Mapping[str, Any], handle: Callable[[StreamRecord], None]) -> dict[str, Any]:

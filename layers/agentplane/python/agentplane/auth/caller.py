@@ -18,16 +18,21 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from threading import Lock
-from typing import Any
+from typing import Any, TypeVar
 
 from agentplane import keys
 from agentplane.auth import tokens
 from agentplane.auth.principal import Principal
 from agentplane.auth.secrets import hash_secret
+from agentplane.entities.base import Entity
+from agentplane.entities.tokens import TokenItem
+from agentplane.entities.workspaces import MemberItem, WorkspaceItem
 from agentplane.errors import Unauthorized
 from agentplane.ids import is_path_id
 from agentplane.keys import Key
-from agentplane.store import DeferredCheck, Item, get_store
+from agentplane.store import DeferredCheck, get_store
+
+E = TypeVar("E", bound=Entity)
 
 # Tokens whose principal a container remembers; each entry is a few hundred bytes.
 MAX_SEEN_TOKENS = 2048
@@ -88,7 +93,7 @@ def authenticate(event: Mapping[str, Any], *, assume: bool = True) -> Caller:
     with _seen_lock:
         assumed = _seen.get(seen_key)
     if assumed is not None and assume:
-        check = DeferredCheck(_check_keys(assumed), lambda found: _confirm(assumed, found))
+        check = DeferredCheck(_checked(assumed), lambda found: _confirm(assumed, found))
         if method in READ_METHODS:
             return Caller(assumed, check=check)
         if _confirm_before_write(check):
@@ -105,36 +110,38 @@ def authenticate(event: Mapping[str, Any], *, assume: bool = True) -> Caller:
 def _confirm_before_write(check: DeferredCheck) -> bool:
     """A write checks before it runs: one BatchGetItem. False when the caller has changed."""
     try:
-        check.verify(get_store().get_many(check.keys))
+        check.verify(get_store().read_each(check.wanted))
     except AccessChanged:
         take_changed()
         return False
     return True
 
 
-def _check_keys(principal: Principal) -> list[Key]:
+def _checked(principal: Principal) -> list[tuple[type[Entity], Key]]:
     """The token, and on a workspace's routes the workspace and the caller's membership of it."""
-    wanted = [keys.token_key(principal.token_hash)]
+    wanted: list[tuple[type[Entity], Key]] = [(TokenItem, keys.token_key(principal.token_hash))]
     ws = principal.checked_workspace
     if ws:
-        wanted.append(keys.workspace_key(ws))
+        wanted.append((WorkspaceItem, keys.workspace_key(ws)))
         if principal.user_id:
-            wanted.append(keys.member_key(ws, principal.user_id))
+            wanted.append((MemberItem, keys.member_key(ws, principal.user_id)))
     return wanted
 
 
-def _principal_from(token: Item, ws: str | None, workspace: Item | None, member: Item | None) -> Principal:
+def _principal_from(
+    token: TokenItem, ws: str | None, workspace: WorkspaceItem | None, member: MemberItem | None
+) -> Principal:
     principal = tokens.principal_of(token)
     if not ws:
         return principal
-    live = workspace is not None and workspace.get("deleted_at") is None
+    live = workspace is not None and workspace.deleted_at is None
     if principal.kind == "agent_key":
         if principal.workspace_id != ws:
             return principal  # another workspace's path: workspace_access answers 404
         if not live:
             raise Unauthorized(REFUSED)  # its workspace was deleted (which revokes its keys too)
         return replace(principal, checked_workspace=ws)
-    roles = {ws: str(member["role"])} if live and member is not None else {}
+    roles = {ws: member.role} if live and member is not None else {}
     if principal.kind == "api_key" and principal.workspace_id == ws and not roles:
         # The key's creator left the workspace (or it was deleted): the key dies with it.
         raise Unauthorized(REFUSED)
@@ -144,7 +151,7 @@ def _principal_from(token: Item, ws: str | None, workspace: Item | None, member:
 def _read(token_hash: str, path_workspace: str | None) -> Principal:
     """The principal as the table has it now: the token, then its workspace's rows."""
     store = get_store()
-    token = store.get(keys.token_key(token_hash))
+    token = store.read(TokenItem, keys.token_key(token_hash))
     if not tokens.is_live(token):
         raise Unauthorized(REFUSED)
     assert token is not None
@@ -153,16 +160,21 @@ def _read(token_hash: str, path_workspace: str | None) -> Principal:
     ws = path_workspace or identity.workspace_id
     if not ws:
         return identity
-    workspace, *member = store.get_many(_check_keys(replace(identity, checked_workspace=ws))[1:])
-    return _principal_from(token, ws, workspace, member[0] if member else None)
+    workspace, *member = store.read_each(_checked(replace(identity, checked_workspace=ws))[1:])
+    return _principal_from(token, ws, _as(WorkspaceItem, workspace), _as(MemberItem, member[0] if member else None))
 
 
-def _confirm(assumed: Principal, found: list[Item | None]) -> None:
+def _as(kind: type[E], found: Entity | None) -> E | None:
+    assert found is None or isinstance(found, kind)
+    return found
+
+
+def _confirm(assumed: Principal, found: list[Entity | None]) -> None:
     """The deferred check: the rows read with the route's first read must say what was assumed."""
-    token, *rest = found
+    token = _as(TokenItem, found[0])
     ws = assumed.checked_workspace
-    workspace = rest[0] if rest else None
-    member = rest[1] if len(rest) > 1 else None
+    workspace = _as(WorkspaceItem, found[1]) if len(found) > 1 else None
+    member = _as(MemberItem, found[2]) if len(found) > 2 else None
     try:
         if not tokens.is_live(token):
             raise Unauthorized(REFUSED)

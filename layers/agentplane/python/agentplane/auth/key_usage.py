@@ -10,11 +10,16 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentplane import keys
+from agentplane.entities.api_keys import ApiKeyItem, ApiKeyUsageItem, ApiKeyUsageTotalItem, minutes_after
+from agentplane.entities.tokens import expiry
 from agentplane.ids import iso
-from agentplane.store import ConditionFailed, Expr, TransactionFailed, Update, attr_eq, exists, get_store, not_exists
+from agentplane.store import ConditionFailed, TransactionFailed, get_store
+
+if TYPE_CHECKING:
+    from pynamodb.expressions.condition import Condition
 
 USAGE_TTL_SECONDS = 30 * 86400
 # Usage buckets are folded into the key's running total once they are this old, so a request still
@@ -29,10 +34,6 @@ def _now() -> int:
 
 def _iso_epoch(epoch: int) -> str:
     return iso(datetime.fromtimestamp(epoch, UTC))
-
-
-def _not_deleted() -> Expr:
-    return Expr("attribute_not_exists(#deleted)", {"#deleted": "deleted_at"})
 
 
 def _minute_label(epoch: int) -> str:
@@ -104,50 +105,36 @@ def record_use(
     minute however busy the key is.
     """
     now = _now() if now is None else now
-    bucket = get_store().update(
-        keys.api_key_usage_key(workspace_id, key_id, _minute_label(now if minute is None else minute)),
-        Update(
-            set={
-                keys.ENTITY: "api_key_usage",
-                "workspace_id": workspace_id,
-                "key_id": key_id,
-                keys.TTL: now + USAGE_TTL_SECONDS,
-            },
-            add={"requests": requests},
-        ),
+    label = _minute_label(now if minute is None else minute)
+    bucket = get_store().upsert(
+        ApiKeyUsageItem,
+        keys.api_key_usage_key(workspace_id, key_id, label),
+        [
+            ApiKeyUsageItem.workspace_id.set(workspace_id),
+            ApiKeyUsageItem.key_id.set(key_id),
+            ApiKeyUsageItem.ttl.set(expiry(now + USAGE_TTL_SECONDS)),
+            ApiKeyUsageItem.requests.add(requests),
+        ],
     )
-    if int(bucket.get("requests", 0)) == requests:
+    if int(bucket.requests or 0) == requests:
         _fold_usage(workspace_id, key_id, now)
 
 
-def usage_total_item(ws: str, key_id: str, record: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The key's usage total as first written: with the key, or (for a key made before totals were
-    kept beside its minutes) from what its record had folded."""
-    record = record or {}
-    return {
-        **keys.api_key_usage_total_key(ws, key_id),
-        keys.ENTITY: "api_key_usage_total",
-        "workspace_id": ws,
-        "key_id": key_id,
-        "request_total": int(record.get("request_total", 0)),
-        "usage_folded_through": record.get("usage_folded_through"),
-        "last_used_at": record.get("last_used_at"),
-    }
-
-
-def _usage_total(ws: str, key_id: str) -> dict[str, Any] | None:
+def _usage_total(ws: str, key_id: str) -> ApiKeyUsageTotalItem | None:
     """The key's usage total; None for an unknown or deleted key."""
-    total = get_store().get(keys.api_key_usage_total_key(ws, key_id))
+    store = get_store()
+    total_key = keys.api_key_usage_total_key(ws, key_id)
+    total = store.read(ApiKeyUsageTotalItem, total_key)
     if total is None:
-        record = get_store().get(keys.api_key_key(ws, key_id))
-        if record is None or record.get("deleted_at"):
+        record = store.read(ApiKeyItem, keys.api_key_key(ws, key_id))
+        if record is None or record.deleted_at:
             return None
-        total = usage_total_item(ws, key_id, record)
+        total = ApiKeyUsageTotalItem.of(record)
         try:
-            get_store().put(total, not_exists())
+            store.create(total)
         except ConditionFailed:
-            total = get_store().get(keys.api_key_usage_total_key(ws, key_id))
-    if total is None or total.get("deleted_at"):
+            total = store.read(ApiKeyUsageTotalItem, total_key)
+    if total is None or total.deleted_at:
         return None
     return total
 
@@ -158,29 +145,33 @@ def _fold_usage(ws: str, key_id: str, now: int) -> None:
     total = _usage_total(ws, key_id)
     if total is None:
         return
-    folded = total.get("usage_folded_through")
-    upper = keys.api_key_usage_key(ws, key_id, _minute_label(now - FOLD_AFTER_SECONDS))["SK"]
-    lower = folded or keys.API_KEY_USAGE_MINUTE
-    page = get_store().query(
-        keys.api_key_usage_pk(ws, key_id), sk_between=(lower, upper), limit=FOLD_BATCH + 1, consistent=True
-    )
-    ready = [item for item in page.items if item[keys.SK] != folded][:FOLD_BATCH]
-    last_used = {"last_used_at": _iso_epoch(now)}
-    changes: dict[str, Any] = dict(last_used)
-    add: dict[str, int | float] = {}
+    folded = total.usage_folded_through
+    through = keys.api_key_usage_key(ws, key_id, _minute_label(now - FOLD_AFTER_SECONDS))["SK"]
+    minutes = minutes_after(ws, key_id, folded, limit=FOLD_BATCH + 1, through=through)
+    ready = [minute for minute in minutes if minute.sort_key != folded][:FOLD_BATCH]
+    last_used = _iso_epoch(now)
+    actions: list[Any] = [ApiKeyUsageTotalItem.last_used_at.set(last_used)]
     if ready:
-        add["request_total"] = sum(int(item.get("requests", 0)) for item in ready)
-        changes["usage_folded_through"] = ready[-1][keys.SK]
-    unchanged = (
-        Expr("attribute_not_exists(#folded)", {"#folded": "usage_folded_through"})
+        actions.append(ApiKeyUsageTotalItem.request_total.add(sum(int(minute.requests or 0) for minute in ready)))
+        actions.append(ApiKeyUsageTotalItem.usage_folded_through.set(ready[-1].sort_key))
+    unchanged: Condition = (
+        ApiKeyUsageTotalItem.usage_folded_through.does_not_exist()
         if folded is None
-        else attr_eq("usage_folded_through", folded)
+        else ApiKeyUsageTotalItem.usage_folded_through == folded
     )
     tx = get_store().transaction()
-    tx.update(
-        keys.api_key_usage_total_key(ws, key_id), Update(set=changes, add=add), exists() & _not_deleted() & unchanged
+    tx.adjust(
+        ApiKeyUsageTotalItem,
+        total.key,
+        actions,
+        ApiKeyUsageTotalItem.deleted_at.does_not_exist() & unchanged,
     )
-    tx.update(keys.api_key_key(ws, key_id), Update(set=last_used), exists() & _not_deleted())
+    tx.adjust(
+        ApiKeyItem,
+        keys.api_key_key(ws, key_id),
+        [ApiKeyItem.last_used_at.set(last_used)],
+        ApiKeyItem.deleted_at.does_not_exist(),
+    )
     try:
         tx.commit()
     except TransactionFailed:

@@ -112,71 +112,72 @@ def revoke_by_hash(tx: Transaction, token_hash: str) -> None:
     tx.upsert(TokenItem, keys.token_key(token_hash), revocation())
 
 
-def _slide(item: dict[str, Any]) -> None:
-    sliding = item.get("sliding_seconds")
+def _slide(token: TokenItem) -> None:
+    sliding = token.sliding_seconds
     if not sliding:
         return
     now = int(time.time())
     new_expiry = now + int(sliding)
-    if new_expiry - int(item.get("expires_at") or 0) >= SLIDE_GRANULARITY_SECONDS:
+    if new_expiry - int(token.expires_at or 0) >= SLIDE_GRANULARITY_SECONDS:
         get_store().upsert(
             TokenItem,
-            keys.key(item[keys.PK], item[keys.SK]),
+            token.key,
             [TokenItem.expires_at.set(new_expiry), TokenItem.ttl.set(expiry(new_expiry + EXPIRED_RETENTION_SECONDS))],
         )
 
 
-def _record_use(item: dict[str, Any]) -> None:
+def _record_use(token: TokenItem) -> None:
     """Personal access tokens show when they were last used, to spot forgotten ones. The time goes
     on the token record (which paces these writes) and on the user's listing of the token (which
     the token list reads), in one transaction."""
-    if item["kind"] != "pat":
+    if token.token_kind != "pat":
         return
     now = int(time.time())
-    if now - int(item.get("last_used_at") or 0) < LAST_USED_GRANULARITY_SECONDS:
+    if now - int(token.last_used_at or 0) < LAST_USED_GRANULARITY_SECONDS:
         return
+    assert token.user_id is not None  # a personal access token is its user's
     tx = get_store().transaction()
-    tx.adjust(TokenItem, keys.key(item[keys.PK], item[keys.SK]), [TokenItem.last_used_at.set(now)])
-    tx.adjust(PatItem, keys.pat_key(item["user_id"], item["token_id"]), [PatItem.last_used_at.set(now)])
+    tx.adjust(TokenItem, token.key, [TokenItem.last_used_at.set(now)])
+    tx.adjust(PatItem, keys.pat_key(token.user_id, token.token_id), [PatItem.last_used_at.set(now)])
     try:
         tx.commit()
     except TransactionFailed:  # revoked and removed in the meantime, or a concurrent call recorded it
         return
 
 
-def principal_of(item: dict[str, Any]) -> Principal:
+def principal_of(token: TokenItem) -> Principal:
     """Who a live token record speaks for (memberships not included: they are checked apart)."""
     return Principal(
-        kind=item["kind"],
-        id=item["principal_id"],
-        user_id=item.get("user_id"),
-        token_id=item["token_id"],
-        token_hash=item[keys.PK].removeprefix(keys.TOKEN),
-        scopes=frozenset(item.get("scopes") or [WILDCARD]),
-        workspace_id=item.get("workspace_id"),
-        agent_name=item.get("agent_name"),
-        site_owner=bool(item.get("site_owner")),
+        kind=token.token_kind,
+        id=token.principal_id,
+        user_id=token.user_id,
+        token_id=token.token_id,
+        token_hash=token.PK.removeprefix(keys.TOKEN),
+        scopes=frozenset(token.scopes or [WILDCARD]),
+        workspace_id=token.workspace_id,
+        agent_name=token.agent_name,
+        site_owner=bool(token.site_owner),
     )
 
 
-def is_live(item: dict[str, Any] | None) -> bool:
+def is_live(token: TokenItem | None) -> bool:
     """Whether a token record still lets its secret in: present, not revoked, not expired."""
-    if item is None or item.get("revoked") is not None or item.get("kind") not in BEARER_KINDS:
+    if token is None or token.revoked is not None or token.token_kind not in BEARER_KINDS:
         return False
-    expires_at = item.get("expires_at")
+    expires_at = token.expires_at
     return not (expires_at and int(expires_at) <= int(time.time()))
 
 
-def note_use(item: dict[str, Any]) -> None:
+def note_use(token: TokenItem) -> None:
     """What a successful call does to its token: a session slides, a PAT records its last use."""
-    _slide(item)
-    _record_use(item)
+    _slide(token)
+    _record_use(token)
 
 
 def resolve_principal(secret: str) -> Principal:
     """The principal a presented bearer secret speaks for, read now (one GetItem)."""
-    item = lookup(secret)
-    if item is None or item["kind"] not in BEARER_KINDS:
+    token = find(secret)
+    if token is None or token.token_kind not in BEARER_KINDS:
         raise Unauthorized("the token is invalid, expired or revoked")
-    note_use(item)
-    return principal_of(item)
+    note_use(token)
+    return principal_of(token)

@@ -19,14 +19,16 @@ Templates are listed (GSI1) while they are not deleted; a guard item keeps each 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, VersionAttribute
+from pynamodb.expressions.operand import Path
 
 from agentplane import keys
-from agentplane.entities.base import Entity, EpochTTL, Keys, ListDocument, MapDocument, number
+from agentplane.entities.base import Entity, EpochTTL, Keys, ListDocument, MapDocument, number, raw_item
 from agentplane.entities.patterns import access_pattern
+from agentplane.entities.tasks import TaskItem
 from agentplane.models.agents import (
     FINISHED_STATUSES,
     RESTING_STATUSES,
@@ -35,10 +37,11 @@ from agentplane.models.agents import (
     DesiredState,
     Progress,
 )
-from agentplane.store import EntityPage, Expr, Item, QuerySpec, get_store, serialize
+from agentplane.store import EntityPage, Item, QuerySpec, get_store
 
 if TYPE_CHECKING:
     from pynamodb.expressions.condition import Condition
+    from pynamodb.expressions.update import Action
 
 # Agents read per round when every agent of a workspace is wanted (export).
 _ALL_AGENTS_ROUND = 100
@@ -147,6 +150,41 @@ class LatestProgressItem(_ProgressReport, discriminator="agent_progress_latest")
         return cls(**report.fields(), ttl=report.ttl)
 
 
+# The attribute of an `AgentApiKeysItem` holding an agent's sealed API key: this prefix, then its name.
+AGENT_KEY_ATTR_PREFIX = "agent#"
+
+
+class AgentApiKeysItem(Entity, discriminator="agent_api_keys"):
+    """A copy of every agent's sealed engine API key, one attribute per agent (named by
+    AGENT_KEY_ATTR_PREFIX and the agent's name), so redaction reads them all with one key."""
+
+    workspace_id = UnicodeAttribute()
+
+    @property
+    def sealed_keys(self) -> dict[str, dict[str, Any]]:
+        """Each agent's sealed key by attribute name."""
+        return dict(getattr(self, "_sealed", {}))
+
+    def read_undeclared(self, raw: Mapping[str, Any]) -> None:
+        self._sealed = {
+            name: MapDocument().deserialize(value["M"])
+            for name, value in raw.items()
+            if name.startswith(AGENT_KEY_ATTR_PREFIX) and "M" in value
+        }
+
+    def where(self) -> Keys:
+        return Keys(keys.agent_api_keys_key(self.workspace_id))
+
+    @classmethod
+    def keeping(cls, ws_id: str, name: str, sealed: Mapping[str, str] | None) -> list[Action]:
+        """The update actions keeping the copy of agent `name`'s sealed key in step (set, or
+        removed when None); the item is made by its first agent (`upsert`)."""
+        attribute = Path([f"{AGENT_KEY_ATTR_PREFIX}{name}"])
+        if sealed is None:
+            return [attribute.remove()]
+        return [cls.workspace_id.set(ws_id), attribute.set(dict(sealed))]
+
+
 class AgentTemplateItem(Entity[AgentTemplate], discriminator="agent_template"):
     workspace_id = UnicodeAttribute()
     id = UnicodeAttribute()
@@ -236,7 +274,7 @@ def every_agent(ws_id: str) -> Iterator[AgentItem]:
 
 def agent_from_item(item: Item) -> AgentItem:
     """An agent another family read as a plain dict (import reads them in its own batches)."""
-    return AgentItem.from_raw_data(serialize(item))
+    return AgentItem.from_raw_data(raw_item(item))
 
 
 # --- stalls ------------------------------------------------------------------------------------------
@@ -298,8 +336,7 @@ def templates_of_workspace(
 
 
 # --- another family's items an agent's rules read ----------------------------------------------------
-# Tasks are read here as plain items, through the store's dict API, until the tasks family has
-# its entities: its kind cannot be declared twice.
+# Tasks are the tasks family's entities; an agent's rules read them as the table holds them.
 
 
 @access_pattern("task", partition=keys.task_status_gsi, index=keys.GSI1, sort="all, the agent's own")
@@ -308,8 +345,7 @@ def open_tasks_of_agent(
 ) -> tuple[list[Item], dict[str, Any] | None]:
     """One page of a status's tasks of which the agent is the assignee or the owner (one Query
     of the tasks' status index, filtered)."""
-    mine = Expr("#assignee = :me OR #owner = :me", {"#assignee": "assignee", "#owner": "owner"}, {":me": name})
-    page = get_store().query(
-        keys.task_status_gsi(ws_id, status), index=keys.GSI1, limit=limit, start_key=start, filter=mine
-    )
-    return page.items, page.last_key
+    mine = (TaskItem.assignee == name) | (TaskItem.owner == name)
+    spec = QuerySpec(keys.task_status_gsi(ws_id, status), index=keys.GSI1, filter=mine)
+    page = get_store().select(TaskItem, spec, limit=limit, start=start)
+    return [task.as_item() for task in page.items], page.last_key

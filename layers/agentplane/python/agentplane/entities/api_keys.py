@@ -173,11 +173,12 @@ def usage_minutes(
 
 
 @access_pattern(ApiKeyUsageItem, partition=keys.api_key_usage_pk, sort="range MIN#… after the folded ones")
-def minutes_after(ws_id: str, key_id: str, folded_through: str | None, *, limit: int) -> list[ApiKeyUsageItem]:
+def minutes_after(
+    ws_id: str, key_id: str, folded_through: str | None, *, limit: int, through: str | None = None
+) -> list[ApiKeyUsageItem]:
     """A key's minute buckets from the last one folded into its total on (that one included),
-    oldest first, strongly consistent."""
+    oldest first, strongly consistent; up to the minute `through` (its sort key) when given."""
     lower = folded_through or keys.API_KEY_USAGE_MINUTE
-    spec = QuerySpec(
-        keys.api_key_usage_pk(ws_id, key_id), sk_between=(lower, keys.api_key_usage_upper_bound()), consistent=True
-    )
+    upper = through or keys.api_key_usage_upper_bound()
+    spec = QuerySpec(keys.api_key_usage_pk(ws_id, key_id), sk_between=(lower, upper), consistent=True)
     return get_store().select(ApiKeyUsageItem, spec, limit=limit).items

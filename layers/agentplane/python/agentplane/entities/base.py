@@ -24,6 +24,8 @@ from pydantic import BaseModel
 from pynamodb.attributes import (
     Attribute,
     DiscriminatorAttribute,
+    ListAttribute,
+    MapAttribute,
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
@@ -43,15 +45,27 @@ E = TypeVar("E", bound="Entity")
 M = DefaultedTypeVar("M", bound=BaseModel, default=BaseModel, covariant=True)
 
 
-def _to_dynamo(value: Any) -> Any:
-    if isinstance(value, bool) or value is None:
+def _plain(value: Any) -> Any:
+    """`value` as the exact JSON types pynamodb's raw attributes serialize (they look types up
+    exactly: a str enum or a tuple would not be found), numbers as int or float."""
+    if value is None or type(value) in (str, int, float, bool, bytes):
         return value
-    if isinstance(value, float):
-        return Decimal(str(value))
     if isinstance(value, Mapping):
-        return {str(k): _to_dynamo(v) for k, v in value.items()}
+        return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_to_dynamo(v) for v in value]
+        return [_plain(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return {_plain(v) for v in value}
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, Decimal):
+        return from_dynamo(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
     return value
 
 
@@ -59,6 +73,8 @@ def from_dynamo(value: Any) -> Any:
     """A deserialized DynamoDB value as plain JSON types (whole numbers as int, sets sorted)."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     if isinstance(value, dict):
         return {k: from_dynamo(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -71,18 +87,28 @@ def from_dynamo(value: Any) -> Any:
 class _Document(Attribute[Any]):
     """A JSON document (a map or a list of plain values), stored as DynamoDB's own map or list.
 
-    pynamodb's raw MapAttribute and ListAttribute answer their own container classes; the API's
-    pydantic models want plain dicts and lists with int and float numbers, as the items hold them."""
+    pynamodb's raw MapAttribute and ListAttribute serialize undeclared values; read back, their
+    numbers are made int where whole, as the API's pydantic models and the items hold them."""
 
     def serialize(self, value: Any) -> Any:
-        from boto3.dynamodb.types import TypeSerializer
-
-        return TypeSerializer().serialize(_to_dynamo(value))[self.attr_type]
+        return _RAW[self.attr_type].serialize(_plain(value))
 
     def deserialize(self, value: Any) -> Any:
-        from boto3.dynamodb.types import TypeDeserializer
+        return from_dynamo(_RAW[self.attr_type].deserialize(value))
 
-        return from_dynamo(TypeDeserializer().deserialize({self.attr_type: value}))
+
+# Kept out of the classes: an attribute held as a class attribute would act as a descriptor.
+_RAW: dict[str, Attribute[Any]] = {MAP: MapAttribute(), LIST: ListAttribute()}  # type: ignore[no-untyped-call]
+
+
+def raw_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain item as DynamoDB holds it, None values left out (for `Entity.from_raw_data`)."""
+    return _RAW[MAP].serialize(_plain({k: v for k, v in item.items() if v is not None}))  # type: ignore[no-any-return]
+
+
+def plain_item(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """An item as DynamoDB sent it (a stream record's image, say) as plain values."""
+    return from_dynamo(_RAW[MAP].deserialize(raw))  # type: ignore[no-any-return]
 
 
 class MapDocument(_Document):

@@ -15,6 +15,7 @@ from pynamodb.attributes import UnicodeAttribute
 from agentplane import keys
 from agentplane.entities.base import Entity, EpochTTL, Keys, MapDocument, number
 from agentplane.entities.patterns import access_pattern
+from agentplane.entities.workspaces import MemberItem
 from agentplane.ids import iso
 from agentplane.models.notifications import Notification
 from agentplane.store import EntityPage, QuerySpec, get_store
@@ -143,5 +144,6 @@ def workspace_member_ids(ws_id: str, *, limit: int) -> tuple[list[str], bool]:
     """The user ids of a workspace's first `limit` members, strongly consistent, and whether more
     remain (a notification to every member). Members are the workspace's own items: this reads
     their keys and user ids as the table holds them, in one Query."""
-    page = get_store().query(keys.ws_pk(ws_id), sk_prefix=keys.MEMBER_PREFIX, limit=limit, consistent=True)
-    return [str(item["user_id"]) for item in page.items], page.last_key is not None
+    spec = QuerySpec(keys.ws_pk(ws_id), sk_prefix=keys.MEMBER_PREFIX, consistent=True)
+    page = get_store().select(MemberItem, spec, limit=limit)
+    return [member.user_id for member in page.items], page.last_key is not None

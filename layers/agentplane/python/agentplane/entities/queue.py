@@ -16,10 +16,10 @@ from typing import Any
 from pynamodb.attributes import UnicodeAttribute
 
 from agentplane import keys
-from agentplane.entities.base import Entity, Keys, ListDocument, MapDocument, number
+from agentplane.entities.base import Entity, Keys, ListDocument, MapDocument, number, raw_item
 from agentplane.entities.patterns import access_pattern
 from agentplane.models.queue import DEFAULT_QUEUE, MAX_PRIORITY, MIN_PRIORITY, JobStatus, QueueJob
-from agentplane.store import EntityPage, Item, QuerySpec, get_store, serialize
+from agentplane.store import EntityPage, Item, QuerySpec, get_store
 
 # The job statuses a counter shard counts; it counts unfinished jobs per priority too (`open_p<n>`).
 COUNTED = tuple(status.value for status in JobStatus)
@@ -123,7 +123,7 @@ class QueueIdempotencyItem(Entity, discriminator="queue_job_key"):
 
 def job_from_item(item: Item) -> QueueJobItem:
     """A job read as a plain dict (in a batch with the workspace's secrets)."""
-    return QueueJobItem.from_raw_data(serialize(item))
+    return QueueJobItem.from_raw_data(raw_item(item))
 
 
 @access_pattern(QueueJobItem, partition=keys.queue_job_status_gsi, index=keys.GSI1)

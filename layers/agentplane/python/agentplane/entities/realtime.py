@@ -17,6 +17,7 @@ from pynamodb.expressions.operand import Path
 
 from agentplane import keys
 from agentplane.entities.base import Entity, EpochTTL, Keys, ListDocument, number
+from agentplane.entities.notifications import NotificationItem
 from agentplane.entities.patterns import access_pattern
 from agentplane.ids import epoch
 from agentplane.store import Item, QuerySpec, get_store
@@ -162,17 +163,14 @@ def notifications_after(ws_id: str, user_id: str, after: str, *, through: str | 
     """A member's notifications with an id above `after` (and up to `through`), oldest first, at
     most `limit`, strongly consistent: what a stream or a subscription has not delivered yet.
 
-    Notifications are the notifications family's items and are read here as the table holds them
+    Notifications are the notifications family's entities, answered as the table holds them
     (plain items: `Notification.model_validate` turns each into the API model)."""
     prefix = keys.notification_prefix()
-    found: list[Item] = (
-        get_store()
-        .query(
-            keys.notification_inbox_pk(ws_id, user_id),
-            sk_between=(f"{prefix}{after}", f"{prefix}{through or _NOTIFICATION_ID_MAX}"),
-            limit=limit + 1,  # the range starts at `after` itself, which is left out
-            consistent=True,
-        )
-        .items
+    spec = QuerySpec(
+        keys.notification_inbox_pk(ws_id, user_id),
+        sk_between=(f"{prefix}{after}", f"{prefix}{through or _NOTIFICATION_ID_MAX}"),
+        consistent=True,
     )
-    return [item for item in found if str(item["id"]) > after][:limit]
+    # The range starts at `after` itself, which is left out.
+    found = get_store().select(NotificationItem, spec, limit=limit + 1).items
+    return [item.as_item() for item in found if item.id > after][:limit]

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, VersionAttribute
 
 from agentplane import keys
-from agentplane.entities.base import Entity, Keys, ListDocument, MapDocument, number
+from agentplane.entities.base import Entity, Keys, ListDocument, MapDocument, number, raw_item
 from agentplane.entities.patterns import access_pattern
 from agentplane.models.run_telemetry import Artifact, RunCommand, RunFile, RunFileDetail, RunSnapshot, RunSummary
 from agentplane.models.runs import Run, RunActions, RunReview, RunStatus
-from agentplane.store import EntityPage, QuerySpec, get_store, serialize
+from agentplane.store import EntityPage, QuerySpec, get_store
 
 if TYPE_CHECKING:
     from pynamodb.expressions.condition import Condition
@@ -173,7 +173,7 @@ _REQUEST_FIELDS = (
 def from_item(entity: type[E], item: Mapping[str, Any]) -> E:
     """An item given as the table holds it (read beside another family's items, which the store
     answers as plain dicts), as `entity`."""
-    return entity.from_raw_data(serialize(item))
+    return entity.from_raw_data(raw_item(item))
 
 
 def run_from_item(item: Mapping[str, Any]) -> RunItem:
@@ -356,6 +356,15 @@ def runs_of_workspace(
     read (a page may come back short, its cursor goes on)."""
     condition = _narrowed(status=status, agent=agent, schedule_id=schedule_id)
     spec = QuerySpec(keys.run_list_gsi(ws_id), index=keys.GSI1, filter=condition, newest_first=True)
+    return get_store().select(RunItem, spec, limit=limit, start=start)
+
+
+@access_pattern(RunItem, partition=keys.run_list_gsi, index=keys.GSI1, sort="range of run ids")
+def runs_created_between(
+    ws_id: str, window: tuple[str, str], *, limit: int, start: dict[str, Any] | None
+) -> EntityPage[RunItem]:
+    """A page of a workspace's runs whose ids (time-ordered) fall in `window`, oldest first."""
+    spec = QuerySpec(keys.run_list_gsi(ws_id), index=keys.GSI1, sk_between=window)
     return get_store().select(RunItem, spec, limit=limit, start=start)
 
 

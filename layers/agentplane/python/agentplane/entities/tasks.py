@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 from pynamodb.attributes import UnicodeAttribute, VersionAttribute
 
 from agentplane import keys
-from agentplane.entities.base import Entity, Keys, ListDocument, MapDocument, number
+from agentplane.entities.base import Entity, Keys, ListDocument, MapDocument, number, raw_item
 from agentplane.entities.patterns import access_pattern
 from agentplane.entities.task_counters import UNASSIGNED, CounterItem, SprintStatsItem, TaskDayItem, TaskTotalsItem
 from agentplane.ids import parse_iso
 from agentplane.models.tasks import Story, Task, TaskSummary, UserTask
-from agentplane.store import EntityPage, QuerySpec, get_store, serialize
+from agentplane.store import EntityPage, QuerySpec, get_store
 
 if TYPE_CHECKING:
     from pynamodb.expressions.condition import Condition
@@ -97,7 +97,7 @@ class TaskItem(Entity[Task], discriminator="task"):
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> TaskItem:
         """A task from the plain item the table holds (code that still passes dicts)."""
-        return cls.from_raw_data(serialize(item))
+        return cls.from_raw_data(raw_item(item))
 
     def copy(self) -> TaskItem:
         """This task as it is now, apart from later changes to it (the `before` of a change)."""

@@ -38,8 +38,9 @@ class WorkspaceItem(Entity[Workspace], discriminator="workspace"):
     deleted_at = UnicodeAttribute(null=True)  # soft deleted: kept for its audit trail
     deleted_by = UnicodeAttribute(null=True)
     deleted_reason = UnicodeAttribute(null=True)
+    settings = MapDocument(null=True)  # workspaces made before `auto_push` had its own attribute
 
-    internal = frozenset({"owner_count", "deleted_at", "deleted_by", "deleted_reason"})
+    internal = frozenset({"owner_count", "deleted_at", "deleted_by", "deleted_reason", "settings"})
 
     def where(self) -> Keys:
         return Keys(keys.workspace_key(self.id))

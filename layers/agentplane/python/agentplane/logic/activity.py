@@ -4,8 +4,7 @@ Audit rows and activity entries each live in one partition per workspace whose s
 time-ordered ids, so a time window is a key range and every read here is one bounded Query;
 the other filters narrow that Query.
 
-The audit trail's rows are read here as the table holds them (`query_filled`, the page filler of
-lists over plain items); activity entries are `ActivityItem`s.
+The audit trail's rows are `AuditItem`s (read by `audit_trail`); activity entries are `ActivityItem`s.
 
 `logs` (Orkosi's log lines, Takosumi's operation logs) is the activity timeline seen as log lines:
 agents write them with `POST activity` (with a `level`), and `GET logs` filters by agent, minimum
@@ -22,6 +21,7 @@ from agentplane import ids, keys
 from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.entities.activity import ActivityItem, activity_in_window, activity_log_lines, activity_timeline
+from agentplane.entities.audit import audit_trail
 from agentplane.errors import Unprocessable
 from agentplane.ids import iso, new_id
 from agentplane.logic import known_secrets
@@ -36,49 +36,14 @@ from agentplane.models.audit import (
     LogLine,
 )
 from agentplane.redact import redact_text, redact_value
-from agentplane.store import Expr, Page, attr_eq, get_store
 
 Item = dict[str, Any]
 
-# Queries one filtered page may take to fill up before it answers with a cursor.
-_FILL_ROUNDS = 10
 # Activity entries one stats answer reads at most, and the page size it reads with.
 STATS_READ_CAP = 5000
 _STATS_PAGE = 1000
 MAX_STATS_DAYS = 90
 _LEVEL_ORDER = [ActivityLevel.debug, ActivityLevel.info, ActivityLevel.warn, ActivityLevel.error]
-
-
-def query_filled(
-    partition: str,
-    *,
-    limit: int,
-    start: dict[str, Any] | None,
-    filter: Expr | None = None,
-    newest_first: bool = False,
-    sk_prefix: str | None = None,
-    sk_between: tuple[str, str] | None = None,
-) -> Page:
-    """Up to `limit` matching items of one partition. A filtered Query page can come back short,
-    so read on, each Query asking only for what is still missing, until the page is full, the
-    partition is exhausted, or a bounded number of rounds has passed (then the cursor resumes)."""
-    items: list[Item] = []
-    last = start
-    for _ in range(_FILL_ROUNDS):
-        page = get_store().query(
-            partition,
-            sk_prefix=sk_prefix,
-            sk_between=sk_between,
-            limit=limit - len(items),
-            start_key=last,
-            filter=filter,
-            newest_first=newest_first,
-        )
-        items += page.items
-        last = page.last_key
-        if last is None or len(items) >= limit:
-            break
-    return Page(items=items, last_key=last)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -96,13 +61,6 @@ def _window(prefix: str, since: datetime | None, until: datetime | None) -> tupl
             "'from' must not be later than 'to'", errors=[{"field": "from", "message": "later than 'to'"}]
         )
     return ids.id_range(prefix, low, high)
-
-
-def _all_of(conditions: list[Expr]) -> Expr | None:
-    combined: Expr | None = None
-    for condition in conditions:
-        combined = condition if combined is None else combined & condition
-    return combined
 
 
 def _time_query(since: datetime | None, until: datetime | None) -> dict[str, str | None]:
@@ -129,15 +87,16 @@ def list_audit_logs(
     filters = {"actor_id": actor, "action": action, "target_type": target_type, "target_id": target_id}
     query = {**filters, **_time_query(since, until)}
     scope = f"audit:{ws}"
-    page = query_filled(
-        keys.audit_pk(ws),
+    page = audit_trail(
+        ws,
+        equal={name: value for name, value in filters.items() if value is not None},
+        window=_window(keys.AUDIT_ID_PREFIX, since, until),
         limit=limit,
         start=decode_cursor(cursor, scope, query),
-        filter=_all_of([attr_eq(name, value) for name, value in filters.items() if value is not None]),
-        newest_first=True,
-        sk_between=_window(keys.AUDIT_ID_PREFIX, since, until),
     )
-    return [AuditEvent.model_validate(item) for item in page.items], encode_cursor(page.last_key, scope, query)
+    return [AuditEvent.model_validate(event.fields()) for event in page.items], encode_cursor(
+        page.last_key, scope, query
+    )
 
 
 # --- activity timeline ------------------------------------------------------------------------------

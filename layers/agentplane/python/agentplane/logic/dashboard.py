@@ -25,10 +25,14 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from agentplane import keys
 from agentplane.access import Access
+from agentplane.entities.agents import AgentItem, agents_of_workspace
+from agentplane.entities.base import Entity
+from agentplane.entities.projects import projects_of_workspace
+from agentplane.entities.runs import RunCounterItem, RunItem, runs_created_between, runs_of_workspace
 from agentplane.entities.tasks import TaskItem, tasks_in_status_up_to
 from agentplane.ids import id_range, iso, parse_iso
 from agentplane.ids import now as _system_now
@@ -45,13 +49,14 @@ from agentplane.models.dashboard import (
     StatusCounts,
 )
 from agentplane.models.tasks import TaskStatus
-from agentplane.store import get_store
+from agentplane.store import EntityPage, get_store
 
 Item = dict[str, Any]
 
 # The clock the dashboard's ages and windows are measured against (tests move it).
 clock: Callable[[], datetime] = _system_now
 
+E = TypeVar("E", bound=Entity)
 READ_BUDGET = 1000
 RUN_WINDOW = 500
 EFFICIENCY_BUDGET = 2000
@@ -60,32 +65,18 @@ UNASSIGNED = "unassigned"
 
 
 def _read(
-    partition: str,
-    *,
-    index: str | None = None,
-    sk_prefix: str | None = None,
-    sk_between: tuple[str, str] | None = None,
-    budget: int | None = None,
-    newest_first: bool = False,
-) -> tuple[list[Item], bool]:
-    """Up to `budget` (default READ_BUDGET) items of one partition of another family (agents, runs,
-    projects: read as the table holds them, as only their statuses and names count here), and
-    whether the budget ran out first."""
+    page_of: Callable[[int, dict[str, Any] | None], EntityPage[E]], budget: int | None = None
+) -> tuple[list[E], bool]:
+    """Up to `budget` (default READ_BUDGET) items of another family's access pattern (agents,
+    runs, projects: only their statuses and names count here), read a page of at most _PAGE at a
+    time, and whether the budget ran out first."""
     budget = READ_BUDGET if budget is None else budget
-    items: list[Item] = []
+    items: list[E] = []
     start: dict[str, Any] | None = None
     read = 0
     while read < budget:
         step = min(_PAGE, budget - read)
-        page = get_store().query(
-            partition,
-            index=index,
-            sk_prefix=sk_prefix,
-            sk_between=sk_between,
-            limit=step,
-            start_key=start,
-            newest_first=newest_first,
-        )
+        page = page_of(step, start)
         items += page.items
         read += step
         start = page.last_key
@@ -94,8 +85,8 @@ def _read(
     return items, True
 
 
-def _status_counts(items: Iterable[Item], capped: bool) -> StatusCounts:
-    counted = Counter(str(item.get("status")) for item in items)
+def _status_counts(items: Iterable[AgentItem | RunItem], capped: bool) -> StatusCounts:
+    counted = Counter(str(item.status) for item in items)
     return StatusCounts(by_status=dict(counted), total=sum(counted.values()), capped=capped)
 
 
@@ -116,14 +107,18 @@ def _task_counts(ws: str) -> StatusCounts:
     return StatusCounts(by_status=by_status, total=sum(by_status.values()), capped=capped)
 
 
-def _agent_items(ws: str) -> tuple[list[Item], bool]:
-    return _read(keys.ws_pk(ws), sk_prefix=keys.AGENT_PREFIX)
+def _agent_items(ws: str) -> tuple[list[AgentItem], bool]:
+    return _read(lambda limit, start: agents_of_workspace(ws, statuses=(), role=None, limit=limit, start=start))
 
 
 def _run_counts(ws: str) -> RunCounts:
-    items, capped = _read(keys.run_list_gsi(ws), index=keys.GSI1, budget=RUN_WINDOW, newest_first=True)
+    items, capped = _read(
+        lambda limit, start: runs_of_workspace(ws, status=None, agent=None, schedule_id=None, limit=limit, start=start),
+        budget=RUN_WINDOW,
+    )
     counted = _status_counts(items, capped)
-    active = (get_store().get(keys.run_counter_key(ws), consistent=False) or {}).get("active", 0)
+    counter = get_store().read(RunCounterItem, keys.run_counter_key(ws), consistent=False)
+    active = (counter.active if counter else None) or 0
     return RunCounts(**counted.model_dump(), active=max(0, int(active)), window=RUN_WINDOW)
 
 
@@ -138,7 +133,7 @@ def dashboard_stats(access: Access) -> DashboardStats:
     if access.may("runs:read"):
         stats.runs = _run_counts(ws)
     if access.may("projects:read"):
-        projects, capped = _read(keys.project_list_gsi(ws), index=keys.GSI1)
+        projects, capped = _read(lambda limit, start: projects_of_workspace(ws, limit=limit, start=start))
         stats.projects = Count(total=len(projects), capped=capped)
     return stats
 
@@ -178,16 +173,17 @@ def agent_efficiency(access: Access, days: int) -> AgentEfficiencyReport:
     runs_visible = access.may("runs:read")
     runs_capped = False
     if runs_visible:
+        window = id_range("run", since, at)
         runs, runs_capped = _read(
-            keys.run_list_gsi(ws), index=keys.GSI1, sk_between=id_range("run", since, at), budget=EFFICIENCY_BUDGET
+            lambda limit, start: runs_created_between(ws, window, limit=limit, start=start), budget=EFFICIENCY_BUDGET
         )
         for run in runs:
-            if run.get("agent"):
-                run_outcomes[str(run["agent"])][str(run.get("status"))] += 1
+            if run.agent:
+                run_outcomes[str(run.agent)][str(run.status)] += 1
         agents |= set(run_outcomes)
     if access.may("agents:read"):
         registered, _ = _agent_items(ws)
-        agents |= {str(item["name"]) for item in registered if item.get("name")}
+        agents |= {str(item.name) for item in registered if item.name}
     rows = []
     for agent in agents:
         spans = cycles.get(agent, [])
@@ -244,7 +240,7 @@ def agent_queue_health(access: Access) -> AgentQueueHealthReport:
     names = set(waits) | set(in_progress) | set(holding)
     if access.may("agents:read"):
         registered, _ = _agent_items(ws)
-        names |= {str(item["name"]) for item in registered if item.get("name")}
+        names |= {str(item.name) for item in registered if item.name}
     rows = [
         AgentQueueHealth(
             agent=name,

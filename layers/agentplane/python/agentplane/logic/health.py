@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -28,8 +29,9 @@ RUN_STATUSES = [
 ]
 
 
-def _site_settings() -> dict | None:
-    return get_store().get(keys.site_settings_key(), consistent=False)
+def _site_settings() -> dict[str, Any] | None:
+    """The site settings item as the table holds it: any GetItem shows the table answers."""
+    return get_store().get_raw([keys.site_settings_key()], consistent=False)[0]
 
 
 def health() -> Health:

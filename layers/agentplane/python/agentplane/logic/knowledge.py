@@ -11,6 +11,8 @@ import re
 from dataclasses import replace
 from typing import Any
 
+from pynamodb.expressions.operand import Path
+
 from agentplane import keys
 from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
@@ -24,9 +26,10 @@ from agentplane.entities.knowledge import (
     failures_of_workspace,
     rules_of_workspace,
 )
+from agentplane.entities.runs import RunItem
+from agentplane.entities.tasks import TaskItem
 from agentplane.errors import Conflict, Forbidden, InvalidTransition, NotFound, PreconditionFailed, Unprocessable
 from agentplane.ids import iso, new_id
-from agentplane.logic.workspaces import not_deleted
 from agentplane.models.knowledge import (
     Adr,
     AdrCreate,
@@ -39,7 +42,7 @@ from agentplane.models.knowledge import (
     RuleCreate,
     RuleUpdate,
 )
-from agentplane.store import Transaction, TransactionFailed, exists, get_store, retrying
+from agentplane.store import Transaction, TransactionFailed, get_store, retrying
 
 # Concurrent ADR creates retry this often before giving up with a 409.
 _COUNTER_ATTEMPTS = 40
@@ -53,6 +56,8 @@ RULE_ID = re.compile(r"^rule_[0-9a-z]{26}$")
 # The operations of an ADR create that another create (or a change to the ADR it supersedes) can
 # win: the loser re-reads and tries again.
 _COUNTER, _SUPERSEDED = "counter", "superseded"
+# A run carries no deletion mark of its own; a failure may not name one that ever gets one.
+_NOT_DELETED = Path("deleted_at").does_not_exist()
 
 
 # --- ADRs ----------------------------------------------------------------------------------
@@ -391,8 +396,10 @@ def record_failure(access: Access, body: FailureCreate) -> FailureRecord:
     references = {field: value for field, value in (("task_id", body.task_id), ("run_id", body.run_id)) if value}
     for field, value in references.items():
         # Tasks and runs are other families' items: the check reads only their key and deletion mark.
-        key = keys.task_key(ws, value) if field == "task_id" else keys.run_key(ws, value)
-        tx.check(key, exists() & not_deleted(), name=field)
+        if field == "task_id":
+            tx.require(TaskItem, keys.task_key(ws, value), TaskItem.present() & TaskItem.live(), name=field)
+        else:
+            tx.require(RunItem, keys.run_key(ws, value), RunItem.present() & _NOT_DELETED, name=field)
     failure = add_failure_writes(tx, access, body)
     try:
         access.commit(tx)

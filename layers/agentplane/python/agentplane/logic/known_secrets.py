@@ -14,19 +14,22 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from agentplane import keys
 from agentplane.crypto import unseal
-from agentplane.store import Item, Update, get_store
+from agentplane.entities.agents import AgentApiKeysItem
+from agentplane.entities.base import Entity
+from agentplane.entities.workspaces import CommonEnvItem
+from agentplane.store import Transaction, get_store
 
-# The attribute of `agent_api_keys_key` holding an agent's sealed API key: this prefix, then its name.
-AGENT_KEY_ATTR_PREFIX = "agent#"
+E = TypeVar("E", bound=Entity)
 
 
-def item_keys(ws: str) -> list[keys.Key]:
-    """The items holding the workspace's secrets, to read beside whatever else a write reads."""
-    return [keys.common_env_key(ws), keys.agent_api_keys_key(ws)]
+def wanted(ws: str) -> list[tuple[type[Entity], keys.Key]]:
+    """The items holding the workspace's secrets, to read beside whatever else a write reads
+    (`Store.read_each`)."""
+    return [(CommonEnvItem, keys.common_env_key(ws)), (AgentApiKeysItem, keys.agent_api_keys_key(ws))]
 
 
 @lru_cache(maxsize=256)
@@ -38,34 +41,30 @@ def _opened(ws: str, sealed: dict[str, Any]) -> str:
     return _unsealed(ws, json.dumps(sealed, sort_keys=True))
 
 
-def values_in(ws: str, items: Sequence[Item | None]) -> tuple[str, ...]:
-    """The secret values held by the items `item_keys` names (read in that order; absent: None)."""
+def values_in(ws: str, items: Sequence[Entity | None]) -> tuple[str, ...]:
+    """The secret values held by the items `wanted` names (read in that order; absent: None)."""
     env, agent_keys = items
     values: list[str] = []
-    if env and env.get("sealed"):
-        values += [v for v in json.loads(_opened(ws, env["sealed"])).values() if isinstance(v, str) and v]
-    for name, sealed in sorted((agent_keys or {}).items()):
-        if name.startswith(AGENT_KEY_ATTR_PREFIX) and isinstance(sealed, dict):
-            values.append(_opened(ws, sealed))
+    if isinstance(env, CommonEnvItem) and env.sealed:
+        values += [v for v in json.loads(_opened(ws, env.sealed)).values() if isinstance(v, str) and v]
+    if isinstance(agent_keys, AgentApiKeysItem):
+        values += [_opened(ws, sealed) for _, sealed in sorted(agent_keys.sealed_keys.items())]
     return tuple(values)
 
 
 def read(ws: str) -> tuple[str, ...]:
     """The workspace's secret values, for a write that reads nothing else (one BatchGetItem)."""
-    return values_in(ws, get_store().get_many(item_keys(ws)))
+    return values_in(ws, get_store().read_each(wanted(ws)))
 
 
-def read_with(key: keys.Key, ws: str) -> tuple[Item | None, tuple[str, ...]]:
-    """The item at `key` and the workspace's secret values, in one BatchGetItem."""
-    item, *secret_items = get_store().get_many([key, *item_keys(ws)])
+def read_with(entity: type[E], key: keys.Key, ws: str) -> tuple[E | None, tuple[str, ...]]:
+    """The item at `key` as `entity` and the workspace's secret values, in one BatchGetItem."""
+    item, *secret_items = get_store().read_each([(entity, key), *wanted(ws)])
+    assert item is None or isinstance(item, entity)
     return item, values_in(ws, secret_items)
 
 
-def agent_key_update(ws: str, name: str, sealed: dict[str, str] | None) -> tuple[keys.Key, Update]:
-    """What keeps `agent_api_keys_key` in step with an agent's API key (set, or removed when None),
-    to write in the agent's own transaction."""
-    attribute = f"{AGENT_KEY_ATTR_PREFIX}{name}"
-    if sealed is None:
-        return keys.agent_api_keys_key(ws), Update(remove=[attribute])
-    fields = {keys.ENTITY: "agent_api_keys", "workspace_id": ws, attribute: sealed}
-    return keys.agent_api_keys_key(ws), Update(set=fields)
+def keep_agent_key(tx: Transaction, ws: str, name: str, sealed: dict[str, str] | None) -> None:
+    """Keep the copy of agent `name`'s API key in step (set, or removed when None), in the
+    agent's own transaction."""
+    tx.upsert(AgentApiKeysItem, keys.agent_api_keys_key(ws), AgentApiKeysItem.keeping(ws, name, sealed))

@@ -30,6 +30,7 @@ from agentplane.entities.notifications import (
     unread_notifications,
     workspace_member_ids,
 )
+from agentplane.entities.workspaces import MemberItem
 from agentplane.errors import Conflict, Forbidden, NotFound, Unprocessable
 from agentplane.ids import iso, new_id, new_id_after, now
 from agentplane.models.notifications import (
@@ -41,7 +42,7 @@ from agentplane.models.notifications import (
     UnreadCount,
 )
 from agentplane.observability import notifications_delivered
-from agentplane.store import Transaction, TransactionFailed, exists, get_store
+from agentplane.store import Transaction, TransactionFailed, get_store
 
 MAX_FANOUT = 200
 # A delivery is two writes (the notification and the counter); a transaction holds 100 operations,
@@ -278,7 +279,7 @@ def create_notification(access: Access, body: NotificationCreate) -> Notificatio
             tx = access.transaction()
             if named_member is not None:
                 # The recipient must still be a member when the notification lands.
-                tx.check(keys.member_key(ws, named_member), exists(), name=_RECIPIENT)
+                tx.require(MemberItem, keys.member_key(ws, named_member), MemberItem.present(), name=_RECIPIENT)
             inboxes = _deliver(tx, ws, chunk, notification_id, fields, actor, at)
             if first:
                 access.audit(tx, "notification.created", "notification", notification_id, details)

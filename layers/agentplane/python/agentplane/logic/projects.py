@@ -22,6 +22,7 @@ from agentplane.entities.projects import (
     changelog_of_project,
     projects_of_workspace,
 )
+from agentplane.entities.runs import run_from_item
 from agentplane.errors import Conflict, NotFound, PreconditionFailed
 from agentplane.ids import iso, new_id, parse_iso
 from agentplane.models.projects import (
@@ -34,7 +35,7 @@ from agentplane.models.projects import (
     ProjectUpdate,
 )
 from agentplane.models.runs import RunCreate, RunKind
-from agentplane.store import Transaction, TransactionFailed, get_store, not_exists
+from agentplane.store import Transaction, TransactionFailed, get_store
 
 PROJECT_ID = re.compile(r"^prj_[0-9a-z]{26}$")
 # Characters XML 1.0 cannot carry at all, even escaped.
@@ -251,7 +252,7 @@ def request_maintenance(access: Access, project_id: str, action: MaintenanceActi
 
 def add_draft_run(tx: Transaction, run: dict[str, Any]) -> None:
     """Put a drafted maintenance run in `tx` (a run is the runs family's item, written whole)."""
-    tx.put(run, not_exists())
+    tx.create(run_from_item(run))
 
 
 def queue_maintenance_run(access: Access, run: dict[str, Any]) -> MaintenanceRun:

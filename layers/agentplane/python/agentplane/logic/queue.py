@@ -67,7 +67,6 @@ from agentplane.entities.queue import (
     QueueJobItem,
     claimable_jobs,
     counter_shards,
-    job_from_item,
     jobs_in_status,
     jobs_of_workspace,
 )
@@ -183,10 +182,10 @@ def _load(ws: str, job_id: str) -> QueueJobItem:
 
 def _load_with_secrets(ws: str, job_id: str) -> tuple[QueueJobItem, tuple[str, ...]]:
     """The job and the workspace's secret values (to redact what the worker wrote) in one BatchGetItem."""
-    item, known = known_secrets.read_with(keys.queue_job_key(ws, job_id), ws)
-    if item is None:
+    job, known = known_secrets.read_with(QueueJobItem, keys.queue_job_key(ws, job_id), ws)
+    if job is None:
         raise NotFound(f"queue job {job_id} not found")
-    return job_from_item(item), known
+    return job, known
 
 
 def _only_conflicts(failure: Exception) -> bool:
@@ -394,7 +393,7 @@ def _record(access: Access, job: QueueJobItem, deltas: dict[str, int], action: s
     if deltas:
         store.upsert(QueueCounterItem, _counter_key(job), _moves(deltas))
     ws, actor = access.workspace_id, access.actor_id
-    store.put(audit.audit_item(ws, actor, action, "queue_job", job.id, access.request_id, details))
+    store.save(audit.new_event(ws, actor, action, "queue_job", job.id, access.request_id, details))
 
 
 def _claim_one(access: Access, candidate: QueueJobItem, worker_id: str, at: datetime) -> QueueJobItem | None:

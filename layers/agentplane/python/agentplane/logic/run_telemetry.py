@@ -33,8 +33,6 @@ from agentplane.entities.runs import (
     commands_of_run,
     events_after,
     files_of_run,
-    from_item,
-    run_from_item,
     snapshots_of_run,
 )
 from agentplane.errors import Conflict, InvalidCursor, InvalidTransition, NotFound, Unprocessable
@@ -325,10 +323,9 @@ def _needs_input(tx: Transaction, run: RunItem, records: list[dict[str, Any]]) -
 
 def append_events(access: Access, run_id: str, body: RunEventsAppend) -> EventsAppended:
     ws = access.workspace_id
-    item, known = known_secrets.read_with(keys.run_key(ws, run_id), ws)
-    if item is None:
+    run, known = known_secrets.read_with(RunItem, keys.run_key(ws, run_id), ws)
+    if run is None:
         raise NotFound(f"run {run_id} not found")
-    run = run_from_item(item)
     _require_appendable(run)
     prepared = _Prepared(ws, run_id, body, known)
     prepared.upload_outputs()
@@ -498,12 +495,16 @@ def get_summary(access: Access, run_id: str) -> RunSummary:
 def put_summary(access: Access, run_id: str, body: RunSummaryPut) -> RunSummary:
     """Replace the summary (redacted); the run's own `summary` text follows it."""
     ws = access.workspace_id
-    run_item, current, *secret_items = get_store().get_many(
-        [keys.run_key(ws, run_id), keys.run_summary_key(ws, run_id), *known_secrets.item_keys(ws)]
+    run, current, *secret_items = get_store().read_each(
+        [
+            (RunItem, keys.run_key(ws, run_id)),
+            (RunSummaryItem, keys.run_summary_key(ws, run_id)),
+            *known_secrets.wanted(ws),
+        ]
     )
-    if run_item is None:
+    if run is None:
         raise NotFound(f"run {run_id} not found")
-    run = run_from_item(run_item)
+    assert isinstance(run, RunItem)
     if run.state == RunStatus.draft:
         raise InvalidTransition(f"run {run_id} has not started; it has no summary yet", current_status="draft")
     at = iso()
@@ -512,7 +513,8 @@ def put_summary(access: Access, run_id: str, body: RunSummaryPut) -> RunSummary:
     summary = RunSummaryItem(workspace_id=ws, run_id=run_id, **fields, updated_by=access.actor_id, updated_at=at)
     version = 0
     if current is not None:  # written over the version read: of two concurrent PUTs, one fails
-        version = summary.version = from_item(RunSummaryItem, current).version
+        assert isinstance(current, RunSummaryItem)
+        version = summary.version = current.version
     tx = access.transaction()
     tx.save(summary)
     tx.change(run, run.assign(summary=fields.get("text"), updated_at=at))

@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 from agentplane import audit, clients, keys
 from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
+from agentplane.entities.projects import ProjectItem
 from agentplane.entities.runs import (
     RunCounterItem,
     RunItem,
@@ -35,6 +36,7 @@ from agentplane.entities.runs import (
     runs_of_project,
     runs_of_workspace,
 )
+from agentplane.entities.workspaces import WorkspaceItem
 from agentplane.errors import Conflict, Forbidden, InvalidTransition, MissingScope, NotFound, RateLimited
 from agentplane.ids import iso, new_id
 from agentplane.logic import known_secrets
@@ -121,20 +123,23 @@ def _load(ws: str, run_id: str) -> RunItem:
 def _load_with_workspace(ws: str, run_id: str, *, secrets: bool = False) -> tuple[RunItem, bool, tuple[str, ...]]:
     """The run and its workspace's auto-push setting in one BatchGetItem (reviews and git gates
     need both), with the workspace's secret values when what is recorded must be redacted."""
-    extra = known_secrets.item_keys(ws) if secrets else []
-    item, workspace, *secret_items = get_store().get_many([keys.run_key(ws, run_id), keys.workspace_key(ws), *extra])
-    if item is None:
+    extra = known_secrets.wanted(ws) if secrets else []
+    run, workspace, *secret_items = get_store().read_each(
+        [(RunItem, keys.run_key(ws, run_id)), (WorkspaceItem, keys.workspace_key(ws)), *extra]
+    )
+    if run is None:
         raise NotFound(f"run {run_id} not found")
+    assert isinstance(run, RunItem) and (workspace is None or isinstance(workspace, WorkspaceItem))
     known = known_secrets.values_in(ws, secret_items) if secrets else ()
-    return run_from_item(item), _auto_push_of(workspace), known
+    return run, _auto_push_of(workspace), known
 
 
 def _load_with_secrets(ws: str, run_id: str) -> tuple[RunItem, tuple[str, ...]]:
     """The run and the workspace's secret values (to redact what the agent wrote) in one BatchGetItem."""
-    item, known = known_secrets.read_with(keys.run_key(ws, run_id), ws)
-    if item is None:
+    run, known = known_secrets.read_with(RunItem, keys.run_key(ws, run_id), ws)
+    if run is None:
         raise NotFound(f"run {run_id} not found")
-    return run_from_item(item), known
+    return run, known
 
 
 def _as_run(run: RunItem | Mapping[str, Any]) -> RunItem:
@@ -142,16 +147,16 @@ def _as_run(run: RunItem | Mapping[str, Any]) -> RunItem:
     return run if isinstance(run, RunItem) else run_from_item(run)
 
 
-def _auto_push_of(workspace: Mapping[str, Any] | None) -> bool:
-    workspace = workspace or {}
-    settings = workspace.get("settings") or {}
-    return bool(workspace.get("auto_push") or settings.get("auto_push"))
+def _auto_push_of(workspace: WorkspaceItem | None) -> bool:
+    if workspace is None:
+        return False
+    return bool(workspace.auto_push or (workspace.settings or {}).get("auto_push"))
 
 
 def _auto_push_for(ws: str, runs: Iterable[RunItem]) -> bool:
     """The workspace's auto-push setting as `to_run` needs it for `runs`: only an approved run can
     be pushed, so the workspace is read (once) only when one of them is approved."""
-    return any(run.approved for run in runs) and _auto_push_of(get_store().get(keys.workspace_key(ws)))
+    return any(run.approved for run in runs) and _auto_push_of(get_store().read(WorkspaceItem, keys.workspace_key(ws)))
 
 
 def execution_arn(run_id: str) -> str:
@@ -260,8 +265,8 @@ def new_run_item(
 def _require_project(ws: str, project_id: str | None) -> None:
     if project_id is None:
         return
-    project = get_store().get(keys.project_key(ws, project_id))
-    if project is None or project.get("deleted_at"):
+    project = get_store().read(ProjectItem, keys.project_key(ws, project_id))
+    if project is None or project.deleted_at:
         raise NotFound(f"project {project_id} not found")
 
 

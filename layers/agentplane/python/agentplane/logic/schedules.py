@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,14 +62,17 @@ from agentplane import audit, clients, keys
 from agentplane.access import Access
 from agentplane.auth.scopes import roles_with
 from agentplane.cursor import decode_cursor, encode_cursor
+from agentplane.entities.api_keys import ApiKeyItem
 from agentplane.entities.base import Entity
+from agentplane.entities.projects import ProjectItem
 from agentplane.entities.queue import QueueJobItem
+from agentplane.entities.runs import RunItem, run_from_item
 from agentplane.entities.schedules import ScheduleFiringItem, ScheduleItem, schedules_of_workspace
-from agentplane.entities.workspaces import WorkspaceItem
+from agentplane.entities.workspaces import MemberItem, WorkspaceItem
 from agentplane.errors import AppError, NotFound, PreconditionFailed, Unprocessable
 from agentplane.ids import epoch, iso, new_id
 from agentplane.keys import Key
-from agentplane.logic import api_keys, queue, runs
+from agentplane.logic import queue, runs
 from agentplane.models.api_keys import ApiKeyStatus
 from agentplane.models.queue import JobSubmit
 from agentplane.models.runs import RunCreate
@@ -84,7 +88,7 @@ from agentplane.models.schedules import (
 )
 from agentplane.observability import logger
 from agentplane.settings import get_settings
-from agentplane.store import ConditionFailed, Transaction, TransactionFailed, get_store, not_exists
+from agentplane.store import ConditionFailed, Transaction, TransactionFailed, get_store
 
 SCHEDULE_GROUP = "default"
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
@@ -182,8 +186,8 @@ def _project_missing(ws: str, target: QueueJobTarget | RunTarget) -> str | None:
     """Why a run target cannot be created now (its project is gone), or None."""
     if not isinstance(target, RunTarget) or not target.project_id:
         return None
-    project = get_store().get(keys.project_key(ws, target.project_id))
-    if project is None or project.get("deleted_at"):
+    project = get_store().read(ProjectItem, keys.project_key(ws, target.project_id))
+    if project is None or project.deleted_at:
         return f"project {target.project_id} not found"
     return None
 
@@ -491,7 +495,7 @@ def _fire(schedule: ScheduleItem, firing: _Firing, access: Access | None) -> Sch
     run = runs.new_run_item(ws, run_body, writer.actor_id)
     run["schedule_id"] = schedule_id
     tx = writer.transaction()
-    tx.put(run, not_exists())  # a run is still a plain item of the runs family
+    tx.create(run_from_item(run))  # the runs family builds its new runs as plain items
     created = {"title": run_body.title, "kind": run_body.kind.value, "schedule_id": schedule_id}
     writer.audit(tx, "run.created", "run", run["id"], created)
     firing.write(tx, "run", run["id"])
@@ -514,7 +518,7 @@ def _after_failure(firing: _Firing, failure: TransactionFailed) -> ScheduleFirin
         job = get_store().read(QueueJobItem, keys.queue_job_key(ws, mark.made_id))
         result.job = job.to_model() if job is not None else None
     else:
-        made = get_store().get(keys.run_key(ws, mark.made_id))
+        made = get_store().read(RunItem, keys.run_key(ws, mark.made_id))
         result.run = runs.to_run(made) if made is not None else None
     return result
 
@@ -531,15 +535,15 @@ def _creator(ws: str, schedule: ScheduleItem) -> _Actor:
     scope, or (for a schedule an agent key created) that key, active with the scope. Members and
     keys are other families' items: their guards name the attributes they hold."""
     creator, scope = schedule.created_by, _target_scope(_target_of(schedule))
-    member = get_store().get(keys.member_key(ws, creator))
+    member = get_store().read(MemberItem, keys.member_key(ws, creator))
     if member is not None:
-        if member.get("role") not in roles_with(scope):
+        if member.role not in roles_with(scope):
             return _Actor(f"the schedule's creator {creator} is no longer allowed to use {scope} here")
         return _Actor(None, keys.member_key(ws, creator), Path("role").is_in(*roles_with(scope)))
-    key_item = get_store().get(keys.api_key_key(ws, creator))
-    if key_item is not None and key_item.get("agent"):
-        usable = not key_item.get("deleted_at") and api_keys.status_of(key_item) == ApiKeyStatus.active
-        if usable and scope in (key_item.get("scopes") or []):
+    key_item = get_store().read(ApiKeyItem, keys.api_key_key(ws, creator))
+    if key_item is not None and key_item.agent:
+        usable = not key_item.deleted_at and key_item.status_at(int(time.time())) == ApiKeyStatus.active
+        if usable and scope in (key_item.scopes or []):
             still_active = (Path("status") == ApiKeyStatus.active.value) & Path("deleted_at").does_not_exist()
             return _Actor(None, keys.api_key_key(ws, creator), still_active)
         return _Actor(f"the agent key {creator} that created the schedule can no longer use {scope}")
@@ -569,8 +573,8 @@ def _retire(schedule: ScheduleItem, reason: str) -> ScheduleFiring:
 
 
 def _workspace_deleted(ws: str) -> bool:
-    workspace = get_store().get(keys.workspace_key(ws))
-    return workspace is None or bool(workspace.get("deleted_at"))
+    workspace = get_store().read(WorkspaceItem, keys.workspace_key(ws))
+    return workspace is None or bool(workspace.deleted_at)
 
 
 def fire_scheduled(event: ScheduleFiredEvent) -> ScheduleFiring:

@@ -25,11 +25,11 @@ from agentplane.entities.teams import (
     teams_of_workspace,
 )
 from agentplane.entities.teams import all_teams as _all_teams
+from agentplane.entities.workspaces import MemberItem, WorkspaceItem
 from agentplane.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from agentplane.ids import iso, new_id
-from agentplane.logic.workspaces import not_deleted
 from agentplane.models.workspaces import Team, TeamCreate, TeamDetail, TeamMember, TeamMemberAdd, TeamUpdate
-from agentplane.store import Transaction, TransactionFailed, exists, get_store
+from agentplane.store import Transaction, TransactionFailed, get_store
 
 _DETAIL_MEMBERS = 100
 # Team members deleted per transaction when a team is deleted (guards, count and audit fill the rest).
@@ -77,7 +77,7 @@ def create_team(access: Access, body: TeamCreate) -> Team:
     tx.create(team)
     if access.principal.kind != "agent_key":  # an agent key's guard already checks the workspace
         # A workspace being deleted loses its members last: it is checked here, not read first.
-        tx.check(keys.workspace_key(ws), exists() & not_deleted(), name="workspace")
+        tx.require(WorkspaceItem, keys.workspace_key(ws), WorkspaceItem.live(), name="workspace")
     access.audit(tx, "team.created", "team", team.id, {"name": body.name})
     try:
         access.commit(tx)
@@ -190,7 +190,7 @@ def _not_a_member(user_id: str) -> Unprocessable:
 def add_team_member(access: Access, team_id: str, body: TeamMemberAdd) -> TeamMember:
     ws = access.workspace_id
     team = load_team(ws, team_id)
-    if get_store().get(keys.member_key(ws, body.user_id)) is None:
+    if get_store().read(MemberItem, keys.member_key(ws, body.user_id)) is None:
         raise _not_a_member(body.user_id)
     member = TeamMemberItem(
         workspace_id=ws,
@@ -203,7 +203,7 @@ def add_team_member(access: Access, team_id: str, body: TeamMemberAdd) -> TeamMe
     tx = access.transaction()
     if body.user_id != access.principal.user_id:
         # The caller's own membership is already guarded by the transaction (one operation per item).
-        tx.check(keys.member_key(ws, body.user_id), exists(), name="membership")
+        tx.require(MemberItem, keys.member_key(ws, body.user_id), MemberItem.present(), name="membership")
     tx.create(member, name="team_member")
     tx.adjust(TeamItem, team.key, [TeamItem.member_count.add(1)])
     access.audit(tx, "team.member_added", "team", team_id, {"user_id": body.user_id, "role": body.role.value})

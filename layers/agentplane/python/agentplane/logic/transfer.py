@@ -33,7 +33,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from agentplane import keys
+from agentplane import keys, raw_items
 from agentplane.access import Access
 from agentplane.entities.teams import TeamItem, TeamMemberItem, all_teams, every_member_of_team
 from agentplane.entities.workspaces import (
@@ -46,7 +46,7 @@ from agentplane.entities.workspaces import (
 from agentplane.errors import Unprocessable
 from agentplane.ids import iso
 from agentplane.logic import agents, task_indexes, tasks
-from agentplane.logic.workspaces import commit_in_parts, load_workspace, not_deleted, rename_memberships, scratch
+from agentplane.logic.workspaces import commit_in_parts, load_workspace, rename_memberships, scratch
 from agentplane.models.agents import AgentDefinition
 from agentplane.models.tasks import TaskStatus
 from agentplane.models.transfer import (
@@ -58,7 +58,8 @@ from agentplane.models.transfer import (
     WorkspaceDocument,
     WorkspaceExport,
 )
-from agentplane.store import Transaction, Update, attr_eq, deserialize, exists, get_store, not_exists
+from agentplane.raw_items import Expr, Update, attr_eq, deserialize, exists, not_exists, tx_delete, tx_put, tx_update
+from agentplane.store import Transaction, get_store
 
 # Bounds of one export: it is a single Lambda response (at most 6 MB).
 MAX_EXPORT_BYTES = 4_500_000
@@ -75,6 +76,10 @@ _INDEX_ATTRS = (keys.GSI1PK, keys.GSI1SK, keys.GSI2PK, keys.GSI2SK, keys.GSI3PK,
 # What the document says about a task: everything a client may set, keyed as the task stores it.
 _TASK_FIELDS = tuple(name for name in ExportedTask.model_fields if name not in ("id", "workspace_id", "version"))
 _CLIENT_TASK_FIELDS = tuple(f for f in _TASK_FIELDS if f not in ("created_by", "created_at", "updated_at"))
+
+
+def _not_deleted() -> Expr:
+    return Expr("attribute_not_exists(deleted_at)")
 
 
 class _Budget:
@@ -105,7 +110,7 @@ def _collect(
 def _live_tasks(ws_id: str) -> Any:
     start: dict[str, Any] | None = None
     while True:
-        page = get_store().query(keys.task_list_gsi(ws_id), index=keys.GSI2, limit=200, start_key=start)
+        page = raw_items.query(keys.task_list_gsi(ws_id), index=keys.GSI2, limit=200, start_key=start)
         yield from page.items
         if page.last_key is None:
             return
@@ -183,7 +188,7 @@ def _invalid(errors: list[dict[str, str]]) -> Unprocessable:
 def _get_many(found_keys: list[keys.Key]) -> list[dict[str, Any] | None]:
     items: list[dict[str, Any] | None] = []
     for start in range(0, len(found_keys), 100):
-        items += get_store().get_many(found_keys[start : start + 100])
+        items += raw_items.get_many(found_keys[start : start + 100])
     return items
 
 
@@ -300,13 +305,14 @@ def _task_ops(
             if live["id"] in doc_ids:
                 continue
             tx = scratch()
-            tx.update(
+            tx_update(
+                tx,
                 keys.task_key(ws, live["id"]),
                 Update(set={"deleted_at": at}, remove=list(_INDEX_ATTRS)),
-                exists() & not_deleted() & attr_eq("version", live["version"]),
+                exists() & _not_deleted() & attr_eq("version", live["version"]),
             )
             for pk, sk in sorted(_task_link_keys(ws, live)):
-                tx.delete(keys.key(pk, sk))
+                tx_delete(tx, keys.key(pk, sk))
             task_indexes.add_link_writes(tx, ws, live, None)
             changes.append((live, None))
             ops += tx.operations
@@ -320,10 +326,10 @@ def _task_ops(
         new_links = {_key_of(op) for op in writes}
         guard = not_exists() if current is None else attr_eq("version", current["version"])
         task_tx = scratch()
-        task_tx.put(item, guard)
+        tx_put(task_tx, item, guard)
         if current is not None and not current.get("deleted_at"):
             for pk, sk in sorted(_task_link_keys(ws, current) - new_links):
-                task_tx.delete(keys.key(pk, sk))
+                tx_delete(task_tx, keys.key(pk, sk))
         task_indexes.add_link_writes(task_tx, ws, current, item)
         changes.append((current, item))
         ops += task_tx.operations + writes

@@ -43,7 +43,7 @@ from agentplane.models.workspaces import (
     WorkspaceCreate,
     WorkspaceUpdate,
 )
-from agentplane.store import ConditionFailed, Expr, Transaction, TransactionFailed, get_store
+from agentplane.store import ConditionFailed, Transaction, TransactionFailed, get_store
 
 MAX_TRANSACTION_ITEMS = 100
 # The name of the owner count's update in a transaction that changes it.
@@ -51,11 +51,6 @@ OWNER_COUNT = "owner_count"
 
 
 # --- shared helpers ------------------------------------------------------------------------------
-
-
-def not_deleted() -> Expr:
-    """The item has no `deleted_at` (for conditions still written as expressions)."""
-    return Expr("attribute_not_exists(deleted_at)")
 
 
 def new_member(ws_id: str, ws_name: str, user_id: str, role: Role, at: str, added_by: str | None = None) -> MemberItem:
@@ -135,18 +130,6 @@ def commit_in_parts(
 def scratch() -> Transaction:
     """A transaction used only to build operations that `commit_in_parts` will write."""
     return get_store().transaction()
-
-
-def all_items(pk: str, sk_prefix: str, page_size: int = 100) -> Iterator[dict[str, Any]]:
-    """Every item of one workspace collection as the table holds it, page by page (strongly
-    consistent)."""
-    start: dict[str, Any] | None = None
-    while True:
-        page = get_store().query(pk, sk_prefix=sk_prefix, limit=page_size, start_key=start, consistent=True)
-        yield from page.items
-        if page.last_key is None:
-            return
-        start = page.last_key
 
 
 def all_members(ws_id: str) -> Iterator[dict[str, Any]]:

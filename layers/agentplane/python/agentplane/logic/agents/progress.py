@@ -10,7 +10,13 @@ from datetime import timedelta
 from agentplane import keys
 from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
-from agentplane.entities.agents import AgentProgressItem, LatestProgressItem, latest_reports, reports_of_agent
+from agentplane.entities.agents import (
+    AgentItem,
+    AgentProgressItem,
+    LatestProgressItem,
+    latest_reports,
+    reports_of_agent,
+)
 from agentplane.errors import Conflict, Unprocessable
 from agentplane.ids import epoch, iso, new_id, now
 from agentplane.logic import known_secrets
@@ -33,7 +39,7 @@ def report_progress(access: Access, body: ProgressCreate) -> Progress:
         raise Unprocessable("name the reporting agent", errors=[{"field": "agent_name", "message": "required"}])
     # A read, not a condition in the transaction: agents heartbeat all the time, and a condition
     # on their item would make reports collide with those heartbeats.
-    agent, known = known_secrets.read_with(keys.agent_key(ws, name), ws)
+    agent, known = known_secrets.read_with(AgentItem, keys.agent_key(ws, name), ws)
     if agent is None:
         raise Unprocessable(f"unknown agent {name}", errors=[{"field": "agent_name", "message": "no such agent"}])
     moment = now()

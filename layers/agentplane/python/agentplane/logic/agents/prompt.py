@@ -9,6 +9,8 @@ from typing import Any
 from agentplane import keys
 from agentplane.access import Access
 from agentplane.entities.agents import AgentItem, open_tasks_of_agent
+from agentplane.entities.sprints import SprintCounterItem, SprintItem
+from agentplane.entities.workspaces import WorkspaceItem
 from agentplane.logic import knowledge, memories
 from agentplane.logic.agents.registry import load_agent
 from agentplane.models.agents import (
@@ -20,7 +22,9 @@ from agentplane.models.agents import (
     PromptPreview,
 )
 from agentplane.models.tasks import TaskStatus
-from agentplane.store import Item, get_store
+from agentplane.store import get_store
+
+Item = dict[str, Any]
 
 # Tasks of the agent the context includes, and how much of each text the compact prompt keeps.
 CONTEXT_TASK_STATUSES = (TaskStatus.in_progress, TaskStatus.review, TaskStatus.todo, TaskStatus.blocked)
@@ -49,17 +53,16 @@ def _agent_tasks(ws: str, name: str) -> list[Item]:
     return found[:CONTEXT_MAX_TASKS]
 
 
-def _active_sprint(ws: str) -> Item | None:
-    counter = get_store().get(keys.sprint_counter_key(ws), consistent=False) or {}
-    number = counter.get("active_number")
-    if number is None:
+def _active_sprint(ws: str) -> SprintItem | None:
+    counter = get_store().read(SprintCounterItem, keys.sprint_counter_key(ws), consistent=False)
+    if counter is None or counter.active_number is None:
         return None
-    return get_store().get(keys.sprint_key(ws, int(number)), consistent=False)
+    return get_store().read(SprintItem, keys.sprint_key(ws, int(counter.active_number)), consistent=False)
 
 
 def _context_parts(access: Access, agent: AgentItem) -> ContextParts:
     ws = access.workspace_id
-    workspace = get_store().get(keys.workspace_key(ws), consistent=False) or {}
+    workspace = get_store().read(WorkspaceItem, keys.workspace_key(ws), consistent=False)
     sprint = _active_sprint(ws)
     rules, _ = knowledge.list_rules(
         access,
@@ -73,12 +76,16 @@ def _context_parts(access: Access, agent: AgentItem) -> ContextParts:
     return ContextParts(
         workspace={
             "id": ws,
-            "name": workspace.get("name", ""),
-            "description": workspace.get("description", ""),
-            "spec": workspace.get("spec", ""),
+            "name": workspace.name if workspace else "",
+            "description": workspace.description if workspace else "",
+            "spec": workspace.spec if workspace else "",
         },
         sprint=(
-            {k: sprint.get(k) for k in ("number", "name", "goal", "status", "deadline") if sprint.get(k) is not None}
+            {
+                k: getattr(sprint, k)
+                for k in ("number", "name", "goal", "status", "deadline")
+                if getattr(sprint, k) is not None
+            }
             if sprint
             else None
         ),

@@ -107,7 +107,7 @@ def _new_agent(access: Access, name: str, fields: Item, at: str) -> AgentItem:
 def _keep_key_copy(tx: Transaction, ws: str, name: str, sealed: dict[str, Any] | None) -> None:
     """Keep the copy of the agent's sealed key beside the workspace's other secrets in step (set,
     or removed when None). That item holds one attribute per agent, so it stays a plain item."""
-    tx.update(*known_secrets.agent_key_update(ws, name, sealed))
+    known_secrets.keep_agent_key(tx, ws, name, sealed)
 
 
 @dataclass

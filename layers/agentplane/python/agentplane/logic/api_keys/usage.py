@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from agentplane import keys
 from agentplane.access import Access
+from agentplane.auth.key_usage import FOLD_BATCH
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.entities.api_keys import (
     ApiKeyUsageItem,
@@ -17,10 +18,6 @@ from agentplane.errors import NotFound
 from agentplane.logic.api_keys.records import load_live
 from agentplane.models.api_keys import ApiKeyUsage, ApiKeyUsageBucket
 from agentplane.store import get_store
-
-# Minutes the counter folds into a total at once: at most this many (and the last folded one)
-# are newer than the total, when the first page did not show them all.
-FOLDED_AT_ONCE = 100
 
 
 def _bucket(minute: ApiKeyUsageItem) -> ApiKeyUsageBucket:
@@ -63,7 +60,9 @@ def get_usage(access: Access, key_id: str, *, limit: int, cursor: str | None) ->
         # Every minute newer than the folded ones was on this page.
         unfolded = sum(int(minute.requests or 0) for minute in unfolded_seen)
     else:
-        recent = minutes_after(ws, key_id, folded, limit=FOLDED_AT_ONCE + 1)
+        # The counter folds at most FOLD_BATCH minutes at once: no more (and the last folded one)
+        # are newer than the total, when the first page did not show them all.
+        recent = minutes_after(ws, key_id, folded, limit=FOLD_BATCH + 1)
         unfolded = sum(int(minute.requests or 0) for minute in recent if minute.sort_key != folded)
     usage = ApiKeyUsage(
         key_id=key_id,

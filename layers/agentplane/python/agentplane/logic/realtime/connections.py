@@ -14,6 +14,7 @@ from agentplane.entities.realtime import (
     RealtimeSubscriberItem,
     connection_records,
 )
+from agentplane.entities.tokens import TokenItem
 from agentplane.errors import Conflict, Unauthorized
 from agentplane.ids import epoch, iso
 from agentplane.observability import logger
@@ -87,9 +88,9 @@ def load_connection(connection_id: str) -> Connection:
 
 
 def require_live_token(principal: Principal) -> None:
-    item = get_store().get(keys.token_key(principal.token_hash))
-    expires_at = int((item or {}).get("expires_at") or 0)
-    if item is None or item.get("revoked") is not None or (expires_at and expires_at <= epoch()):
+    token = get_store().read(TokenItem, keys.token_key(principal.token_hash))
+    expires_at = int((token.expires_at if token else None) or 0)
+    if token is None or token.revoked is not None or (expires_at and expires_at <= epoch()):
         raise Unauthorized("the token is invalid, expired or revoked; reconnect with a valid one")
 
 

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field, replace
 
 from agentplane import keys
 from agentplane.access import workspace_access
+from agentplane.entities.base import Entity
+from agentplane.entities.tokens import TokenItem
+from agentplane.entities.workspaces import MemberItem
 from agentplane.errors import Forbidden, NotFound
 from agentplane.ids import epoch
 from agentplane.logic.realtime.connections import registered
@@ -38,18 +41,19 @@ def push_refusal(connection_id: str, ws: str, scope: str | None) -> str | None:
         return "connection"
     principal = connection.principal
     person = principal.kind != "agent_key" and principal.user_id is not None
-    wanted = [keys.token_key(principal.token_hash)]
+    wanted: list[tuple[type[Entity], keys.Key]] = [(TokenItem, keys.token_key(principal.token_hash))]
     if person:
         assert principal.user_id is not None
-        wanted.append(keys.member_key(ws, principal.user_id))
-    token, *member = get_store().get_many(wanted)
-    expires_at = int((token or {}).get("expires_at") or 0)
-    if token is None or token.get("revoked") is not None or (expires_at and expires_at <= epoch()):
+        wanted.append((MemberItem, keys.member_key(ws, principal.user_id)))
+    token, *member = get_store().read_each(wanted)
+    assert token is None or isinstance(token, TokenItem)
+    expires_at = int((token.expires_at if token else None) or 0)
+    if token is None or token.revoked is not None or (expires_at and expires_at <= epoch()):
         return "connection"
     if person:
-        if not member or member[0] is None:
+        if not member or not isinstance(member[0], MemberItem):
             return "access"
-        principal = replace(principal, memberships={ws: str(member[0]["role"])})
+        principal = replace(principal, memberships={ws: member[0].role})
     try:
         workspace_access(principal, ws, scope)
     except (NotFound, Forbidden):

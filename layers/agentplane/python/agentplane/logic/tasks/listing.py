@@ -8,6 +8,7 @@ from typing import Any
 from agentplane import keys
 from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
+from agentplane.entities.accounts import UserItem
 from agentplane.entities.tasks import TaskFilter, live_tasks, tasks_in_status, tasks_of_sprint, todo_of_agent
 from agentplane.errors import BadRequest
 from agentplane.logic.tasks.dependencies import blockers_done
@@ -32,8 +33,8 @@ def resolve_assignee(access: Access, assignee: str | None) -> str:
     if principal.agent_name:
         return principal.agent_name
     if principal.user_id:
-        profile = get_store().get(keys.user_key(principal.user_id), consistent=False) or {}
-        return str(profile.get("username") or principal.user_id)
+        profile = get_store().read(UserItem, keys.user_key(principal.user_id), consistent=False)
+        return str((profile.username if profile else None) or principal.user_id)
     return principal.id
 
 

@@ -27,8 +27,9 @@ def load_live(ws: str, task_id: str) -> TaskItem:
 
 def load_live_with_secrets(ws: str, task_id: str) -> tuple[TaskItem, tuple[str, ...]]:
     """`load_live`, with the workspace's secret values (to redact what an agent wrote) in the same read."""
-    item, known = known_secrets.read_with(keys.task_key(ws, task_id), ws) if TASK_ID.match(task_id) else (None, ())
-    task = TaskItem.from_item(item) if item is not None else None
+    task, known = (
+        known_secrets.read_with(TaskItem, keys.task_key(ws, task_id), ws) if TASK_ID.match(task_id) else (None, ())
+    )
     if task is None or not task.is_live:
         raise NotFound(f"task {task_id} not found")
     return task, known
