@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from agentplane.entities.base import from_dynamo
 from agentplane.keys import PK, Key
 from agentplane.store import QuerySpec, Store, Transaction, get_store
 
@@ -45,18 +46,6 @@ def _to_dynamo(value: Any) -> Any:
     return value
 
 
-def _from_dynamo(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _from_dynamo(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_dynamo(v) for v in value]
-    if isinstance(value, set):
-        return sorted(_from_dynamo(v) for v in value)
-    return value
-
-
 def serialize(item: Mapping[str, Any]) -> dict[str, Any]:
     """A plain item as DynamoDB takes it (None values left out)."""
     serializer = _serializer()
@@ -68,7 +57,7 @@ def deserialize(raw: Mapping[str, Any] | None) -> Item | None:
     if raw is None:
         return None
     deserializer = _deserializer()
-    return {k: _from_dynamo(deserializer.deserialize(v)) for k, v in raw.items()}
+    return {k: from_dynamo(deserializer.deserialize(v)) for k, v in raw.items()}
 
 
 @dataclass

@@ -400,10 +400,12 @@ class Store:
         """One PutItem, UpdateItem or DeleteItem (`operation`: put_item, update_item, delete_item)
         as DynamoDB takes it, after any waiting check; ConditionFailed if its condition fails."""
         self.settle_deferred()
-        call = {"put_item": self.client.put_item, "update_item": self.client.update_item}.get(
-            operation, self.client.delete_item
-        )
-        response: dict[str, Any] = self._conditional(call, {"TableName": self.table_name, **args})
+        calls = {
+            "put_item": self.client.put_item,
+            "update_item": self.client.update_item,
+            "delete_item": self.client.delete_item,
+        }
+        response: dict[str, Any] = self._conditional(calls[operation], {"TableName": self.table_name, **args})
         return response
 
     def query_raw(

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from threading import Lock
-from typing import Any, TypeVar
+from typing import Any
 
 from agentplane import keys
 from agentplane.auth import tokens
@@ -31,8 +31,6 @@ from agentplane.errors import Unauthorized
 from agentplane.ids import is_path_id
 from agentplane.keys import Key
 from agentplane.store import DeferredCheck, get_store
-
-E = TypeVar("E", bound=Entity)
 
 # Tokens whose principal a container remembers; each entry is a few hundred bytes.
 MAX_SEEN_TOKENS = 2048
@@ -161,20 +159,15 @@ def _read(token_hash: str, path_workspace: str | None) -> Principal:
     if not ws:
         return identity
     workspace, *member = store.read_each(_checked(replace(identity, checked_workspace=ws))[1:])
-    return _principal_from(token, ws, _as(WorkspaceItem, workspace), _as(MemberItem, member[0] if member else None))
-
-
-def _as(kind: type[E], found: Entity | None) -> E | None:
-    assert found is None or isinstance(found, kind)
-    return found
+    return _principal_from(token, ws, WorkspaceItem.found(workspace), MemberItem.found(member[0] if member else None))
 
 
 def _confirm(assumed: Principal, found: list[Entity | None]) -> None:
     """The deferred check: the rows read with the route's first read must say what was assumed."""
-    token = _as(TokenItem, found[0])
+    token = TokenItem.found(found[0])
     ws = assumed.checked_workspace
-    workspace = _as(WorkspaceItem, found[1]) if len(found) > 1 else None
-    member = _as(MemberItem, found[2]) if len(found) > 2 else None
+    workspace = WorkspaceItem.found(found[1]) if len(found) > 1 else None
+    member = MemberItem.found(found[2]) if len(found) > 2 else None
     try:
         if not tokens.is_live(token):
             raise Unauthorized(REFUSED)

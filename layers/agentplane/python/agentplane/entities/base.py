@@ -56,8 +56,6 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, set | frozenset):
         return {_plain(v) for v in value}
-    if isinstance(value, bool):
-        return bool(value)
     if isinstance(value, Decimal):
         return from_dynamo(value)
     if isinstance(value, str):
@@ -224,6 +222,13 @@ class Entity(Model, Generic[M]):
     def of_kind(cls) -> Condition:
         """The item read is of this kind (a filter for partitions that hold several)."""
         return cls.entity == cls
+
+    @classmethod
+    def found(cls: type[E], item: Entity | None) -> E | None:
+        """`item` as this kind: what `Store.read_each` answered for a key it was asked as `cls`."""
+        if item is not None and not isinstance(item, cls):
+            raise TypeError(f"{type(item).__name__} read where {cls.__name__} was asked for")
+        return item
 
     @property
     def key(self) -> keys.Key:

@@ -60,8 +60,7 @@ def read(ws: str) -> tuple[str, ...]:
 def read_with(entity: type[E], key: keys.Key, ws: str) -> tuple[E | None, tuple[str, ...]]:
     """The item at `key` as `entity` and the workspace's secret values, in one BatchGetItem."""
     item, *secret_items = get_store().read_each([(entity, key), *wanted(ws)])
-    assert item is None or isinstance(item, entity)
-    return item, values_in(ws, secret_items)
+    return entity.found(item), values_in(ws, secret_items)
 
 
 def keep_agent_key(tx: Transaction, ws: str, name: str, sealed: dict[str, str] | None) -> None:

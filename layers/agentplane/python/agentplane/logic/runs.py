@@ -124,14 +124,14 @@ def _load_with_workspace(ws: str, run_id: str, *, secrets: bool = False) -> tupl
     """The run and its workspace's auto-push setting in one BatchGetItem (reviews and git gates
     need both), with the workspace's secret values when what is recorded must be redacted."""
     extra = known_secrets.wanted(ws) if secrets else []
-    run, workspace, *secret_items = get_store().read_each(
+    found_run, found_workspace, *secret_items = get_store().read_each(
         [(RunItem, keys.run_key(ws, run_id)), (WorkspaceItem, keys.workspace_key(ws)), *extra]
     )
+    run = RunItem.found(found_run)
     if run is None:
         raise NotFound(f"run {run_id} not found")
-    assert isinstance(run, RunItem) and (workspace is None or isinstance(workspace, WorkspaceItem))
     known = known_secrets.values_in(ws, secret_items) if secrets else ()
-    return run, _auto_push_of(workspace), known
+    return run, _auto_push_of(WorkspaceItem.found(found_workspace)), known
 
 
 def _load_with_secrets(ws: str, run_id: str) -> tuple[RunItem, tuple[str, ...]]:

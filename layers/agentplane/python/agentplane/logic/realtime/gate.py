@@ -45,8 +45,8 @@ def push_refusal(connection_id: str, ws: str, scope: str | None) -> str | None:
     if person:
         assert principal.user_id is not None
         wanted.append((MemberItem, keys.member_key(ws, principal.user_id)))
-    token, *member = get_store().read_each(wanted)
-    assert token is None or isinstance(token, TokenItem)
+    found, *member = get_store().read_each(wanted)
+    token = TokenItem.found(found)
     expires_at = int((token.expires_at if token else None) or 0)
     if token is None or token.revoked is not None or (expires_at and expires_at <= epoch()):
         return "connection"
