@@ -1,8 +1,8 @@
-"""What every HTTP function imports before any of agentplane's code: boto3 and a Powertools
-resolver with validation, Logger and Metrics. `make bench` measures it as the floor of a
-function's cold import."""
+"""What every HTTP function imports before any of agentplane's code: pynamodb (the entity layer,
+which brings botocore) and a Powertools resolver with validation, Logger and Metrics. `make bench`
+measures it as the floor of a function's cold import."""
 
-import boto3  # noqa: F401
+import pynamodb.models  # noqa: F401
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.event_handler.openapi.params import Query  # noqa: F401

@@ -29,7 +29,7 @@ from agentplane.http import (
     request_principal,
     workspace_scope,
 )
-from agentplane.logic import invites, members, teams, transfer, workspaces
+from agentplane.logic import invites, members, teams, workspaces
 from agentplane.models.common import ListQuery
 from agentplane.models.envelope import Data, DataList
 from agentplane.models.transfer import ImportResult, WorkspaceDocument, WorkspaceExport
@@ -198,15 +198,21 @@ def remove_team_member(ws: str, team_id: str, user_id: str, access: WriteSetting
 
 
 # --- export / import -----------------------------------------------------------------------------
+# Export and import read and write every family's items, so they import every family's logic: that is
+# loaded when one of them is asked for, not on every cold start of this function.
 
 
 @app.get(f"{WS}/export", responses=PROBLEM_RESPONSES)
 def export_workspace(ws: str, access: ReadSettings) -> Data[WorkspaceExport]:
+    from agentplane.logic import transfer
+
     return ok(transfer.export_workspace(access))
 
 
 @app.post(f"{WS}/import", responses=PROBLEM_RESPONSES)
 def import_workspace(ws: str, access: WriteSettings, body: WorkspaceDocument) -> Data[ImportResult]:
+    from agentplane.logic import transfer
+
     return ok(transfer.import_workspace(access, body))
 
 

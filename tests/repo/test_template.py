@@ -74,6 +74,7 @@ def test_sam_build_without_a_container_packs_the_shared_layer(tmp_path: Path) ->
     assert (build / "SharedLayer" / "python" / "agentplane" / "__init__.py").is_file()
     assert (build / "SharedLayer" / "python" / "pydantic").is_dir(), "the layer's dependencies were not installed"
     assert (build / "SharedLayer" / "python" / "aws_xray_sdk").is_dir(), "Tracing: Active needs the X-Ray SDK"
+    assert_every_module_has_bytecode_that_needs_no_source_check(build / "SharedLayer" / "python")
     for logical_id, function in template.functions().items():
         module = function.handler.rsplit(".", 1)[0] + ".py"
         if (function.code_uri / module).is_file():  # a missing one is reported by the CodeUri test
@@ -200,3 +201,21 @@ def _dangling_transitions(machine: dict[str, Any]) -> list[str]:
                 dangling += [f"{name} > {inner}" for inner in _dangling_transitions(branch)]
     dangling += [f"{where} -> {target}" for where, target in targets if target is not None and target not in states]
     return dangling
+
+
+def assert_every_module_has_bytecode_that_needs_no_source_check(site: Path) -> None:
+    """/opt is read-only in Lambda: a module without bytecode in the layer is compiled on every cold
+    start. The bytecode must be hash-based and unchecked (PEP 552 flags 0b01), so the mtimes the zip
+    gives the sources cannot make Python ignore it."""
+    tag = sys.implementation.cache_tag
+    sources = [path for path in site.rglob("*.py") if "-stubs" not in path.parts[-2]]
+    assert len(sources) > 500, "the layer's packages were not installed"
+    missing = []
+    for source in sources:
+        compiled = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        if not compiled.is_file():
+            missing.append(str(source.relative_to(site)))
+            continue
+        flags = int.from_bytes(compiled.read_bytes()[4:8], "little")
+        assert flags == 0b01, f"{compiled.relative_to(site)} is checked against its source (flags {flags:#b})"
+    assert not missing, f"modules without bytecode in the layer: {missing[:10]}"

@@ -28,7 +28,6 @@ from pynamodb.expressions.operand import Path
 from agentplane import keys
 from agentplane.entities.base import Entity, EpochTTL, Keys, ListDocument, MapDocument, number, raw_item
 from agentplane.entities.patterns import access_pattern
-from agentplane.entities.tasks import TaskItem
 from agentplane.models.agents import (
     FINISHED_STATUSES,
     RESTING_STATUSES,
@@ -333,19 +332,3 @@ def templates_of_workspace(
         condition = is_featured if condition is None else condition & is_featured
     spec = QuerySpec(keys.agent_template_list_gsi(ws_id), index=keys.GSI1, filter=condition)
     return get_store().fill(AgentTemplateItem, spec, limit=limit, start=start)
-
-
-# --- another family's items an agent's rules read ----------------------------------------------------
-# Tasks are the tasks family's entities; an agent's rules read them as the table holds them.
-
-
-@access_pattern("task", partition=keys.task_status_gsi, index=keys.GSI1, sort="all, the agent's own")
-def open_tasks_of_agent(
-    ws_id: str, name: str, status: str, *, limit: int, start: dict[str, Any] | None
-) -> tuple[list[Item], dict[str, Any] | None]:
-    """One page of a status's tasks of which the agent is the assignee or the owner (one Query
-    of the tasks' status index, filtered)."""
-    mine = (TaskItem.assignee == name) | (TaskItem.owner == name)
-    spec = QuerySpec(keys.task_status_gsi(ws_id, status), index=keys.GSI1, filter=mine)
-    page = get_store().select(TaskItem, spec, limit=limit, start=start)
-    return [task.as_item() for task in page.items], page.last_key

@@ -28,7 +28,7 @@ from agentplane.entities.patterns import access_pattern
 from agentplane.entities.task_counters import UNASSIGNED, CounterItem, SprintStatsItem, TaskDayItem, TaskTotalsItem
 from agentplane.ids import parse_iso
 from agentplane.models.tasks import Story, Task, TaskSummary, UserTask
-from agentplane.store import EntityPage, QuerySpec, get_store
+from agentplane.store import EntityPage, Item, QuerySpec, get_store
 
 if TYPE_CHECKING:
     from pynamodb.expressions.condition import Condition
@@ -454,3 +454,15 @@ def user_tasks_of_workspace(
         parts.append(UserTaskItem.status != not_status)
     spec = QuerySpec(keys.ws_pk(ws_id), sk_prefix=keys.USER_TASK_PREFIX, filter=_all_of(parts))
     return get_store().select(UserTaskItem, spec, limit=limit, start=start)
+
+
+@access_pattern(TaskItem, partition=keys.task_status_gsi, index=keys.GSI1, sort="all, the agent's own")
+def open_tasks_of_agent(
+    ws_id: str, name: str, status: str, *, limit: int, start: dict[str, Any] | None
+) -> tuple[list[Item], dict[str, Any] | None]:
+    """One page of a status's tasks of which the agent is the assignee or the owner (one Query
+    of the tasks' status index, filtered)."""
+    mine = (TaskItem.assignee == name) | (TaskItem.owner == name)
+    spec = QuerySpec(keys.task_status_gsi(ws_id, status), index=keys.GSI1, filter=mine)
+    page = get_store().select(TaskItem, spec, limit=limit, start=start)
+    return [task.as_item() for task in page.items], page.last_key

@@ -8,8 +8,9 @@ from typing import Any
 
 from agentplane import keys
 from agentplane.access import Access
-from agentplane.entities.agents import AgentItem, open_tasks_of_agent
+from agentplane.entities.agents import AgentItem
 from agentplane.entities.sprints import SprintCounterItem, SprintItem
+from agentplane.entities.tasks import open_tasks_of_agent
 from agentplane.entities.workspaces import WorkspaceItem
 from agentplane.logic import knowledge, memories
 from agentplane.logic.agents.registry import load_agent

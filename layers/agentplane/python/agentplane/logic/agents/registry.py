@@ -24,8 +24,8 @@ from agentplane.entities.agents import (
     agents_of_workspace,
     every_agent,
     listed_agents,
-    open_tasks_of_agent,
 )
+from agentplane.entities.tasks import open_tasks_of_agent
 from agentplane.errors import Conflict, InvalidTransition, NotFound, PreconditionFailed, Unprocessable
 from agentplane.ids import iso, new_id
 from agentplane.logic import known_secrets
