@@ -888,6 +888,61 @@ def run_artifact_object(ws_id: str, run_id: str, artifact_id: str, name: str) ->
     return f"runs/{ws_id}/{run_id}/artifacts/{artifact_id}/{name}"
 
 
+# @keys:deploy
+def connection_key(ws_id: str, connection_id: str) -> Key:
+    return key(ws_pk(ws_id), f"CONNECTION#{connection_id}")
+
+
+def connection_list_gsi(ws_id: str) -> str:
+    """GSI1 partition: a workspace's provider connections in creation order."""
+    return f"{WS}{ws_id}#CONNECTIONS"
+
+
+def capsule_key(ws_id: str, capsule_id: str) -> Key:
+    return key(ws_pk(ws_id), f"CAPSULE#{capsule_id}")
+
+
+def capsule_list_gsi(ws_id: str) -> str:
+    """GSI1 partition: a workspace's capsules in creation order."""
+    return f"{WS}{ws_id}#CAPSULES"
+
+
+def deploy_policy_key(ws_id: str) -> Key:
+    """The workspace's deploy policy: which providers, and which of their connections, capsules may use."""
+    return key(ws_pk(ws_id), "DEPLOYPOLICY")
+
+
+def deploy_secrets_key(ws_id: str) -> Key:
+    """A copy of every secret deploy control holds (connection credentials, sensitive outputs), one
+    attribute each, so redaction reads them all with one key (logic.known_secrets)."""
+    return key(ws_pk(ws_id), "DEPLOYSECRETS")
+
+
+DEPLOY_SECRET_ATTR_PREFIX = "secret_"
+
+
+def capsule_pk(ws_id: str, capsule_id: str) -> str:
+    """A capsule's state versions, one item per serial (SK STATE#<zero-padded serial>)."""
+    return f"{WS}{ws_id}#CAPSULE#{capsule_id}"
+
+
+STATE_VERSION_PREFIX = "STATE#"
+
+
+def state_version_key(ws_id: str, capsule_id: str, serial: int) -> Key:
+    return key(capsule_pk(ws_id, capsule_id), f"{STATE_VERSION_PREFIX}{serial:012d}")
+
+
+def state_object(ws_id: str, capsule_id: str) -> str:
+    """S3 key of a capsule's state (ArtifactsBucket, versioned: each state version is one object version)."""
+    return f"deploy/{ws_id}/{capsule_id}/terraform.tfstate"
+
+
+def plan_object(ws_id: str, capsule_id: str, run_id: str) -> str:
+    """S3 key of a plan run's saved plan (ArtifactsBucket)."""
+    return f"deploy/{ws_id}/{capsule_id}/plans/{run_id}.tfplan"
+
+
 # @keys:realtime
 REALTIME_CONNECTION_PREFIX = "RTCONN#"
 REALTIME_SUBSCRIPTION_PREFIX = "SUB#"
