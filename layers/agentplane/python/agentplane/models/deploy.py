@@ -24,14 +24,19 @@ ProviderName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,
 CredentialName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 # What a runner exports: environment variable names as POSIX shells take them.
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+# One segment of a relative path: anything but empty or `..` (pydantic's regex engine has no
+# look-ahead, so "not `..`" is spelt out: `.`, `..` and more, or an optional dot and a non-dot).
+_FILE_SEGMENT = r"(?:\.|\.\.[A-Za-z0-9_.-]+|\.?[A-Za-z0-9_-][A-Za-z0-9_.-]*)"
+_MODULE_SEGMENT = r"(?:\.|\.\.[^\s/]+|\.?[^\s/.][^\s/]*)"
 # A file the runner writes, relative to its working directory (no absolute path, no way up).
 FilePath = Annotated[
-    str, StringConstraints(min_length=1, max_length=255, pattern=r"^(?!/)(?!.*(^|/)\.\.(/|$))[A-Za-z0-9_./-]+$")
+    str, StringConstraints(min_length=1, max_length=255, pattern=rf"^{_FILE_SEGMENT}(?:/{_FILE_SEGMENT})*$")
 ]
 CredentialValue = Annotated[SecretStr, Field(min_length=1, max_length=10_000)]
 ToolVersion = Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$")]
+# The root module's directory in the repository, relative to its root (no absolute path, no way up).
 ModulePath = Annotated[
-    str, StringConstraints(min_length=1, max_length=1024, pattern=r"^(?!/)(?!.*(^|/)\.\.(/|$))[^\s]+$")
+    str, StringConstraints(min_length=1, max_length=1024, pattern=rf"^{_MODULE_SEGMENT}(?:/{_MODULE_SEGMENT})*/?$")
 ]
 ConnectionId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
@@ -169,6 +174,12 @@ class Binding(Output):
     connection_id: str
     resolution: Resolution
     detail: str | None = None
+
+
+class CapsuleBindings(Output):
+    """The answer to a bindings PUT: every binding with its resolution as of now."""
+
+    bindings: list[Binding]
 
 
 class CapsuleState(Output):
