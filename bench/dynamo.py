@@ -122,6 +122,9 @@ _SCHEDULE = {
     "target": {"type": "queue_job", "task_type": "report"},
 }
 _DEVICE = {"platform": "ios", "push_token": "a" * 64, "name": "phone"}
+CAPSULE = f"{WS}/capsules/{{capsule_id}}"
+_CONNECTION = {"name": "prod-aws", "provider": "aws", "credentials": {"AWS_ACCESS_KEY_ID": "bench-key-0123456789"}}
+_CAPSULE = {"name": "web", "source": {"repository_url": "https://github.com/acme/infra"}}
 
 
 def _doc_body(version: str) -> dict[str, Any]:
@@ -444,6 +447,28 @@ SCENARIOS: list[Scenario] = [
     Scenario("PATCH", f"{WS}/schedules/{{schedule_id}}", needs=("workspace", "schedule")),
     Scenario("DELETE", f"{WS}/schedules/{{schedule_id}}", needs=("workspace", "schedule")),
     Scenario("POST", f"{WS}/schedules/{{schedule_id}}/run", needs=("workspace", "schedule")),  # submits its job
+    # deploy: a bound capsule is shown with its bindings resolved from one more read (the policy
+    # and the bound connections in one BatchGetItem)
+    Scenario("POST", f"{WS}/connections", ONE_TRANSACTION, needs=("workspace",), body=lambda w: _CONNECTION),
+    Scenario("GET", f"{WS}/connections", ONE_QUERY, needs=("workspace", "connection")),
+    Scenario("GET", f"{WS}/connections/{{connection_id}}", ONE_READ, needs=("workspace", "connection")),
+    Scenario("DELETE", f"{WS}/connections/{{connection_id}}", GET_AND_TRANSACTION, needs=("workspace", "connection")),
+    Scenario("POST", f"{WS}/capsules", ONE_TRANSACTION, needs=("workspace",), body=lambda w: _CAPSULE),
+    Scenario("GET", f"{WS}/capsules", reads(2), needs=("workspace", "connection", "capsule", "bindings")),
+    Scenario("GET", CAPSULE, reads(2), needs=("workspace", "connection", "capsule", "bindings")),
+    Scenario("PATCH", CAPSULE, needs=("workspace", "connection", "capsule", "bindings")),
+    # the capsule, the policy and the connections named in one BatchGetItem, then the write
+    Scenario(
+        "PUT",
+        f"{CAPSULE}/bindings",
+        READ_AND_TRANSACTION,
+        needs=("workspace", "connection", "capsule"),
+        body=lambda w: {"bindings": [{"provider": "aws", "connection_id": w.values["connection_id"]}]},
+    ),
+    Scenario("GET", f"{CAPSULE}/state-versions", GET_AND_QUERY, needs=("workspace", "capsule")),
+    Scenario("GET", f"{CAPSULE}/outputs", ONE_READ, needs=("workspace", "capsule")),
+    Scenario("GET", f"{WS}/deploy-policy", ONE_READ, needs=("workspace",)),
+    Scenario("PUT", f"{WS}/deploy-policy", needs=("workspace",), body=lambda w: {"allowed_providers": ["aws"]}),
     # dashboard: overview counts and per-agent aggregates over tasks, runs and agents
     Scenario("GET", f"{WS}/dashboard/stats", needs=("workspace", "task", "agent")),
     Scenario("GET", f"{WS}/dashboard/agent-efficiency", needs=("workspace", "task", "agent")),
@@ -1002,6 +1027,15 @@ BUILDERS: dict[str, Callable[[World], None]] = {
     "queue_job": _creates("job_id", "POST", f"{WS}/queue/jobs", {"task_type": "report"}),
     "claimed_job": _claimed_job,
     "schedule": _creates("schedule_id", "POST", f"{WS}/schedules", _SCHEDULE),
+    # deploy
+    "connection": _creates("connection_id", "POST", f"{WS}/connections", _CONNECTION),
+    "capsule": _creates("capsule_id", "POST", f"{WS}/capsules", _CAPSULE),
+    "bindings": lambda world: _do(
+        world,
+        "PUT",
+        f"{CAPSULE}/bindings",
+        {"bindings": [{"provider": "aws", "connection_id": world.values["connection_id"]}]},
+    ),
     # runs
     "run": _run,
     "queued_run": _queued_run,

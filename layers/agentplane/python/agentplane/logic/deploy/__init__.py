@@ -1,0 +1,9 @@
+"""Deploy control (Takosumi): OpenTofu/Terraform root modules run as plan, apply and destroy runs.
+
+- `connections`: provider connections, their credentials sealed at rest and never shown;
+- `capsules`: capsules (a root module's source, tool and version), their provider bindings as
+  resolved against the bound connections and the workspace's deploy policy, and the policy itself;
+- `state`: what applies leave behind: a capsule's state versions and its outputs.
+
+Where these items live is said by their entities (`agentplane.entities.deploy`).
+"""
