@@ -110,6 +110,8 @@ class Scenario:
 
 
 WS = "/api/v1/workspaces/{ws}"
+# An agent run's draft (a deploy run's names a capsule or a plan instead).
+_AGENT_RUN = {"title": "Add login page", "prompt": "Build the login page", "agent": "builder"}
 PROJECT = f"{WS}/projects/{{project_id}}"
 THREAD = f"{WS}/threads/{{thread_id}}"
 AGENT = f"{WS}/agents/{{name}}"
@@ -474,7 +476,7 @@ SCENARIOS: list[Scenario] = [
     Scenario("GET", f"{WS}/dashboard/agent-efficiency", needs=("workspace", "task", "agent")),
     Scenario("GET", f"{WS}/dashboard/agent-queue-health", needs=("workspace", "task", "agent")),
     # runs: every lifecycle transition reads the run once and writes one transaction
-    Scenario("POST", f"{WS}/runs", ONE_TRANSACTION, needs=("workspace",)),
+    Scenario("POST", f"{WS}/runs", ONE_TRANSACTION, needs=("workspace",), body=lambda w: dict(_AGENT_RUN)),
     Scenario("GET", f"{WS}/runs", ONE_QUERY, needs=("workspace", "run")),
     Scenario("GET", RUN, ONE_READ, needs=("workspace", "run")),
     Scenario("POST", f"{RUN}/start", LIMITED_TRANSITION, needs=("workspace", "run")),
@@ -900,7 +902,7 @@ def _claimed_job(world: World) -> None:
 
 
 def _run(world: World, **fields: Any) -> None:
-    body = {"title": "Add login page", "prompt": "Build the login page", "agent": "builder", **fields}
+    body = {**_AGENT_RUN, **fields}
     world.values["run_id"] = _act(world, "POST", f"{WS}/runs", body)["id"]
 
 

@@ -147,6 +147,8 @@ def _kms_key(resources: Resources, logical_id: str, props: dict[str, Any]) -> No
 def _bucket(resources: Resources, logical_id: str, props: dict[str, Any]) -> None:
     name = f"agentplane-{logical_id.lower()}"
     client("s3").create_bucket(Bucket=name)
+    if (props.get("VersioningConfiguration") or {}).get("Status") == "Enabled":
+        client("s3").put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
     resources.names[logical_id] = name
     resources.arns[logical_id] = f"arn:aws:s3:::{name}"
 

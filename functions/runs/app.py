@@ -1,5 +1,9 @@
 """Runs family: /api/v1/workspaces/{ws}/runs — drafts, lifecycle actions, approvals, git gates and
-the agent side (claim, heartbeat, complete, fail)."""
+the agent side (claim, heartbeat, complete, fail).
+
+Creating, starting, cancelling and reviewing a run need the scope of its kind, which the run says:
+`runs:start` / `runs:control` for agent and maintenance runs, `deploy:plan` for plans and
+`deploy:apply` for applies, destroys and approving a plan (logic.runs checks them)."""
 
 from __future__ import annotations
 
@@ -42,14 +46,15 @@ RUN = f"{BASE}/<run_id>"
 # Starting work is the expensive call: 6 per minute per user (429 with Retry-After beyond).
 run_start_limit = [limit_group("run-start")]
 ReadRuns = Annotated[Access, workspace_scope("runs:read")]
-StartRuns = Annotated[Access, workspace_scope("runs:start")]
 ControlRuns = Annotated[Access, workspace_scope("runs:control")]
+# The scope depends on the run's kind (see above): the route checks membership, the logic the scope.
+ActOnRuns = Annotated[Access, workspace_scope()]
 CommitRuns = Annotated[Access, workspace_scope("git:commit")]
 PushRuns = Annotated[Access, workspace_scope("git:push")]
 
 
 @app.post(BASE, responses={201: {"description": "Created"}, **PROBLEM_RESPONSES})
-def create_run(ws: str, access: StartRuns, body: RunCreate) -> Response[Data[Run]]:
+def create_run(ws: str, access: ActOnRuns, body: RunCreate) -> Response[Data[Run]]:
     return created(runs.create_run(access, body))
 
 
@@ -73,7 +78,7 @@ def get_run(ws: str, run_id: str, access: ReadRuns) -> Data[Run]:
 
 
 @app.post(f"{RUN}/start", middlewares=run_start_limit, responses=PROBLEM_RESPONSES)
-def start_run(ws: str, run_id: str, access: StartRuns) -> Data[Run]:
+def start_run(ws: str, run_id: str, access: ActOnRuns) -> Data[Run]:
     return ok(runs.start_run(access, run_id))
 
 
@@ -88,22 +93,32 @@ def resume_run(ws: str, run_id: str, access: ControlRuns) -> Data[Run]:
 
 
 @app.post(f"{RUN}/cancel", responses=PROBLEM_RESPONSES)
-def cancel_run(ws: str, run_id: str, access: ControlRuns) -> Data[Run]:
+def cancel_run(ws: str, run_id: str, access: ActOnRuns) -> Data[Run]:
     return ok(runs.cancel_run(access, run_id))
 
 
+@app.post(f"{RUN}/force-cancel", responses=PROBLEM_RESPONSES)
+def force_cancel_run(ws: str, run_id: str, access: ActOnRuns) -> Data[Run]:
+    return ok(runs.force_cancel_run(access, run_id))
+
+
+@app.post(f"{RUN}/discard", responses=PROBLEM_RESPONSES)
+def discard_run(ws: str, run_id: str, access: ActOnRuns) -> Data[Run]:
+    return ok(runs.discard_run(access, run_id))
+
+
 @app.post(f"{RUN}/retry", middlewares=run_start_limit, responses={201: {"description": "Created"}, **PROBLEM_RESPONSES})
-def retry_run(ws: str, run_id: str, access: StartRuns) -> Response[Data[Run]]:
+def retry_run(ws: str, run_id: str, access: ActOnRuns) -> Response[Data[Run]]:
     return created(runs.retry_run(access, run_id))
 
 
 @app.post(f"{RUN}/approve", responses=PROBLEM_RESPONSES)
-def approve_run(ws: str, run_id: str, access: ControlRuns, body: ApproveRequest | None = None) -> Data[Run]:
+def approve_run(ws: str, run_id: str, access: ActOnRuns, body: ApproveRequest | None = None) -> Data[Run]:
     return ok(runs.approve_run(access, run_id, body or ApproveRequest()))
 
 
 @app.post(f"{RUN}/reject", responses=PROBLEM_RESPONSES)
-def reject_run(ws: str, run_id: str, access: ControlRuns, body: RunNotes | None = None) -> Data[Run]:
+def reject_run(ws: str, run_id: str, access: ActOnRuns, body: RunNotes | None = None) -> Data[Run]:
     return ok(runs.reject_run(access, run_id, (body or RunNotes()).notes))
 
 

@@ -287,8 +287,10 @@ def _guard_path_ids(app: APIGatewayHttpResolver, next_middleware: Callable[..., 
     return next_middleware(app)
 
 
-# Fields that carry a secret shown once (API keys, tokens, invites, shares).
-_SECRET_RESPONSE_FIELDS = frozenset({"key", "token", "refresh_token", "secret"})
+# Fields that carry a secret shown once (API keys, tokens, invites, shares; a deploy claim's
+# credentials, and the state and saved plan it hands the runner, which may hold secrets too).
+_SECRET_RESPONSE_FIELDS = frozenset({"key", "token", "refresh_token", "secret", "credentials"})
+_SECRET_DEPLOY_FIELDS = frozenset({"state", "plan_file"})
 SHOWN_ONCE = "[shown once]"
 
 
@@ -300,6 +302,10 @@ def _without_secrets(body: str) -> str:
     data = document.get("data") if isinstance(document, dict) else None
     if not isinstance(data, dict) or not _SECRET_RESPONSE_FIELDS & data.keys():
         return body
+    if isinstance(data.get("credentials"), dict):
+        data["credentials"] = SHOWN_ONCE
+        if isinstance(data.get("deploy"), dict):
+            data["deploy"] = {k: SHOWN_ONCE if k in _SECRET_DEPLOY_FIELDS else v for k, v in data["deploy"].items()}
     secrets = [str(v) for k, v in data.items() if k in _SECRET_RESPONSE_FIELDS and isinstance(v, str) and v]
     # The secret is masked wherever the answer repeats it too (a share's `path` ends with its token).
     document["data"] = {k: _masked(v, secrets) for k, v in data.items()}

@@ -38,6 +38,8 @@ class Settings(BaseModel):
     run_state_machine_arn: str = Field(default="", alias="RUN_STATE_MACHINE_ARN")
     max_active_runs: int = Field(default=20, alias="MAX_ACTIVE_RUNS", ge=1)
     approval_timeout_seconds: int = Field(default=7 * 24 * 3600, alias="APPROVAL_TIMEOUT_SECONDS", ge=60)
+    # Deploy runs: how long after a cancel request a run whose runner did not stop may be force-cancelled.
+    deploy_force_cancel_after_seconds: int = Field(default=60, alias="DEPLOY_FORCE_CANCEL_AFTER_SECONDS", ge=0)
     # Agents: silent this long (no heartbeat) and an agent is marked stalled.
     agent_stall_timeout_seconds: int = Field(default=600, alias="AGENT_STALL_TIMEOUT_SECONDS", ge=5)
     # Schedules: EventBridge Scheduler invokes this function, assuming this role, for each firing.

@@ -19,7 +19,7 @@ from agentplane import keys
 from agentplane.entities.base import Entity, Keys, ListDocument, MapDocument, number, raw_item
 from agentplane.entities.patterns import access_pattern
 from agentplane.models.run_telemetry import Artifact, RunCommand, RunFile, RunFileDetail, RunSnapshot, RunSummary
-from agentplane.models.runs import Run, RunActions, RunReview, RunStatus
+from agentplane.models.runs import DEPLOY_KINDS, Run, RunActions, RunKind, RunReview, RunStatus
 from agentplane.store import EntityPage, QuerySpec, get_store
 
 if TYPE_CHECKING:
@@ -37,6 +37,10 @@ STATUS_STAMPS = {
     RunStatus.completed: "completed_at",
     RunStatus.failed: "failed_at",
     RunStatus.cancelled: "cancelled_at",
+    RunStatus.planned: "planned_at",
+    RunStatus.discarded: "discarded_at",
+    RunStatus.applied: "applied_at",
+    RunStatus.destroyed: "destroyed_at",
 }
 
 
@@ -45,7 +49,7 @@ class RunItem(Entity[Run], discriminator="run"):
     id = UnicodeAttribute()
     project_id = UnicodeAttribute(null=True)
     title = UnicodeAttribute()
-    prompt = UnicodeAttribute()
+    prompt = UnicodeAttribute(null=True)  # deploy runs have none
     agent = UnicodeAttribute(null=True)
     model = UnicodeAttribute(null=True)
     # The run's kind (agent, plan, …); `kind()` is the item's own, as for every entity.
@@ -69,6 +73,10 @@ class RunItem(Entity[Run], discriminator="run"):
     completed_at = UnicodeAttribute(null=True)
     failed_at = UnicodeAttribute(null=True)
     cancelled_at = UnicodeAttribute(null=True)
+    planned_at = UnicodeAttribute(null=True)
+    discarded_at = UnicodeAttribute(null=True)
+    applied_at = UnicodeAttribute(null=True)
+    destroyed_at = UnicodeAttribute(null=True)
     failure_reason = UnicodeAttribute(null=True)
     failure_detail = UnicodeAttribute(null=True)
     worker_id = UnicodeAttribute(null=True)
@@ -85,6 +93,17 @@ class RunItem(Entity[Run], discriminator="run"):
     review = MapDocument(null=True)
     committed_at = UnicodeAttribute(null=True)
     pushed_at = UnicodeAttribute(null=True)
+    status_detail = UnicodeAttribute(null=True)
+    # Deploy runs: the capsule, the plan an apply or destroy carries out, the apply that carried out
+    # a plan (set once, conditionally: one apply per plan), and the record of what ran (DeployRecord).
+    capsule_id = UnicodeAttribute(null=True)
+    plan_run_id = UnicodeAttribute(null=True)
+    is_destroy = BooleanAttribute(null=True)
+    applied_by = UnicodeAttribute(null=True)
+    cancel_requested_at = UnicodeAttribute(null=True)
+    deploy = MapDocument(null=True)
+    # Where a plan's saved plan is (ArtifactsBucket): {key, version_id}.
+    plan_artifact = MapDocument(null=True)
     # The wait the run's execution is in (see logic.runs): its task token and phase.
     task_token = UnicodeAttribute(null=True)
     task_phase = UnicodeAttribute(null=True)
@@ -93,7 +112,7 @@ class RunItem(Entity[Run], discriminator="run"):
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
 
-    internal = frozenset({"task_token", "task_phase", "finalized_at"})
+    internal = frozenset({"task_token", "task_phase", "finalized_at", "plan_artifact", "cancel_requested_at"})
 
     def where(self) -> Keys:
         return Keys(
@@ -109,6 +128,19 @@ class RunItem(Entity[Run], discriminator="run"):
     @property
     def approved(self) -> bool:
         return (self.review or {}).get("decision") == "approved"
+
+    @property
+    def kind_of_run(self) -> RunKind:
+        return RunKind(self.run_kind)
+
+    @property
+    def is_deploy(self) -> bool:
+        return self.kind_of_run in DEPLOY_KINDS
+
+    @property
+    def carries_out_plan(self) -> bool:
+        """An apply or destroy: it holds its capsule while it runs (one at a time per capsule)."""
+        return self.kind_of_run in (RunKind.apply, RunKind.destroy)
 
     @property
     def heartbeat_timeout(self) -> int:
@@ -147,6 +179,17 @@ class RunItem(Entity[Run], discriminator="run"):
             raise TypeError("a run's API model needs the actions its caller may take")
         fields = self.fields()
         fields["kind"] = fields.pop("run_kind")
+        if self.is_deploy:
+            record = {
+                **(self.deploy or {}),
+                "capsule_id": self.capsule_id,
+                "plan_run_id": self.plan_run_id,
+                "is_destroy": bool(self.is_destroy),
+                "applied_by": self.applied_by,
+            }
+            fields["deploy"] = record
+        else:
+            fields.pop("deploy", None)
         return Run.model_validate({**fields, "timestamps": self.timestamps(), "actions": actions})
 
     def request(self) -> dict[str, Any]:
@@ -167,6 +210,9 @@ _REQUEST_FIELDS = (
     "requires_approval",
     "heartbeat_timeout_seconds",
     "queue_timeout_seconds",
+    "capsule_id",
+    "plan_run_id",
+    "is_destroy",
 )
 
 
@@ -219,8 +265,12 @@ class RunUsageItem(Entity, discriminator="run_usage"):
     def one_more(cls, status: RunStatus) -> Action:
         counters = {
             RunStatus.completed: cls.runs_completed,
+            RunStatus.planned: cls.runs_completed,
+            RunStatus.applied: cls.runs_completed,
+            RunStatus.destroyed: cls.runs_completed,
             RunStatus.failed: cls.runs_failed,
             RunStatus.cancelled: cls.runs_cancelled,
+            RunStatus.discarded: cls.runs_cancelled,
         }
         return counters[status].add(1)
 

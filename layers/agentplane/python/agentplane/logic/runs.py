@@ -39,10 +39,13 @@ from agentplane.entities.runs import (
 from agentplane.entities.workspaces import WorkspaceItem
 from agentplane.errors import Conflict, Forbidden, InvalidTransition, MissingScope, NotFound, RateLimited
 from agentplane.ids import iso, new_id
+from agentplane.lazy import lazy_module
 from agentplane.logic import known_secrets
 from agentplane.logic.run_events import event_record, events_batch
 from agentplane.models.runs import (
     ACTIVE,
+    DEPLOY_KINDS,
+    FINISHED,
     TERMINAL,
     AgentDirective,
     ApproveRequest,
@@ -55,6 +58,7 @@ from agentplane.models.runs import (
     RunDesiredState,
     RunFail,
     RunHeartbeat,
+    RunKind,
     RunStatus,
 )
 from agentplane.observability import logger, run_finished, run_heartbeat, run_started
@@ -65,14 +69,22 @@ from agentplane.store import ConditionFailed, Transaction, TransactionFailed, ge
 if TYPE_CHECKING:
     from pynamodb.expressions.condition import Condition
 
+    from agentplane.logic.deploy import runs as deploy_runs
+else:
+    # The deploy side of runs, loaded by the first deploy run a function sees: most runs are not
+    # deploy runs, and it brings the capsules' and connections' modules.
+    deploy_runs = lazy_module("agentplane.logic.deploy.runs")
+
 # How often an agent should beat, relative to the run's heartbeat timeout.
 HEARTBEAT_FRACTION = 3
 _MAX_ATTEMPTS = 8
 _LIVE = (RunStatus.running.value, RunStatus.paused.value)
-_TERMINAL_VALUES = tuple(sorted(status.value for status in TERMINAL))
+_FINISHED_VALUES = tuple(sorted(status.value for status in FINISHED))
 # The operations a run's transactions tell apart when one is cancelled: the run's own write, and
-# the workspace's active-run counter taking a slot (refused at the cap: a 429).
+# the workspace's active-run counter taking a slot (refused at the cap: a 429); a deploy run's
+# capsule and the run it passes the capsule to (logic.deploy.runs) move under it and are read again.
 RUN, RUN_SLOT = "run", "run_slot"
+_REREAD = (RUN, None, "capsule", "next_run")
 
 
 class Actor(Protocol):
@@ -167,11 +179,13 @@ def execution_arn(run_id: str) -> str:
 
 def actions_for(run: RunItem, access: Access | None = None, auto_push: bool = False) -> RunActions:
     status = run.state
-    reviewable = status == RunStatus.awaiting_approval or (status == RunStatus.completed and not run.review)
 
     def may(scope: str) -> bool:
         return access is None or access.may(scope)
 
+    if run.is_deploy:
+        return _deploy_actions(run, may)
+    reviewable = status == RunStatus.awaiting_approval or (status == RunStatus.completed and not run.review)
     control = may("runs:control")
     return RunActions(
         can_start=status == RunStatus.draft and may("runs:start"),
@@ -184,6 +198,42 @@ def actions_for(run: RunItem, access: Access | None = None, auto_push: bool = Fa
         can_commit=run.approved and not run.committed_at and may("git:commit"),
         can_push=run.approved and auto_push and not run.pushed_at and may("git:push"),
     )
+
+
+def _deploy_actions(run: RunItem, may: Callable[[str], bool]) -> RunActions:
+    """A deploy run's actions: a plan is approved (`deploy:apply`), applied or discarded once
+    planned; any deploy run is cancelled until it ends, and force-cancelled after a cool-off."""
+    status, kind = run.state, run.kind_of_run
+    scope = "deploy:plan" if kind == RunKind.plan else "deploy:apply"
+    planned = status == RunStatus.planned and not run.applied_by
+    reviewable = planned and not run.review
+    live = status not in FINISHED
+    return RunActions(
+        can_start=status == RunStatus.draft and may(scope),
+        can_pause=False,
+        can_resume=False,
+        can_cancel=live and not run.cancel_requested_at and may(scope),
+        can_retry=kind == RunKind.plan and status == RunStatus.failed and not run.retried_by and may(scope),
+        can_approve=reviewable and may("deploy:apply"),
+        can_reject=reviewable and may("deploy:apply"),
+        can_commit=False,
+        can_push=False,
+        can_discard=planned and may("deploy:plan"),
+        can_apply=planned and run.approved and may("deploy:apply"),
+        can_force_cancel=live and _force_cancel_due(run) and may(scope),
+    )
+
+
+def _force_cancel_due(run: RunItem) -> bool:
+    if not run.cancel_requested_at:
+        return False
+    return _seconds_since(run.cancel_requested_at) >= get_settings().deploy_force_cancel_after_seconds
+
+
+def _seconds_since(at: str) -> float:
+    from agentplane.ids import parse_iso
+
+    return (parse_iso(iso()) - parse_iso(at)).total_seconds()
 
 
 def to_run(run: RunItem | Mapping[str, Any], access: Access | None = None, auto_push: bool = False) -> Run:
@@ -226,11 +276,15 @@ def list_runs(
 # ------------------------------------------------------------------------------------ creating
 
 
-def new_run(ws: str, body: RunCreate, created_by: str, *, retry_of: str | None = None) -> RunItem:
-    """A draft run of `body` (a retry names the run it retries)."""
+def new_run(
+    ws: str, body: RunCreate, created_by: str, *, retry_of: str | None = None, fields: Mapping[str, Any] | None = None
+) -> RunItem:
+    """A draft run of `body` (a retry names the run it retries; a deploy run's draft adds `fields`)."""
     run_id = new_id("run")
     at = iso()
-    request = body.model_dump(mode="json", exclude_none=True)
+    request = {**body.model_dump(mode="json", exclude_none=True), **(fields or {})}
+    if body.kind not in DEPLOY_KINDS:
+        request.pop("is_destroy", None)
     return RunItem(
         **{name: value for name, value in request.items() if name != "kind"},
         run_kind=request["kind"],
@@ -271,11 +325,17 @@ def _require_project(ws: str, project_id: str | None) -> None:
 
 
 def create_run(access: Access, body: RunCreate) -> Run:
-    _require_project(access.workspace_id, body.project_id)
-    run = new_run(access.workspace_id, body, access.actor_id)
+    """A draft run; a deploy run's is checked as its start will check it (capsule, bindings, plan)."""
+    fields: dict[str, Any] | None = None
+    if body.kind in DEPLOY_KINDS:
+        fields = deploy_runs.draft_fields(access, body)
+    else:
+        access.require("runs:start")
+    _require_project(access.workspace_id, (fields or {}).get("project_id", body.project_id))
+    run = new_run(access.workspace_id, body, access.actor_id, fields=fields)
     tx = access.transaction()
     tx.create(run)
-    access.audit(tx, "run.created", "run", run.id, {"title": body.title, "kind": body.kind.value})
+    access.audit(tx, "run.created", "run", run.id, {"title": run.title, "kind": body.kind.value})
     access.commit(tx)
     return to_run(run, access)
 
@@ -305,6 +365,11 @@ class Transition:
     # Fields (of `fields` and `event_data`) the agent wrote: redacted with the workspace's secrets,
     # which are read with the run.
     redacted: frozenset[str] = frozenset()
+    # Reads what the writes depend on beyond the run (a deploy run's capsule, say), on every attempt.
+    before: Callable[[RunItem], None] | None = None
+    # Changes of the capsule an ending apply or destroy gives up, written with the release (the
+    # state it leaves): the actions and their condition.
+    capsule_changes: Callable[[], tuple[list[Any], Condition | None]] | None = None
 
     def check(self, run: RunItem) -> RunStatus:
         """Where the run goes from here; refused (409 with the current status) if it may not."""
@@ -366,13 +431,22 @@ def _apply(actor: Actor, run_id: str, transition: Transition) -> Moved:
         read = _read_for(actor.workspace_id, run_id, transition)
         run, was = read.run, read.run.state
         target = transition.check(run)
+        if transition.before is not None:
+            transition.before(run)
+        holding = deploy_runs.capsule_to_release(run, target) if run.carries_out_plan else None
         tx = actor.transaction()
         _write_move(tx, actor, transition, read, target)
+        if holding is not None:
+            changes = transition.capsule_changes() if transition.capsule_changes is not None else None
+            deploy_runs.release_writes(tx, run, holding, changes)
         try:
             actor.commit(tx)
         except TransactionFailed as failure:
             if failure.failed == RUN_SLOT and _takes_slot(was, target):
                 raise too_many_active() from failure
+            refused = deploy_runs.refused_start(failure.failed, run) if run.is_deploy else None
+            if refused is not None:
+                raise refused from failure
             if _lost_race(failure):
                 continue
             raise
@@ -407,7 +481,7 @@ def _takes_slot(was: RunStatus, target: RunStatus) -> bool:
 def _lost_race(failure: TransactionFailed) -> bool:
     """The run moved or took an event since we read it, a concurrent write touched the same items,
     or what the transition adds (a notification landing in order, unnamed) lost a race: read again."""
-    return failure.failed in (RUN, None) or "TransactionConflict" in failure.reasons
+    return failure.failed in _REREAD or "TransactionConflict" in failure.reasons
 
 
 def _shown(access: Access, moved: Moved) -> Run:
@@ -464,9 +538,40 @@ def start_execution(run: RunItem | Mapping[str, Any]) -> None:
 
 
 def start_run(access: Access, run_id: str) -> Run:
-    moved = _apply(access, run_id, Transition("start", frozenset({RunStatus.draft}), RunStatus.queued))
+    start = Transition("start", frozenset({RunStatus.draft}), RunStatus.queued)
+    run = _load(access.workspace_id, run_id)
+    if run.is_deploy:
+        _deploy_start(access, run, start)
+    else:
+        access.require("runs:start")
+    moved = _apply(access, run_id, start)
     start_execution(moved.run)
     return _shown(access, moved)
+
+
+def _deploy_start(access: Access | None, run: RunItem, start: Transition) -> None:
+    """A deploy run starts as it was created: its capsule's bindings resolved (a plan), or its plan
+    still the one to carry out (an apply or destroy, which then takes or waits for the capsule).
+    `access` None: the system starts it (auto-apply)."""
+    deploy = deploy_runs
+    if access is not None:
+        deploy.require_scope(access, run.kind_of_run)
+    context: list[Any] = []
+
+    def read_capsule(current: RunItem) -> None:
+        context[:] = [deploy.read_for_start(current)]
+
+    start.before = read_capsule
+    start.fields_for = lambda current: deploy.start_fields(current, context[0])
+    start.extra = lambda tx, current, _target: deploy.start_writes(tx, current, context[0])
+
+
+def _not_deploy(action: str) -> Callable[[RunItem], None]:
+    def guard(run: RunItem) -> None:
+        if run.is_deploy:
+            raise InvalidTransition(f"a deploy run cannot {action}: cancel it instead", current_status=run.status)
+
+    return guard
 
 
 def pause_run(access: Access, run_id: str) -> Run:
@@ -475,6 +580,7 @@ def pause_run(access: Access, run_id: str) -> Run:
         frozenset({RunStatus.running}),
         RunStatus.paused,
         fields={"desired_state": RunDesiredState.pause.value},
+        guard=_not_deploy("pause"),
     )
     return _shown(access, _apply(access, run_id, pause))
 
@@ -485,11 +591,20 @@ def resume_run(access: Access, run_id: str) -> Run:
         frozenset({RunStatus.paused}),
         RunStatus.running,
         fields={"desired_state": RunDesiredState.run.value, "resumed_at": iso()},
+        guard=_not_deploy("resume"),
     )
     return _shown(access, _apply(access, run_id, resume))
 
 
 def cancel_run(access: Access, run_id: str) -> Run:
+    run = _load(access.workspace_id, run_id)
+    if run.is_deploy:
+        deploy_runs.require_scope(access, run.kind_of_run)
+        if run.state in (RunStatus.running, RunStatus.paused):
+            return _request_cancel(access, run)
+    else:
+        access.require("runs:control")
+
     def tell_creator(tx: Transaction, run: RunItem, _target: RunStatus) -> None:
         # Someone else cancelled the creator's run: they hear of it, in the same transaction.
         if run.created_by != access.actor_id:
@@ -504,7 +619,7 @@ def cancel_run(access: Access, run_id: str) -> Run:
 
     cancel = Transition(
         "cancel",
-        frozenset(RunStatus) - TERMINAL,
+        frozenset(RunStatus) - FINISHED,
         RunStatus.cancelled,
         fields={"desired_state": RunDesiredState.cancel.value},
         extra=tell_creator,
@@ -513,6 +628,78 @@ def cancel_run(access: Access, run_id: str) -> Run:
     moved = _apply(access, run_id, cancel)
     _release_wait(moved.run)
     return _shown(access, moved)
+
+
+def _request_cancel(access: Access, run: RunItem) -> Run:
+    """A deploy run's tool is interrupted, not killed: the runner hears `cancel` on its next
+    heartbeat and ends the run (recording any state it wrote) as cancelled. If it does not, the
+    run can be force-cancelled once the cool-off has passed."""
+    if run.cancel_requested_at:
+        raise Conflict(f"run {run.id}'s cancel was requested at {run.cancel_requested_at}", current_status=run.status)
+    request = Transition(
+        "cancel",
+        frozenset({RunStatus.running, RunStatus.paused}),
+        lambda current: current.state,
+        fields={
+            "desired_state": RunDesiredState.cancel.value,
+            "cancel_requested_at": iso(),
+            "status_detail": "cancel_requested",
+        },
+        event_data={"cancel_requested": True},
+        condition=RunItem.cancel_requested_at.does_not_exist(),
+    )
+    return _shown(access, _apply(access, run.id, request))
+
+
+def force_cancel_run(access: Access, run_id: str) -> Run:
+    """End a deploy run whose runner did not answer its cancel, once the cool-off has passed; the
+    capsule passes on. What the runner reports afterwards is refused."""
+    run = _load(access.workspace_id, run_id)
+    if not run.is_deploy:
+        raise InvalidTransition("only deploy runs are force-cancelled; cancel this run", current_status=run.status)
+    deploy_runs.require_scope(access, run.kind_of_run)
+    if run.state in FINISHED:
+        raise InvalidTransition(f"run {run_id} is {run.status}", current_status=run.status)
+    if not run.cancel_requested_at:
+        raise InvalidTransition(f"run {run_id} can be force-cancelled after a cancel", current_status=run.status)
+    wait = get_settings().deploy_force_cancel_after_seconds - _seconds_since(run.cancel_requested_at)
+    if wait > 0:
+        raise Conflict(
+            f"run {run_id} can be force-cancelled in {int(wait) + 1} s (its runner may still be stopping its tool)",
+            current_status=run.status,
+            retry_after=int(wait) + 1,
+        )
+    force = Transition(
+        "force_cancel",
+        frozenset({RunStatus.running, RunStatus.paused, RunStatus.queued}),
+        RunStatus.cancelled,
+        fields={"desired_state": RunDesiredState.cancel.value, "status_detail": "force_cancelled"},
+        condition=RunItem.cancel_requested_at.exists(),
+    )
+    moved = _apply(access, run_id, force)
+    _release_wait(moved.run)
+    return _shown(access, moved)
+
+
+def discard_run(access: Access, run_id: str) -> Run:
+    """A planned run that will not be applied: it ends discarded, and no apply can carry it out."""
+    run = _load(access.workspace_id, run_id)
+    if run.kind_of_run != RunKind.plan:
+        raise InvalidTransition("only planned runs are discarded", current_status=run.status)
+    deploy_runs.require_scope(access, RunKind.plan)
+    discard = Transition(
+        "discard",
+        frozenset({RunStatus.planned}),
+        RunStatus.discarded,
+        condition=RunItem.applied_by.does_not_exist(),
+        guard=_not_carried_out,
+    )
+    return _shown(access, _apply(access, run_id, discard))
+
+
+def _not_carried_out(run: RunItem) -> None:
+    if run.applied_by:
+        raise InvalidTransition(f"plan run {run.id} is carried out by run {run.applied_by}", current_status=run.status)
 
 
 def _release_wait(run: RunItem) -> None:
@@ -529,6 +716,12 @@ def retry_run(access: Access, run_id: str) -> Run:
     """A failed run is retried as a new run (new branch) linked both ways to the old one."""
     ws = access.workspace_id
     old = _load(ws, run_id)
+    if old.carries_out_plan:
+        raise InvalidTransition(f"an {old.run_kind} run is not retried: plan again", current_status=old.status)
+    if old.is_deploy:
+        deploy_runs.require_scope(access, old.kind_of_run)
+    else:
+        access.require("runs:start")
     if old.state != RunStatus.failed or old.retried_by:
         raise InvalidTransition(
             f"run {run_id} cannot be retried while {old.status}" + (" (already retried)" if old.retried_by else ""),
@@ -613,6 +806,9 @@ def _directive(run: RunItem, desired: RunDesiredState, shown: Run | None = None)
 
 
 def claim_run(access: Access, run_id: str, body: RunClaim) -> AgentDirective:
+    run = _load(access.workspace_id, run_id)
+    if run.is_deploy:
+        return _claim_deploy(access, run, body)
     claim = Transition(
         "claim",
         frozenset({RunStatus.queued}),
@@ -623,6 +819,68 @@ def claim_run(access: Access, run_id: str, body: RunClaim) -> AgentDirective:
     _signal(moved.run, "claim", success={"outcome": "claimed"})
     desired = RunDesiredState(moved.run.desired_state or RunDesiredState.run.value)
     return _directive(moved.run, desired, _shown(access, moved))
+
+
+def _claim_deploy(access: Access, run: RunItem, body: RunClaim) -> AgentDirective:
+    """A deploy runner's claim: the run must hold its capsule (an apply or destroy) with its plan
+    still current, and its bindings must resolve; the answer carries the credentials of the
+    resolved connections, for this answer only (the run records their names)."""
+    deploy = deploy_runs
+    deploy.require_scope(access, run.kind_of_run)
+    if run.state != RunStatus.queued:
+        raise InvalidTransition(f"run {run.id} cannot claim while {run.status}", current_status=run.status)
+    capsule = deploy.capsule_of(run)
+    waiting = deploy.check_claim(run, capsule)
+    if waiting:
+        raise Conflict(waiting, current_status=run.status, status_detail=deploy.WAITING_FOR_CAPSULE)
+    stale = deploy.stale_at_claim(run, capsule)
+    if stale:
+        _fail_unclaimed(access, run, "stale_plan", stale)
+        raise Conflict(f"run {run.id} failed: {stale}; plan again", current_status=RunStatus.failed.value)
+    try:
+        claimed = deploy.prepare_claim(run, capsule)
+    except Conflict as blocked:
+        _fail_unclaimed(access, run, "blocked_binding", blocked.detail)
+        raise
+
+    def still_holds(current: RunItem) -> None:
+        if deploy.check_claim(current, deploy.capsule_of(current)):
+            raise Conflict(f"run {current.id} no longer holds its capsule", current_status=current.status)
+
+    def issued(tx: Transaction, current: RunItem, _target: RunStatus) -> None:
+        evidence = {
+            "connections": claimed.connection_ids,
+            "env": claimed.record["injected_env"],
+            "files": claimed.record["injected_files"],
+        }
+        access.audit(tx, "deploy.credentials_issued", "run", current.id, evidence)
+
+    claim = Transition(
+        "claim",
+        frozenset({RunStatus.queued}),
+        RunStatus.running,
+        fields={"worker_id": body.worker_id, "last_heartbeat_at": iso(), "deploy": claimed.record},
+        extra=issued,
+        before=still_holds if run.carries_out_plan else None,
+    )
+    moved = _apply(access, run.id, claim)
+    _signal(moved.run, "claim", success={"outcome": "claimed"})
+    directive = _directive(moved.run, RunDesiredState.run, _shown(access, moved))
+    directive.deploy, directive.credentials = claimed.assignment, claimed.credentials
+    return directive
+
+
+def _fail_unclaimed(access: Access, run: RunItem, reason: str, detail: str) -> None:
+    """A queued deploy run that can never be claimed as it is ends failed (its capsule passes on)."""
+    fail = Transition(
+        "fail",
+        frozenset({RunStatus.queued}),
+        RunStatus.failed,
+        fields={"failure_reason": reason, "failure_detail": detail, "desired_state": RunDesiredState.stop.value},
+        event_data={"failure_reason": reason},
+    )
+    moved = _apply(access, run.id, fail)
+    _signal(moved.run, "claim", success={"outcome": "failed"})
 
 
 def heartbeat_run(access: Access, run_id: str, body: RunHeartbeat) -> AgentDirective:
@@ -650,7 +908,7 @@ def heartbeat_run(access: Access, run_id: str, body: RunHeartbeat) -> AgentDirec
         else:
             _heartbeat_execution(run)
     desired = RunDesiredState(run.desired_state or RunDesiredState.run.value)
-    if run.state in TERMINAL or run.state == RunStatus.awaiting_approval:
+    if run.state in FINISHED or run.state == RunStatus.awaiting_approval:
         desired = RunDesiredState.cancel if run.state == RunStatus.cancelled else RunDesiredState.stop
     return _directive(run, desired)
 
@@ -665,6 +923,10 @@ def _heartbeat_execution(run: RunItem) -> None:
 
 
 def complete_run(access: Access, run_id: str, body: RunComplete) -> Run:
+    run = _load(access.workspace_id, run_id)
+    if run.is_deploy:
+        return _complete_deploy(access, run, body)
+
     def target(run: RunItem) -> RunStatus:
         return RunStatus.awaiting_approval if run.requires_approval else RunStatus.completed
 
@@ -687,11 +949,87 @@ def complete_run(access: Access, run_id: str, body: RunComplete) -> Run:
     return _shown(access, moved)
 
 
+def _complete_deploy(access: Access, run: RunItem, body: RunComplete) -> Run:
+    """A plan ends planned with its result and saved plan; an apply or destroy ends with the next
+    state version and its outputs, written with the capsule it then gives up. A run whose cancel
+    was requested ends cancelled, with whatever state it left recorded."""
+    deploy = deploy_runs
+    deploy.require_scope(access, run.kind_of_run)
+    _check_worker(run, body.worker_id)
+    if run.state != RunStatus.running:
+        raise InvalidTransition(f"run {run.id} cannot complete while {run.status}", current_status=run.status)
+    done = deploy.completion(run, body)
+    fields: dict[str, Any] = {"desired_state": RunDesiredState.stop.value, **done.fields}
+    if body.summary is not None:
+        fields["summary"] = body.summary
+    data = {"plan": done.fields["deploy"].get("plan")} if run.kind_of_run == RunKind.plan else {}
+    if done.state_version is not None:
+        data = {"state_serial": int(done.state_version.serial)}
+    complete = Transition(
+        "complete",
+        frozenset({RunStatus.running}),
+        done.target,
+        fields=fields,
+        event_data=data,
+        guard=lambda current: _check_worker(current, body.worker_id),
+        extra=lambda tx, current, _target: deploy.completion_writes(tx, current, done),
+        capsule_changes=(lambda: (done.capsule_actions or [], done.capsule_condition))
+        if done.capsule_actions
+        else None,
+        redacted=frozenset({"summary"}) if body.summary is not None else frozenset(),
+    )
+    moved = _apply(access, run.id, complete)
+    _signal(moved.run, "work", success={"outcome": moved.run.status})
+    if moved.run.state == RunStatus.planned:
+        if deploy.capsule_of(moved.run).auto_apply:
+            _auto_apply(moved.run)
+        else:
+            _notify_planned(moved.run)
+    return _shown(access, moved)
+
+
+def _notify_planned(run: RunItem) -> None:
+    plan = dict((run.deploy or {}).get("plan") or {})
+    counts = f"+{plan.get('add', 0)} ~{plan.get('change', 0)} -{plan.get('destroy', 0)}"
+    _notify(run, "needs_input", f"Plan '{run.title}' is ready for review ({counts})", event="deploy.planned")
+
+
+def _auto_apply(plan: RunItem) -> None:
+    """A capsule with `auto_apply` goes from plan to apply without a person: the plan is approved
+    as the system, and an apply (or destroy) of it is created for the plan's creator and started."""
+    ws = plan.workspace_id
+    system = _Execution(ws)
+    approval = _review_transition(system, plan.id, "approved", "auto_apply", check_scope=None)
+    moved = _apply(system, plan.id, approval)
+    kind = RunKind.destroy if moved.run.is_destroy else RunKind.apply
+    body = RunCreate(kind=kind, plan_run_id=plan.id, capsule_id=plan.capsule_id)
+    capsule = deploy_runs.capsule_of(plan)
+    verb = "Destroy" if kind == RunKind.destroy else "Apply"
+    fields = {
+        "capsule_id": plan.capsule_id,
+        "title": f"{verb} {capsule.name}",
+        "is_destroy": kind == RunKind.destroy,
+        "project_id": plan.project_id,
+    }
+    run = new_run(ws, body, plan.created_by, fields=fields)
+    tx = system.transaction()
+    tx.create(run)
+    system.audit(tx, "run.created", "run", run.id, {"title": run.title, "kind": kind.value, "auto_apply": True})
+    system.commit(tx)
+    start = Transition("start", frozenset({RunStatus.draft}), RunStatus.queued)
+    _deploy_start(None, run, start)
+    start_execution(_apply(system, run.id, start).run)
+
+
 def fail_run(access: Access, run_id: str, body: RunFail) -> Run:
+    def target(run: RunItem) -> RunStatus:
+        # A deploy runner that stopped its tool on a cancel request reports it as a failure.
+        return RunStatus.cancelled if run.is_deploy and run.cancel_requested_at else RunStatus.failed
+
     fail = Transition(
         "fail",
         frozenset({RunStatus.running, RunStatus.paused}),
-        RunStatus.failed,
+        target,
         fields={
             "failure_reason": body.reason,
             "failure_detail": body.detail,
@@ -710,13 +1048,24 @@ def fail_run(access: Access, run_id: str, body: RunFail) -> Run:
 
 
 def _review(access: Access, run_id: str, decision: str, notes: str | None) -> Moved:
+    moved = _apply(access, run_id, _review_transition(access, run_id, decision, notes, check_scope=access))
+    if moved.was == RunStatus.awaiting_approval:
+        _signal(moved.run, "approval", success={"outcome": decision})
+    return moved
+
+
+def _review_transition(
+    actor: Actor, run_id: str, decision: str, notes: str | None, *, check_scope: Access | None
+) -> Transition:
+    """Approve or reject a run: a gated run waiting for it, a finished one (recorded), or a
+    planned deploy run (`deploy:apply`: approving lets it be applied, rejecting discards it)."""
     review = RunReviewItem(
-        workspace_id=access.workspace_id,
+        workspace_id=actor.workspace_id,
         run_id=run_id,
         id=new_id("rev"),
         decision=decision,
         notes=notes,
-        reviewer_id=access.actor_id,
+        reviewer_id=actor.actor_id,
         created_at=iso(),
     )
 
@@ -724,6 +1073,8 @@ def _review(access: Access, run_id: str, decision: str, notes: str | None) -> Mo
         tx.save(review)
 
     def target(run: RunItem) -> RunStatus:
+        if run.state == RunStatus.planned:
+            return RunStatus.planned if decision == "approved" else RunStatus.discarded
         if run.state == RunStatus.completed:
             return RunStatus.completed  # a review of a finished run: recorded, status unchanged
         return RunStatus.completed if decision == "approved" else RunStatus.failed
@@ -734,25 +1085,24 @@ def _review(access: Access, run_id: str, decision: str, notes: str | None) -> Mo
         return {"failure_reason": "rejected"} if decision == "rejected" and gated else {}
 
     def reviewed_once(run: RunItem) -> None:
+        if check_scope is not None:
+            check_scope.require("deploy:apply" if run.is_deploy else "runs:control")
         if run.review:
             raise InvalidTransition(f"run {run_id} was already {run.review['decision']}", current_status=run.status)
+        _not_carried_out(run)
 
-    transition = Transition(
+    return Transition(
         "approve" if decision == "approved" else "reject",
-        frozenset({RunStatus.awaiting_approval, RunStatus.completed}),
+        frozenset({RunStatus.awaiting_approval, RunStatus.completed, RunStatus.planned}),
         target,
         fields={"review": review.to_model().model_dump()},
         fields_for=failure,
         event_data={"review": decision},
         extra=record_review,
-        condition=RunItem.review.does_not_exist(),
+        condition=RunItem.review.does_not_exist() & RunItem.applied_by.does_not_exist(),
         guard=reviewed_once,
         reads_workspace=True,
     )
-    moved = _apply(access, run_id, transition)
-    if moved.was == RunStatus.awaiting_approval:
-        _signal(moved.run, "approval", success={"outcome": decision})
-    return moved
 
 
 def approve_run(access: Access, run_id: str, body: ApproveRequest) -> Run:
@@ -859,7 +1209,7 @@ def finalize_run(ws: str, run_id: str) -> dict[str, Any]:
     Only a finished run is finalized; a run that is still going (an execution that ended early on
     an error) keeps its token and its chance to be finalized."""
     finalized = [RunItem.finalized_at.set(iso()), RunItem.task_token.remove(), RunItem.task_phase.remove()]
-    finished_once = RunItem.finalized_at.does_not_exist() & RunItem.status.is_in(*_TERMINAL_VALUES)
+    finished_once = RunItem.finalized_at.does_not_exist() & RunItem.status.is_in(*_FINISHED_VALUES)
     try:
         run = get_store().adjust(RunItem, keys.run_key(ws, run_id), finalized, finished_once)
     except ConditionFailed as refused:  # finalized already (a retried step), or not finished
@@ -874,7 +1224,25 @@ def finalize_run(ws: str, run_id: str) -> dict[str, Any]:
 
 
 def _notify_finished(run: RunItem) -> None:
+    if run.is_deploy:
+        _notify_deploy(run)
+        return
     _notify(run, "finished", f"Run '{run.title}' {run.status}")
+
+
+# What a deploy run's end is called to the people told of it (and, as `event`, in its notification).
+_DEPLOY_EVENTS = {
+    RunStatus.applied: "deploy.applied",
+    RunStatus.destroyed: "deploy.applied",
+    RunStatus.failed: "deploy.failed",
+}
+
+
+def _notify_deploy(run: RunItem) -> None:
+    """A deploy run's end, as its creator hears of it (a ready plan was told when it completed)."""
+    event = _DEPLOY_EVENTS.get(run.state)
+    if event is not None:
+        _notify(run, "finished", f"Run '{run.title}' {run.status}", event=event)
 
 
 def _notify_in(tx: Transaction, run: RunItem, kind: str, title: str) -> None:
@@ -886,14 +1254,17 @@ def _notify_in(tx: Transaction, run: RunItem, kind: str, title: str) -> None:
     )  # fmt: skip
 
 
-def _notify(run: RunItem, kind: str, title: str) -> None:
+def _notify(run: RunItem, kind: str, title: str, *, event: str | None = None) -> None:
     """Tell the run's creator; a notification failure never fails the run."""
     from agentplane.logic import notifications
 
+    data: dict[str, Any] = {"run_id": run.id, "status": run.status}
+    if event is not None:
+        data |= {"event": event, "capsule_id": run.capsule_id}
     try:
         notifications.notify(
             None, run.workspace_id, [run.created_by], kind, title,
-            body=run.failure_reason or "", data={"run_id": run.id, "status": run.status},
+            body=run.failure_reason or "", data=data,
             link=f"/workspaces/{run.workspace_id}/runs/{run.id}", source="runs",
         )  # fmt: skip
     except Exception:

@@ -8,7 +8,7 @@ import zoneinfo
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
 from agentplane.models.common import Input, ListQuery, Output
 from agentplane.models.queue import (
@@ -22,7 +22,7 @@ from agentplane.models.queue import (
     TaskType,
 )
 from agentplane.models.queue import priority_number as _priority_number
-from agentplane.models.runs import Run, RunCreate
+from agentplane.models.runs import DEPLOY_KINDS, Run, RunCreate
 
 # --- expressions, as EventBridge Scheduler accepts them ---------------------------------------------
 
@@ -154,9 +154,16 @@ class QueueJobTarget(Input):
 
 
 class RunTarget(RunCreate):
-    """Each firing creates a run draft with these fields (a run's create body)."""
+    """Each firing creates a run draft with these fields (a run's create body): an agent or
+    maintenance run (a deploy run is planned, reviewed and applied by people)."""
 
     type: Literal["run"]
+
+    @model_validator(mode="after")
+    def _not_a_deploy_run(self) -> RunTarget:
+        if self.kind in DEPLOY_KINDS:
+            raise ValueError("a schedule fires agent and maintenance runs, not plan, apply or destroy runs")
+        return self
 
 
 ScheduleTarget = Annotated[QueueJobTarget | RunTarget, Field(discriminator="type")]

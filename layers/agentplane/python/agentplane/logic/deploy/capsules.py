@@ -126,6 +126,7 @@ def create_capsule(access: Access, body: CapsuleCreate) -> Capsule:
     """A new capsule, unbound; a `project_id` must name a live project of the workspace (checked
     in the create's own transaction)."""
     ws = access.workspace_id
+    _require_auto_apply_scope(access, body.auto_apply)
     at = iso()
     capsule = CapsuleItem(
         workspace_id=ws,
@@ -151,6 +152,13 @@ def create_capsule(access: Access, body: CapsuleCreate) -> Capsule:
     return capsule.to_model([])
 
 
+def _require_auto_apply_scope(access: Access, auto_apply: bool | None) -> None:
+    """Turning `auto_apply` on lets every plan apply without a person: it takes `deploy:apply`,
+    as approving a plan does."""
+    if auto_apply:
+        access.require("deploy:apply")
+
+
 def get_capsule(access: Access, capsule_id: str) -> Capsule:
     ws = access.workspace_id
     return to_capsule(ws, load(ws, capsule_id))
@@ -166,6 +174,7 @@ def list_capsules(access: Access, *, limit: int, cursor: str | None) -> tuple[li
 
 def update_capsule(access: Access, capsule_id: str, body: CapsuleUpdate, if_match: int | None = None) -> Capsule:
     ws = access.workspace_id
+    _require_auto_apply_scope(access, body.auto_apply)
     current = load(ws, capsule_id)
     expected = body.version or if_match
     if expected is not None and expected != current.version:
