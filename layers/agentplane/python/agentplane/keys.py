@@ -918,9 +918,6 @@ def deploy_secrets_key(ws_id: str) -> Key:
     return key(ws_pk(ws_id), "DEPLOYSECRETS")
 
 
-DEPLOY_SECRET_ATTR_PREFIX = "secret_"
-
-
 def capsule_pk(ws_id: str, capsule_id: str) -> str:
     """A capsule's state versions, one item per serial (SK STATE#<zero-padded serial>)."""
     return f"{WS}{ws_id}#CAPSULE#{capsule_id}"

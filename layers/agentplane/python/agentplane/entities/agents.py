@@ -19,14 +19,13 @@ Templates are listed (GSI1) while they are not deleted; a guard item keeps each 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, VersionAttribute
-from pynamodb.expressions.operand import Path
 
 from agentplane import keys
-from agentplane.entities.base import Entity, EpochTTL, Keys, ListDocument, MapDocument, number, raw_item
+from agentplane.entities.base import Entity, EpochTTL, Keys, ListDocument, MapDocument, SealedCopies, number, raw_item
 from agentplane.entities.patterns import access_pattern
 from agentplane.models.agents import (
     FINISHED_STATUSES,
@@ -40,7 +39,6 @@ from agentplane.store import EntityPage, Item, QuerySpec, get_store
 
 if TYPE_CHECKING:
     from pynamodb.expressions.condition import Condition
-    from pynamodb.expressions.update import Action
 
 # Agents read per round when every agent of a workspace is wanted (export).
 _ALL_AGENTS_ROUND = 100
@@ -149,39 +147,14 @@ class LatestProgressItem(_ProgressReport, discriminator="agent_progress_latest")
         return cls(**report.fields(), ttl=report.ttl)
 
 
-# The attribute of an `AgentApiKeysItem` holding an agent's sealed API key: this prefix, then its name.
-AGENT_KEY_ATTR_PREFIX = "agent#"
+class AgentApiKeysItem(SealedCopies, discriminator="agent_api_keys"):
+    """A copy of every agent's sealed engine API key, one attribute per agent (`agent#` and the
+    agent's name), so redaction reads them all with one key."""
 
-
-class AgentApiKeysItem(Entity, discriminator="agent_api_keys"):
-    """A copy of every agent's sealed engine API key, one attribute per agent (named by
-    AGENT_KEY_ATTR_PREFIX and the agent's name), so redaction reads them all with one key."""
-
-    workspace_id = UnicodeAttribute()
-
-    @property
-    def sealed_keys(self) -> dict[str, dict[str, Any]]:
-        """Each agent's sealed key by attribute name."""
-        return dict(getattr(self, "_sealed", {}))
-
-    def read_undeclared(self, raw: Mapping[str, Any]) -> None:
-        self._sealed = {
-            name: MapDocument().deserialize(value["M"])
-            for name, value in raw.items()
-            if name.startswith(AGENT_KEY_ATTR_PREFIX) and "M" in value
-        }
+    holder_prefix = "agent#"
 
     def where(self) -> Keys:
         return Keys(keys.agent_api_keys_key(self.workspace_id))
-
-    @classmethod
-    def keeping(cls, ws_id: str, name: str, sealed: Mapping[str, str] | None) -> list[Action]:
-        """The update actions keeping the copy of agent `name`'s sealed key in step (set, or
-        removed when None); the item is made by its first agent (`upsert`)."""
-        attribute = Path([f"{AGENT_KEY_ATTR_PREFIX}{name}"])
-        if sealed is None:
-            return [attribute.remove()]
-        return [cls.workspace_id.set(ws_id), attribute.set(dict(sealed))]
 
 
 class AgentTemplateItem(Entity[AgentTemplate], discriminator="agent_template"):

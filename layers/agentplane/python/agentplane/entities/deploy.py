@@ -9,14 +9,13 @@ item per serial, so "the latest versions" is one Query read backwards.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, VersionAttribute
-from pynamodb.expressions.operand import Path
 
 from agentplane import keys
-from agentplane.entities.base import Entity, Keys, ListDocument, MapDocument, number
+from agentplane.entities.base import Entity, Keys, ListDocument, MapDocument, SealedCopies, number
 from agentplane.entities.patterns import access_pattern
 from agentplane.models.deploy import (
     Binding,
@@ -30,7 +29,7 @@ from agentplane.models.deploy import (
 from agentplane.store import EntityPage, QuerySpec, get_store
 
 if TYPE_CHECKING:
-    from pynamodb.expressions.update import Action
+    pass
 
 
 class ConnectionItem(Entity[Connection], discriminator="provider_connection"):
@@ -172,37 +171,15 @@ class StateVersionItem(Entity[StateVersion], discriminator="state_version"):
         return Keys(keys.state_version_key(self.workspace_id, self.capsule_id, int(self.serial)))
 
 
-class DeploySecretsItem(Entity, discriminator="deploy_secrets"):
-    """A copy of each secret deploy control holds, one attribute per holder (a connection's
-    credentials, a capsule's sensitive outputs), each a sealed JSON list of the values, so
+class DeploySecretsItem(SealedCopies, discriminator="deploy_secrets"):
+    """A copy of each secret deploy control holds, one attribute per holder (`secret_` and
+    `connection_<id>` or `outputs_<capsule id>`), each a sealed JSON list of the values, so
     redaction reads every one of them with one key."""
 
-    workspace_id = UnicodeAttribute()
-
-    @property
-    def sealed_values(self) -> dict[str, dict[str, Any]]:
-        """Each holder's sealed values by attribute name."""
-        return dict(getattr(self, "_sealed", {}))
-
-    def read_undeclared(self, raw: Mapping[str, Any]) -> None:
-        self._sealed = {
-            name: MapDocument().deserialize(value["M"])
-            for name, value in raw.items()
-            if name.startswith(keys.DEPLOY_SECRET_ATTR_PREFIX) and "M" in value
-        }
+    holder_prefix = "secret_"
 
     def where(self) -> Keys:
         return Keys(keys.deploy_secrets_key(self.workspace_id))
-
-    @classmethod
-    def keeping(cls, ws_id: str, holder: str, sealed: Mapping[str, str] | None) -> list[Action]:
-        """The update actions keeping the copy of `holder`'s sealed values in step (set, or
-        removed when None); the item is made by its first holder (`upsert`). `holder` is
-        `connection_<id>` or `outputs_<capsule id>`."""
-        attribute = Path([f"{keys.DEPLOY_SECRET_ATTR_PREFIX}{holder}"])
-        if sealed is None:
-            return [attribute.remove()]
-        return [cls.workspace_id.set(ws_id), attribute.set(dict(sealed))]
 
 
 @access_pattern(ConnectionItem, partition=keys.connection_list_gsi, index=keys.GSI1)

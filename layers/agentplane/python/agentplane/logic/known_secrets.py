@@ -69,9 +69,9 @@ def values_in(ws: str, items: Sequence[Entity | None]) -> tuple[str, ...]:
     if isinstance(env, CommonEnvItem) and env.sealed:
         values += [v for v in json.loads(_opened(ws, env.sealed)).values() if isinstance(v, str) and v]
     if isinstance(agent_keys, AgentApiKeysItem):
-        values += [_opened(ws, sealed) for _, sealed in sorted(agent_keys.sealed_keys.items())]
+        values += [_opened(ws, sealed) for _, sealed in sorted(agent_keys.sealed.items())]
     if isinstance(deploy, DeploySecretsItem):
-        for _, sealed in sorted(deploy.sealed_values.items()):
+        for _, sealed in sorted(deploy.sealed.items()):
             values += _strings(json.loads(_opened(ws, sealed)))
     return tuple(values)
 
