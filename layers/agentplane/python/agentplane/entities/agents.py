@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, VersionAttribute
 
 from agentplane import keys
-from agentplane.entities.base import Entity, EpochTTL, Keys, ListDocument, MapDocument, SealedCopies, number, raw_item
+from agentplane.entities.base import Entity, EpochTTL, Keys, ListDocument, MapDocument, number, raw_item
 from agentplane.entities.patterns import access_pattern
 from agentplane.models.agents import (
     FINISHED_STATUSES,
@@ -145,16 +145,6 @@ class LatestProgressItem(_ProgressReport, discriminator="agent_progress_latest")
     def of(cls, report: AgentProgressItem) -> LatestProgressItem:
         """`report` as its agent's latest (the same fields and expiry)."""
         return cls(**report.fields(), ttl=report.ttl)
-
-
-class AgentApiKeysItem(SealedCopies, discriminator="agent_api_keys"):
-    """A copy of every agent's sealed engine API key, one attribute per agent (`agent#` and the
-    agent's name), so redaction reads them all with one key."""
-
-    holder_prefix = "agent#"
-
-    def where(self) -> Keys:
-        return Keys(keys.agent_api_keys_key(self.workspace_id))
 
 
 class AgentTemplateItem(Entity[AgentTemplate], discriminator="agent_template"):

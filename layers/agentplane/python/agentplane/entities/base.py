@@ -31,7 +31,6 @@ from pynamodb.attributes import (
     UnicodeAttribute,
 )
 from pynamodb.constants import LIST, MAP
-from pynamodb.expressions.operand import Path
 from pynamodb.models import Model
 from typing_extensions import TypeVar as DefaultedTypeVar
 
@@ -325,36 +324,6 @@ def _all_subclasses(cls: type[Entity]) -> Iterator[type[Entity]]:
     for sub in cls.__subclasses__():
         yield sub
         yield from _all_subclasses(sub)
-
-
-class SealedCopies(Entity):
-    """A workspace item holding a copy of sealed secrets, one attribute per holder (named by the
-    class's `holder_prefix` and the holder), so redaction reads a whole kind of them with one key;
-    each copy is kept in step in its holder's own transaction (`keeping`)."""
-
-    holder_prefix: ClassVar[str]
-    workspace_id = UnicodeAttribute()
-
-    @property
-    def sealed(self) -> dict[str, dict[str, Any]]:
-        """Each holder's sealed copy, by attribute name."""
-        return dict(getattr(self, "_sealed", {}))
-
-    def read_undeclared(self, raw: Mapping[str, Any]) -> None:
-        self._sealed = {
-            name: MapDocument().deserialize(value["M"])
-            for name, value in raw.items()
-            if name.startswith(self.holder_prefix) and "M" in value
-        }
-
-    @classmethod
-    def keeping(cls, ws_id: str, holder: str, sealed: Mapping[str, str] | None) -> list[Action]:
-        """The update actions keeping `holder`'s copy in step (set, or removed when None); the item
-        is made by its first holder (`upsert`)."""
-        attribute = Path([f"{cls.holder_prefix}{holder}"])
-        if sealed is None:
-            return [attribute.remove()]
-        return [cls.workspace_id.set(ws_id), attribute.set(dict(sealed))]
 
 
 def number(**kwargs: Any) -> NumberAttribute:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, VersionAttribute
 
 from agentplane import keys
-from agentplane.entities.base import Entity, Keys, ListDocument, MapDocument, SealedCopies, number
+from agentplane.entities.base import Entity, Keys, ListDocument, MapDocument, number
 from agentplane.entities.patterns import access_pattern
 from agentplane.models.deploy import (
     Binding,
@@ -169,17 +169,6 @@ class StateVersionItem(Entity[StateVersion], discriminator="state_version"):
 
     def where(self) -> Keys:
         return Keys(keys.state_version_key(self.workspace_id, self.capsule_id, int(self.serial)))
-
-
-class DeploySecretsItem(SealedCopies, discriminator="deploy_secrets"):
-    """A copy of each secret deploy control holds, one attribute per holder (`secret_` and
-    `connection_<id>` or `outputs_<capsule id>`), each a sealed JSON list of the values, so
-    redaction reads every one of them with one key."""
-
-    holder_prefix = "secret_"
-
-    def where(self) -> Keys:
-        return Keys(keys.deploy_secrets_key(self.workspace_id))
 
 
 @access_pattern(ConnectionItem, partition=keys.connection_list_gsi, index=keys.GSI1)

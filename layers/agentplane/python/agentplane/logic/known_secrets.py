@@ -21,9 +21,8 @@ from typing import Any, TypeVar
 
 from agentplane import keys
 from agentplane.crypto import unseal
-from agentplane.entities.agents import AgentApiKeysItem
 from agentplane.entities.base import Entity
-from agentplane.entities.deploy import DeploySecretsItem
+from agentplane.entities.secrets import AgentApiKeysItem, DeploySecretsItem
 from agentplane.entities.workspaces import CommonEnvItem
 from agentplane.store import Transaction, get_store
 

@@ -29,8 +29,9 @@ from botocore.exceptions import ClientError
 
 from agentplane import clients, crypto, keys
 from agentplane.access import Access
-from agentplane.entities.deploy import CapsuleItem, DeploySecretsItem, StateVersionItem
+from agentplane.entities.deploy import CapsuleItem, StateVersionItem
 from agentplane.entities.runs import RunItem
+from agentplane.entities.secrets import DeploySecretsItem
 from agentplane.errors import Conflict, InvalidTransition, NotFound, Unprocessable
 from agentplane.ids import iso, new_id
 from agentplane.logic.deploy import capsules, connections
