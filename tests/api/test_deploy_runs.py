@@ -433,3 +433,28 @@ def test_turning_auto_apply_on_takes_deploy_apply(api, deploy, workspace, user):
     refused = as_member.call("POST", "/capsules", {"name": "api", "source": source, "auto_apply": True})
     assert refused.status == 403
     assert as_member.call("PATCH", f"/capsules/{capsule['id']}", {"description": "web stack"}).status == 200
+
+
+def test_whoever_planned_and_approved_hears_of_the_apply_too(api, deploy, workspace, user):
+    capsule = deploy.capsule()
+    member = register_and_login(api)
+    api.post(f"{deploy.base}/members", {"user_id": member["user"]["id"], "role": "member"}, token=user["token"])
+    member_client = Client(api.http)
+    member_client.token = member["token"]
+    as_member = Deploy(member_client, workspace)
+    plan = as_member.run(kind="plan", capsule_id=capsule["id"])
+    as_member.act(plan, "start")
+    deploy.claim(plan)
+    done = deploy.act(plan, "complete", {"worker_id": "runner-1", "plan": {"add": 1, "change": 0, "destroy": 0}})
+    assert done.status == 200, done.body
+    deploy.act(plan, "approve")
+    apply = deploy.carry_out(deploy.get(plan))
+    deploy.claim(apply)
+    deploy.complete_apply(apply, serial=1)
+
+    def applied_for(client: Client) -> list[str]:
+        listed = client.get(f"{deploy.base}/notifications?limit=50").json["data"]
+        return [n["data"]["run_id"] for n in listed if (n.get("data") or {}).get("event") == "deploy.applied"]
+
+    assert wait_for(lambda: applied_for(member_client) == [apply["id"]])
+    assert applied_for(deploy.api) == [apply["id"]]

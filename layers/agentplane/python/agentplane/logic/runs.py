@@ -17,7 +17,7 @@ write has won, so the table is always the source of truth and the execution only
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -1242,7 +1242,8 @@ def _notify_deploy(run: RunItem) -> None:
     """A deploy run's end, as its creator hears of it (a ready plan was told when it completed)."""
     event = _DEPLOY_EVENTS.get(run.state)
     if event is not None:
-        _notify(run, "finished", f"Run '{run.title}' {run.status}", event=event)
+        watchers = deploy_runs.watchers_of(run)
+        _notify(run, "finished", f"Run '{run.title}' {run.status}", event=event, watchers=watchers)
 
 
 def _notify_in(tx: Transaction, run: RunItem, kind: str, title: str) -> None:
@@ -1254,16 +1255,17 @@ def _notify_in(tx: Transaction, run: RunItem, kind: str, title: str) -> None:
     )  # fmt: skip
 
 
-def _notify(run: RunItem, kind: str, title: str, *, event: str | None = None) -> None:
-    """Tell the run's creator; a notification failure never fails the run."""
+def _notify(run: RunItem, kind: str, title: str, *, event: str | None = None, watchers: Sequence[str] = ()) -> None:
+    """Tell the run's creator (and `watchers`); a notification failure never fails the run."""
     from agentplane.logic import notifications
 
     data: dict[str, Any] = {"run_id": run.id, "status": run.status}
     if event is not None:
         data |= {"event": event, "capsule_id": run.capsule_id}
+    told = list(dict.fromkeys([run.created_by, *(w for w in watchers if w and w != "system")]))
     try:
         notifications.notify(
-            None, run.workspace_id, [run.created_by], kind, title,
+            None, run.workspace_id, told, kind, title,
             body=run.failure_reason or "", data=data,
             link=f"/workspaces/{run.workspace_id}/runs/{run.id}", source="runs",
         )  # fmt: skip

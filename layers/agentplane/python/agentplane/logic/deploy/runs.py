@@ -294,6 +294,17 @@ def release_writes(
         )
 
 
+def watchers_of(run: RunItem) -> list[str]:
+    """Who follows an apply or destroy besides its creator: whoever made the plan it carries out,
+    and whoever approved that plan."""
+    if not run.carries_out_plan or not run.plan_run_id:
+        return []
+    plan = get_store().read(RunItem, keys.run_key(run.workspace_id, run.plan_run_id))
+    if plan is None:
+        return []
+    return [plan.created_by, str((plan.review or {}).get("reviewer_id") or "")]
+
+
 # ------------------------------------------------------------------------------- the runner
 
 
