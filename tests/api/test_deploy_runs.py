@@ -458,3 +458,19 @@ def test_whoever_planned_and_approved_hears_of_the_apply_too(api, deploy, worksp
 
     assert wait_for(lambda: applied_for(member_client) == [apply["id"]])
     assert applied_for(deploy.api) == [apply["id"]]
+
+
+def test_cancelling_a_waiting_apply_takes_it_out_of_the_capsules_queue(deploy):
+    capsule = deploy.capsule()
+    first, second, third = deploy.plan(capsule), deploy.plan(capsule), deploy.plan(capsule)
+    holder, waiting, last = deploy.carry_out(first), deploy.carry_out(second), deploy.carry_out(third)
+    assert deploy.ok("GET", f"/capsules/{capsule['id']}")["queued_run_ids"] == [waiting["id"], last["id"]]
+
+    assert deploy.act(waiting, "cancel").json["data"]["status"] == "cancelled"
+    held = deploy.ok("GET", f"/capsules/{capsule['id']}")
+    assert held["active_run_id"] == holder["id"] and held["queued_run_ids"] == [last["id"]]
+    # The holder cancelled before it was claimed passes the capsule to the next in line.
+    assert deploy.act(holder, "cancel").json["data"]["status"] == "cancelled"
+    held = deploy.ok("GET", f"/capsules/{capsule['id']}")
+    assert held["active_run_id"] == last["id"] and held["queued_run_ids"] == []
+    assert deploy.get(last)["status_detail"] is None
