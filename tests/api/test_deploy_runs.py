@@ -117,6 +117,18 @@ class Deploy:
         return self.act(run, "complete", {**body, **extra})
 
 
+def a_member(api: Client, deploy: Deploy, owner: dict[str, Any]) -> Deploy:
+    """A new member (role member: `deploy:plan`, not `deploy:apply`) of the deploy's workspace."""
+    member = register_and_login(api)
+    added = api.post(
+        f"{deploy.base}/members", {"user_id": member["user"]["id"], "role": "member"}, token=owner["token"]
+    )
+    assert added.status == 201, added.body
+    client = Client(api.http)
+    client.token = member["token"]
+    return Deploy(client, deploy.ws)
+
+
 @pytest.fixture
 def deploy(api: Client, user: dict[str, Any], workspace: dict[str, Any]) -> Deploy:
     api.token = user["token"]
@@ -294,17 +306,11 @@ def test_apply_needs_an_approved_plan_and_a_discarded_plan_is_never_applied(depl
     assert destroy.status == 409 and "destroy plan" in destroy.json["detail"]
 
 
-def test_deploy_scopes_name_what_is_missing(api, deploy, workspace, user):
+def test_deploy_scopes_name_what_is_missing(api, deploy, user):
     capsule = deploy.capsule()
     plan = deploy.plan(capsule, approve=False)
-    member = register_and_login(api)
-    added = api.post(f"{deploy.base}/members", {"user_id": member["user"]["id"], "role": "member"}, token=user["token"])
-    assert added.status == 201, added.body
-
     # A member plans (deploy:plan) but neither approves nor applies (deploy:apply).
-    member_client = Client(api.http)
-    member_client.token = member["token"]
-    as_member = Deploy(member_client, workspace)
+    as_member = a_member(api, deploy, user)
     assert as_member.call("POST", "/runs", {"kind": "plan", "capsule_id": capsule["id"]}).status == 201
     refused = as_member.act(plan, "approve")
     assert refused.status == 403 and "deploy:apply" in refused.json["detail"]
@@ -420,13 +426,9 @@ def test_a_plan_of_an_unknown_capsule_is_a_404_and_of_another_workspace_too(api,
     assert stranger.status == 404
 
 
-def test_turning_auto_apply_on_takes_deploy_apply(api, deploy, workspace, user):
+def test_turning_auto_apply_on_takes_deploy_apply(api, deploy, user):
     capsule = deploy.capsule()
-    member = register_and_login(api)
-    api.post(f"{deploy.base}/members", {"user_id": member["user"]["id"], "role": "member"}, token=user["token"])
-    member_client = Client(api.http)
-    member_client.token = member["token"]
-    as_member = Deploy(member_client, workspace)
+    as_member = a_member(api, deploy, user)
     refused = as_member.call("PATCH", f"/capsules/{capsule['id']}", {"auto_apply": True})
     assert refused.status == 403 and "deploy:apply" in refused.json["detail"]
     source = {"repository_url": "https://git.example.com/infra.git"}
@@ -435,13 +437,9 @@ def test_turning_auto_apply_on_takes_deploy_apply(api, deploy, workspace, user):
     assert as_member.call("PATCH", f"/capsules/{capsule['id']}", {"description": "web stack"}).status == 200
 
 
-def test_whoever_planned_and_approved_hears_of_the_apply_too(api, deploy, workspace, user):
+def test_whoever_planned_and_approved_hears_of_the_apply_too(api, deploy, user):
     capsule = deploy.capsule()
-    member = register_and_login(api)
-    api.post(f"{deploy.base}/members", {"user_id": member["user"]["id"], "role": "member"}, token=user["token"])
-    member_client = Client(api.http)
-    member_client.token = member["token"]
-    as_member = Deploy(member_client, workspace)
+    as_member = a_member(api, deploy, user)
     plan = as_member.run(kind="plan", capsule_id=capsule["id"])
     as_member.act(plan, "start")
     deploy.claim(plan)
@@ -456,7 +454,7 @@ def test_whoever_planned_and_approved_hears_of_the_apply_too(api, deploy, worksp
         listed = client.get(f"{deploy.base}/notifications?limit=50").json["data"]
         return [n["data"]["run_id"] for n in listed if (n.get("data") or {}).get("event") == "deploy.applied"]
 
-    assert wait_for(lambda: applied_for(member_client) == [apply["id"]])
+    assert wait_for(lambda: applied_for(as_member.api) == [apply["id"]])
     assert applied_for(deploy.api) == [apply["id"]]
 
 
