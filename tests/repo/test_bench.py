@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench import dynamo
 
 TASKS = "/api/v1/workspaces/{ws}/tasks"
-RUN_EVENTS = "/api/v1/workspaces/{ws}/runs/{run_id}/events"
+RUN = "/api/v1/workspaces/{ws}/runs/{run_id}"
+RUN_EVENTS = f"{RUN}/events"
 TEAM = "/api/v1/workspaces/{ws}/teams/{team_id}"
 PATS = "/api/v1/me/personal-access-tokens"
 
@@ -115,3 +118,14 @@ def test_a_short_soak_serves_every_round_and_reports_its_figures() -> None:
     assert len(result.round_seconds) == 30
     assert result.rss_end_mb > 0 and result.rss_restored_mb > 0
     assert result.list_end_ms > 0
+
+
+@pytest.mark.parametrize("action", ["start", "cancel", "claim", "complete"])
+def test_a_run_transition_reads_the_run_once_then_writes_one_transaction(action: str) -> None:
+    # The run read to tell which transition applies (an agent's or a deploy run's) is the read
+    # the transition writes against: it is not read a second time.
+    result = dynamo.run(dynamo.find("POST", f"{RUN}/{action}"))
+
+    assert result.status == 200, result.skipped
+    assert result.handler_ops[-2:] == ["GetItem", "TransactWriteItems"]
+    assert result.handler_ops.count("GetItem") == 1

@@ -424,11 +424,12 @@ def _read_for(ws: str, run_id: str, transition: Transition) -> _Read:
     return _Read(_load(ws, run_id))
 
 
-def _apply(actor: Actor, run_id: str, transition: Transition) -> Moved:
+def _apply(actor: Actor, run_id: str, transition: Transition, first: _Read | None = None) -> Moved:
     """Write `transition` as one transaction; read the run again and retry when it moved or took
-    an event since it was read."""
-    for _attempt in range(_MAX_ATTEMPTS):
-        read = _read_for(actor.workspace_id, run_id, transition)
+    an event since it was read. `first` is the run as the caller read it already (to tell which
+    transition to write), taken for the first attempt in place of reading it again."""
+    for attempt in range(_MAX_ATTEMPTS):
+        read = first if attempt == 0 and first is not None else _read_for(actor.workspace_id, run_id, transition)
         run, was = read.run, read.run.state
         target = transition.check(run)
         if transition.before is not None:
@@ -544,7 +545,7 @@ def start_run(access: Access, run_id: str) -> Run:
         _deploy_start(access, run, start)
     else:
         access.require("runs:start")
-    moved = _apply(access, run_id, start)
+    moved = _apply(access, run_id, start, _Read(run))
     start_execution(moved.run)
     return _shown(access, moved)
 
@@ -553,17 +554,16 @@ def _deploy_start(access: Access | None, run: RunItem, start: Transition) -> Non
     """A deploy run starts as it was created: its capsule's bindings resolved (a plan), or its plan
     still the one to carry out (an apply or destroy, which then takes or waits for the capsule).
     `access` None: the system starts it (auto-apply)."""
-    deploy = deploy_runs
     if access is not None:
-        deploy.require_scope(access, run.kind_of_run)
+        deploy_runs.require_scope(access, run.kind_of_run)
     context: list[Any] = []
 
     def read_capsule(current: RunItem) -> None:
-        context[:] = [deploy.read_for_start(current)]
+        context[:] = [deploy_runs.read_for_start(current)]
 
     start.before = read_capsule
-    start.fields_for = lambda current: deploy.start_fields(current, context[0])
-    start.extra = lambda tx, current, _target: deploy.start_writes(tx, current, context[0])
+    start.fields_for = lambda current: deploy_runs.start_fields(current, context[0])
+    start.extra = lambda tx, current, _target: deploy_runs.start_writes(tx, current, context[0])
 
 
 def _not_deploy(action: str) -> Callable[[RunItem], None]:
@@ -625,7 +625,7 @@ def cancel_run(access: Access, run_id: str) -> Run:
         extra=tell_creator,
         condition_for=same_wait,
     )
-    moved = _apply(access, run_id, cancel)
+    moved = _apply(access, run_id, cancel, _Read(run))
     _release_wait(moved.run)
     return _shown(access, moved)
 
@@ -648,7 +648,7 @@ def _request_cancel(access: Access, run: RunItem) -> Run:
         event_data={"cancel_requested": True},
         condition=RunItem.cancel_requested_at.does_not_exist(),
     )
-    return _shown(access, _apply(access, run.id, request))
+    return _shown(access, _apply(access, run.id, request, _Read(run)))
 
 
 def force_cancel_run(access: Access, run_id: str) -> Run:
@@ -694,7 +694,7 @@ def discard_run(access: Access, run_id: str) -> Run:
         condition=RunItem.applied_by.does_not_exist(),
         guard=_not_carried_out,
     )
-    return _shown(access, _apply(access, run_id, discard))
+    return _shown(access, _apply(access, run_id, discard, _Read(run)))
 
 
 def _not_carried_out(run: RunItem) -> None:
@@ -815,7 +815,7 @@ def claim_run(access: Access, run_id: str, body: RunClaim) -> AgentDirective:
         RunStatus.running,
         fields={"worker_id": body.worker_id, "last_heartbeat_at": iso()},
     )
-    moved = _apply(access, run_id, claim)
+    moved = _apply(access, run_id, claim, _Read(run))
     _signal(moved.run, "claim", success={"outcome": "claimed"})
     desired = RunDesiredState(moved.run.desired_state or RunDesiredState.run.value)
     return _directive(moved.run, desired, _shown(access, moved))
@@ -825,26 +825,25 @@ def _claim_deploy(access: Access, run: RunItem, body: RunClaim) -> AgentDirectiv
     """A deploy runner's claim: the run must hold its capsule (an apply or destroy) with its plan
     still current, and its bindings must resolve; the answer carries the credentials of the
     resolved connections, for this answer only (the run records their names)."""
-    deploy = deploy_runs
-    deploy.require_scope(access, run.kind_of_run)
+    deploy_runs.require_scope(access, run.kind_of_run)
     if run.state != RunStatus.queued:
         raise InvalidTransition(f"run {run.id} cannot claim while {run.status}", current_status=run.status)
-    capsule = deploy.capsule_of(run)
-    waiting = deploy.check_claim(run, capsule)
+    capsule = deploy_runs.capsule_of(run)
+    waiting = deploy_runs.check_claim(run, capsule)
     if waiting:
-        raise Conflict(waiting, current_status=run.status, status_detail=deploy.WAITING_FOR_CAPSULE)
-    stale = deploy.stale_at_claim(run, capsule)
+        raise Conflict(waiting, current_status=run.status, status_detail=deploy_runs.WAITING_FOR_CAPSULE)
+    stale = deploy_runs.stale_at_claim(run, capsule)
     if stale:
         _fail_unclaimed(access, run, "stale_plan", stale)
         raise Conflict(f"run {run.id} failed: {stale}; plan again", current_status=RunStatus.failed.value)
     try:
-        claimed = deploy.prepare_claim(run, capsule)
+        claimed = deploy_runs.prepare_claim(run, capsule)
     except Conflict as blocked:
         _fail_unclaimed(access, run, "blocked_binding", blocked.detail)
         raise
 
     def still_holds(current: RunItem) -> None:
-        if deploy.check_claim(current, deploy.capsule_of(current)):
+        if deploy_runs.check_claim(current, deploy_runs.capsule_of(current)):
             raise Conflict(f"run {current.id} no longer holds its capsule", current_status=current.status)
 
     def issued(tx: Transaction, current: RunItem, _target: RunStatus) -> None:
@@ -863,7 +862,7 @@ def _claim_deploy(access: Access, run: RunItem, body: RunClaim) -> AgentDirectiv
         extra=issued,
         before=still_holds if run.carries_out_plan else None,
     )
-    moved = _apply(access, run.id, claim)
+    moved = _apply(access, run.id, claim, _Read(run))
     _signal(moved.run, "claim", success={"outcome": "claimed"})
     directive = _directive(moved.run, RunDesiredState.run, _shown(access, moved))
     directive.deploy, directive.credentials = claimed.assignment, claimed.credentials
@@ -923,9 +922,15 @@ def _heartbeat_execution(run: RunItem) -> None:
 
 
 def complete_run(access: Access, run_id: str, body: RunComplete) -> Run:
-    run = _load(access.workspace_id, run_id)
-    if run.is_deploy:
-        return _complete_deploy(access, run, body)
+    # Read as the complete's transition reads: with the workspace's secrets when a summary is to
+    # be redacted (`_apply` takes this read for its first attempt).
+    if body.summary is not None:
+        found, known = _load_with_secrets(access.workspace_id, run_id)
+        first = _Read(found, known=known)
+    else:
+        first = _Read(_load(access.workspace_id, run_id))
+    if first.run.is_deploy:
+        return _complete_deploy(access, first, body)
 
     def target(run: RunItem) -> RunStatus:
         return RunStatus.awaiting_approval if run.requires_approval else RunStatus.completed
@@ -941,7 +946,7 @@ def complete_run(access: Access, run_id: str, body: RunComplete) -> Run:
         guard=lambda run: _check_worker(run, body.worker_id),
         redacted=frozenset({"summary"}) if body.summary is not None else frozenset(),
     )
-    moved = _apply(access, run_id, complete)
+    moved = _apply(access, run_id, complete, first)
     run = moved.run
     _signal(run, "work", success={"outcome": run.status})
     if run.state == RunStatus.awaiting_approval:
@@ -949,16 +954,16 @@ def complete_run(access: Access, run_id: str, body: RunComplete) -> Run:
     return _shown(access, moved)
 
 
-def _complete_deploy(access: Access, run: RunItem, body: RunComplete) -> Run:
+def _complete_deploy(access: Access, first: _Read, body: RunComplete) -> Run:
     """A plan ends planned with its result and saved plan; an apply or destroy ends with the next
     state version and its outputs, written with the capsule it then gives up. A run whose cancel
     was requested ends cancelled, with whatever state it left recorded."""
-    deploy = deploy_runs
-    deploy.require_scope(access, run.kind_of_run)
+    run = first.run
+    deploy_runs.require_scope(access, run.kind_of_run)
     _check_worker(run, body.worker_id)
     if run.state != RunStatus.running:
         raise InvalidTransition(f"run {run.id} cannot complete while {run.status}", current_status=run.status)
-    done = deploy.completion(run, body)
+    done = deploy_runs.completion(run, body)
     fields: dict[str, Any] = {"desired_state": RunDesiredState.stop.value, **done.fields}
     if body.summary is not None:
         fields["summary"] = body.summary
@@ -972,16 +977,16 @@ def _complete_deploy(access: Access, run: RunItem, body: RunComplete) -> Run:
         fields=fields,
         event_data=data,
         guard=lambda current: _check_worker(current, body.worker_id),
-        extra=lambda tx, current, _target: deploy.completion_writes(tx, current, done),
+        extra=lambda tx, current, _target: deploy_runs.completion_writes(tx, current, done),
         capsule_changes=(lambda: (done.capsule_actions or [], done.capsule_condition))
         if done.capsule_actions
         else None,
         redacted=frozenset({"summary"}) if body.summary is not None else frozenset(),
     )
-    moved = _apply(access, run.id, complete)
+    moved = _apply(access, run.id, complete, first)
     _signal(moved.run, "work", success={"outcome": moved.run.status})
     if moved.run.state == RunStatus.planned:
-        if deploy.capsule_of(moved.run).auto_apply:
+        if deploy_runs.capsule_of(moved.run).auto_apply:
             _auto_apply(moved.run)
         else:
             _notify_planned(moved.run)
