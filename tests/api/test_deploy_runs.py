@@ -472,3 +472,23 @@ def test_cancelling_a_waiting_apply_takes_it_out_of_the_capsules_queue(deploy):
     held = deploy.ok("GET", f"/capsules/{capsule['id']}")
     assert held["active_run_id"] == last["id"] and held["queued_run_ids"] == []
     assert deploy.get(last)["status_detail"] is None
+
+
+def test_sensitive_outputs_join_the_workspaces_redaction(deploy):
+    capsule = deploy.capsule()
+    apply = deploy.carry_out(deploy.plan(capsule))
+    deploy.claim(apply)
+    outputs = {
+        "db_password": {"value": DB_PASSWORD, "sensitive": True},
+        "db": {"value": {"account": 908172635401, "user": "admin-7e1f29"}, "sensitive": True},
+    }
+    assert deploy.complete_apply(apply, serial=1, outputs=outputs).status == 200
+
+    plan = deploy.run(kind="plan", capsule_id=capsule["id"])
+    deploy.act(plan, "start")
+    deploy.claim(plan)
+    line = f"connecting as admin-7e1f29 to 908172635401 with {DB_PASSWORD}"
+    assert deploy.act(plan, "events", {"events": [{"event_type": "log", "data": {"line": line}}]}).status == 201
+    stored = deploy.call("GET", f"/runs/{plan['id']}/events").body
+    for secret in (DB_PASSWORD, "908172635401", "admin-7e1f29"):
+        assert secret not in stored

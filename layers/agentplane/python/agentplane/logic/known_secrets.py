@@ -49,10 +49,13 @@ def _opened(ws: str, sealed: dict[str, Any]) -> str:
 
 
 def _strings(value: Any) -> Iterator[str]:
-    """The non-empty strings of a JSON value (an output may be a map or a list of them)."""
+    """The non-empty strings of a JSON value (an output may be a map or a list of them), numbers
+    as their text (a sensitive output may be an account number); redaction leaves short ones be."""
     if isinstance(value, str):
         if value:
             yield value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield str(value)
     elif isinstance(value, Mapping):
         for inner in value.values():
             yield from _strings(inner)

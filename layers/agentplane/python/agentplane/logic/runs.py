@@ -38,7 +38,7 @@ from agentplane.entities.runs import (
 )
 from agentplane.entities.workspaces import WorkspaceItem
 from agentplane.errors import Conflict, Forbidden, InvalidTransition, MissingScope, NotFound, RateLimited
-from agentplane.ids import iso, new_id
+from agentplane.ids import iso, new_id, now, parse_iso
 from agentplane.lazy import lazy_module
 from agentplane.logic import known_secrets
 from agentplane.logic.run_events import event_record, events_batch
@@ -225,15 +225,13 @@ def _deploy_actions(run: RunItem, may: Callable[[str], bool]) -> RunActions:
 
 
 def _force_cancel_due(run: RunItem) -> bool:
-    if not run.cancel_requested_at:
-        return False
-    return _seconds_since(run.cancel_requested_at) >= get_settings().deploy_force_cancel_after_seconds
+    return bool(run.cancel_requested_at) and _force_cancel_wait(run) <= 0
 
 
-def _seconds_since(at: str) -> float:
-    from agentplane.ids import parse_iso
-
-    return (parse_iso(iso()) - parse_iso(at)).total_seconds()
+def _force_cancel_wait(run: RunItem) -> float:
+    """Seconds until a requested cancel may be forced (the runner's time to stop its tool)."""
+    waited = (now() - parse_iso(str(run.cancel_requested_at))).total_seconds()
+    return get_settings().deploy_force_cancel_after_seconds - waited
 
 
 def to_run(run: RunItem | Mapping[str, Any], access: Access | None = None, auto_push: bool = False) -> Run:
@@ -643,7 +641,7 @@ def _request_cancel(access: Access, run: RunItem) -> Run:
         fields={
             "desired_state": RunDesiredState.cancel.value,
             "cancel_requested_at": iso(),
-            "status_detail": "cancel_requested",
+            "status_detail": deploy_runs.CANCEL_REQUESTED,
         },
         event_data={"cancel_requested": True},
         condition=RunItem.cancel_requested_at.does_not_exist(),
@@ -662,7 +660,7 @@ def force_cancel_run(access: Access, run_id: str) -> Run:
         raise InvalidTransition(f"run {run_id} is {run.status}", current_status=run.status)
     if not run.cancel_requested_at:
         raise InvalidTransition(f"run {run_id} can be force-cancelled after a cancel", current_status=run.status)
-    wait = get_settings().deploy_force_cancel_after_seconds - _seconds_since(run.cancel_requested_at)
+    wait = _force_cancel_wait(run)
     if wait > 0:
         raise Conflict(
             f"run {run_id} can be force-cancelled in {int(wait) + 1} s (its runner may still be stopping its tool)",
@@ -699,7 +697,7 @@ def discard_run(access: Access, run_id: str) -> Run:
 
 def _not_carried_out(run: RunItem) -> None:
     if run.applied_by:
-        raise InvalidTransition(f"plan run {run.id} is carried out by run {run.applied_by}", current_status=run.status)
+        raise deploy_runs.carried_out(run)
 
 
 def _release_wait(run: RunItem) -> None:
@@ -1008,14 +1006,7 @@ def _auto_apply(plan: RunItem) -> None:
     moved = _apply(system, plan.id, approval)
     kind = RunKind.destroy if moved.run.is_destroy else RunKind.apply
     body = RunCreate(kind=kind, plan_run_id=plan.id, capsule_id=plan.capsule_id)
-    capsule = deploy_runs.capsule_of(plan)
-    verb = "Destroy" if kind == RunKind.destroy else "Apply"
-    fields = {
-        "capsule_id": plan.capsule_id,
-        "title": f"{verb} {capsule.name}",
-        "is_destroy": kind == RunKind.destroy,
-        "project_id": plan.project_id,
-    }
+    fields = deploy_runs.carrying_out(kind, plan, deploy_runs.capsule_of(plan))
     run = new_run(ws, body, plan.created_by, fields=fields)
     tx = system.transaction()
     tx.create(run)

@@ -29,13 +29,13 @@ from botocore.exceptions import ClientError
 
 from agentplane import clients, crypto, keys
 from agentplane.access import Access
-from agentplane.entities.deploy import CapsuleItem, StateVersionItem
+from agentplane.entities.deploy import CapsuleItem, ConnectionItem, StateVersionItem
 from agentplane.entities.runs import RunItem
 from agentplane.entities.secrets import DeploySecretsItem
 from agentplane.errors import Conflict, InvalidTransition, NotFound, Unprocessable
 from agentplane.ids import iso, new_id
 from agentplane.logic.deploy import capsules, connections
-from agentplane.models.deploy import Resolution
+from agentplane.models.deploy import Binding, Resolution
 from agentplane.models.runs import (
     DEPLOY_SCOPES,
     TERMINAL,
@@ -78,21 +78,46 @@ def capsule_of(run: RunItem) -> CapsuleItem:
     return _load_capsule(run.workspace_id, str(run.capsule_id))
 
 
-def refuse_blocked(ws: str, capsule: CapsuleItem) -> list[dict[str, Any]]:
-    """The capsule's bindings as resolved now, refused with a 409 that lists every blocked one."""
-    bindings, _ = capsules.resolve_bindings(ws, capsule)
-    blocked = [b.model_dump(mode="json") for b in bindings if b.resolution != Resolution.resolved_provider_connection]
+def _resolved(ws: str, capsule: CapsuleItem) -> tuple[list[Binding], dict[str, ConnectionItem]]:
+    """The capsule's bindings as resolved now and their connections, refused with a 409 that lists
+    every blocked one."""
+    bindings, connected = capsules.resolve_bindings(ws, capsule)
+    blocked = [b for b in bindings if b.resolution != Resolution.resolved_provider_connection]
     if blocked:
-        names = ", ".join(f"{b['provider']} ({b['resolution']})" for b in blocked)
-        raise Conflict(f"capsule {capsule.id} has blocked bindings: {names}", blocked_bindings=blocked)
+        names = ", ".join(f"{b.provider} ({b.resolution.value})" for b in blocked)
+        raise Conflict(
+            f"capsule {capsule.id} has blocked bindings: {names}",
+            blocked_bindings=[b.model_dump(mode="json") for b in blocked],
+        )
+    return bindings, connected
+
+
+def _bound(bindings: list[Binding]) -> list[dict[str, Any]]:
+    """Bindings as a run records them: which connection each provider was bound to."""
     return [{"provider": b.provider, "connection_id": b.connection_id} for b in bindings]
 
 
+def refuse_blocked(ws: str, capsule: CapsuleItem) -> list[dict[str, Any]]:
+    """The capsule's bindings, refused with a 409 that lists every blocked one."""
+    return _bound(_resolved(ws, capsule)[0])
+
+
+def _read_plan(ws: str, plan_run_id: str) -> RunItem | None:
+    return get_store().read(RunItem, keys.run_key(ws, plan_run_id))
+
+
 def _load_plan(ws: str, plan_run_id: str) -> RunItem:
-    plan = get_store().read(RunItem, keys.run_key(ws, plan_run_id))
+    plan = _read_plan(ws, plan_run_id)
     if plan is None or plan.kind_of_run != RunKind.plan:
         raise NotFound(f"plan run {plan_run_id} not found")
     return plan
+
+
+def carried_out(plan: RunItem) -> InvalidTransition:
+    """The refusal of anything a plan that an apply or destroy carried out can no longer do."""
+    return InvalidTransition(
+        f"plan run {plan.id} was already carried out by run {plan.applied_by}", current_status=plan.status
+    )
 
 
 def check_plan_to_carry_out(run_kind: RunKind, plan: RunItem, capsule: CapsuleItem, capsule_id: str | None) -> None:
@@ -111,9 +136,7 @@ def check_plan_to_carry_out(run_kind: RunKind, plan: RunItem, capsule: CapsuleIt
             f"plan run {plan.id} needs approval before it is carried out", current_status=plan.status
         )
     if plan.applied_by:
-        raise InvalidTransition(
-            f"plan run {plan.id} was already carried out by run {plan.applied_by}", current_status=plan.status
-        )
+        raise carried_out(plan)
     base = _base_serial(plan)
     if base != int(capsule.state_serial or 0):
         raise Conflict(
@@ -147,12 +170,20 @@ def draft_fields(access: Access, body: RunCreate) -> dict[str, Any]:
     plan = _load_plan(ws, body.plan_run_id)
     capsule = _load_capsule(ws, str(plan.capsule_id))
     check_plan_to_carry_out(kind, plan, capsule, body.capsule_id)
+    return carrying_out(kind, plan, capsule, title=body.title, project_id=body.project_id)
+
+
+def carrying_out(
+    kind: RunKind, plan: RunItem, capsule: CapsuleItem, *, title: str | None = None, project_id: str | None = None
+) -> dict[str, Any]:
+    """The draft fields of an apply or destroy of `plan`: its capsule, and by default a title
+    saying what it does and the plan's project."""
     verb = "Destroy" if kind == RunKind.destroy else "Apply"
     return {
         "capsule_id": capsule.id,
-        "title": body.title or f"{verb} {capsule.name}",
+        "title": title or f"{verb} {capsule.name}",
         "is_destroy": kind == RunKind.destroy,
-        "project_id": body.project_id or plan.project_id,
+        "project_id": project_id or plan.project_id,
     }
 
 
@@ -225,11 +256,9 @@ def refused_start(failure_name: str | None, run: RunItem) -> Exception | None:
     """Why a deploy start lost, when its plan is why (carried out or discarded meanwhile)."""
     if failure_name != PLAN:
         return None
-    plan = get_store().read(RunItem, keys.run_key(run.workspace_id, str(run.plan_run_id)))
+    plan = _read_plan(run.workspace_id, str(run.plan_run_id))
     if plan is not None and plan.applied_by:
-        return InvalidTransition(
-            f"plan run {plan.id} was already carried out by run {plan.applied_by}", current_status=plan.status
-        )
+        return carried_out(plan)
     status = plan.status if plan is not None else "deleted"
     return InvalidTransition(f"plan run {run.plan_run_id} is {status}, not planned", current_status=status)
 
@@ -299,7 +328,7 @@ def watchers_of(run: RunItem) -> list[str]:
     and whoever approved that plan."""
     if not run.carries_out_plan or not run.plan_run_id:
         return []
-    plan = get_store().read(RunItem, keys.run_key(run.workspace_id, run.plan_run_id))
+    plan = _read_plan(run.workspace_id, run.plan_run_id)
     if plan is None:
         return []
     return [plan.created_by, str((plan.review or {}).get("reviewer_id") or "")]
@@ -319,8 +348,8 @@ class Claimed:
 
 
 def check_claim(run: RunItem, capsule: CapsuleItem) -> str | None:
-    """Why the run may not be claimed now (None: it may); an apply or destroy must hold its
-    capsule, and its plan must still be current."""
+    """Why the run may not be claimed now (None: it may): an apply or destroy must hold its
+    capsule (whether its plan is still current is `stale_at_claim`)."""
     if not run.carries_out_plan:
         return None
     if capsule.active_run_id != run.id:
@@ -340,15 +369,7 @@ def stale_at_claim(run: RunItem, capsule: CapsuleItem) -> str | None:
 
 def prepare_claim(run: RunItem, capsule: CapsuleItem) -> Claimed:
     """Resolve the bindings again and open the connections' credentials for this claim alone."""
-    ws = run.workspace_id
-    bindings, resolved = capsules.resolve_bindings(ws, capsule)
-    blocked = [b for b in bindings if b.resolution != Resolution.resolved_provider_connection]
-    if blocked:
-        names = ", ".join(f"{b.provider} ({b.resolution.value})" for b in blocked)
-        raise Conflict(
-            f"capsule {capsule.id} has blocked bindings: {names}",
-            blocked_bindings=[b.model_dump(mode="json") for b in blocked],
-        )
+    bindings, resolved = _resolved(run.workspace_id, capsule)
     env: dict[str, str] = {}
     files: dict[str, str] = {}
     for binding in bindings:
@@ -360,7 +381,7 @@ def prepare_claim(run: RunItem, capsule: CapsuleItem) -> Claimed:
         for path, credential in dict(recipe.get("files") or {}).items():
             files[path] = opened[credential]
     record = dict(run.deploy or {})
-    record["bindings"] = [{"provider": b.provider, "connection_id": b.connection_id} for b in bindings]
+    record["bindings"] = _bound(bindings)
     record["injected_env"] = sorted(env)
     record["injected_files"] = sorted(files)
     source = dict(record.get("source") or capsule.source)
@@ -409,7 +430,7 @@ def _state_body(version: StateVersionItem) -> bytes:
 
 
 def _saved_plan(run: RunItem) -> str | None:
-    plan = get_store().read(RunItem, keys.run_key(run.workspace_id, str(run.plan_run_id)))
+    plan = _read_plan(run.workspace_id, str(run.plan_run_id))
     artifact = (plan.plan_artifact if plan is not None else None) or {}
     if not artifact.get("key"):
         return None
@@ -536,30 +557,18 @@ def completion_writes(tx: Transaction, run: RunItem, done: Completion) -> None:
     )
 
 
-def _stored_outputs(ws: str, body: RunComplete) -> tuple[dict[str, Any], list[str]]:
-    """The outputs as the capsule keeps them (sensitive values sealed) and the sensitive values
-    as text, for redaction."""
+def _stored_outputs(ws: str, body: RunComplete) -> tuple[dict[str, Any], list[Any]]:
+    """The outputs as the capsule keeps them (sensitive values sealed) and the sensitive values as
+    they are, for redaction (which reads every string and number they hold: known_secrets)."""
     stored: dict[str, Any] = {}
-    sensitive: list[str] = []
+    sensitive: list[Any] = []
     for name, output in (body.outputs or {}).items():
         if output.sensitive:
-            sensitive += _redactable(output.value)
+            sensitive.append(output.value)
             stored[name] = {"sensitive": True, "sealed": crypto.seal(json.dumps(output.value), ws)}
         else:
             stored[name] = {"sensitive": False, "value": output.value}
     return stored, sensitive
-
-
-def _redactable(value: Any) -> list[str]:
-    """Every string a sensitive value holds, as redaction looks for them (short ones would mask
-    ordinary words)."""
-    if isinstance(value, str):
-        return [value] if len(value) >= 4 else []
-    if isinstance(value, dict):
-        return [text for item in value.values() for text in _redactable(item)]
-    if isinstance(value, list):
-        return [text for item in value for text in _redactable(item)]
-    return [str(value)] if isinstance(value, int | float) and len(str(value)) >= 6 else []
 
 
 def _decoded(encoded: str) -> bytes:
