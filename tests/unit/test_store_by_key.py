@@ -168,3 +168,26 @@ def test_items_of_different_kinds_are_read_in_one_batch_each_as_the_kind_asked_f
     assert isinstance(team, TeamItem) and team.name == "Core"
     assert isinstance(member, TeamMemberItem) and member.user_id == "u_2"
     assert missing is None
+
+
+def test_a_batch_read_past_dynamodbs_100_keys_goes_out_in_batches_of_100(store, monkeypatch) -> None:
+    from agentplane import keys
+    from agentplane.entities.teams import TeamItem
+
+    for n in range(0, 230, 2):  # every other key exists
+        team = _team()
+        team.id = f"team_{n}"  # type: ignore[attr-defined]
+        store.create(team)
+    sent: list[int] = []
+    batch_get = store.client.batch_get_item
+
+    def counting(**request: Any) -> Any:
+        sent.append(sum(len(table["Keys"]) for table in request["RequestItems"].values()))
+        return batch_get(**request)
+
+    monkeypatch.setattr(store.client, "batch_get_item", counting)
+    found = store.read_many(TeamItem, [keys.team_key(WS, f"team_{n}") for n in range(230)])
+
+    assert sent == [100, 100, 30]
+    assert [team is not None for team in found] == [n % 2 == 0 for n in range(230)]
+    assert all(team.id == f"team_{n}" for n, team in enumerate(found) if team is not None)

@@ -384,16 +384,17 @@ class Store:
         return found
 
     def _batch_get_raw(self, keys: Sequence[Key]) -> list[dict[str, Any] | None]:
-        if not keys:
-            return []
+        """The items at `keys`, in BatchGetItems of at most 100 keys each (DynamoDB's limit)."""
         unique = list({(k["PK"], k["SK"]): k for k in keys}.values())
         found: dict[tuple[str, str], dict[str, Any]] = {}
-        request: dict[str, Any] = {self.table_name: {"Keys": [raw_key(k) for k in unique], "ConsistentRead": True}}
-        while request:
-            response = self.client.batch_get_item(RequestItems=request)
-            for raw in response.get("Responses", {}).get(self.table_name, []):
-                found[(raw[PK]["S"], raw[SK]["S"])] = raw
-            request = response.get("UnprocessedKeys") or {}
+        for start in range(0, len(unique), MAX_BATCH_GET_KEYS):
+            chunk = [raw_key(k) for k in unique[start : start + MAX_BATCH_GET_KEYS]]
+            request: dict[str, Any] = {self.table_name: {"Keys": chunk, "ConsistentRead": True}}
+            while request:
+                response = self.client.batch_get_item(RequestItems=request)
+                for raw in response.get("Responses", {}).get(self.table_name, []):
+                    found[(raw[PK]["S"], raw[SK]["S"])] = raw
+                request = response.get("UnprocessedKeys") or {}
         return [found.get((k["PK"], k["SK"])) for k in keys]
 
     def write_raw(self, operation: str, args: dict[str, Any]) -> dict[str, Any]:

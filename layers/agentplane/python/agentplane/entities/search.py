@@ -11,7 +11,7 @@ from pynamodb.attributes import UnicodeAttribute
 from agentplane import keys
 from agentplane.entities.base import Entity, Keys, MapDocument
 from agentplane.entities.patterns import access_pattern
-from agentplane.store import MAX_BATCH_GET_KEYS, EntityPage, QuerySpec, get_store
+from agentplane.store import EntityPage, QuerySpec, get_store
 
 
 class SearchPostingItem(Entity, discriminator="search_posting"):
@@ -49,8 +49,4 @@ def postings_of_token(
 
 def postings_present(wanted: Sequence[keys.Key]) -> list[bool]:
     """Whether a posting exists at each key, in BatchGetItems of at most 100 keys."""
-    found: list[bool] = []
-    for start in range(0, len(wanted), MAX_BATCH_GET_KEYS):
-        chunk = get_store().read_many(SearchPostingItem, wanted[start : start + MAX_BATCH_GET_KEYS])
-        found += [posting is not None for posting in chunk]
-    return found
+    return [posting is not None for posting in get_store().read_many(SearchPostingItem, wanted)]

@@ -34,7 +34,7 @@ from agentplane.models.deploy import (
     DeployPolicyPut,
     Resolution,
 )
-from agentplane.store import MAX_BATCH_GET_KEYS, TransactionFailed, get_store
+from agentplane.store import TransactionFailed, get_store
 
 # Ids as minted (`agentplane.ids.new_id`): anything else names no capsule and is never looked up.
 CAPSULE_ID = re.compile(r"^cap_[0-9a-z]{26}$")
@@ -81,13 +81,12 @@ def _read_for_resolving(
     ws: str, connection_ids: Sequence[str]
 ) -> tuple[DeployPolicyItem | None, dict[str, ConnectionItem]]:
     """The policy and the connections of `connection_ids` that exist, in one BatchGetItem (more
-    only past its 100 keys, which only a list of many capsules bound to many connections reaches)."""
+    only past its 100 keys, which only a list of many capsules bound to many connections reaches:
+    the store splits them)."""
     ids = sorted({connection_id for connection_id in connection_ids if CONNECTION_ID.match(connection_id)})
     wanted: list[tuple[type[Entity], keys.Key]] = [(DeployPolicyItem, keys.deploy_policy_key(ws))]
     wanted += [(ConnectionItem, keys.connection_key(ws, connection_id)) for connection_id in ids]
-    found = []
-    for start in range(0, len(wanted), MAX_BATCH_GET_KEYS):
-        found += get_store().read_each(wanted[start : start + MAX_BATCH_GET_KEYS])
+    found = get_store().read_each(wanted)
     connections = {
         connection_id: connection
         for connection_id, item in zip(ids, found[1:], strict=True)

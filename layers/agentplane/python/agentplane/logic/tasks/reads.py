@@ -11,7 +11,7 @@ from agentplane.entities.tasks import StoryItem, TaskItem
 from agentplane.errors import NotFound, PreconditionFailed, Unprocessable
 from agentplane.logic import known_secrets
 from agentplane.models.tasks import TASK_ID_PATTERN
-from agentplane.store import MAX_BATCH_GET_KEYS, get_store
+from agentplane.store import get_store
 
 TASK_ID = re.compile(TASK_ID_PATTERN)
 
@@ -38,13 +38,8 @@ def load_live_with_secrets(ws: str, task_id: str) -> tuple[TaskItem, tuple[str, 
 def live_tasks_by_id(ws: str, task_ids: Iterable[str]) -> dict[str, TaskItem]:
     """Live tasks by id, read in batches of 100; unknown or deleted ids are absent."""
     ids = list(dict.fromkeys(task_ids))
-    found: dict[str, TaskItem] = {}
-    for start in range(0, len(ids), MAX_BATCH_GET_KEYS):
-        chunk = ids[start : start + MAX_BATCH_GET_KEYS]
-        for task in get_store().read_many(TaskItem, [keys.task_key(ws, task_id) for task_id in chunk]):
-            if task is not None and task.is_live:
-                found[task.id] = task
-    return found
+    tasks = get_store().read_many(TaskItem, [keys.task_key(ws, task_id) for task_id in ids])
+    return {task.id: task for task in tasks if task is not None and task.is_live}
 
 
 def get_tasks(ws: str, task_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
