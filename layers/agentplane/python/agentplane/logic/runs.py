@@ -840,10 +840,8 @@ def _claim_deploy(access: Access, run: RunItem, body: RunClaim) -> AgentDirectiv
         _fail_unclaimed(access, run, "blocked_binding", blocked.detail)
         raise
 
-    def still_holds(current: RunItem) -> None:
-        if deploy_runs.check_claim(current, deploy_runs.capsule_of(current)):
-            raise Conflict(f"run {current.id} no longer holds its capsule", current_status=current.status)
-
+    # The capsule needs no check in the claim's transaction: only this run's own end passes it on,
+    # and that moves the run, which the claim's condition on the run's status refuses.
     def issued(tx: Transaction, current: RunItem, _target: RunStatus) -> None:
         evidence = {
             "connections": claimed.connection_ids,
@@ -858,7 +856,6 @@ def _claim_deploy(access: Access, run: RunItem, body: RunClaim) -> AgentDirectiv
         RunStatus.running,
         fields={"worker_id": body.worker_id, "last_heartbeat_at": iso(), "deploy": claimed.record},
         extra=issued,
-        before=still_holds if run.carries_out_plan else None,
     )
     moved = _apply(access, run.id, claim, _Read(run))
     _signal(moved.run, "claim", success={"outcome": "claimed"})
