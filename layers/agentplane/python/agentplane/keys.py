@@ -940,6 +940,26 @@ def plan_object(ws_id: str, capsule_id: str, run_id: str) -> str:
     return f"deploy/{ws_id}/{capsule_id}/plans/{run_id}.tfplan"
 
 
+# @keys:billing
+def subscription_key(ws_id: str) -> Key:
+    """The workspace's subscription: its tier and status as Stripe last told them."""
+    return key(ws_pk(ws_id), "SUBSCRIPTION")
+
+
+def token_balance_key(ws_id: str) -> Key:
+    """The workspace's token balance and the sequence number of its latest ledger row."""
+    return key(ws_pk(ws_id), "TOKENS")
+
+
+def token_ledger_pk(ws_id: str) -> str:
+    """The workspace's token ledger: one item per balance change, SK the zero-padded sequence."""
+    return f"{WS}{ws_id}#TOKENLEDGER"
+
+
+def token_ledger_key(ws_id: str, sequence: int) -> Key:
+    return key(token_ledger_pk(ws_id), f"{sequence:012d}")
+
+
 # @keys:realtime
 REALTIME_CONNECTION_PREFIX = "RTCONN#"
 REALTIME_SUBSCRIPTION_PREFIX = "SUB#"

@@ -45,6 +45,8 @@ class Settings(BaseModel):
     # Schedules: EventBridge Scheduler invokes this function, assuming this role, for each firing.
     schedule_fired_function_arn: str = Field(default="", alias="SCHEDULE_FIRED_FUNCTION_ARN")
     scheduler_role_arn: str = Field(default="", alias="SCHEDULER_ROLE_ARN")
+    # Billing: the tier catalog as JSON (empty: the catalog shipped with the code, logic/billing/pricing.json).
+    billing_catalog: str = Field(default="", alias="BILLING_CATALOG")
     # Realtime fan-out: the WebSocket API stage's management endpoint, where pushes are posted.
     websocket_endpoint: str = Field(default="", alias="WEBSOCKET_ENDPOINT")
 

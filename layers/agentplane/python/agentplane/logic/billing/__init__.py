@@ -1,0 +1,1 @@
+"""Billing: the tier catalog, subscriptions through Stripe, plan limits, and the token ledger."""
