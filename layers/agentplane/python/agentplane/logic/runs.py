@@ -40,7 +40,7 @@ from agentplane.entities.workspaces import WorkspaceItem
 from agentplane.errors import Conflict, Forbidden, InvalidTransition, MissingScope, NotFound, RateLimited
 from agentplane.ids import iso, new_id, now, parse_iso
 from agentplane.lazy import lazy_module
-from agentplane.logic import known_secrets
+from agentplane.logic import known_secrets, run_input
 from agentplane.logic.run_events import event_record, events_batch
 from agentplane.models.runs import (
     ACTIVE,
@@ -197,6 +197,7 @@ def actions_for(run: RunItem, access: Access | None = None, auto_push: bool = Fa
         can_reject=reviewable and control,
         can_commit=run.approved and not run.committed_at and may("git:commit"),
         can_push=run.approved and auto_push and not run.pushed_at and may("git:push"),
+        can_answer=run_input.can_answer(run) and control,
     )
 
 
@@ -458,10 +459,13 @@ def _write_move(tx: Transaction, actor: Actor, transition: Transition, read: _Re
     run, known = read.run, read.known
     was, at, event_id = run.state, iso(), run.next_event_id
     changes, conditions = transition.changes(run, known), transition.conditions(run)
+    open_request = run.input_request_id
+    changes |= run_input.closing_changes(run, target)
     actions, unmoved = run.move(target, at, changes)
     for condition in conditions:
         unmoved &= condition
     tx.change(run, actions, unmoved, name=RUN)
+    run_input.close_request(tx, run, open_request, target)
     if _takes_slot(was, target):
         _take_slot(tx, run.workspace_id)
     elif was in ACTIVE and target not in ACTIVE:
@@ -490,6 +494,11 @@ def _shown(access: Access, moved: Moved) -> Run:
     return to_run(moved.run, access, auto_push)
 
 
+# An agent's work includes waiting for a person's answer to its question (logic.run_input): what
+# ends the one (a complete, a fail) ends the other.
+_WAITS_OF_PHASE = {"work": ("work", run_input.INPUT_PHASE)}
+
+
 def _signal(
     run: RunItem, phase: str, *, success: dict[str, Any] | None = None, error: str = "", fresh: bool = False
 ) -> None:
@@ -498,11 +507,12 @@ def _signal(
     Called after our write committed, with a fresh read: either the execution recorded its token
     before our write (we see it here) or after (the lifecycle function then sees our new status
     and resolves the wait itself). A wait resolved twice is harmless."""
-    if not fresh and not (run.task_token and run.task_phase == phase):
+    phases = _WAITS_OF_PHASE.get(phase, (phase,))
+    if not fresh and not (run.task_token and run.task_phase in phases):
         # The run as read before our write had no token for this wait: read it again (see above).
         run = get_store().read(RunItem, keys.run_key(run.workspace_id, run.id)) or run
     token = run.task_token
-    if not token or run.task_phase != phase:
+    if not token or run.task_phase not in phases:
         return
     try:
         if success is not None:
@@ -525,6 +535,7 @@ def start_execution(run: RunItem | Mapping[str, Any]) -> None:
         "run_id": run.id,
         "queue_timeout_seconds": int(run.queue_timeout_seconds or 3600),
         "heartbeat_timeout_seconds": run.heartbeat_timeout,
+        "input_timeout_seconds": run.input_timeout,
         "approval_timeout_seconds": get_settings().approval_timeout_seconds,
     }
     try:
@@ -904,7 +915,9 @@ def heartbeat_run(access: Access, run_id: str, body: RunHeartbeat) -> AgentDirec
     desired = RunDesiredState(run.desired_state or RunDesiredState.run.value)
     if run.state in FINISHED or run.state == RunStatus.awaiting_approval:
         desired = RunDesiredState.cancel if run.state == RunStatus.cancelled else RunDesiredState.stop
-    return _directive(run, desired)
+    directive = _directive(run, desired)
+    directive.answers = run_input.deliver_answers(access, run)
+    return directive
 
 
 def _heartbeat_execution(run: RunItem) -> None:
@@ -1165,6 +1178,8 @@ def record_wait(ws: str, run_id: str, phase: str, token: str) -> dict[str, Any]:
         _signal(run, phase, success={"outcome": status.value}, fresh=True)
     elif phase == "approval" and status != RunStatus.awaiting_approval:
         _signal(run, phase, success={"outcome": (run.review or {}).get("decision", status.value)}, fresh=True)
+    else:
+        run_input.settle_wait(run, phase)
     return {"recorded": phase, "status": status.value}
 
 
@@ -1172,6 +1187,7 @@ _TIMEOUT_REASONS = {
     "claim": ("queue_timeout", frozenset({RunStatus.queued})),
     "work": ("stalled", frozenset({RunStatus.running, RunStatus.paused})),
     "approval": ("approval_timeout", frozenset({RunStatus.awaiting_approval})),
+    run_input.INPUT_PHASE: ("input_timeout", frozenset({RunStatus.running, RunStatus.paused})),
 }
 
 
@@ -1184,6 +1200,7 @@ def expire_wait(ws: str, run_id: str, phase: str) -> dict[str, Any]:
         RunStatus.failed,
         fields={"failure_reason": reason, "desired_state": RunDesiredState.stop.value},
         event_data={"failure_reason": reason},
+        guard=run_input.expiry_guard(phase),
     )
     try:
         run = _apply(_Execution(ws), run_id, expire).run
