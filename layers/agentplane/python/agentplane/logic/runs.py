@@ -460,7 +460,7 @@ def _write_move(tx: Transaction, actor: Actor, transition: Transition, read: _Re
     was, at, event_id = run.state, iso(), run.next_event_id
     changes, conditions = transition.changes(run, known), transition.conditions(run)
     open_request = run.input_request_id
-    changes |= run_input.closing_changes(run, target)
+    changes = {**run_input.closing_changes(run, target), **changes}
     actions, unmoved = run.move(target, at, changes)
     for condition in conditions:
         unmoved &= condition
