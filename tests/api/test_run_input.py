@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from agentplane.auth.tokens import resolve_principal
+from agentplane.logic import runs as run_logic
 from agentplane.logic.workspaces import create_workspace
 from agentplane.models.workspaces import WorkspaceCreate
 from agentplane.redact import MASK
@@ -203,7 +204,7 @@ def test_a_silent_agent_waiting_for_an_answer_is_not_stalled_but_is_once_answere
     request = ask(api, workspace, run, "Which database?").json["data"]
     assert wait_for(lambda: waiting_in(workspace, run, "input"), timeout=20)
 
-    time.sleep(7)  # past the heartbeat timeout, without a beat
+    time.sleep(6)  # past the heartbeat timeout, without a beat
     assert status_of(api, workspace, run)["status"] == "running"
     assert execution_status(workspace, run) == "RUNNING"
 
@@ -212,6 +213,33 @@ def test_a_silent_agent_waiting_for_an_answer_is_not_stalled_but_is_once_answere
     failed = wait_for(lambda: (r := status_of(api, workspace, run))["status"] == "failed" and r, timeout=20)
     assert failed["failure_reason"] == "stalled"
     assert time.monotonic() - answered_at >= 4  # the heartbeat timer started over at the answer
+    assert wait_for(lambda: execution_status(workspace, run) == "SUCCEEDED", timeout=20)
+
+
+def test_a_question_asked_as_the_heartbeat_runs_out_keeps_the_run_waiting_for_its_answer(
+    api, user, workspace, monkeypatch
+):
+    """The heartbeat timeout fires, and the agent's question lands before the execution marks the
+    run stalled: the run waits for the answer, and the execution with it."""
+    api.token = user["token"]
+    expire_wait = run_logic.expire_wait
+    run: dict[str, Any] = {}
+    asked: list[int] = []
+
+    def ask_first(ws: str, run_id: str, phase: str) -> dict[str, Any]:
+        if phase == "work" and not asked:
+            asked.append(ask(api, workspace, run, "Still there?").status)
+        return expire_wait(ws, run_id, phase)
+
+    monkeypatch.setattr(run_logic, "expire_wait", ask_first)
+    run.update(running_run(api, workspace, heartbeat_timeout_seconds=5))
+
+    assert wait_for(lambda: waiting_in(workspace, run, "input"), timeout=30)
+    assert asked == [201]
+    waiting = status_of(api, workspace, run)
+    assert (waiting["status"], waiting["status_detail"], waiting["failure_reason"]) == ("running", "needs_input", None)
+    assert execution_status(workspace, run) == "RUNNING"
+    act(api, workspace, run, "complete", {"worker_id": "w1"})
     assert wait_for(lambda: execution_status(workspace, run) == "SUCCEEDED", timeout=20)
 
 
