@@ -10,8 +10,9 @@ concurrent callers therefore cannot both win; the loser gets a 409 carrying `cur
 
 The execution (statemachine/run.asl.json) waits on task tokens the lifecycle function records on
 the run: "claim" (queue timeout), "work" (heartbeat timeout = a silent agent fails the run as
-`stalled`) and "approval". The API resolves those waits with SendTaskSuccess/Failure after its own
-write has won, so the table is always the source of truth and the execution only keeps time.
+`stalled`), "input" (the agent waits for a person's answer: logic.run_input) and "approval". The
+API resolves those waits with SendTaskSuccess/Failure after its own write has won, so the table is
+always the source of truth and the execution only keeps time.
 """
 
 from __future__ import annotations
