@@ -43,7 +43,8 @@ def assert_refused(response: Any, limit: str, allowed: int, current: int, tier: 
     assert response.status == 402, response.body
     problem = response.json
     assert problem["type"].endswith("/payment-required") and problem["status"] == 402
-    assert (problem["limit"], problem["allowed"], problem["current"], problem["tier"]) == (limit, allowed, current, tier)
+    extensions = (problem["limit"], problem["allowed"], problem["current"], problem["tier"])
+    assert extensions == (limit, allowed, current, tier)
     assert limit.replace("_", " ") in problem["detail"]
 
 
@@ -241,9 +242,7 @@ def test_a_subscription_that_ended_leaves_the_workspace_on_the_default_tier(api,
     ws = workspace["id"]
     assert limits.tier_of(ws).id == "free"
     for status, tier in [("past_due", "team"), ("trialing", "team"), ("canceled", "free"), ("unpaid", "free")]:
-        get_store().save(
-            SubscriptionItem(workspace_id=ws, tier="team", status=status, created_at="t", updated_at="t")
-        )
+        get_store().save(SubscriptionItem(workspace_id=ws, tier="team", status=status, created_at="t", updated_at="t"))
         assert limits.tier_of(ws).id == tier, status
 
 
