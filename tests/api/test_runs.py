@@ -18,6 +18,7 @@ from agentplane.redact import MASK
 from agentplane.settings import get_settings
 from tests.conftest import Client, put_common_env, register_and_login
 from tests.fixtures.secret_corpus import fake
+from tests.plans import put_on_tier
 
 pytestmark = pytest.mark.usefixtures("executions")
 
@@ -506,6 +507,7 @@ def test_maintenance_runs_at_the_active_run_cap_are_429_and_write_nothing(api, u
 
 
 def test_maintenance_runs_count_against_the_start_limit(api, user, workspace):
+    put_on_tier(workspace)  # six active runs: more than the free tier's three
     api.token = user["token"]
     project = api.post(f"/api/v1/workspaces/{workspace['id']}/projects", {"name": "Repo"}).json["data"]
     project_path = f"/api/v1/workspaces/{workspace['id']}/projects/{project['id']}"
@@ -528,6 +530,7 @@ def test_maintenance_runs_count_against_the_start_limit(api, user, workspace):
 
 
 def test_seventh_start_in_a_minute_is_429_with_retry_after(api, user, workspace):
+    put_on_tier(workspace)  # six active runs: more than the free tier's three
     api.token = user["token"]
     started = []
     for _ in range(7):

@@ -295,3 +295,26 @@ def test_documents_are_stored_as_boto3_stored_them_and_items_written_that_way_re
     assert read.data == raw_items.get(key_old)["data"]
     assert read.data["whole_float"] == 2 and isinstance(read.data["whole_float"], int)
     assert read.data["tags"][3] == {"deep": [1.5, {"x": ""}]}
+
+
+def test_a_count_answers_how_many_match_across_pages_and_after_its_filter(store, monkeypatch) -> None:
+    from agentplane import keys
+    from agentplane.entities.teams import TeamItem
+    from agentplane.store import QuerySpec
+
+    for n in range(30):
+        store.create(_team(f"team_{n:03d}", "match" if n % 3 == 0 else "other"))
+    sent: list[dict[str, object]] = []
+    real_query = store.client.query
+
+    def query(**args: object) -> object:
+        sent.append(args)
+        return real_query(**{**args, "Limit": 7})  # pages as DynamoDB's 1 MB cut would
+
+    monkeypatch.setattr(store.client, "query", query)
+    every = store.count(QuerySpec(keys.team_list_gsi(WS), index=keys.GSI1))
+    matching = store.count(QuerySpec(keys.team_list_gsi(WS), index=keys.GSI1, filter=TeamItem.name_lower == "match"))
+
+    assert (every, matching) == (30, 10)
+    assert all(args["Select"] == "COUNT" for args in sent) and len(sent) > 2
+    assert store.count(QuerySpec(keys.team_list_gsi("ws_none"), index=keys.GSI1)) == 0

@@ -816,6 +816,11 @@ def run_counter_key(ws_id: str) -> Key:
     return key(ws_pk(ws_id), "RUNCOUNTER")
 
 
+def plan_usage_key(ws_id: str) -> Key:
+    """How many members and live projects a workspace has, each beside its tier's limit."""
+    return key(ws_pk(ws_id), "PLANUSAGE")
+
+
 def run_review_key(ws_id: str, run_id: str, review_id: str) -> Key:
     return key(ws_pk(ws_id), f"RUNREVIEW#{run_id}#{review_id}")
 

@@ -416,9 +416,8 @@ class Store:
         sent them and the key to resume after."""
         return self._query_raw(spec, limit, start_key)
 
-    def _query_raw(
-        self, spec: QuerySpec, limit: int, start_key: dict[str, Any] | None
-    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    def _query_args(self, spec: QuerySpec) -> dict[str, Any]:
+        """The Query of `spec` as DynamoDB takes it, without its limit and start."""
         pk_attr, sk_attr = _INDEX_KEYS[spec.index]
         names = {"#pk": pk_attr}
         values: dict[str, Any] = {":pk": spec.partition}
@@ -435,7 +434,6 @@ class Store:
         args: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": condition,
-            "Limit": limit,
             "ScanIndexForward": not spec.newest_first,
         }
         if spec.index:
@@ -453,6 +451,12 @@ class Store:
             names.update({placeholder: attr for attr, placeholder in placeholders.items()})
         args["ExpressionAttributeNames"] = names
         args["ExpressionAttributeValues"] = typed_values
+        return args
+
+    def _query_raw(
+        self, spec: QuerySpec, limit: int, start_key: dict[str, Any] | None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        args = {**self._query_args(spec), "Limit": limit}
         if start_key:
             args["ExclusiveStartKey"] = raw_key(start_key)
         check = _take_deferred()
@@ -465,6 +469,21 @@ class Store:
         if check is not None and checked is not None:
             check.settle(checked.result())
         return list(response.get("Items", [])), plain_key(response.get("LastEvaluatedKey"))
+
+    def count(self, spec: QuerySpec) -> int:
+        """How many items `spec` matches (after its filter), counted by DynamoDB (`Select=COUNT`)
+        page by page, so nothing but the numbers comes back (a counter's first reckoning, a rare
+        report; a partition read through on a hot path would cost what it holds)."""
+        self.settle_deferred()
+        args: dict[str, Any] = {**self._query_args(spec), "Select": "COUNT"}
+        total = 0
+        while True:
+            response = self.client.query(**args)
+            total += int(response.get("Count", 0))
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return total
+            args["ExclusiveStartKey"] = last
 
     # --- entities ---------------------------------------------------------------------------
     def read(self, entity: type[E], key: Key, *, consistent: bool = True) -> E | None:

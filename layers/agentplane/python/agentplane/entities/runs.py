@@ -18,6 +18,7 @@ from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, UnicodeSetAt
 from agentplane import keys
 from agentplane.entities.base import Entity, Keys, ListDocument, MapDocument, number, raw_item
 from agentplane.entities.patterns import access_pattern
+from agentplane.entities.plan_usage import room_for_one
 from agentplane.models.run_telemetry import Artifact, RunCommand, RunFile, RunFileDetail, RunSnapshot, RunSummary
 from agentplane.models.runs import DEPLOY_KINDS, Run, RunActions, RunKind, RunReview, RunStatus
 from agentplane.store import EntityPage, QuerySpec, get_store
@@ -261,14 +262,22 @@ class RunReviewItem(Entity[RunReview], discriminator="run_review"):
 
 class RunCounterItem(Entity, discriminator="run_counter"):
     """How many of a workspace's runs hold an active-run slot; kept by key alone (`tally`), so
-    the item carries no kind of its own."""
+    the item carries no kind of its own. Beside the count, the limit the workspace's tier sets on
+    it (see entities.plan_usage: absent means the default tier's)."""
 
     active = number(default=0)
+    limit = number(attr_name="active_limit", null=True)
 
     @classmethod
     def below(cls, cap: int) -> Condition:
         below: Condition = cls.active.does_not_exist() | (cls.active < cap)
         return below
+
+    @classmethod
+    def room_under_tier(cls, default: int | None) -> Condition:
+        """One more active run fits under the tier's limit (`default`: the default tier's)."""
+        room: Condition = cls.active.does_not_exist() | room_for_one(cls.active, cls.limit, default)
+        return room
 
 
 class RunUsageItem(Entity, discriminator="run_usage"):

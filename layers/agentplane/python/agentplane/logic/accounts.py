@@ -23,12 +23,14 @@ from agentplane.entities.accounts import (
     pats_of,
     sessions_of,
 )
+from agentplane.entities.plan_usage import PlanUsageItem
 from agentplane.entities.teams import teams_of_member
 from agentplane.entities.tokens import TokenItem
 from agentplane.entities.workspaces import MemberItem, WorkspaceItem, every_membership_of, first_members
 from agentplane.errors import Conflict, Forbidden, NotFound, Unauthorized
 from agentplane.ids import iso, new_id
 from agentplane.logic import api_keys
+from agentplane.logic.billing import limits
 from agentplane.logic.teams import drop_team_membership
 from agentplane.models.auth import (
     ERASED_USERNAME,
@@ -457,11 +459,14 @@ def erase_user(principal: Principal, password: str | None = None, request_id: st
     for membership in memberships:
         ws_id = membership.workspace_id
         cleanup.discard(MemberItem, membership.key)
-        workspace = get_store().read(WorkspaceItem, keys.workspace_key(ws_id))
-        if membership.role == "owner" and workspace is not None and not workspace.deleted_at:
+        workspace, counts = get_store().read_each(
+            [(WorkspaceItem, keys.workspace_key(ws_id)), (PlanUsageItem, keys.plan_usage_key(ws_id))]
+        )
+        if membership.role == "owner" and isinstance(workspace, WorkspaceItem) and not workspace.deleted_at:
             _close_workspace(cleanup, workspace, user_id, at, request_id)  # they were its only member
         else:
             _leave_teams(cleanup, ws_id, user_id)
+            limits.free_seat_as_read(cleanup, ws_id, counts)
             audit.record(cleanup, ws_id, user_id, "member.erased", "user", user_id, request_id)
     _revoke_sessions(cleanup, user_id, keep=principal.token_hash)
     for pat in pats_of(user_id):

@@ -37,6 +37,7 @@ from agentplane.entities.workspaces import (
 )
 from agentplane.errors import Conflict, Forbidden, InvalidTransition, NotFound, Unauthorized
 from agentplane.ids import epoch, iso, new_id, now
+from agentplane.logic.billing import limits
 from agentplane.logic.workspaces import new_member
 from agentplane.models.workspaces import Invite, InviteCreate, InviteCreated, InviteStatus, Membership
 from agentplane.store import Transaction, TransactionFailed, get_store
@@ -190,10 +191,11 @@ def accept_invite(principal: Principal, secret: str, request_id: str = "") -> Me
     tx.change(invite, accepted, InviteItem.pending())
     tx.create(membership, name="membership")
     tx.require(WorkspaceItem, keys.workspace_key(ws), WorkspaceItem.live())
+    limits.take_seat(tx, ws)
     _release_email(tx, invite)
     audit.record(tx, ws, user_id, "invite.accepted", "invite", invite_id, request_id, {"role": role.value})
     try:
-        tx.commit()
+        limits.commit_counted(tx, ws)
     except TransactionFailed as failure:
         if failure.failed == TOKEN_GUARD:
             raise Unauthorized("the token is invalid, expired or revoked") from failure

@@ -23,6 +23,7 @@ from agentplane.entities.workspaces import MemberItem, members_page
 from agentplane.errors import Conflict, Forbidden, MissingScope, NotFound, Unprocessable
 from agentplane.ids import iso
 from agentplane.logic import api_keys
+from agentplane.logic.billing import limits
 from agentplane.logic.teams import drop_team_membership
 from agentplane.logic.workspaces import OWNER_COUNT, count_owners, load_workspace, new_member, own_transaction
 from agentplane.models.workspaces import Member, MemberAdd, MemberUpdate
@@ -79,11 +80,12 @@ def add_member(access: Access, body: MemberAdd) -> Member:
     member = new_member(ws, workspace.name, body.user_id, body.role, iso(), added_by=access.actor_id)
     tx = access.transaction()
     tx.create(member, name=_MEMBERSHIP)
+    limits.take_seat(tx, ws)
     if body.role == Role.owner:
         count_owners(tx, ws, +1)
     access.audit(tx, "member.added", "user", body.user_id, {"role": body.role.value})
     try:
-        access.commit(tx)
+        limits.commit_counted(tx, ws, access.commit)
     except TransactionFailed as failure:
         if failure.failed == _MEMBERSHIP:
             raise Conflict(f"{body.user_id} is already a member of this workspace") from failure
@@ -99,7 +101,7 @@ def _guarded(access: Access, target_user: str) -> tuple[Transaction, bool]:
 
 def _commit_membership_change(access: Access, tx: Transaction, what: str) -> None:
     try:
-        access.commit(tx)
+        limits.commit_counted(tx, access.workspace_id, access.commit)
     except TransactionFailed as failure:
         if failure.failed == OWNER_COUNT and failure.reason(OWNER_COUNT) == "ConditionalCheckFailed":
             load_workspace(access.workspace_id)  # 404 if it was deleted meanwhile
@@ -158,6 +160,7 @@ def remove_member(access: Access, user_id: str) -> None:
     if own:
         condition = condition & access.membership_condition()
     tx.remove(target, condition, name=_MEMBERSHIP)
+    limits.free_seat(tx, ws)
     if role == Role.owner:
         count_owners(tx, ws, -1)
     teams = teams_of_member(ws, user_id)

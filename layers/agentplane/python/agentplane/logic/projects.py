@@ -25,6 +25,7 @@ from agentplane.entities.projects import (
 from agentplane.entities.runs import run_from_item
 from agentplane.errors import Conflict, NotFound, PreconditionFailed
 from agentplane.ids import iso, new_id, parse_iso
+from agentplane.logic.billing import limits
 from agentplane.models.projects import (
     PROJECT_FIELDS,
     MaintenanceAction,
@@ -96,6 +97,7 @@ def create_project(access: Access, body: ProjectCreate) -> Project:
     tx = access.transaction()
     tx.create(project)
     tx.create(ProjectNameItem(workspace_id=ws, project_id=project.id, name=body.name), name=NAME_GUARD)
+    limits.take_project(tx, ws)
     tx.save(
         changelog_entry(
             ws, project.id, "project.created", f"Project {body.name} created", access.actor_id, ("project", project.id)
@@ -103,7 +105,7 @@ def create_project(access: Access, body: ProjectCreate) -> Project:
     )
     access.audit(tx, "project.created", "project", project.id, {"name": body.name})
     try:
-        access.commit(tx)
+        limits.commit_counted(tx, ws, access.commit)
     except TransactionFailed as failure:
         if failure.failed == NAME_GUARD:
             raise Conflict(f"a project named '{body.name}' already exists in this workspace") from failure
@@ -184,9 +186,10 @@ def delete_project(access: Access, project_id: str) -> None:
     # Soft delete: the project stays for its audit trail but leaves the list, and frees its name.
     tx.adjust(ProjectItem, project.key, project.soft_delete(iso()), ProjectItem.undeleted())
     tx.drop(ProjectNameItem, keys.project_name_key(ws, project.name), ProjectNameItem.held_by(project_id))
+    limits.free_project(tx, ws)
     access.audit(tx, "project.deleted", "project", project_id)
     try:
-        access.commit(tx)
+        limits.commit_counted(tx, ws, access.commit)
     except TransactionFailed as failure:
         raise NotFound(f"project {project_id} not found") from failure
 
@@ -244,7 +247,7 @@ def request_maintenance(access: Access, project_id: str, action: MaintenanceActi
         access.commit(tx)
     except TransactionFailed as failure:
         if failure.failed == runs.RUN_SLOT:
-            raise runs.too_many_active() from failure
+            raise runs.slot_refused(ws, failure) from failure
         raise NotFound(f"project {project_id} not found") from failure
     runs.start_execution(run)
     return MaintenanceRun.model_validate(run)

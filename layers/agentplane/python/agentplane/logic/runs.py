@@ -41,6 +41,7 @@ from agentplane.entities.runs import (
 )
 from agentplane.entities.workspaces import WorkspaceItem
 from agentplane.errors import (
+    AppError,
     Conflict,
     Forbidden,
     InvalidTransition,
@@ -52,7 +53,7 @@ from agentplane.errors import (
 from agentplane.ids import iso, new_id, now, parse_iso
 from agentplane.lazy import lazy_module
 from agentplane.logic import known_secrets, run_budget, run_input
-from agentplane.logic.billing import tokens
+from agentplane.logic.billing import limits, tokens
 from agentplane.logic.run_events import event_record, events_batch
 from agentplane.models.runs import (
     ACTIVE,
@@ -457,7 +458,7 @@ def _apply(actor: Actor, run_id: str, transition: Transition, first: _Read | Non
             actor.commit(tx)
         except TransactionFailed as failure:
             if failure.failed == RUN_SLOT and _takes_slot(was, target):
-                raise too_many_active() from failure
+                raise slot_refused(run.workspace_id, failure) from failure
             refused = deploy_runs.refused_start(failure.failed, run) if run.is_deploy else None
             if refused is not None:
                 raise refused from failure
@@ -776,7 +777,7 @@ def retry_run(access: Access, run_id: str) -> Run:
         access.commit(tx)
     except TransactionFailed as failure:
         if failure.failed == RUN_SLOT:
-            raise too_many_active() from failure
+            raise slot_refused(ws, failure) from failure
         current = _load(ws, run_id)
         raise InvalidTransition(f"run {run_id} was retried already", current_status=current.status) from failure
     start_execution(new)
@@ -786,7 +787,7 @@ def retry_run(access: Access, run_id: str) -> Run:
 def queue_new_run(tx: Transaction, run: RunItem | dict[str, Any], event_data: Mapping[str, Any] | None = None) -> None:
     """Add a new draft run to `tx` already queued, as `start` would leave it: the run, an active-run
     slot and its first event. The transaction failing at the slot (`failure.failed == RUN_SLOT`)
-    means the workspace is at its cap (`too_many_active`), and then nothing of it was written.
+    means the workspace is at a cap (`slot_refused`), and then nothing of it was written.
     A draft given as the table holds it (a dict) is updated in place. After the commit,
     `start_execution` starts its timers."""
     queued = _as_run(run)
@@ -803,13 +804,22 @@ def queue_new_run(tx: Transaction, run: RunItem | dict[str, Any], event_data: Ma
 
 
 def _take_slot(tx: Transaction, ws: str) -> None:
-    """Count one more active run, refused (in the same transaction) at the workspace's cap."""
-    below_cap = RunCounterItem.below(get_settings().max_active_runs)
-    tx.upsert(RunCounterItem, keys.run_counter_key(ws), [RunCounterItem.active.add(1)], below_cap, name=RUN_SLOT)
+    """Count one more active run, refused (in the same transaction) at the site-wide cap or the
+    workspace's tier's limit."""
+    room = RunCounterItem.below(get_settings().max_active_runs) & limits.room_for_a_run()
+    tx.upsert(RunCounterItem, keys.run_counter_key(ws), [RunCounterItem.active.add(1)], room, name=RUN_SLOT)
 
 
 def _free_slot(tx: Transaction, ws: str) -> None:
     tx.upsert(RunCounterItem, keys.run_counter_key(ws), [RunCounterItem.active.add(-1)])
+
+
+def slot_refused(ws: str, failure: TransactionFailed) -> AppError:
+    """Why a transaction failed at the slot: the tier's active-run limit (a 402), or else the
+    site-wide cap (a 429)."""
+    counter = failure.current(RUN_SLOT, RunCounterItem)
+    refused = limits.active_run_refusal(ws, counter, get_settings().max_active_runs)
+    return refused if refused is not None else too_many_active()
 
 
 def too_many_active() -> RateLimited:

@@ -33,6 +33,7 @@ from agentplane.entities.workspaces import (
 from agentplane.errors import Conflict, Forbidden, NotFound, PreconditionFailed, Unprocessable
 from agentplane.ids import iso, new_id
 from agentplane.logic import api_keys
+from agentplane.logic.billing import limits
 from agentplane.models.workspaces import (
     MAX_COMMON_ENV,
     CommonEnv,
@@ -159,6 +160,7 @@ def create_workspace(principal: Principal, body: WorkspaceCreate, request_id: st
     tx = get_store().transaction()
     tx.create(workspace)
     tx.create(new_member(ws_id, body.name, principal.user_id, Role.owner, at))
+    tx.create(limits.new_workspace_counts(ws_id))
     audit.record(tx, ws_id, principal.user_id, "workspace.created", "workspace", ws_id, request_id, {"name": body.name})
     tx.commit()
     return workspace.to_model()

@@ -34,6 +34,21 @@ class Tier(Output):
     stripe_price: str | None = Field(default=None, description="The Stripe price a checkout subscribes to")
 
 
+class LimitName(StrEnum):
+    members = "members"
+    projects = "projects"
+    active_runs = "active_runs"
+
+
+class LimitViolation(Output):
+    """One of a tier's limits that a workspace is over (a downgrade it would not fit)."""
+
+    limit: LimitName
+    allowed: int = Field(description="What the tier allows")
+    current: int = Field(description="What the workspace has now")
+    detail: str = Field(description='Said for people, e.g. "7 members; the Free tier allows 5"')
+
+
 class TokenPackage(Output):
     id: str
     name: str
@@ -94,6 +109,8 @@ class TransactionQuery(ListQuery):
 
 __all__ = [
     "MAX_TOKENS",
+    "LimitName",
+    "LimitViolation",
     "Pricing",
     "Tier",
     "TierId",
