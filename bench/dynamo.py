@@ -470,6 +470,17 @@ SCENARIOS: list[Scenario] = [
     Scenario("GET", f"{CAPSULE}/state-versions", GET_AND_QUERY, needs=("workspace", "capsule")),
     Scenario("GET", f"{CAPSULE}/outputs", ONE_READ, needs=("workspace", "capsule")),
     Scenario("GET", f"{WS}/deploy-policy", ONE_READ, needs=("workspace",)),
+    # tokens: a consume reads the balance, then writes it (conditioned on what it read) with its
+    # ledger row and audit row in one transaction
+    Scenario("GET", f"{WS}/tokens/balance", ONE_READ, needs=("workspace", "tokens")),
+    Scenario("GET", f"{WS}/tokens/transactions", ONE_QUERY, needs=("workspace", "tokens")),
+    Scenario(
+        "POST",
+        f"{WS}/tokens/consume",
+        READ_AND_TRANSACTION,
+        needs=("workspace", "tokens"),
+        body=lambda w: {"amount": 10, "action": "bench"},
+    ),
     Scenario("PUT", f"{WS}/deploy-policy", needs=("workspace",), body=lambda w: {"allowed_providers": ["aws"]}),
     # dashboard: overview counts and per-agent aggregates over tasks, runs and agents
     Scenario("GET", f"{WS}/dashboard/stats", needs=("workspace", "task", "agent")),
@@ -482,6 +493,15 @@ SCENARIOS: list[Scenario] = [
     Scenario("POST", f"{RUN}/start", LIMITED_TRANSITION, needs=("workspace", "run")),
     Scenario("POST", f"{RUN}/claim", GET_AND_TRANSACTION, needs=("workspace", "queued_run"), body=_worker),
     Scenario("POST", f"{RUN}/heartbeat", GET_AND_UPDATE, needs=("workspace", "running_run"), body=_worker),
+    # a heartbeat reporting usage reads the run with the balance (one BatchGetItem) and writes the
+    # liveness, the usage and its ledger row in one transaction
+    Scenario(
+        "POST",
+        f"{RUN}/heartbeat",
+        READ_AND_TRANSACTION,
+        needs=("workspace", "tokens", "running_run"),
+        body=lambda w: {"worker_id": WORKER, "usage": {"tokens": 25}},
+    ),
     Scenario("POST", f"{RUN}/pause", GET_AND_TRANSACTION, needs=("workspace", "running_run")),
     Scenario("POST", f"{RUN}/resume", GET_AND_TRANSACTION, needs=("workspace", "paused_run")),
     Scenario("POST", f"{RUN}/cancel", GET_AND_TRANSACTION, needs=("workspace", "running_run")),
@@ -953,6 +973,13 @@ def _approved_run(world: World) -> None:
     _act(world, "POST", f"{RUN}/approve", {"notes": "Looks good"})
 
 
+def _tokens(world: World) -> None:
+    """Tokens granted to the workspace (as a paid invoice would)."""
+    from agentplane.logic.billing import tokens
+
+    tokens.grant(world.values["ws"], 100_000, reason="bench")
+
+
 def _auto_push(world: World) -> None:
     _act(world, "PATCH", WS, {"auto_push": True})
 
@@ -1048,6 +1075,7 @@ BUILDERS: dict[str, Callable[[World], None]] = {
     "gated_run": _gated_run,
     "approved_run": _approved_run,
     "auto_push": _auto_push,
+    "tokens": _tokens,
     "run_events": _run_events,
     "run_file": _listed("file_id", f"{RUN}/files"),
     "run_command": _listed("command_id", f"{RUN}/commands"),

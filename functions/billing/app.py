@@ -1,9 +1,11 @@
-"""Billing family: the public tier catalog and pricing, Stripe's webhook, and a workspace's
-subscription, checkout and portal sessions, plan changes, usage and auto top-up, under
-/api/v1/billing and /api/v1/workspaces/{ws}/billing.
+"""Billing family: the public tier catalog and pricing, Stripe's webhook, a workspace's
+subscription, checkout and portal sessions, plan changes, usage and auto top-up (under
+/api/v1/billing and /api/v1/workspaces/{ws}/billing), and its token balance, ledger and consuming
+tokens (under /api/v1/workspaces/{ws}/tokens).
 
-Reading needs `billing:read`; buying and changing plans `billing:write` and the workspace's owner
-or an admin. The catalog and the webhook need no token (the webhook is signed by Stripe).
+Reading needs `billing:read`; consuming tokens `billing:write`; buying and changing plans
+`billing:write` and the workspace's owner or an admin. The catalog and the webhook need no token
+(the webhook is signed by Stripe).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Header
+from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 
 from agentplane.access import Access
 from agentplane.http import (
@@ -26,8 +28,16 @@ from agentplane.http import (
     request_id,
     workspace_scope,
 )
-from agentplane.logic.billing import catalog, subscriptions, topup, webhook
-from agentplane.models.billing import Pricing, Tier
+from agentplane.logic.billing import catalog, subscriptions, tokens, topup, webhook
+from agentplane.models.billing import (
+    Pricing,
+    Tier,
+    TokenBalance,
+    TokenConsume,
+    TokenConsumed,
+    TokenTransaction,
+    TransactionQuery,
+)
 from agentplane.models.envelope import Data, DataList
 from agentplane.models.subscriptions import (
     AutoTopUp,
@@ -50,7 +60,8 @@ from agentplane.models.subscriptions import (
 REQUIRED_SETTINGS = ("stripe_api_key", "stripe_webhook_secret")
 app = create_app(requires=REQUIRED_SETTINGS)
 BILLING = "/api/v1/billing"
-WS_BILLING = "/api/v1/workspaces/<ws>/billing"
+WS = "/api/v1/workspaces/<ws>"
+WS_BILLING = f"{WS}/billing"
 ReadBilling = Annotated[Access, workspace_scope("billing:read")]
 WriteBilling = Annotated[Access, workspace_scope("billing:write")]
 StripeSignature = Annotated[
@@ -126,6 +137,27 @@ def create_auto_topup(ws: str, access: WriteBilling, body: AutoTopUpCreate) -> R
 @app.put(f"{WS_BILLING}/auto-topup", responses=PROBLEM_RESPONSES)
 def update_auto_topup(ws: str, access: WriteBilling, body: AutoTopUpUpdate) -> Data[AutoTopUp]:
     return ok(topup.reconfigure(access, body))
+
+
+# --- tokens --------------------------------------------------------------------------------------
+
+
+@app.get(f"{WS}/tokens/balance", responses=PROBLEM_RESPONSES)
+def token_balance(ws: str, access: ReadBilling) -> Data[TokenBalance]:
+    return ok(tokens.balance_of(access))
+
+
+@app.get(f"{WS}/tokens/transactions", responses=PROBLEM_RESPONSES)
+def token_transactions(
+    ws: str, access: ReadBilling, query: Annotated[TransactionQuery, Query()]
+) -> DataList[TokenTransaction]:
+    items, next_cursor = tokens.list_transactions(access, of_type=query.type, limit=query.limit, cursor=query.cursor)
+    return page(items, next_cursor, query.limit)
+
+
+@app.post(f"{WS}/tokens/consume", responses=PROBLEM_RESPONSES)
+def consume_tokens(ws: str, access: WriteBilling, body: TokenConsume) -> Data[TokenConsumed]:
+    return ok(tokens.consume(access, body))
 
 
 lambda_handler = lambda_entry(app)

@@ -39,12 +39,14 @@ def set_times(ws: dict, task_id: str, **times: str) -> None:
     raw_items.update(keys.task_key(ws["id"], task_id), Update(set=times))
 
 
-def finished_run(ws: dict, agent: str, status: str) -> None:
+def finished_run(ws: dict, agent: str, status: str, tokens: int = 0) -> None:
     from agentplane.logic.runs import new_run_item
     from agentplane.models.runs import RunCreate
 
     item = new_run_item(ws["id"], RunCreate(title="r", prompt="p", agent=agent), "usr_test")
     item["status"] = status
+    if tokens:
+        item["usage_tokens"] = tokens  # what its agent reported (charged to the balance)
     raw_items.put(item)
 
 
@@ -154,9 +156,9 @@ def test_agent_efficiency_counts_done_tasks_and_cycle_times_in_the_window(api, u
     set_times(workspace, old["id"], started_at=iso(long_ago), completed_at=iso(long_ago + timedelta(days=1)))
     task(api, workspace, owner="reviewer", status="done")  # no assignee: its owner's; no started_at: no cycle
     task(api, workspace, assignee="builder", status="in_progress")
-    finished_run(workspace, "builder", "completed")
-    finished_run(workspace, "builder", "completed")
-    finished_run(workspace, "builder", "failed")
+    finished_run(workspace, "builder", "completed", tokens=1200)
+    finished_run(workspace, "builder", "completed", tokens=300)
+    finished_run(workspace, "builder", "failed", tokens=500)
     clock.now += timedelta(minutes=1)  # the runs just created are inside the window
     response = api.get(ws_path(workspace, "/dashboard/agent-efficiency?days=30"))
     assert response.status == 200, response.body
@@ -171,6 +173,10 @@ def test_agent_efficiency_counts_done_tasks_and_cycle_times_in_the_window(api, u
     assert builder["median_cycle_seconds"] == 3 * 3600.0
     assert builder["tasks_in_progress"] == 1
     assert (builder["runs_completed"], builder["runs_failed"], builder["run_success_rate"]) == (2, 1, 0.6667)
+    # Every token its runs reported, failed runs included, over the tasks it finished.
+    assert (builder["tokens_used"], builder["tokens_per_task"]) == (2000, 1000.0)
+    assert (rows["reviewer"]["tokens_used"], rows["reviewer"]["tokens_per_task"]) == (0, 0.0)
+    assert rows["idle-agent"]["tokens_per_task"] is None  # no task finished: no ratio
     assert rows["reviewer"]["tasks_done"] == 1
     assert rows["reviewer"]["avg_cycle_seconds"] is None
     assert rows["idle-agent"]["tasks_done"] == 0

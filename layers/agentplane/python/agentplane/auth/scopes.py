@@ -32,7 +32,9 @@ _MEMBER = _READ | {
     "projects:write", "tasks:write", "agents:write", "runs:start", "runs:control",
     "git:commit", "git:push", "deploy:plan",
 }  # fmt: skip
-_ADMIN = frozenset(ALL_SCOPES) - {"billing:write"}
+# Admins hold every scope an owner does (billing:write too: they buy plans); what only an owner
+# may do is checked by role.
+_ADMIN = frozenset(ALL_SCOPES)
 
 ROLE_SCOPES: dict[Role, frozenset[str]] = {
     Role.viewer: frozenset(_READ),

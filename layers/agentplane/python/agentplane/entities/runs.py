@@ -94,6 +94,9 @@ class RunItem(Entity[Run], discriminator="run"):
     committed_at = UnicodeAttribute(null=True)
     pushed_at = UnicodeAttribute(null=True)
     status_detail = UnicodeAttribute(null=True)
+    # What the agent reported spending (`usage.tokens`), and how much of it the balance could not cover.
+    usage_tokens = number(null=True)
+    unbilled_tokens = number(null=True)
     # Deploy runs: the capsule, the plan an apply or destroy carries out, the apply that carried out
     # a plan (set once, conditionally: one apply per plan), and the record of what ran (DeployRecord).
     capsule_id = UnicodeAttribute(null=True)
@@ -179,6 +182,10 @@ class RunItem(Entity[Run], discriminator="run"):
             raise TypeError("a run's API model needs the actions its caller may take")
         fields = self.fields()
         fields["kind"] = fields.pop("run_kind")
+        fields["usage"] = {
+            "tokens": int(fields.pop("usage_tokens", 0)),
+            "unbilled_tokens": int(fields.pop("unbilled_tokens", 0)),
+        }
         if self.is_deploy:
             record = {
                 **(self.deploy or {}),

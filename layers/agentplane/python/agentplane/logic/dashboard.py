@@ -170,6 +170,7 @@ def agent_efficiency(access: Access, days: int) -> AgentEfficiencyReport:
     in_progress = Counter(_agent_of(task) for task in working)
     agents = set(tasks_done) | set(in_progress)
     run_outcomes: dict[str, Counter[str]] = defaultdict(Counter)
+    tokens_used: Counter[str] = Counter()
     runs_visible = access.may("runs:read")
     runs_capped = False
     if runs_visible:
@@ -180,6 +181,7 @@ def agent_efficiency(access: Access, days: int) -> AgentEfficiencyReport:
         for run in runs:
             if run.agent:
                 run_outcomes[str(run.agent)][str(run.status)] += 1
+                tokens_used[str(run.agent)] += int(run.usage_tokens or 0)
         agents |= set(run_outcomes)
     if access.may("agents:read"):
         registered, _ = _agent_items(ws)
@@ -199,6 +201,8 @@ def agent_efficiency(access: Access, days: int) -> AgentEfficiencyReport:
             row.runs_completed, row.runs_failed = outcomes["completed"], outcomes["failed"]
             finished = row.runs_completed + row.runs_failed
             row.run_success_rate = round(row.runs_completed / finished, 4) if finished else None
+            row.tokens_used = tokens_used[agent]
+            row.tokens_per_task = round(row.tokens_used / row.tasks_done, 2) if row.tasks_done else None
         rows.append(row)
     rows.sort(key=lambda r: (-r.tasks_done, r.agent))
     return AgentEfficiencyReport(

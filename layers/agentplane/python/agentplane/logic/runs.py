@@ -16,6 +16,7 @@ write has won, so the table is always the source of truth and the execution only
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from botocore.exceptions import ClientError
 from agentplane import audit, clients, keys
 from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
+from agentplane.entities.billing import TokenBalanceItem
 from agentplane.entities.projects import ProjectItem
 from agentplane.entities.runs import (
     RunCounterItem,
@@ -37,10 +39,19 @@ from agentplane.entities.runs import (
     runs_of_workspace,
 )
 from agentplane.entities.workspaces import WorkspaceItem
-from agentplane.errors import Conflict, Forbidden, InvalidTransition, MissingScope, NotFound, RateLimited
+from agentplane.errors import (
+    Conflict,
+    Forbidden,
+    InvalidTransition,
+    MissingScope,
+    NotFound,
+    PaymentRequired,
+    RateLimited,
+)
 from agentplane.ids import iso, new_id, now, parse_iso
 from agentplane.lazy import lazy_module
-from agentplane.logic import known_secrets
+from agentplane.logic import known_secrets, run_budget
+from agentplane.logic.billing import tokens
 from agentplane.logic.run_events import event_record, events_batch
 from agentplane.models.runs import (
     ACTIVE,
@@ -368,6 +379,8 @@ class Transition:
     # Changes of the capsule an ending apply or destroy gives up, written with the release (the
     # state it leaves): the actions and their condition.
     capsule_changes: Callable[[], tuple[list[Any], Condition | None]] | None = None
+    # Further changes of the run itself that depend on the run as read (counters it adds to).
+    run_actions: Callable[[RunItem], list[Any]] | None = None
 
     def check(self, run: RunItem) -> RunStatus:
         """Where the run goes from here; refused (409 with the current status) if it may not."""
@@ -459,6 +472,8 @@ def _write_move(tx: Transaction, actor: Actor, transition: Transition, read: _Re
     was, at, event_id = run.state, iso(), run.next_event_id
     changes, conditions = transition.changes(run, known), transition.conditions(run)
     actions, unmoved = run.move(target, at, changes)
+    if transition.run_actions is not None:
+        actions = [*actions, *transition.run_actions(run)]
     for condition in conditions:
         unmoved &= condition
     tx.change(run, actions, unmoved, name=RUN)
@@ -584,6 +599,17 @@ def pause_run(access: Access, run_id: str) -> Run:
 
 
 def resume_run(access: Access, run_id: str) -> Run:
+    run = _load(access.workspace_id, run_id)
+    if run.status_detail == run_budget.BUDGET_EXHAUSTED:
+        # Paused because the tokens ran out: resumable by hand once there are tokens again.
+        balance = int(tokens.read_balance(access.workspace_id).balance or 0)
+        if balance <= 0:
+            raise PaymentRequired(
+                f"run {run_id} is paused because the workspace's token balance is used up; add tokens to resume it",
+                balance=balance,
+                status_detail=run_budget.BUDGET_EXHAUSTED,
+            )
+        return _shown(access, _apply(access, run_id, _budget_resume(run_id), _Read(run)))
     resume = Transition(
         "resume",
         frozenset({RunStatus.paused}),
@@ -591,7 +617,7 @@ def resume_run(access: Access, run_id: str) -> Run:
         fields={"desired_state": RunDesiredState.run.value, "resumed_at": iso()},
         guard=_not_deploy("resume"),
     )
-    return _shown(access, _apply(access, run_id, resume))
+    return _shown(access, _apply(access, run_id, resume, _Read(run)))
 
 
 def cancel_run(access: Access, run_id: str) -> Run:
@@ -879,13 +905,11 @@ def _fail_unclaimed(access: Access, run: RunItem, reason: str, detail: str) -> N
 
 def heartbeat_run(access: Access, run_id: str, body: RunHeartbeat) -> AgentDirective:
     """Record that the agent is alive; answer what it should do (run, pause, cancel or stop). The
-    activity it reports is redacted, with the workspace's secrets read with the run."""
+    activity it reports is redacted, with the workspace's secrets read with the run; the usage it
+    reports is charged to the workspace's balance, read with the run too (logic.run_budget)."""
     ws = access.workspace_id
-    known: tuple[str, ...] = ()
-    if body.activity is not None:
-        run, known = _load_with_secrets(ws, run_id)
-    else:
-        run = _load(ws, run_id)
+    reported = body.usage.tokens if body.usage is not None else 0
+    run, known, balance = _read_for_report(ws, run_id, secrets=body.activity is not None, charge=reported > 0)
     _check_worker(run, body.worker_id)
     run_heartbeat()
     if run.status in _LIVE:
@@ -894,17 +918,177 @@ def heartbeat_run(access: Access, run_id: str, body: RunHeartbeat) -> AgentDirec
             changes["activity"] = redact_text(body.activity, known)
         if body.progress is not None:
             changes["progress"] = body.progress
-        # Not a transition: a heartbeat only refreshes liveness, and only while the run is live.
-        try:
-            run = get_store().adjust(RunItem, run.key, run.assign(**changes), RunItem.status.is_in(*_LIVE))
-        except ConditionFailed:  # the run left running/paused between our read and write
-            run = _load(ws, run_id)
+        if reported:
+            run = _charged_beat(access, run, balance, changes, reported)
         else:
+            # Not a transition: a heartbeat only refreshes liveness, and only while the run is live.
+            try:
+                run = get_store().adjust(RunItem, run.key, run.assign(**changes), RunItem.status.is_in(*_LIVE))
+            except ConditionFailed:  # the run left running/paused between our read and write
+                run = _load(ws, run_id)
+        if run.status in _LIVE:
             _heartbeat_execution(run)
     desired = RunDesiredState(run.desired_state or RunDesiredState.run.value)
     if run.state in FINISHED or run.state == RunStatus.awaiting_approval:
         desired = RunDesiredState.cancel if run.state == RunStatus.cancelled else RunDesiredState.stop
     return _directive(run, desired)
+
+
+def _read_for_report(
+    ws: str, run_id: str, *, secrets: bool, charge: bool
+) -> tuple[RunItem, tuple[str, ...], TokenBalanceItem | None]:
+    """The run, with the workspace's secrets (to redact what the agent wrote) and its token
+    balance (to charge what it spent) when the report needs them: one read either way."""
+    if not charge:
+        if secrets:
+            run, known = _load_with_secrets(ws, run_id)
+            return run, known, None
+        return _load(ws, run_id), (), None
+    extra = known_secrets.wanted(ws) if secrets else []
+    found_run, found_balance, *secret_items = run_budget.read_with_balance(keys.run_key(ws, run_id), ws, *extra)
+    read = RunItem.found(found_run)
+    if read is None:
+        raise NotFound(f"run {run_id} not found")
+    known = known_secrets.values_in(ws, secret_items) if secrets else ()
+    return read, known, run_budget.balance_in(TokenBalanceItem.found(found_balance), ws)
+
+
+def _reread_for_charge(ws: str, run_id: str) -> tuple[RunItem, TokenBalanceItem]:
+    run, _, balance = _read_for_report(ws, run_id, secrets=False, charge=True)
+    assert balance is not None
+    return run, balance
+
+
+def _charged_beat(
+    access: Access, run: RunItem, balance: TokenBalanceItem | None, changes: dict[str, Any], reported: int
+) -> RunItem:
+    """A heartbeat with usage: the run's liveness and usage, and the charge, in one transaction.
+    A report the balance cannot cover pauses a running run for budget instead."""
+    ws = access.workspace_id
+    assert balance is not None
+    for _ in range(_MAX_ATTEMPTS):
+        charge = run_budget.Charge(run, balance, reported)
+        pausing = bool(charge.short) and run.state == RunStatus.running and not run.is_deploy
+        try:
+            if pausing:
+                return _pause_for_budget(access, charge, changes)
+            tx = get_store().transaction()
+            actions = [*run.assign(**changes), *charge.run_actions(run)]
+            tx.adjust(RunItem, run.key, actions, RunItem.status.is_in(*_LIVE), name=RUN)
+            charge.writes(tx, pause=False)
+            tx.commit()
+        except TransactionFailed as failure:
+            if not pausing and failure.reason(RUN) == "ConditionalCheckFailed":
+                return _load(ws, run.id)  # the run is no longer live: nothing was charged
+            if not (tokens.lost_to_another_change(failure) or _lost_race(failure)):
+                raise
+            run, balance = _reread_for_charge(ws, run.id)
+            continue
+        return _load(ws, run.id) if charge.short else run
+    raise Conflict(f"run {run.id} is changing too quickly; retry")
+
+
+def _charging(transition: Transition, charge: run_budget.Charge) -> Transition:
+    """`transition` with the usage `charge` written in it: the run's counters and the ledger row."""
+    extra = transition.extra
+
+    def writes(tx: Transaction, run: RunItem, target: RunStatus) -> None:
+        if extra is not None:
+            extra(tx, run, target)
+        charge.writes(tx, pause=False)
+
+    return dataclasses.replace(transition, run_actions=charge.run_actions, extra=writes)
+
+
+def _apply_charged(
+    access: Access, transition: Transition, first: _Read, reported: int, balance: TokenBalanceItem
+) -> Moved:
+    """`transition` with the usage the agent reported charged in the same transaction; read
+    again (run and balance) when the balance moved under it."""
+    for _ in range(_MAX_ATTEMPTS):
+        charge = run_budget.Charge(first.run, balance, reported)
+        try:
+            moved = _apply(access, first.run.id, _charging(transition, charge), first)
+        except TransactionFailed as failure:
+            if not tokens.lost_to_another_change(failure):
+                raise
+            run, balance = _reread_for_charge(access.workspace_id, first.run.id)
+            first = _Read(run, first.auto_push, first.known)
+            continue
+        if charge.short:
+            _notify_budget(moved.run, charge)
+        return moved
+    raise Conflict(f"run {first.run.id} is changing too quickly; retry")
+
+
+def _pause_for_budget(access: Access, charge: run_budget.Charge, changes: dict[str, Any]) -> RunItem:
+    """The balance cannot cover what the agent reported: charge what is left, pause the run and
+    tell the workspace's owner (a grant resumes it: `resume_budget_paused`)."""
+    pause = Transition(
+        "pause",
+        frozenset({RunStatus.running}),
+        RunStatus.paused,
+        fields={
+            **changes,
+            "desired_state": RunDesiredState.pause.value,
+            "status_detail": run_budget.BUDGET_EXHAUSTED,
+        },
+        event_data={"status_detail": run_budget.BUDGET_EXHAUSTED},
+        run_actions=charge.run_actions,
+        extra=lambda tx, _run, _target: charge.writes(tx, pause=True),
+    )
+    # The balance was read with the run: a move of either makes the caller read both again.
+    run = _apply_once(access, pause, _Read(charge.run))
+    _notify_budget(run, charge)
+    return run
+
+
+def _apply_once(actor: Actor, transition: Transition, read: _Read) -> RunItem:
+    """`transition` written on the run as read, without re-reading: for a caller that reads the
+    run together with what else the write depends on, and retries on a TransactionFailed."""
+    target = transition.check(read.run)
+    tx = actor.transaction()
+    _write_move(tx, actor, transition, read, target)
+    actor.commit(tx)
+    return read.run
+
+
+def resume_budget_paused(ws: str) -> int:
+    """Resume every run of the workspace paused because its budget ran out, if the balance is
+    positive now (called after a grant). Answers how many resumed; a run that left its pause
+    meanwhile (cancelled, say) is only forgotten."""
+    balance = tokens.read_balance(ws)
+    if int(balance.balance or 0) <= 0 or not balance.budget_paused:
+        return 0
+    resumed = 0
+    for run_id in sorted(balance.budget_paused):
+        try:
+            _apply(_Execution(ws), run_id, _budget_resume(run_id))
+            resumed += 1
+        except (InvalidTransition, NotFound):
+            forget = [TokenBalanceItem.budget_paused.delete({run_id})]
+            get_store().adjust(TokenBalanceItem, keys.token_balance_key(ws), forget)
+    return resumed
+
+
+def _budget_resume(run_id: str) -> Transition:
+    def paused_for_budget(run: RunItem) -> None:
+        if run.status_detail != run_budget.BUDGET_EXHAUSTED:
+            raise InvalidTransition(f"run {run.id} is not paused for budget", current_status=run.status)
+
+    def forget(tx: Transaction, run: RunItem, _target: RunStatus) -> None:
+        key = keys.token_balance_key(run.workspace_id)
+        tx.adjust(TokenBalanceItem, key, [TokenBalanceItem.budget_paused.delete({run_id})])
+
+    return Transition(
+        "resume",
+        frozenset({RunStatus.paused}),
+        RunStatus.running,
+        fields={"desired_state": RunDesiredState.run.value, "resumed_at": iso(), "status_detail": None},
+        event_data={"reason": "budget_granted"},
+        guard=paused_for_budget,
+        extra=forget,
+    )
 
 
 def _heartbeat_execution(run: RunItem) -> None:
@@ -918,14 +1102,15 @@ def _heartbeat_execution(run: RunItem) -> None:
 
 def complete_run(access: Access, run_id: str, body: RunComplete) -> Run:
     # Read as the complete's transition reads: with the workspace's secrets when a summary is to
-    # be redacted (`_apply` takes this read for its first attempt).
-    if body.summary is not None:
-        found, known = _load_with_secrets(access.workspace_id, run_id)
-        first = _Read(found, known=known)
-    else:
-        first = _Read(_load(access.workspace_id, run_id))
+    # be redacted, and the balance when usage is to be charged (`_apply` takes this read for its
+    # first attempt).
+    reported = body.usage.tokens if body.usage is not None else 0
+    found, known, balance = _read_for_report(
+        access.workspace_id, run_id, secrets=body.summary is not None, charge=reported > 0
+    )
+    first = _Read(found, known=known)
     if first.run.is_deploy:
-        return _complete_deploy(access, first, body)
+        return _complete_deploy(access, first, body, balance)
 
     def target(run: RunItem) -> RunStatus:
         return RunStatus.awaiting_approval if run.requires_approval else RunStatus.completed
@@ -941,7 +1126,7 @@ def complete_run(access: Access, run_id: str, body: RunComplete) -> Run:
         guard=lambda run: _check_worker(run, body.worker_id),
         redacted=frozenset({"summary"}) if body.summary is not None else frozenset(),
     )
-    moved = _apply(access, run_id, complete, first)
+    moved = _finish_reported(access, complete, first, reported, balance)
     run = moved.run
     _signal(run, "work", success={"outcome": run.status})
     if run.state == RunStatus.awaiting_approval:
@@ -949,7 +1134,16 @@ def complete_run(access: Access, run_id: str, body: RunComplete) -> Run:
     return _shown(access, moved)
 
 
-def _complete_deploy(access: Access, first: _Read, body: RunComplete) -> Run:
+def _finish_reported(
+    access: Access, transition: Transition, first: _Read, reported: int, balance: TokenBalanceItem | None
+) -> Moved:
+    """An agent's last word on a run, with what it spent charged (if it reported any)."""
+    if reported and balance is not None:
+        return _apply_charged(access, transition, first, reported, balance)
+    return _apply(access, first.run.id, transition, first)
+
+
+def _complete_deploy(access: Access, first: _Read, body: RunComplete, balance: TokenBalanceItem | None) -> Run:
     """A plan ends planned with its result and saved plan; an apply or destroy ends with the next
     state version and its outputs, written with the capsule it then gives up. A run whose cancel
     was requested ends cancelled, with whatever state it left recorded."""
@@ -978,7 +1172,8 @@ def _complete_deploy(access: Access, first: _Read, body: RunComplete) -> Run:
         else None,
         redacted=frozenset({"summary"}) if body.summary is not None else frozenset(),
     )
-    moved = _apply(access, run.id, complete, first)
+    reported = body.usage.tokens if body.usage is not None else 0
+    moved = _finish_reported(access, complete, first, reported, balance)
     _signal(moved.run, "work", success={"outcome": moved.run.status})
     if moved.run.state == RunStatus.planned:
         if deploy_runs.capsule_of(moved.run).auto_apply:
@@ -1239,6 +1434,16 @@ def _notify_deploy(run: RunItem) -> None:
         _notify(run, "finished", f"Run '{run.title}' {run.status}", event=event, watchers=watchers)
 
 
+def _notify_budget(run: RunItem, charge: run_budget.Charge) -> None:
+    """The balance ran out under a run: its workspace's owner is told (and the run's creator)."""
+    workspace = get_store().read(WorkspaceItem, keys.workspace_key(run.workspace_id))
+    owner = [str(workspace.owner_id)] if workspace is not None else []
+    paused = run.state == RunStatus.paused
+    title = f"Run '{run.title}' paused: the token balance is used up" if paused else "The token balance is used up"
+    detail = f"{charge.short} of the {charge.reported} tokens reported could not be charged"
+    _notify(run, "budget_exhausted", title, body=detail, watchers=owner)
+
+
 def _notify_in(tx: Transaction, run: RunItem, kind: str, title: str) -> None:
     from agentplane.logic import notifications
 
@@ -1248,7 +1453,15 @@ def _notify_in(tx: Transaction, run: RunItem, kind: str, title: str) -> None:
     )  # fmt: skip
 
 
-def _notify(run: RunItem, kind: str, title: str, *, event: str | None = None, watchers: Sequence[str] = ()) -> None:
+def _notify(
+    run: RunItem,
+    kind: str,
+    title: str,
+    *,
+    event: str | None = None,
+    watchers: Sequence[str] = (),
+    body: str | None = None,
+) -> None:
     """Tell the run's creator (and `watchers`); a notification failure never fails the run."""
     from agentplane.logic import notifications
 
@@ -1259,7 +1472,7 @@ def _notify(run: RunItem, kind: str, title: str, *, event: str | None = None, wa
     try:
         notifications.notify(
             None, run.workspace_id, told, kind, title,
-            body=run.failure_reason or "", data=data,
+            body=body if body is not None else run.failure_reason or "", data=data,
             link=f"/workspaces/{run.workspace_id}/runs/{run.id}", source="runs",
         )  # fmt: skip
     except Exception:

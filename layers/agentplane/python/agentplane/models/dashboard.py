@@ -50,6 +50,8 @@ class AgentEfficiency(Output):
     runs_completed: int | None = Field(default=None, description="Runs of this agent created in the window (runs:read)")
     runs_failed: int | None = None
     run_success_rate: float | None = Field(default=None, description="completed / (completed + failed)")
+    tokens_used: int | None = Field(default=None, description="Tokens its runs created in the window reported")
+    tokens_per_task: float | None = Field(default=None, description="tokens_used / tasks_done")
 
 
 class AgentEfficiencyReport(Output):

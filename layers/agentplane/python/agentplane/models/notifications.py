@@ -30,6 +30,7 @@ class NotificationType(StrEnum):
     finished = "finished"
     mention = "mention"
     stalled = "stalled"
+    budget_exhausted = "budget_exhausted"  # the token balance could not cover what a run reported
 
 
 class NotificationCreate(Input):

@@ -139,10 +139,22 @@ class RunClaim(Input):
     worker_id: WorkerId
 
 
+class UsageReport(Input):
+    """What the agent spent since its last report; charged to the workspace's token balance."""
+
+    tokens: int = Field(ge=0, le=10**12)
+
+
+class RunUsage(Output):
+    tokens: int = Field(default=0, description="Every token the agent reported for this run")
+    unbilled_tokens: int = Field(default=0, description="Reported when the balance could not cover it")
+
+
 class RunHeartbeat(Input):
     worker_id: WorkerId
     activity: Annotated[str, StringConstraints(max_length=500)] | None = None
     progress: int | None = Field(default=None, ge=0, le=100)
+    usage: UsageReport | None = None
 
 
 class PlanResult(Input):
@@ -172,6 +184,7 @@ Commit = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{7,64}$")]
 class RunComplete(Input):
     worker_id: WorkerId
     summary: LongText | None = None
+    usage: UsageReport | None = None
     # A deploy run's results (a plan: `plan` and the saved plan; an apply or destroy: `state` and `outputs`).
     plan: PlanResult | None = None
     plan_file: Annotated[str, StringConstraints(max_length=4_000_000)] | None = Field(
@@ -276,6 +289,7 @@ class Run(Output):
     summary: str | None = None
     # Why a run waits or stopped where it is (waiting_for_capsule, cancel_requested, …).
     status_detail: str | None = None
+    usage: RunUsage = RunUsage()
     deploy: DeployRecord | None = None
     last_event_id: int = 0
     timestamps: dict[str, str] = {}

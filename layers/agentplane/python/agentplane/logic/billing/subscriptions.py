@@ -387,11 +387,13 @@ def _move_to(access: Access, current: SubscriptionItem | None, subscription_id: 
 def _record_change(
     access: Access, current: SubscriptionItem | None, change: StateChange, action: str, outcome: PlanChangeAction
 ) -> PlanChange:
-    """Store what Stripe just did, as of now: the events it sends about this change come later and
-    carry the same state, and anything Stripe said before it is older."""
+    """Store what Stripe just did, as of now (or of the last event stored, if Stripe's clock runs
+    ahead of ours): the events it sends about this change come later and carry the same state,
+    and anything Stripe said before it is older."""
     ws = access.workspace_id
     tx = access.transaction()
-    state_writes(tx, ws, current, change, epoch())
+    as_of = max(epoch(), int(current.event_created or 0) if current is not None else 0)
+    state_writes(tx, ws, current, change, as_of)
     details = {"tier": change.tier.id if change.tier else tier_of(current).id, "from_tier": tier_of(current).id}
     access.audit(tx, action, "subscription", ws, details)
     try:
