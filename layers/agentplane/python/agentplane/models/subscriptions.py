@@ -78,6 +78,7 @@ class LimitExcess(Output):
     limit: str
     allowed: int
     current: int
+    detail: str | None = Field(default=None, description='Said for people, e.g. "7 members; the Free tier allows 5"')
 
 
 class DowngradeCheck(Output):
@@ -163,7 +164,7 @@ class WebhookReceipt(Output):
 
 def problem_violations(violations: list[Any]) -> list[dict[str, Any]]:
     """The violations as a problem's `violations` extension carries them."""
-    return [LimitExcess.model_validate(v, from_attributes=True).model_dump() for v in violations]
+    return [LimitExcess.model_validate(v, from_attributes=True).model_dump(exclude_none=True) for v in violations]
 
 
 __all__ = [
