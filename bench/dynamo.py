@@ -85,6 +85,12 @@ GET_AND_UPDATE = Target("1 GetItem + 1 UpdateItem", lambda ops: ops == ["GetItem
 # A list under a parent that can be deleted: the parent read (a deleted or unknown one is a 404, not
 # an empty list), then one Query.
 GET_AND_QUERY = Target("1 GetItem + 1 Query", lambda ops: ops == ["GetItem", "Query"])
+# An agent's question: the run read with the workspace's secrets (to redact it), the transaction
+# holding the question, the run's move and its event, then the creator's notification.
+ASK = Target(
+    "1 BatchGetItem + 2 TransactWriteItems (the question, the notification)",
+    lambda ops: ops == ["BatchGetItem", "TransactWriteItems", "TransactWriteItems"],
+)
 READS = frozenset({"GetItem", "BatchGetItem", "Query"})
 
 
@@ -135,6 +141,10 @@ def _doc_body(version: str) -> dict[str, Any]:
 
 def _progress_body(world: World) -> dict[str, Any]:
     return {"agent": world.values["agent_name"], "message": "Halfway through the tests", "percent": 50}
+
+
+def _question(world: World) -> dict[str, Any]:
+    return {"worker_id": WORKER, "question": "Which branch should I target?"}
 
 
 def _worker(world: World) -> dict[str, Any]:
@@ -517,6 +527,17 @@ SCENARIOS: list[Scenario] = [
     Scenario("POST", f"{RUN}/commit", READ_AND_TRANSACTION, needs=("workspace", "approved_run")),
     # a push also needs the workspace's auto_push: the run and the workspace in one read
     Scenario("POST", f"{RUN}/push", READ_AND_TRANSACTION, needs=("workspace", "auto_push", "approved_run")),
+    # input requests: asking and answering each read what they change once and write one transaction
+    Scenario("POST", f"{RUN}/input-requests", ASK, needs=("workspace", "running_run"), body=_question),
+    Scenario("GET", f"{RUN}/input-requests", GET_AND_QUERY, needs=("workspace", "asked_run")),
+    Scenario("GET", f"{RUN}/input-requests/{{request_id}}", ONE_READ, needs=("workspace", "asked_run")),
+    Scenario(
+        "POST",
+        f"{RUN}/input-requests/{{request_id}}/answer",
+        READ_AND_TRANSACTION,
+        needs=("workspace", "asked_run"),
+        body=lambda w: {"answer": "main"},
+    ),
     # run telemetry: an append of 100 events is one read (the run with the workspace's secrets, in one
     # BatchGetItem) and one TransactWriteItems; a backfill page is one Query
     Scenario(
@@ -951,6 +972,13 @@ def _running_run(world: World, **fields: Any) -> None:
     _awaiting(world, "work")
 
 
+def _asked_run(world: World) -> None:
+    """A running run whose agent waits for an answer, the execution in its input wait."""
+    _running_run(world)
+    world.values["request_id"] = _act(world, "POST", f"{RUN}/input-requests", _question(world))["id"]
+    _awaiting(world, "input")
+
+
 def _paused_run(world: World) -> None:
     _running_run(world)
     _act(world, "POST", f"{RUN}/pause")
@@ -1069,6 +1097,7 @@ BUILDERS: dict[str, Callable[[World], None]] = {
     "run": _run,
     "queued_run": _queued_run,
     "running_run": _running_run,
+    "asked_run": _asked_run,
     "telemetry_run": _running_run,
     "paused_run": _paused_run,
     "failed_run": _failed_run,

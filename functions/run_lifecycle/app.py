@@ -16,7 +16,7 @@ from agentplane.settings import require_settings
 REQUIRED_SETTINGS: tuple[str, ...] = ()
 require_settings(*REQUIRED_SETTINGS)
 
-Phase = Literal["claim", "work", "approval"]
+Phase = Literal["claim", "work", "input", "approval"]
 
 
 class LifecycleTask(BaseModel):

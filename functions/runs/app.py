@@ -1,5 +1,5 @@
-"""Runs family: /api/v1/workspaces/{ws}/runs — drafts, lifecycle actions, approvals, git gates and
-the agent side (claim, heartbeat, complete, fail).
+"""Runs family: /api/v1/workspaces/{ws}/runs — drafts, lifecycle actions, approvals, git gates,
+the agent side (claim, heartbeat, complete, fail) and its questions to a person (input requests).
 
 Creating, starting, cancelling and reviewing a run need the scope of its kind, which the run says:
 `runs:start` / `runs:control` for agent and maintenance runs, `deploy:plan` for plans and
@@ -23,8 +23,9 @@ from agentplane.http import (
     page,
     workspace_scope,
 )
-from agentplane.logic import runs
+from agentplane.logic import run_input, runs
 from agentplane.models.envelope import Data, DataList
+from agentplane.models.run_input import InputAnswer, InputRequest, InputRequestCreate, InputRequestQuery
 from agentplane.models.runs import (
     AgentDirective,
     ApproveRequest,
@@ -150,6 +151,29 @@ def complete_run(ws: str, run_id: str, access: ControlRuns, body: RunComplete) -
 @app.post(f"{RUN}/fail", responses=PROBLEM_RESPONSES)
 def fail_run(ws: str, run_id: str, access: ControlRuns, body: RunFail) -> Data[Run]:
     return ok(runs.fail_run(access, run_id, body))
+
+
+@app.post(f"{RUN}/input-requests", responses={201: {"description": "Created"}, **PROBLEM_RESPONSES})
+def ask_input(ws: str, run_id: str, access: ControlRuns, body: InputRequestCreate) -> Response[Data[InputRequest]]:
+    return created(run_input.ask_input(access, run_id, body))
+
+
+@app.get(f"{RUN}/input-requests", responses=PROBLEM_RESPONSES)
+def list_input_requests(
+    ws: str, run_id: str, access: ReadRuns, query: Annotated[InputRequestQuery, Query()]
+) -> DataList[InputRequest]:
+    items, next_cursor = run_input.list_input_requests(access, run_id, limit=query.limit, cursor=query.cursor)
+    return page(items, next_cursor, query.limit)
+
+
+@app.get(f"{RUN}/input-requests/<request_id>", responses=PROBLEM_RESPONSES)
+def get_input_request(ws: str, run_id: str, request_id: str, access: ReadRuns) -> Data[InputRequest]:
+    return ok(run_input.get_input_request(access, run_id, request_id))
+
+
+@app.post(f"{RUN}/input-requests/<request_id>/answer", responses=PROBLEM_RESPONSES)
+def answer_input(ws: str, run_id: str, request_id: str, access: ControlRuns, body: InputAnswer) -> Data[InputRequest]:
+    return ok(run_input.answer_input(access, run_id, request_id, body))
 
 
 lambda_handler = lambda_entry(app)

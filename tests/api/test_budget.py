@@ -115,3 +115,20 @@ def test_a_usage_report_must_be_a_count_of_tokens(api, user, workspace):
         answer = act(api, workspace, run, "heartbeat", {"worker_id": "w1", "usage": usage})
         assert answer.status == 422, usage
     assert status_of(api, workspace, run)["usage"] == {"tokens": 0, "unbilled_tokens": 0}
+
+
+def test_a_run_waiting_for_an_answer_that_exhausts_its_budget_waits_for_it_again_once_resumed(api, user, workspace):
+    from tests.api.test_run_input import answer, ask
+
+    api.token = user["token"]
+    run = running_run(api, workspace)
+    asked = ask(api, workspace, run, "Which database?")
+    assert asked.status == 201, asked.body
+    assert beat(api, workspace, run, 10)["desired_state"] == "pause"
+    assert status_of(api, workspace, run)["status_detail"] == "budget_exhausted"
+    tokens.grant(workspace["id"], 100, reason="top-up")
+    assert run_logic.resume_budget_paused(workspace["id"]) == 1
+    shown = status_of(api, workspace, run)
+    assert (shown["status"], shown["status_detail"]) == ("running", "needs_input")
+    assert answer(api, workspace, run, asked.json["data"]["id"], "postgres").status == 200
+    assert status_of(api, workspace, run)["status_detail"] is None

@@ -850,10 +850,12 @@ RUN_FILE_PREFIX = "FILE#"
 RUN_COMMAND_PREFIX = "CMD#"
 RUN_SNAPSHOT_PREFIX = "SNAP#"
 RUN_ARTIFACT_PREFIX = "ARTIFACT#"
+RUN_INPUT_PREFIX = "INPUT#"
 
 
 def run_data_pk(ws_id: str, run_id: str) -> str:
-    """What a run's telemetry materializes: its changed files, commands, snapshots, artifacts, summary."""
+    """What a run's telemetry materializes (its changed files, commands, snapshots, artifacts, summary)
+    and the questions its agent asked."""
     return f"{WS}{ws_id}#RUNDATA#{run_id}"
 
 
@@ -876,6 +878,11 @@ def run_artifact_key(ws_id: str, run_id: str, artifact_id: str) -> Key:
 
 def run_summary_key(ws_id: str, run_id: str) -> Key:
     return key(run_data_pk(ws_id, run_id), "SUMMARY")
+
+
+def run_input_key(ws_id: str, run_id: str, request_id: str) -> Key:
+    """A question the run's agent asked a person, and its answer (ids sort by when it was asked)."""
+    return key(run_data_pk(ws_id, run_id), f"{RUN_INPUT_PREFIX}{request_id}")
 
 
 def run_command_output_object(ws_id: str, run_id: str, command_id: str, stream: str) -> str:

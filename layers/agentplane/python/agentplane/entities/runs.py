@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, VersionAttribute
+from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, UnicodeSetAttribute, VersionAttribute
 
 from agentplane import keys
 from agentplane.entities.base import Entity, Keys, ListDocument, MapDocument, number, raw_item
@@ -59,6 +59,7 @@ class RunItem(Entity[Run], discriminator="run"):
     requires_approval = BooleanAttribute(null=True)
     heartbeat_timeout_seconds = number(null=True)
     queue_timeout_seconds = number(null=True)
+    input_timeout_seconds = number(null=True)
     status = UnicodeAttribute()
     desired_state = UnicodeAttribute(null=True)
     branch = UnicodeAttribute()
@@ -97,6 +98,10 @@ class RunItem(Entity[Run], discriminator="run"):
     # What the agent reported spending (`usage.tokens`), and how much of it the balance could not cover.
     usage_tokens = number(null=True)
     unbilled_tokens = number(null=True)
+    # The question the run's agent waits on a person for (logic.run_input), and the answered ones
+    # its next heartbeat hands over.
+    input_request_id = UnicodeAttribute(null=True)
+    answers_pending = UnicodeSetAttribute(null=True)
     # Deploy runs: the capsule, the plan an apply or destroy carries out, the apply that carried out
     # a plan (set once, conditionally: one apply per plan), and the record of what ran (DeployRecord).
     capsule_id = UnicodeAttribute(null=True)
@@ -148,6 +153,10 @@ class RunItem(Entity[Run], discriminator="run"):
     @property
     def heartbeat_timeout(self) -> int:
         return int(self.heartbeat_timeout_seconds or 300)
+
+    @property
+    def input_timeout(self) -> int:
+        return int(self.input_timeout_seconds or 86_400)
 
     @property
     def next_event_id(self) -> int:
@@ -217,6 +226,7 @@ _REQUEST_FIELDS = (
     "requires_approval",
     "heartbeat_timeout_seconds",
     "queue_timeout_seconds",
+    "input_timeout_seconds",
     "capsule_id",
     "plan_run_id",
     "is_destroy",

@@ -10,8 +10,9 @@ concurrent callers therefore cannot both win; the loser gets a 409 carrying `cur
 
 The execution (statemachine/run.asl.json) waits on task tokens the lifecycle function records on
 the run: "claim" (queue timeout), "work" (heartbeat timeout = a silent agent fails the run as
-`stalled`) and "approval". The API resolves those waits with SendTaskSuccess/Failure after its own
-write has won, so the table is always the source of truth and the execution only keeps time.
+`stalled`), "input" (the agent waits for a person's answer: logic.run_input) and "approval". The
+API resolves those waits with SendTaskSuccess/Failure after its own write has won, so the table is
+always the source of truth and the execution only keeps time.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from agentplane.errors import (
 )
 from agentplane.ids import iso, new_id, now, parse_iso
 from agentplane.lazy import lazy_module
-from agentplane.logic import known_secrets, run_budget
+from agentplane.logic import known_secrets, run_budget, run_input
 from agentplane.logic.billing import tokens
 from agentplane.logic.run_events import event_record, events_batch
 from agentplane.models.runs import (
@@ -208,6 +209,7 @@ def actions_for(run: RunItem, access: Access | None = None, auto_push: bool = Fa
         can_reject=reviewable and control,
         can_commit=run.approved and not run.committed_at and may("git:commit"),
         can_push=run.approved and auto_push and not run.pushed_at and may("git:push"),
+        can_answer=run_input.can_answer(run) and control,
     )
 
 
@@ -471,12 +473,15 @@ def _write_move(tx: Transaction, actor: Actor, transition: Transition, read: _Re
     run, known = read.run, read.known
     was, at, event_id = run.state, iso(), run.next_event_id
     changes, conditions = transition.changes(run, known), transition.conditions(run)
+    open_request = run.input_request_id
+    changes = {**run_input.closing_changes(run, target), **changes}
     actions, unmoved = run.move(target, at, changes)
     if transition.run_actions is not None:
         actions = [*actions, *transition.run_actions(run)]
     for condition in conditions:
         unmoved &= condition
     tx.change(run, actions, unmoved, name=RUN)
+    run_input.close_request(tx, run, open_request, target)
     if _takes_slot(was, target):
         _take_slot(tx, run.workspace_id)
     elif was in ACTIVE and target not in ACTIVE:
@@ -505,6 +510,11 @@ def _shown(access: Access, moved: Moved) -> Run:
     return to_run(moved.run, access, auto_push)
 
 
+# An agent's work includes waiting for a person's answer to its question (logic.run_input): what
+# ends the one (a complete, a fail) ends the other.
+_WAITS_OF_PHASE = {"work": ("work", run_input.INPUT_PHASE)}
+
+
 def _signal(
     run: RunItem, phase: str, *, success: dict[str, Any] | None = None, error: str = "", fresh: bool = False
 ) -> None:
@@ -513,11 +523,12 @@ def _signal(
     Called after our write committed, with a fresh read: either the execution recorded its token
     before our write (we see it here) or after (the lifecycle function then sees our new status
     and resolves the wait itself). A wait resolved twice is harmless."""
-    if not fresh and not (run.task_token and run.task_phase == phase):
+    phases = _WAITS_OF_PHASE.get(phase, (phase,))
+    if not fresh and not (run.task_token and run.task_phase in phases):
         # The run as read before our write had no token for this wait: read it again (see above).
         run = get_store().read(RunItem, keys.run_key(run.workspace_id, run.id)) or run
     token = run.task_token
-    if not token or run.task_phase != phase:
+    if not token or run.task_phase not in phases:
         return
     try:
         if success is not None:
@@ -540,6 +551,7 @@ def start_execution(run: RunItem | Mapping[str, Any]) -> None:
         "run_id": run.id,
         "queue_timeout_seconds": int(run.queue_timeout_seconds or 3600),
         "heartbeat_timeout_seconds": run.heartbeat_timeout,
+        "input_timeout_seconds": run.input_timeout,
         "approval_timeout_seconds": get_settings().approval_timeout_seconds,
     }
     try:
@@ -931,7 +943,9 @@ def heartbeat_run(access: Access, run_id: str, body: RunHeartbeat) -> AgentDirec
     desired = RunDesiredState(run.desired_state or RunDesiredState.run.value)
     if run.state in FINISHED or run.state == RunStatus.awaiting_approval:
         desired = RunDesiredState.cancel if run.state == RunStatus.cancelled else RunDesiredState.stop
-    return _directive(run, desired)
+    directive = _directive(run, desired)
+    directive.answers = run_input.deliver_answers(access, run)
+    return directive
 
 
 def _read_for_report(
@@ -1084,7 +1098,9 @@ def _budget_resume(run_id: str) -> Transition:
         "resume",
         frozenset({RunStatus.paused}),
         RunStatus.running,
-        fields={"desired_state": RunDesiredState.run.value, "resumed_at": iso(), "status_detail": None},
+        fields={"desired_state": RunDesiredState.run.value, "resumed_at": iso()},
+        # A run that paused while it waited for an answer goes back to waiting for it.
+        fields_for=lambda run: {"status_detail": run_input.NEEDS_INPUT if run.input_request_id else None},
         event_data={"reason": "budget_granted"},
         guard=paused_for_budget,
         extra=forget,
@@ -1360,6 +1376,8 @@ def record_wait(ws: str, run_id: str, phase: str, token: str) -> dict[str, Any]:
         _signal(run, phase, success={"outcome": status.value}, fresh=True)
     elif phase == "approval" and status != RunStatus.awaiting_approval:
         _signal(run, phase, success={"outcome": (run.review or {}).get("decision", status.value)}, fresh=True)
+    else:
+        run_input.settle_wait(run, phase)
     return {"recorded": phase, "status": status.value}
 
 
@@ -1367,6 +1385,7 @@ _TIMEOUT_REASONS = {
     "claim": ("queue_timeout", frozenset({RunStatus.queued})),
     "work": ("stalled", frozenset({RunStatus.running, RunStatus.paused})),
     "approval": ("approval_timeout", frozenset({RunStatus.awaiting_approval})),
+    run_input.INPUT_PHASE: ("input_timeout", frozenset({RunStatus.running, RunStatus.paused})),
 }
 
 
@@ -1379,6 +1398,7 @@ def expire_wait(ws: str, run_id: str, phase: str) -> dict[str, Any]:
         RunStatus.failed,
         fields={"failure_reason": reason, "desired_state": RunDesiredState.stop.value},
         event_data={"failure_reason": reason},
+        guard=run_input.expiry_guard(phase),
     )
     try:
         run = _apply(_Execution(ws), run_id, expire).run

@@ -21,7 +21,9 @@ MAX_MATERIALIZED_PER_APPEND = 80
 MAX_ARTIFACT_BYTES = 100 * 1024 * 1024
 
 # Types the platform writes itself (the lifecycle, git gates) or uses on the stream (`end`).
-RESERVED_EVENT_TYPES = frozenset({"status_changed", "git_commit_requested", "git_push_requested", "end"})
+RESERVED_EVENT_TYPES = frozenset(
+    {"status_changed", "git_commit_requested", "git_push_requested", "input_requested", "input_answered", "end"}
+)
 # Types that mean the agent waits on a person: the run's creator is notified.
 NEEDS_INPUT_EVENT_TYPES = frozenset({"question", "input_required"})
 FILE_CHANGED = "file_changed"

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, StringConstraints, model_validator
 
 from agentplane.models.common import Input, ListQuery, LongText, Output
+from agentplane.models.run_input import DeliveredAnswer
 
 Title = Annotated[str, StringConstraints(min_length=1, max_length=300)]
 Prompt = Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
@@ -90,6 +91,8 @@ class RunCreate(Input):
     requires_approval: bool = False
     heartbeat_timeout_seconds: int = Field(default=300, ge=5, le=86_400)
     queue_timeout_seconds: int = Field(default=3600, ge=5, le=7 * 86_400)
+    # How long the run waits for a person's answer to its agent's question before it fails.
+    input_timeout_seconds: int = Field(default=86_400, ge=5, le=7 * 86_400)
     capsule_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
     plan_run_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
     is_destroy: bool = False
@@ -225,6 +228,8 @@ class RunActions(Output):
     can_discard: bool = False
     can_apply: bool = False
     can_force_cancel: bool = False
+    # Answer the question the run's agent waits on (`input_request_id`).
+    can_answer: bool = False
 
 
 class RunReview(Output):
@@ -269,6 +274,7 @@ class Run(Output):
     requires_approval: bool = False
     heartbeat_timeout_seconds: int = 300
     queue_timeout_seconds: int = 3600
+    input_timeout_seconds: int = 86_400
     status: RunStatus
     failure_reason: str | None = None
     failure_detail: str | None = None
@@ -290,6 +296,8 @@ class Run(Output):
     # Why a run waits or stopped where it is (waiting_for_capsule, cancel_requested, …).
     status_detail: str | None = None
     usage: RunUsage = RunUsage()
+    # The open question its agent waits on a person for (status_detail `needs_input`).
+    input_request_id: str | None = None
     deploy: DeployRecord | None = None
     last_event_id: int = 0
     timestamps: dict[str, str] = {}
@@ -333,3 +341,5 @@ class AgentDirective(Output):
     run: dict[str, Any] | None = None
     deploy: DeployAssignment | None = None
     credentials: DeployCredentials | None = None
+    # Answers to the agent's questions given since its last heartbeat (each handed over once).
+    answers: list[DeliveredAnswer] = []
