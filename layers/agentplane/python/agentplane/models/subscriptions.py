@@ -7,7 +7,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, StringConstraints, model_validator
+from pydantic import AliasChoices, Field, StringConstraints
 
 from agentplane.models.billing import TierId, TierLimits, TokenPackage
 from agentplane.models.common import Input, Output
@@ -45,14 +45,6 @@ class CheckoutRequest(Input):
     package_id: PackageId | None = Field(default=None, description="The token package to buy (kind tokens)")
     success_url: ReturnUrl | None = Field(default=None, description="Where Stripe sends the buyer after paying")
     cancel_url: ReturnUrl | None = Field(default=None, description="Where Stripe sends a buyer who gives up")
-
-    @model_validator(mode="after")
-    def _names_what_it_buys(self) -> CheckoutRequest:
-        if self.kind is CheckoutKind.subscription and self.tier is None:
-            raise ValueError("a subscription checkout names its `tier`")
-        if self.kind is CheckoutKind.tokens and self.package_id is None:
-            raise ValueError("a token checkout names its `package_id`")
-        return self
 
 
 class CheckoutSession(Output):

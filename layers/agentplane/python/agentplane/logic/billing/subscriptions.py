@@ -230,10 +230,12 @@ def checkout(access: Access, body: CheckoutRequest) -> CheckoutSession:
     require_buyer(access)
     current = read_subscription(access.workspace_id)
     if body.kind is CheckoutKind.tokens:
-        assert body.package_id is not None
+        if body.package_id is None:
+            raise Unprocessable("a token checkout names its `package_id`", field="package_id")
         params = _token_checkout(access.workspace_id, body.package_id)
     else:
-        assert body.tier is not None
+        if body.tier is None:
+            raise Unprocessable("a subscription checkout names its `tier`", field="tier")
         target = catalog.tier(body.tier)
         _check_subscribable(target, current)
         params = _subscription_checkout(access.workspace_id, target)
