@@ -1,8 +1,9 @@
 """`make dev`: serve the whole API locally, from template.yaml, against in-process AWS.
 
 Settings are environment variables, listed in the README (AGENTPLANE_HTTP_PORT, AGENTPLANE_WS_PORT,
-AGENTPLANE_HOST, AGENTPLANE_DATA_DIR, AGENTPLANE_SAVE_INTERVAL, AGENTPLANE_LOG_LEVEL), plus
-AGENTPLANE_TEMPLATE (template.yaml) for tests.
+AGENTPLANE_HOST, AGENTPLANE_STRIPE_PORT, AGENTPLANE_DATA_DIR, AGENTPLANE_SAVE_INTERVAL, AGENTPLANE_LOG_LEVEL), plus
+AGENTPLANE_TEMPLATE (template.yaml) for tests; STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET
+for a real Stripe instead of the local stand-in.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
-from devstack import patches, template
+from devstack import patches, stripe_standin, template
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -201,10 +201,15 @@ def provision(signing_secret: str, lambda_functions: bool = False) -> Resources:
         if provisioner:
             provisioner(resources, logical_id, resource.get("Properties") or {})
     resources.names["SigningSecret"] = signing_secret
+    stripe = stripe_standin.local_secrets()
+    resources.names.update({f"StripeSecret:{name}": value for name, value in stripe.items()})
     if lambda_functions:
         create_lambda_functions(resources)
     create_state_machines(resources)
     os.environ.update(resolve_environment(resources))
+    if stripe_standin.is_local_key(stripe["api_key"]):
+        # The local key only works with the stand-in (LocalStack starts one and points here at it).
+        os.environ["STRIPE_API_BASE"] = stripe_standin.NOWHERE
     return resources
 
 
@@ -277,6 +282,18 @@ def _sub(text: str, variables: dict[str, Any], resources: Resources) -> str:
     return re.sub(r"\$\{([^}]+)\}", replace, text)
 
 
+_SECRET_REFERENCE = re.compile(r"\{\{resolve:secretsmanager:\$\{(\w+)\}:SecretString(?::(\w+))?\}\}")
+
+
+def _local_secret(text: str, resources: Resources) -> str:
+    """A Secrets Manager dynamic reference, as the local stack's values (a key of a JSON secret,
+    `…:SecretString:api_key`, is looked up as `<secret>:<key>`)."""
+    reference = _SECRET_REFERENCE.fullmatch(text)
+    if reference is None or reference.group(2) is None:
+        return resources.names["SigningSecret"]
+    return resources.names[f"{reference.group(1)}:{reference.group(2)}"]
+
+
 def resolve(value: Any, resources: Resources) -> str:
     """Resolve the intrinsics the template's environment uses, against local resources."""
     if isinstance(value, bool):
@@ -298,7 +315,7 @@ def resolve(value: Any, resources: Resources) -> str:
         sub = value["Fn::Sub"]
         text, variables = (sub[0], sub[1]) if isinstance(sub, list) else (sub, {})
         if "{{resolve:secretsmanager:" in text:
-            return resources.names["SigningSecret"]
+            return _local_secret(text, resources)
         return _sub(text, variables, resources)
     if "Fn::Join" in value:
         separator, parts = value["Fn::Join"]

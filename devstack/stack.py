@@ -16,6 +16,7 @@ from devstack.journal import Journal
 from devstack.lambdas import Lambdas
 from devstack.schedules import Scheduler
 from devstack.server import LocalHttpServer
+from devstack.stripe_standin import StripeStandIn, is_local_key
 from devstack.ttl import TtlSweeper
 
 log = logging.getLogger("devstack")
@@ -26,6 +27,7 @@ class Settings:
     host: str = "127.0.0.1"
     http_port: int = 3000
     ws_port: int = 3001
+    stripe_port: int = 0  # the local Stripe stand-in; 0 picks a free port
     data_dir: Path = field(default_factory=persist.data_dir)
     save_interval: float = 3.0
 
@@ -35,6 +37,7 @@ class Settings:
             host=os.environ.get("AGENTPLANE_HOST", "127.0.0.1"),
             http_port=int(os.environ.get("AGENTPLANE_HTTP_PORT", "3000")),
             ws_port=int(os.environ.get("AGENTPLANE_WS_PORT", "3001")),
+            stripe_port=int(os.environ.get("AGENTPLANE_STRIPE_PORT", "0")),
             data_dir=persist.data_dir(),
             save_interval=float(os.environ.get("AGENTPLANE_SAVE_INTERVAL", "3")),
         )
@@ -68,6 +71,17 @@ class LocalStack:
         self._mock = aws.start()
         self._stoppers.append(("moto", self._mock.stop))
         self.resources = aws.provision(persist.signing_secret(settings.data_dir), lambda_functions=True)
+        self.stripe: StripeStandIn | None = None
+        if is_local_key(os.environ.get("STRIPE_API_KEY", "")):
+            # Before any function reads its settings: the SDK's requests go to the stand-in.
+            self.stripe = _listening(
+                "AGENTPLANE_STRIPE_PORT", settings.host, settings.stripe_port,
+                lambda: StripeStandIn(
+                    host=settings.host, port=settings.stripe_port, webhook_secret=os.environ["STRIPE_WEBHOOK_SECRET"]
+                ),
+            ).start()  # fmt: skip
+            os.environ["STRIPE_API_BASE"] = self.stripe.url
+            self._stoppers.append(("Stripe stand-in", self.stripe.stop))
         self.journal = Journal(settings.data_dir)
         self.persistence = persist.Persistence(settings.data_dir, self.resources, self.journal)
         self.restored = self.persistence.restore()
@@ -87,6 +101,8 @@ class LocalStack:
         )
         self.http.start()
         self._stoppers.append(("HTTP API", self.http.stop))
+        if self.stripe is not None:
+            self.stripe.deliver_to(f"{self.http_url}/api/v1/billing/webhook")
 
         self.websockets = _listening(
             "AGENTPLANE_WS_PORT", settings.host, settings.ws_port,
@@ -141,6 +157,13 @@ class LocalStack:
             lines.append(f"  WebSocket   {gateway.url}   ({gateway.api.logical_id}, {len(gateway.api.routes)} routes)")
         if not self.websockets:
             lines.append("  WebSocket   none (the template has no WEBSOCKET API yet)")
+        if self.stripe is not None:
+            lines.append(
+                f"  Stripe      local stand-in {self.stripe.url} (STRIPE_API_KEY {os.environ['STRIPE_API_KEY']}); "
+                f"webhook secret {os.environ['STRIPE_WEBHOOK_SECRET']}"
+            )
+        else:
+            lines.append("  Stripe      Stripe itself (STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET from the environment)")
         machines = len(template.state_machines())
         lines += [
             f"  Background  {len(self.fanout.subscriptions)} stream consumers, {len(self.queues.subscriptions)} queue "

@@ -29,6 +29,8 @@ IMPORT_ENVIRONMENT = {
     "ARTIFACTS_BUCKET": "agentplane-artifacts",
     "SCHEDULE_FIRED_FUNCTION_ARN": "arn:aws:lambda:us-east-1:123456789012:function:agentplane-schedule-fired",
     "SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/agentplane-scheduler",
+    "STRIPE_API_KEY": "sk_test_local",
+    "STRIPE_WEBHOOK_SECRET": "whsec_local_dev",
     "AWS_DEFAULT_REGION": "us-east-1",
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_DISABLED": "true",

@@ -199,6 +199,8 @@ def environment() -> dict[str, dict[str, str]]:
     }
     placeholders = aws.Resources(names={logical_id: f"<{logical_id}>" for logical_id in template.resources()})
     placeholders.names["SigningSecret"] = "<the value of the SigningSecret secret>"
+    for key in ("api_key", "webhook_secret"):
+        placeholders.names[f"StripeSecret:{key}"] = f"<the {key} of the StripeSecret secret>"
     for values in variables.values():
         for logical_id, attribute in _attributes(list(values.values())):
             placeholders.arns[f"{logical_id}.{attribute}"] = f"<{logical_id}.{attribute}>"

@@ -24,6 +24,9 @@ EXPECTED_PUBLIC = [
     "GET /api/docs",
     "GET /api/docs/{asset}",
     "GET /api/v1/public/thread-shares/{token}",
+    "GET /api/v1/billing/tiers",
+    "GET /api/v1/billing/pricing",
+    "POST /api/v1/billing/webhook",  # signed by Stripe instead
 ]
 
 DOCUMENT = openapi.OUTPUT
@@ -77,7 +80,8 @@ def test_public_routes_need_no_token_and_the_rest_need_a_bearer_token() -> None:
     }
     assert document["security"] == [{"bearerAuth": []}]
     public = apps.public_route_keys()
-    # Probes, sign-up and sign-in, the docs and a public share link: nothing else is reached without a token.
+    # Probes, sign-up and sign-in, the docs, a public share link, the price list and Stripe's
+    # webhook: nothing else is reached without a token.
     assert sorted(public) == sorted(EXPECTED_PUBLIC)
     for path, operations in document["paths"].items():
         for method, operation in operations.items():

@@ -953,9 +953,28 @@ def plan_object(ws_id: str, capsule_id: str, run_id: str) -> str:
 
 
 # @keys:billing
+BILLING_EVENT_PREFIX = "STRIPEEVENT#"
+STRIPE_CUSTOMER_PREFIX = "STRIPECUSTOMER#"
+
+
 def subscription_key(ws_id: str) -> Key:
     """The workspace's subscription: its tier and status as Stripe last told them."""
     return key(ws_pk(ws_id), "SUBSCRIPTION")
+
+
+def billing_event_key(ws_id: str, event_id: str) -> Key:
+    """A Stripe event applied to the workspace (kept a few weeks): each event id is applied once."""
+    return key(ws_pk(ws_id), f"{BILLING_EVENT_PREFIX}{event_id}")
+
+
+def stripe_customer_key(customer_id: str) -> Key:
+    """The workspace a Stripe customer pays for: an event naming only the customer finds it here."""
+    return key(f"{STRIPE_CUSTOMER_PREFIX}{customer_id}", "CUSTOMER")
+
+
+def auto_topup_key(ws_id: str) -> Key:
+    """The workspace's auto top-up: threshold, package, monthly cap and the top-up in flight."""
+    return key(ws_pk(ws_id), "AUTOTOPUP")
 
 
 def token_balance_key(ws_id: str) -> Key:

@@ -47,6 +47,13 @@ class Settings(BaseModel):
     scheduler_role_arn: str = Field(default="", alias="SCHEDULER_ROLE_ARN")
     # Billing: the tier catalog as JSON (empty: the catalog shipped with the code, logic/billing/pricing.json).
     billing_catalog: str = Field(default="", alias="BILLING_CATALOG")
+    # Stripe: the secret API key, the SDK's API base (empty: Stripe's own; `make dev` points it at
+    # the local stand-in), the webhook signing secret, and where checkout and the portal send the
+    # buyer back when the request names no URL.
+    stripe_api_key: str = Field(default="", alias="STRIPE_API_KEY")
+    stripe_api_base: str = Field(default="", alias="STRIPE_API_BASE")
+    stripe_webhook_secret: str = Field(default="", alias="STRIPE_WEBHOOK_SECRET")
+    billing_return_url: str = Field(default="https://agentplane.dev/billing", alias="BILLING_RETURN_URL")
     # Realtime fan-out: the WebSocket API stage's management endpoint, where pushes are posted.
     websocket_endpoint: str = Field(default="", alias="WEBSOCKET_ENDPOINT")
 

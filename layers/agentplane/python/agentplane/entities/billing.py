@@ -15,13 +15,16 @@ from typing import TYPE_CHECKING
 from pynamodb.attributes import BooleanAttribute, UnicodeAttribute, UnicodeSetAttribute
 
 from agentplane import keys
-from agentplane.entities.base import Entity, Keys, MapDocument, number
+from agentplane.entities.base import Entity, EpochTTL, Keys, MapDocument, number
 from agentplane.entities.patterns import access_pattern
+from agentplane.ids import iso
 from agentplane.models.billing import TokenBalance, TokenTransaction
+from agentplane.models.subscriptions import AutoTopUp
 from agentplane.store import EntityPage, QuerySpec, get_store
 
 if TYPE_CHECKING:
     from pynamodb.expressions.condition import Condition
+    from pynamodb.expressions.update import Action
 
 
 class SubscriptionItem(Entity, discriminator="subscription"):
@@ -42,15 +45,74 @@ class SubscriptionItem(Entity, discriminator="subscription"):
         return Keys(keys.subscription_key(self.workspace_id))
 
 
+class BillingEventItem(Entity, discriminator="billing_event"):
+    """A Stripe event applied to a workspace, written in the transaction of its effects: a
+    redelivery finds it and changes nothing. Stripe retries for three days; the marker outlives that."""
+
+    workspace_id = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    type = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    ttl = EpochTTL(attr_name=keys.TTL, null=True)
+
+    def where(self) -> Keys:
+        return Keys(keys.billing_event_key(self.workspace_id, self.event_id))
+
+
+class StripeCustomerItem(Entity, discriminator="stripe_customer"):
+    """The workspace a Stripe customer pays for (an invoice names only its customer)."""
+
+    customer_id = UnicodeAttribute()
+    workspace_id = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+
+    def where(self) -> Keys:
+        return Keys(keys.stripe_customer_key(self.customer_id))
+
+
+class AutoTopUpItem(Entity[AutoTopUp], discriminator="auto_topup"):
+    workspace_id = UnicodeAttribute()
+    enabled = BooleanAttribute(default=False)
+    threshold_tokens = number()
+    package_id = UnicodeAttribute()
+    max_monthly_topups = number()
+    stripe_payment_method_id = UnicodeAttribute(null=True)
+    # The UTC month (YYYY-MM) `topups_this_month` counts, and the top-up claimed and not yet
+    # granted: its idempotency key (so a retried charge is the same charge) and payment intent.
+    topups_month = UnicodeAttribute(null=True)
+    topups_this_month = number(default=0)
+    pending_key = UnicodeAttribute(null=True)
+    pending_payment_intent_id = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+
+    internal = frozenset({"topups_month", "pending_key"})
+
+    def where(self) -> Keys:
+        return Keys(keys.auto_topup_key(self.workspace_id))
+
+    def used_in(self, month: str) -> int:
+        """Top-ups charged in `month` so far."""
+        return int(self.topups_this_month or 0) if self.topups_month == month else 0
+
+    def to_model(self) -> AutoTopUp:
+        model = super().to_model()
+        return model.model_copy(update={"topups_this_month": self.used_in(iso()[:7])})
+
+
 class TokenBalanceItem(Entity[TokenBalance], discriminator="token_balance"):
     workspace_id = UnicodeAttribute()
     balance = number(default=0)
     sequence = number(default=0)  # of the latest ledger row
     # Runs paused because the balance could not cover what they reported (resumed by a grant).
     budget_paused = UnicodeSetAttribute(null=True)
+    # Tokens consumed and charged for run usage in the UTC month `spent_month` (YYYY-MM): kept by
+    # each posting that takes tokens (`spending`), so the month's use is read with the balance.
+    spent_month = UnicodeAttribute(null=True)
+    spent_tokens = number(null=True)
     updated_at = UnicodeAttribute(null=True)
 
-    internal = frozenset({"sequence", "budget_paused"})
+    internal = frozenset({"sequence", "budget_paused", "spent_month", "spent_tokens"})
 
     def where(self) -> Keys:
         return Keys(keys.token_balance_key(self.workspace_id))
@@ -59,6 +121,18 @@ class TokenBalanceItem(Entity[TokenBalance], discriminator="token_balance"):
     def empty(cls, ws: str) -> TokenBalanceItem:
         """The balance of a workspace that never had tokens (nothing stored yet)."""
         return cls(workspace_id=ws, balance=0, sequence=0)
+
+    def spent_in(self, month: str) -> int:
+        """Tokens taken from the balance in `month` (YYYY-MM)."""
+        return int(self.spent_tokens or 0) if self.spent_month == month else 0
+
+    def spending(self, tokens: int, month: str) -> list[Action]:
+        """The updates that count `tokens` more taken in `month`, for a write conditioned on this
+        reading (`unchanged`): a new month starts from zero."""
+        return [
+            TokenBalanceItem.spent_month.set(month),
+            TokenBalanceItem.spent_tokens.set(self.spent_in(month) + tokens),
+        ]
 
     def unchanged(self) -> Condition:
         """Nothing changed the balance since it was read."""

@@ -26,6 +26,7 @@ class NotificationType(StrEnum):
     warning = "warning"
     error = "error"
     needs_input = "needs_input"
+    billing = "billing"  # a payment failed, a top-up was declined
     finished = "finished"
     mention = "mention"
     stalled = "stalled"
