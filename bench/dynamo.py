@@ -480,6 +480,20 @@ SCENARIOS: list[Scenario] = [
     Scenario("GET", f"{CAPSULE}/state-versions", GET_AND_QUERY, needs=("workspace", "capsule")),
     Scenario("GET", f"{CAPSULE}/outputs", ONE_READ, needs=("workspace", "capsule")),
     Scenario("GET", f"{WS}/deploy-policy", ONE_READ, needs=("workspace",)),
+    # billing: the catalog is code, not data; the subscription and the auto top-up are one item each
+    Scenario("GET", "/api/v1/billing/tiers", NO_CALLS, anonymous=True),
+    Scenario("GET", "/api/v1/billing/pricing", NO_CALLS, anonymous=True),
+    Scenario("GET", f"{WS}/billing/subscription", ONE_READ, needs=("workspace",)),
+    Scenario("GET", f"{WS}/billing/usage", needs=("workspace",)),
+    Scenario("POST", f"{WS}/billing/validate-downgrade", needs=("workspace",), body=lambda w: {"tier": "free"}),
+    Scenario("GET", f"{WS}/billing/auto-topup", ONE_READ, needs=("workspace",)),
+    Scenario(
+        "POST",
+        f"{WS}/billing/auto-topup",
+        ONE_TRANSACTION,
+        needs=("workspace",),
+        body=lambda w: {"threshold_tokens": 1000, "package_id": "tokens_500k", "enabled": False},
+    ),
     # tokens: a consume reads the balance, then writes it (conditioned on what it read) with its
     # ledger row and audit row in one transaction
     Scenario("GET", f"{WS}/tokens/balance", ONE_READ, needs=("workspace", "tokens")),

@@ -588,3 +588,35 @@ def test_a_declined_top_up_charges_nothing_and_frees_the_next(api, user, workspa
     config = api.get(billing(workspace, "/auto-topup")).json["data"]["config"]
     assert (config["topups_this_month"], config["pending_payment_intent_id"]) == (1, None)
     assert balance_of(workspace) == 0
+
+
+def test_spending_below_the_threshold_tops_up_by_itself_and_counts_as_this_months_use(
+    api, user, workspace, stripe, executions
+):
+    from agentplane.logic.billing import tokens
+    from tests.api.test_runs import act, running_run
+
+    api.token = user["token"]
+    assert api.post(billing(workspace, "/checkout"), {"kind": "tokens", "package_id": "tokens_500k"}).status == 200
+    assert api.post(billing(workspace, "/auto-topup"), topup_config(threshold_tokens=1000)).status == 201
+    tokens.grant(workspace["id"], 1500, reason="welcome")
+
+    def intents() -> int:
+        return len([c for c in stripe.state.calls if c.path == "/v1/payment_intents"])
+
+    consume = f"/api/v1/workspaces/{workspace['id']}/tokens/consume"
+    assert api.post(consume, {"amount": 400, "action": "chat"}).status == 200  # 1100 left: above
+    assert intents() == 0
+    run = running_run(api, workspace)
+    beat = act(api, workspace, run, "heartbeat", {"worker_id": "w1", "usage": {"tokens": 300}})
+    assert beat.status == 200, beat.body  # 800 left: below the threshold
+    assert intents() == 1
+    used = api.get(billing(workspace, "/usage")).json["data"]
+    assert (used["token_balance"], used["tokens_used_this_month"]) == (800, 700)
+
+    # Turning auto top-up off stops it at once: spending reads the threshold with the balance.
+    assert api.put(billing(workspace, "/auto-topup"), {"enabled": False}).status == 200
+    for event in [e for e in stripe.state.events if e["type"] == "payment_intent.succeeded"]:
+        send(api, event)
+    assert api.post(consume, {"amount": 500_700, "action": "batch"}).status == 200
+    assert intents() == 1

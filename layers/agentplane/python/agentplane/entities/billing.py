@@ -110,9 +110,12 @@ class TokenBalanceItem(Entity[TokenBalance], discriminator="token_balance"):
     # each posting that takes tokens (`spending`), so the month's use is read with the balance.
     spent_month = UnicodeAttribute(null=True)
     spent_tokens = number(null=True)
+    # The auto top-up threshold while auto top-up is on (kept here by logic.billing.topup), so a
+    # posting that takes tokens knows from its own read whether to top up.
+    topup_below = number(null=True)
     updated_at = UnicodeAttribute(null=True)
 
-    internal = frozenset({"sequence", "budget_paused", "spent_month", "spent_tokens"})
+    internal = frozenset({"sequence", "budget_paused", "spent_month", "spent_tokens", "topup_below"})
 
     def where(self) -> Keys:
         return Keys(keys.token_balance_key(self.workspace_id))

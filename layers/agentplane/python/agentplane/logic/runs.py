@@ -1008,6 +1008,7 @@ def _charged_beat(
                 raise
             run, balance = _reread_for_charge(ws, run.id)
             continue
+        tokens.after_spending(balance, int(balance.balance or 0) - charge.covered)
         return _load(ws, run.id) if charge.short else run
     raise Conflict(f"run {run.id} is changing too quickly; retry")
 
@@ -1039,6 +1040,7 @@ def _apply_charged(
             run, balance = _reread_for_charge(access.workspace_id, first.run.id)
             first = _Read(run, first.auto_push, first.known)
             continue
+        tokens.after_spending(balance, int(balance.balance or 0) - charge.covered)
         if charge.short:
             _notify_budget(moved.run, charge)
         return moved
@@ -1063,6 +1065,7 @@ def _pause_for_budget(access: Access, charge: run_budget.Charge, changes: dict[s
     )
     # The balance was read with the run: a move of either makes the caller read both again.
     run = _apply_once(access, pause, _Read(charge.run))
+    tokens.after_spending(charge.balance, 0)
     _notify_budget(run, charge)
     return run
 

@@ -68,6 +68,8 @@ def post_in(
     if balance < 0:
         raise ValueError("a posting may not take the balance below zero")
     at = iso()
+    if posting.amount < 0:
+        also = [*also, *current.spending(-posting.amount, at[:7])]
     ws = str(current.workspace_id)
     sequence = int(current.sequence or 0) + 1
     changes = [
@@ -155,7 +157,7 @@ def consume(access: Access, body: TokenConsume) -> TokenConsumed:
         metadata=body.metadata,
     )
 
-    def attempt() -> TokenTransactionItem:
+    def attempt() -> tuple[TokenTransactionItem, TokenBalanceItem]:
         current = read_balance(ws)
         if int(current.balance or 0) < body.amount:
             raise short_of(int(current.balance or 0), body.amount)
@@ -163,10 +165,23 @@ def consume(access: Access, body: TokenConsume) -> TokenConsumed:
         row = post_in(tx, current, posting)
         access.audit(tx, "tokens.consumed", "tokens", row.id, {"amount": body.amount, "action": body.action})
         access.commit(tx)
-        return row
+        return row, current
 
-    row = retrying(attempt, retry_if=lost_to_another_change, attempts=_ATTEMPTS)
+    row, read = retrying(attempt, retry_if=lost_to_another_change, attempts=_ATTEMPTS)
+    after_spending(read, int(row.balance_after))
     return TokenConsumed(transaction=row.to_model(), balance=int(row.balance_after))
+
+
+def after_spending(read: TokenBalanceItem, balance: int) -> None:
+    """A posting that took tokens committed, leaving `balance`: below the auto top-up threshold
+    kept on the balance item (`read`, as the posting read it), a top-up is due. Nothing is read
+    when auto top-up is off."""
+    if read.topup_below is None or balance >= int(read.topup_below):
+        return
+    # Top-ups charge through Stripe (billing's own module, above this one): imported only then.
+    from agentplane.logic.billing import topup
+
+    topup.maybe_top_up(str(read.workspace_id), balance)
 
 
 def balance_of(access: Access) -> TokenBalance:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from agentplane import keys
 from agentplane.access import Access
-from agentplane.entities.billing import AutoTopUpItem
+from agentplane.entities.billing import AutoTopUpItem, TokenBalanceItem
 from agentplane.errors import AppError, Conflict, NotFound, ServiceUnavailable, Unprocessable
 from agentplane.ids import iso
 from agentplane.logic.billing import catalog, stripe_api, subscriptions
 from agentplane.models.subscriptions import AutoTopUp, AutoTopUpCreate, AutoTopUpUpdate, AutoTopUpView
 from agentplane.observability import logger
-from agentplane.store import ConditionFailed, TransactionFailed, get_store
+from agentplane.store import ConditionFailed, Transaction, TransactionFailed, get_store
 
 SOURCE = "auto_topup"
 CONFIG = "auto_topup"
@@ -64,6 +64,7 @@ def configure(access: Access, body: AutoTopUpCreate) -> AutoTopUp:
     )
     tx = access.transaction()
     tx.create(config, name=CONFIG)
+    _keep_threshold(tx, config)
     access.audit(tx, "billing.auto_topup_configured", "auto_topup", access.workspace_id, _details(config))
     try:
         access.commit(tx)
@@ -86,9 +87,20 @@ def reconfigure(access: Access, body: AutoTopUpUpdate) -> AutoTopUp:
     actions = config.assign(**given, updated_at=iso())
     tx = access.transaction()
     tx.change(config, actions, name=CONFIG)
+    _keep_threshold(tx, config)
     access.audit(tx, "billing.auto_topup_updated", "auto_topup", ws, _details(config))
     access.commit(tx)
     return config.to_model()
+
+
+def _keep_threshold(tx: Transaction, config: AutoTopUpItem) -> None:
+    """The threshold, beside the balance, while auto top-up can charge (or its absence): what a
+    spender reads with the balance to know whether a top-up is due."""
+    ws = str(config.workspace_id)
+    armed = config.enabled and config.stripe_payment_method_id
+    threshold = TokenBalanceItem.topup_below
+    change = threshold.set(int(config.threshold_tokens)) if armed else threshold.remove()
+    tx.upsert(TokenBalanceItem, keys.token_balance_key(ws), [TokenBalanceItem.workspace_id.set(ws), change])
 
 
 def _details(config: AutoTopUpItem) -> dict[str, object]:
