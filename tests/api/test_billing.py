@@ -620,3 +620,22 @@ def test_spending_below_the_threshold_tops_up_by_itself_and_counts_as_this_month
         send(api, event)
     assert api.post(consume, {"amount": 500_700, "action": "batch"}).status == 200
     assert intents() == 1
+
+
+def test_a_run_paused_for_budget_resumes_when_a_token_purchase_is_paid(api, user, workspace, stripe, executions):
+    from tests.api.test_runs import act, running_run, status_of
+
+    api.token = user["token"]
+    run = running_run(api, workspace)
+    beat = act(api, workspace, run, "heartbeat", {"worker_id": "w1", "usage": {"tokens": 50}})
+    assert beat.json["data"]["desired_state"] == "pause"
+    assert status_of(api, workspace, run)["status_detail"] == "budget_exhausted"
+
+    checkout = api.post(billing(workspace, "/checkout"), {"kind": "tokens", "package_id": "tokens_500k"})
+    (completed,) = stripe.complete_checkout(checkout.json["data"]["session_id"])
+    assert send(api, completed).status == 200
+    shown = status_of(api, workspace, run)
+    assert (shown["status"], shown["status_detail"]) == ("running", None)
+    again = act(api, workspace, run, "heartbeat", {"worker_id": "w1", "usage": {"tokens": 10}})
+    assert again.json["data"]["desired_state"] == "run"
+    assert balance_of(workspace) == 500_000 - 10
