@@ -639,3 +639,22 @@ def test_a_run_paused_for_budget_resumes_when_a_token_purchase_is_paid(api, user
     again = act(api, workspace, run, "heartbeat", {"worker_id": "w1", "usage": {"tokens": 10}})
     assert again.json["data"]["desired_state"] == "run"
     assert balance_of(workspace) == 500_000 - 10
+
+
+def test_a_subscription_left_unpaid_holds_the_workspace_to_the_default_tiers_limits(api, user, workspace):
+    api.token = user["token"]
+    on_team_plan(api, workspace)
+    people = [register_and_login(api) for _ in range(5)]
+    members = f"/api/v1/workspaces/{workspace['id']}/members"
+    for person in people[:4]:
+        assert api.post(members, {"user_id": person["user"]["id"], "role": "member"}).status == 201
+    # 5 members: Free's limit. Still on Team, a sixth fits; once the subscription is unpaid it does not.
+    unpaid = stripe_event("customer.subscription.updated", subscription_object(workspace, status="unpaid"))
+    assert send(api, unpaid).status == 200
+    refused = api.post(members, {"user_id": people[4]["user"]["id"], "role": "member"})
+    assert refused.status == 402, refused.body
+    assert (refused.json["limit"], refused.json["allowed"]) == ("members", 5)
+    assert api.get(billing(workspace, "/usage")).json["data"]["tier"] == "free"
+    active = stripe_event("customer.subscription.updated", subscription_object(workspace, status="active"))
+    assert send(api, active).status == 200
+    assert api.post(members, {"user_id": people[4]["user"]["id"], "role": "member"}).status == 201

@@ -70,12 +70,20 @@ class _Uncounted(Conflict):
 
 
 def tier_of(ws: str) -> Tier:
-    """The workspace's effective tier: its subscription's while that is active, trialing or past
-    due, otherwise (or without one) the default tier."""
+    """The workspace's effective tier (`effective_tier` of its subscription as stored)."""
     subscription = get_store().read(SubscriptionItem, keys.subscription_key(ws))
-    if subscription is None or subscription.status not in _KEEPS_TIER:
+    return (
+        effective_tier(subscription.tier, subscription.status) if subscription is not None else catalog.default_tier()
+    )
+
+
+def effective_tier(tier_id: str | None, status: str | None) -> Tier:
+    """The tier whose limits apply to a subscription of `tier_id` in `status`: that tier while the
+    subscription is active, trialing or past due, otherwise the default tier (also for a tier since
+    dropped from the catalog)."""
+    if status not in _KEEPS_TIER:
         return catalog.default_tier()
-    return catalog.find_tier(subscription.tier) or catalog.default_tier()
+    return catalog.find_tier(tier_id) or catalog.default_tier()
 
 
 def _default_limit(name: LimitName) -> int | None:

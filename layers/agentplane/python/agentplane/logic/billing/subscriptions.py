@@ -70,7 +70,8 @@ def view(ws: str, item: SubscriptionItem | None) -> Subscription:
 
 
 def tier_of(item: SubscriptionItem | None) -> Tier:
-    """The tier the workspace is on (a tier since dropped from the catalog reads as the default)."""
+    """The tier the subscription names, whatever its status (a tier since dropped from the catalog
+    reads as the default); the tier whose limits apply is `limits.effective_tier`."""
     return (catalog.find_tier(item.tier) if item is not None else None) or catalog.default_tier()
 
 
@@ -135,8 +136,14 @@ def state_writes(tx: Transaction, ws: str, current: SubscriptionItem | None, cha
     if change.cancel_at_period_end is not None:
         actions.append(SubscriptionItem.cancel_at_period_end.set(change.cancel_at_period_end))
     tx.upsert(SubscriptionItem, keys.subscription_key(ws), actions, newer_than_stored(created), name=SUBSCRIPTION)
-    if change.tier is not None and change.tier.id != tier_of(current).id:
-        limits.set_tier(tx, ws, change.tier)
+    # The limits follow the effective tier, which a change of status moves as a change of tier does.
+    before = limits.effective_tier(current.tier, current.status) if current is not None else catalog.default_tier()
+    after = limits.effective_tier(
+        change.tier.id if change.tier is not None else (current.tier if current is not None else default),
+        change.status or (current.status if current is not None else "active"),
+    )
+    if after.id != before.id:
+        limits.set_tier(tx, ws, after)
 
 
 # --------------------------------------------------------------------------- reading
@@ -153,7 +160,7 @@ def usage_of(access: Access) -> BillingUsage:
     with the balance, never summed from the ledger."""
     access.require("billing:read")
     ws = access.workspace_id
-    tier = tier_of(read_subscription(ws))
+    tier = limits.tier_of(ws)  # the tier whose limits apply
     balance = tokens.read_balance(ws)
     month = iso()[:7]
     return BillingUsage(
