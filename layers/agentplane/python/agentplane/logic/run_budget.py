@@ -18,7 +18,7 @@ from agentplane.entities.billing import TokenBalanceItem
 from agentplane.entities.runs import RunItem
 from agentplane.logic.billing import tokens
 from agentplane.models.billing import TransactionType
-from agentplane.store import Transaction
+from agentplane.store import Transaction, get_store
 
 if TYPE_CHECKING:
     from pynamodb.expressions.update import Action
@@ -73,8 +73,6 @@ class Charge:
 
 def read_with_balance(run_key: keys.Key, ws: str, *extra: tuple[type[Any], keys.Key]) -> list[Any]:
     """The run, the balance and `extra` items in one BatchGetItem (a report costs no round trip)."""
-    from agentplane.store import get_store
-
     return get_store().read_each([(RunItem, run_key), (TokenBalanceItem, keys.token_balance_key(ws)), *extra])
 
 

@@ -120,15 +120,14 @@ def _redelivered(event: Event) -> WebhookReceipt:
     """A delivery of an event applied before: nothing changes. Runs paused for budget are
     resumed again if it was a grant, in case the first delivery failed after its commit."""
     if event.type in GRANTS:
-        _resume_paused_runs(event.workspace_id)
+        runs.resume_budget_paused(event.workspace_id)
     return event.receipt("duplicate")
 
 
 def _workspace_of(obj: dict[str, Any]) -> str | None:
     """The workspace an event's object belongs to: agentplane's metadata on it (or on the
     invoice's subscription), else the workspace its Stripe customer pays for."""
-    details = obj.get("subscription_details") or ((obj.get("parent") or {}).get("subscription_details")) or {}
-    for metadata in (obj.get("metadata"), details.get("metadata")):
+    for metadata in (obj.get("metadata"), _subscription_details(obj).get("metadata")):
         ws = (metadata or {}).get("workspace_id")
         if isinstance(ws, str) and is_path_id(ws):
             return ws
@@ -139,11 +138,6 @@ def _workspace_of(obj: dict[str, Any]) -> str | None:
         found = get_store().read(StripeCustomerItem, keys.stripe_customer_key(customer))
         return found.workspace_id if found is not None else None
     return None
-
-
-def _resume_paused_runs(ws: str) -> None:
-    if tokens.read_balance(ws).balance > 0:
-        runs.resume_budget_paused(ws)
 
 
 def _owners(ws: str) -> list[str]:
@@ -191,7 +185,7 @@ def _granted_once(
         event.workspace_id, amount, reason=reason, reference_id=reference_id, actor_id=ACTOR,
         metadata=metadata, with_writes=with_writes,
     )  # fmt: skip
-    _resume_paused_runs(event.workspace_id)
+    runs.resume_budget_paused(event.workspace_id)
     return event.receipt("applied")
 
 
@@ -351,6 +345,12 @@ def _topup_settled(tx: Transaction, ws: str) -> None:
         tx.adjust(AutoTopUpItem, keys.auto_topup_key(ws), actions)
 
 
+def _subscription_details(obj: dict[str, Any]) -> dict[str, Any]:
+    """An invoice's subscription details (with the subscription's metadata): at the top in older
+    API versions, under `parent` in newer ones."""
+    return dict(obj.get("subscription_details") or (obj.get("parent") or {}).get("subscription_details") or {})
+
+
 def _id_of(value: Any) -> str | None:
     if isinstance(value, dict):
         value = value.get("id")
@@ -371,8 +371,7 @@ def _tier_of_subscription(stripe: dict[str, Any]) -> Tier | None:
 
 
 def _tier_of_invoice(invoice: dict[str, Any]) -> Tier | None:
-    details = invoice.get("subscription_details") or ((invoice.get("parent") or {}).get("subscription_details")) or {}
-    tier = catalog.find_tier((details.get("metadata") or {}).get("tier"))
+    tier = catalog.find_tier((_subscription_details(invoice).get("metadata") or {}).get("tier"))
     if tier is None:
         lines = (invoice.get("lines") or {}).get("data") or []
         for line in lines:
