@@ -20,21 +20,18 @@ recorded after the write sees what it wrote and resolves itself (`settle_wait`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from botocore.exceptions import ClientError
-
-from agentplane import clients, keys
+from agentplane import keys
 from agentplane.access import Access
 from agentplane.cursor import decode_cursor, encode_cursor
 from agentplane.entities.run_input import InputRequestItem, input_requests_of_run
 from agentplane.entities.runs import RunItem
 from agentplane.errors import Conflict, InvalidTransition, NotFound, Unprocessable
 from agentplane.ids import iso, new_id
-from agentplane.logic import known_secrets
+from agentplane.logic import known_secrets, run_waits
 from agentplane.logic.run_events import event_record, events_batch
 from agentplane.models.run_input import (
     DeliveredAnswer,
@@ -95,13 +92,9 @@ def _leaving(run: RunItem, phase: str) -> tuple[str | None, dict[str, Any]]:
 
 
 def _resume(run_id: str, token: str | None, outcome: str) -> None:
-    """Resolve the wait of `token` (after our write committed); a wait already resolved is harmless."""
-    if not token:
-        return
-    try:
-        clients.stepfunctions().send_task_success(taskToken=token, output=json.dumps({"outcome": outcome}))
-    except ClientError as exc:
-        logger.info("run wait already resolved", extra={"run_id": run_id, "outcome": outcome, "error": str(exc)})
+    """Resolve the wait of `token` (after our write committed), if the write took one."""
+    if token:
+        run_waits.resolve(run_id, token, success={"outcome": outcome})
 
 
 def _path(run: RunItem) -> str:

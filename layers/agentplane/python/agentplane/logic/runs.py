@@ -52,7 +52,7 @@ from agentplane.errors import (
 )
 from agentplane.ids import iso, new_id, now, parse_iso
 from agentplane.lazy import lazy_module
-from agentplane.logic import known_secrets, run_budget, run_input
+from agentplane.logic import known_secrets, run_budget, run_input, run_waits
 from agentplane.logic.billing import limits, tokens
 from agentplane.logic.run_events import event_record, events_batch
 from agentplane.models.runs import (
@@ -531,13 +531,7 @@ def _signal(
     token = run.task_token
     if not token or run.task_phase not in phases:
         return
-    try:
-        if success is not None:
-            clients.stepfunctions().send_task_success(taskToken=token, output=json.dumps(success))
-        else:
-            clients.stepfunctions().send_task_failure(taskToken=token, error=error, cause=f"run {run.id}")
-    except ClientError as exc:
-        logger.info("run wait already resolved", extra={"run_id": run.id, "phase": phase, "error": str(exc)})
+    run_waits.resolve(run.id, token, success=success, error=error)
 
 
 # What a function that starts runs declares: `create_app(requires=runs.STARTS_RUNS)`.
